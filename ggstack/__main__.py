@@ -1,0 +1,5 @@
+import sys
+
+from ggstack.cli import main
+
+sys.exit(main())

@@ -1,0 +1,58 @@
+"""The application factory: generated routes bound to handlers, plus docs and error rendering."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from generated.routes import OPERATIONS, all_routes
+from ggstack.config import Settings
+from ggstack.docs import docs_routes
+from ggstack.errors import ApiError, MethodNotAllowed, NotFound
+from ggstack.responses import error_response, error_shape_for_path
+from ggstack.routing import EndpointBuilder
+from ggstack.state import open_context
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings()
+    validator = None
+    if settings.validate_responses:
+        from ggstack.validation import ResponseValidator
+
+        validator = ResponseValidator()
+    builder = EndpointBuilder(validator=validator)
+    routes = [*docs_routes(), *all_routes(builder)]
+    missing = frozenset(op.operation_id for op in builder.missing)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        async with open_context(settings, OPERATIONS, missing) as ctx:
+            yield {"ctx": ctx}
+
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={HTTPException: http_exception})
+    app.state.settings = settings
+    app.state.missing = missing
+    return app
+
+
+async def http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 answers, in the error shape of the path's API family."""
+    assert isinstance(exc, HTTPException)
+    error: ApiError
+    if exc.status_code == 404:
+        error = NotFound(f"No route for {request.method} {request.url.path}")
+    elif exc.status_code == 405:
+        error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}",
+                                 headers=dict(exc.headers or {}))
+    else:
+        error = ApiError(exc.detail or "HTTP error")
+        error.status = exc.status_code
+    return error_response(error, error_shape_for_path(request.url.path))

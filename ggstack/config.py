@@ -1,0 +1,88 @@
+"""Settings: defaults that need no file, a run-config YAML, and GGSTACK_* environment overrides.
+
+A run-config may say `${env.VAR}` or `${env.VAR:=default}` anywhere in a value; the
+substitution happens on the text before YAML parsing, so it works in any field.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_REFERENCE = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?::=([^}]*))?\}")
+
+
+class ConfigError(ValueError):
+    """The run-config cannot be used; the message says which file and what."""
+
+
+class ModelConfig(BaseModel):
+    """A model the run-config registers at start-up."""
+
+    identifier: str
+    path: Path
+    model_type: Literal["llm", "embedding"] = "llm"
+    engine: Literal["llama-cpp", "ctransformers"] = "llama-cpp"
+    context_length: int | None = None
+    embedding_dimension: int | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Each field can also be set as GGSTACK_<FIELD> in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="GGSTACK_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = 8321
+    data_dir: Path = Path.home() / ".local" / "share" / "ggstack"
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default a SQLite file in data_dir")
+    chroma_url: str | None = Field(None, description="A Chroma server; default embedded in data_dir")
+    default_models: bool = Field(True, description="Register the bundled SmolLM2 and all-MiniLM-L6-v2")
+    models: list[ModelConfig] = Field(default_factory=list)
+    max_upload_bytes: int = 512 * 1024 * 1024
+    max_queue: int = Field(8, description="Requests one model may hold waiting before 429")
+    validate_responses: bool = False
+    log_level: str = "info"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'ggstack.db'}"
+
+
+def substitute_env(text: str, environ: dict[str, str] | None = None) -> str:
+    """Replace `${env.VAR:=default}`; a variable with no value and no default is an error."""
+    environ = dict(os.environ) if environ is None else environ
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if environ.get(name):
+            return environ[name]
+        if default is None:
+            raise ConfigError(f"environment variable {name} is not set and has no default")
+        return default
+
+    return ENV_REFERENCE.sub(replace, text)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Defaults < config file < environment < explicit overrides (the CLI's flags)."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            text = substitute_env(config_file.read_text(encoding="utf-8"))
+            values = yaml.safe_load(text) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read {config_file}: {exc}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{config_file} must hold a mapping of settings")
+    env_values = Settings().model_dump(exclude_unset=True)
+    merged = {**values, **env_values, **{k: v for k, v in overrides.items() if v is not None}}
+    return Settings(**merged)

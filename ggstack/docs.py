@@ -1,0 +1,83 @@
+"""The API documents: /openapi.json|yaml (all specs merged) and /docs (Swagger UI, served locally)."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import swagger_ui_bundle
+import yaml
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>ggstack API</title>
+  <link rel="stylesheet" href="/docs/assets/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="/docs/assets/swagger-ui-bundle.js"></script>
+  <script src="/docs/assets/swagger-ui-standalone-preset.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({
+      urls: %(urls)s,
+      dom_id: "#swagger-ui",
+      presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+      layout: "StandaloneLayout",
+    });
+  </script>
+</body>
+</html>
+"""
+
+
+@lru_cache(maxsize=None)
+def spec_document(name: str) -> dict[str, Any]:
+    """An overlaid spec as codegen wrote it (generated/openapi/<name>.json)."""
+    text = resources.files("generated").joinpath("openapi", f"{name}.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def spec_names() -> list[str]:
+    folder = resources.files("generated").joinpath("openapi")
+    return sorted(Path(str(p)).stem for p in folder.iterdir() if str(p).endswith(".json"))
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(spec_document("merged"))
+
+
+async def openapi_yaml(request: Request) -> Response:
+    text = yaml.safe_dump(spec_document("merged"), sort_keys=False, allow_unicode=True)
+    return Response(text, media_type="application/yaml")
+
+
+async def one_spec(request: Request) -> Response:
+    name = request.path_params["name"]
+    if name not in spec_names():
+        return JSONResponse({"status": 404, "title": "Not Found", "detail": f"No spec named {name}"}, 404)
+    return JSONResponse(spec_document(name))
+
+
+async def docs_page(request: Request) -> Response:
+    urls = [{"url": "/openapi.json", "name": "ggstack (all APIs)"}]
+    urls += [{"url": f"/openapi/{name}.json", "name": name} for name in spec_names() if name != "merged"]
+    return HTMLResponse(DOCS_PAGE % {"urls": json.dumps(urls)})
+
+
+def docs_routes() -> list[BaseRoute]:
+    return [
+        Route("/openapi.json", openapi_json, methods=["GET"], name="openapi_json"),
+        Route("/openapi.yaml", openapi_yaml, methods=["GET"], name="openapi_yaml"),
+        Route("/openapi/{name}.json", one_spec, methods=["GET"], name="openapi_spec"),
+        Route("/docs", docs_page, methods=["GET"], name="docs"),
+        Mount("/docs/assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs_assets"),
+    ]

@@ -1,0 +1,69 @@
+"""How results and errors become HTTP bodies: JSON, SSE frames, blobs, and each family's error shape."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
+from starlette.responses import JSONResponse, Response
+
+from ggstack.errors import ApiError
+
+log = logging.getLogger("ggstack.responses")
+
+# Dell's paths sit beside Llama Stack's under /v1; these prefixes are Dell's alone.
+DELL_PREFIXES = ("/v1/openai/models", "/v1/openai/audio", "/v1/openai/chat", "/v1/openai/embeddings",
+                 "/v1/openai/images", "/v1/llamastack/", "/v1/performance")
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A handler result that is raw bytes (file content), not JSON."""
+
+    data: bytes
+    media_type: str = "application/octet-stream"
+    filename: str | None = None
+
+
+def jsonable(result: Any) -> Any:
+    """Models drop unset optional fields (the specs rarely allow null); dicts pass as written."""
+    if isinstance(result, BaseModel):
+        return result.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return to_jsonable_python(result, by_alias=True, exclude_none=True)
+
+
+def dumps(data: Any) -> bytes:
+    """Compact JSON; NaN and infinity are refused, as in Starlette's JSONResponse."""
+    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def sse_frame(data: Any) -> bytes:
+    return b"data: " + dumps(data) + b"\n\n"
+
+
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+def error_shape_for_path(path: str) -> str:
+    """For answers no operation produced (404, 405): pick the family by path."""
+    return "dell" if path.startswith(DELL_PREFIXES) else "llama_stack"
+
+
+def error_body(exc: ApiError, shape: str) -> dict[str, Any]:
+    """The error object each spec declares, and nothing else."""
+    if shape == "dell":
+        body: dict[str, Any] = {"message": exc.message, "type": exc.type}
+        if exc.param is not None:
+            body["param"] = exc.param
+        body["code"] = exc.code if exc.code is not None else str(exc.status)
+        return body
+    detail = exc.message if exc.param is None or exc.param in exc.message else f"{exc.message} (param: {exc.param})"
+    return {"status": exc.status, "title": exc.title, "detail": detail}
+
+
+def error_response(exc: ApiError, shape: str) -> Response:
+    return JSONResponse(error_body(exc, shape), status_code=exc.status, headers=exc.headers)

@@ -1,0 +1,296 @@
+"""Bind generated operations to handlers and turn each into a Starlette endpoint.
+
+A request goes through a fixed order: parameters, content type, body, handler, rendering.
+Everything before the handler is checked against the spec, so a handler only ever sees
+valid input. A handler is `handlers.<module>.<operation_id>`; an operation without one
+answers 501 and is listed by `ggstack routes --missing`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ggstack.errors import ApiError, InvalidRequest, NotSupported, UnsupportedMediaType
+from ggstack.operations import Operation
+from ggstack.responses import SSE_DONE, Blob, dumps, error_body, error_response, jsonable, sse_frame
+
+log = logging.getLogger("ggstack.routing")
+
+Handler = Callable[..., Awaitable[Any] | Any]
+
+
+class HandlerSignatureError(TypeError):
+    """A handler does not accept the arguments its operation declares."""
+
+
+def find_handler(operation: Operation) -> Handler | None:
+    """`handlers.<module>.<operation_id>`, or None when either is absent.
+
+    A handler module that exists but fails to import is an error, not a missing handler.
+    """
+    module_name = f"handlers.{operation.module}"
+    if importlib.util.find_spec(module_name) is None:
+        return None
+    handler = getattr(importlib.import_module(module_name), operation.operation_id, None)
+    if handler is not None:
+        check_signature(operation, handler)
+    return handler
+
+
+def handler_arguments(operation: Operation) -> list[str]:
+    names = [param_argument(p.name) for p in operation.params]
+    if operation.body is not None:
+        names.append("body")
+        if is_multipart(operation):
+            names.append("uploads")
+    return [*names, "ctx"]
+
+
+def check_signature(operation: Operation, handler: Handler) -> None:
+    accepted = inspect.signature(handler).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        return
+    missing = [name for name in handler_arguments(operation) if name not in accepted]
+    if missing:
+        raise HandlerSignatureError(
+            f"handler for {operation.operation_id} must accept {', '.join(missing)}")
+
+
+def param_argument(name: str) -> str:
+    return name.replace("-", "_").replace(".", "_")
+
+
+def is_multipart(operation: Operation) -> bool:
+    return (operation.body_media_type or "").startswith("multipart/")
+
+
+def not_implemented(operation: Operation) -> Handler:
+    async def handler(**_: Any) -> Any:
+        raise NotSupported(f"{operation.operation_id} is not implemented")
+
+    return handler
+
+
+class EndpointBuilder:
+    """Makes the endpoint for each operation; used as the factory the generated tables call."""
+
+    def __init__(self, validator: Any | None = None) -> None:
+        self.validator = validator
+        self.missing: list[Operation] = []
+        self._endpoints: dict[str, Callable[[Request], Awaitable[Response]]] = {}
+
+    def __call__(self, operation: Operation) -> Callable[[Request], Awaitable[Response]]:
+        if operation.operation_id not in self._endpoints:
+            handler = find_handler(operation)
+            if handler is None:
+                self.missing.append(operation)
+                handler = not_implemented(operation)
+            self._endpoints[operation.operation_id] = self._endpoint(operation, handler)
+        return self._endpoints[operation.operation_id]
+
+    def _endpoint(self, operation: Operation, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        is_async = inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler)
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                kwargs = await read_arguments(operation, request)
+                result = handler(**kwargs) if is_async else await run_in_threadpool(handler, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+                response = await render(operation, result)
+            except ApiError as exc:
+                log_api_error(operation, exc)
+                response = error_response(exc, operation.error_shape)
+            except Exception:
+                response = server_error(operation.error_shape, operation.operation_id)
+            if self.validator is not None:
+                response = await self.validator.check(operation, request, response)
+            return response
+
+        endpoint.__name__ = operation.operation_id
+        return endpoint
+
+
+def log_api_error(operation: Operation, exc: ApiError) -> None:
+    level = logging.ERROR if exc.status >= 500 and exc.status != 501 else logging.WARNING
+    log.log(level, "%s -> %d %s", operation.operation_id, exc.status, exc.message)
+
+
+def server_error(shape: str, where: str) -> Response:
+    """Log the traceback, answer a generic 500 naming only a request id."""
+    request_id = uuid.uuid4().hex[:12]
+    log.exception("unhandled error in %s (request id %s)", where, request_id)
+    exc = ApiError(f"Internal server error (request id {request_id})")
+    return error_response(exc, shape)
+
+
+async def read_arguments(operation: Operation, request: Request) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    for param in operation.params:
+        raw = raw_param(request, param.location, param.name)
+        if not raw:
+            if param.required:
+                raise InvalidRequest(f"Missing required {param.location} parameter '{param.name}'",
+                                     param=param.name)
+            continue
+        kwargs[param_argument(param.name)] = param.parse(raw)
+    if operation.body is not None:
+        if is_multipart(operation):
+            kwargs["body"], kwargs["uploads"] = await read_form(operation, request)
+        else:
+            kwargs["body"] = await read_json(operation, request)
+    kwargs["ctx"] = request.state.ctx
+    return kwargs
+
+
+def raw_param(request: Request, location: str, name: str) -> list[str]:
+    if location == "path":
+        value = request.path_params.get(name)
+        return [] if value is None else [str(value)]
+    if location == "query":
+        return request.query_params.getlist(name)
+    if location == "header":
+        return request.headers.getlist(name)
+    return []
+
+
+async def read_json(operation: Operation, request: Request) -> BaseModel | None:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    raw = await request.body()
+    if not raw.strip():
+        if operation.body_required:
+            raise InvalidRequest("Request body is required (a JSON object)", param="body")
+        return None
+    if media_type and media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaType(f"Content-Type must be application/json, got {media_type}")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"Request body is not valid JSON: {exc}", param="body") from None
+    return validate_body(operation, data)
+
+
+async def read_form(operation: Operation, request: Request) -> tuple[BaseModel, dict[str, UploadFile]]:
+    media_type = request.headers.get("content-type", "")
+    if not media_type.startswith("multipart/form-data"):
+        raise UnsupportedMediaType(f"Content-Type must be multipart/form-data, got {media_type or 'none'}")
+    try:
+        form = await request.form()
+    except Exception as exc:  # the multipart parser raises several unrelated types
+        raise InvalidRequest(f"Malformed multipart body: {exc}", param="body") from None
+    fields: dict[str, Any] = {}
+    uploads: dict[str, UploadFile] = {}
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            uploads[key] = value
+            set_form_field(fields, key, b"")
+        else:
+            set_form_field(fields, key, value)
+    return validate_body(operation, fields), uploads
+
+
+def set_form_field(fields: dict[str, Any], key: str, value: Any) -> None:
+    """`a[b]=1` becomes {"a": {"b": "1"}}, as the openai SDK encodes nested form fields."""
+    head, _, rest = key.partition("[")
+    if not rest:
+        fields[key] = value
+        return
+    target = fields.setdefault(head, {})
+    if not isinstance(target, dict):
+        raise InvalidRequest(f"Form field '{head}' is given both as a value and as an object", param=head)
+    set_form_field(target, rest.replace("]", "", 1), value)
+
+
+def validate_body(operation: Operation, data: Any) -> BaseModel:
+    assert operation.body is not None
+    try:
+        return operation.body.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequest(describe_validation_error(exc), param=first_error_field(exc)) from None
+
+
+def first_error_field(exc: ValidationError) -> str | None:
+    errors = exc.errors()
+    if not errors or not errors[0]["loc"]:
+        return None
+    return ".".join(str(part) for part in errors[0]["loc"])
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Name the fields at fault; a union's many branch errors collapse to their shortest location."""
+    seen: dict[str, str] = {}
+    for error in exc.errors(include_url=False):
+        loc = ".".join(str(part) for part in error["loc"]) or "body"
+        seen.setdefault(loc, error["msg"])
+    shown = sorted(seen.items(), key=lambda item: (item[0].count("."), item[0]))[:3]
+    parts = "; ".join(f"{loc}: {msg}" for loc, msg in shown)
+    more = f" (and {len(seen) - len(shown)} more)" if len(seen) > len(shown) else ""
+    return f"Invalid request body: {parts}{more}"
+
+
+async def render(operation: Operation, result: Any) -> Response:
+    if result is None:
+        return Response(status_code=200)
+    if isinstance(result, Response):
+        return result
+    if isinstance(result, Blob):
+        headers = {}
+        if result.filename:
+            headers["Content-Disposition"] = f'attachment; filename="{result.filename}"'
+        return Response(result.data, media_type=result.media_type, headers=headers)
+    if isinstance(result, AsyncIterator):
+        return await stream(operation, result)
+    return Response(dumps(jsonable(result)), media_type="application/json")
+
+
+async def stream(operation: Operation, chunks: AsyncIterator[Any]) -> Response:
+    """Pull the first chunk before answering, so an early failure still gets its real status."""
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        first = None
+    except BaseException:
+        await close(chunks)
+        raise
+
+    async def frames() -> AsyncIterator[bytes]:
+        try:
+            if first is not None:
+                yield sse_frame(jsonable(first))
+                async for chunk in chunks:
+                    yield sse_frame(jsonable(chunk))
+            if operation.sse_done:
+                yield SSE_DONE
+        except ApiError as exc:
+            log_api_error(operation, exc)
+            yield sse_frame({"error": error_body(exc, operation.error_shape)})
+        except Exception:
+            request_id = uuid.uuid4().hex[:12]
+            log.exception("stream of %s failed (request id %s)", operation.operation_id, request_id)
+            yield sse_frame({"error": error_body(ApiError(f"Internal server error (request id {request_id})"),
+                                                 operation.error_shape)})
+        finally:
+            await close(chunks)
+
+    return StreamingResponse(frames(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def close(chunks: AsyncIterator[Any]) -> None:
+    """Closing the handler's iterator is what tells the engine to stop generating."""
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()

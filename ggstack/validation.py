@@ -1,0 +1,168 @@
+"""Opt-in response validation (`ggstack serve --validate-responses`) with openapi-core.
+
+Every answer is checked against the overlaid spec of the operation that produced it; a
+mismatch is logged as an error and replaces the answer with a 500 naming the problem, so
+a test (or a user's own contract run) cannot miss it. Stream events are checked one by one
+against the operation's `text/event-stream` schema; a bad event becomes an error event.
+The check runs in a worker thread because it costs milliseconds on large specs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+from openapi_core import OpenAPI
+from openapi_core.datatypes import RequestParameters
+from openapi_schema_validator import OAS31Validator
+from referencing import Registry, Resource
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ggstack.docs import spec_document
+from ggstack.errors import ApiError
+from ggstack.operations import Operation
+from ggstack.responses import error_body, error_response, sse_frame
+
+log = logging.getLogger("ggstack.validation")
+
+
+class ResponseMismatch(ApiError):
+    """The server produced an answer its own spec does not allow."""
+
+    status = 500
+    title = "Response does not match the spec"
+    type = "server_error"
+
+
+@dataclass
+class SpecRequest:
+    """What openapi-core needs to find the operation: the spec's own server and path pattern."""
+
+    host_url: str
+    path: str
+    path_pattern: str
+    method: str
+    parameters: RequestParameters = field(default_factory=RequestParameters)
+    content_type: str = "application/json"
+    body: bytes | None = None
+
+
+@dataclass
+class SpecResponse:
+    status_code: int
+    content_type: str
+    headers: dict[str, str]
+    data: bytes | None
+
+
+class ResponseValidator:
+    def __init__(self) -> None:
+        self._apis: dict[str, OpenAPI] = {}
+        self._event_validators: dict[str, OAS31Validator | None] = {}
+
+    def api(self, spec: str) -> OpenAPI:
+        if spec not in self._apis:
+            # The specs were validated by codegen; skip openapi-core's slow re-validation.
+            self._apis[spec] = OpenAPI.from_dict(spec_document(spec), config=None)
+        return self._apis[spec]
+
+    async def check(self, operation: Operation, request: Request, response: Response) -> Response:
+        if isinstance(response, StreamingResponse):
+            if response.media_type == "text/event-stream":
+                response.body_iterator = self._checked_events(operation, response.body_iterator)
+            return response
+        problem = await anyio.to_thread.run_sync(self.problem, operation, request, response)
+        if problem is None:
+            return response
+        log.error("RESPONSE DOES NOT MATCH SPEC: %s %s -> %d: %s", operation.method, operation.operation_id,
+                  response.status_code, problem)
+        return error_response(ResponseMismatch(f"{operation.operation_id} answered {response.status_code} "
+                                               f"with a body its spec does not allow: {problem}"),
+                              operation.error_shape)
+
+    def problem(self, operation: Operation, request: Request, response: Response) -> str | None:
+        document = spec_document(operation.spec)
+        server = urlsplit(document.get("servers", [{"url": "http://localhost"}])[0]["url"])
+        base = server.path.rstrip("/")
+        path = operation.spec_path
+        for name, value in request.path_params.items():
+            path = path.replace("{" + name + "}", str(value))
+        spec_request = SpecRequest(host_url=f"{server.scheme}://{server.netloc}", path=base + path,
+                                   path_pattern=base + operation.spec_path, method=operation.method.lower(),
+                                   parameters=RequestParameters(path=dict(request.path_params)))
+        headers = Headers(raw=response.raw_headers)
+        spec_response = SpecResponse(status_code=response.status_code,
+                                     content_type=headers.get("content-type", ""),
+                                     headers=dict(headers), data=response.body or None)
+        try:
+            self.api(operation.spec).validate_response(spec_request, spec_response)
+        except Exception as exc:  # openapi-core raises a family of unrelated error types
+            return describe(exc)
+        return None
+
+    def event_validator(self, operation: Operation) -> OAS31Validator | None:
+        if operation.operation_id not in self._event_validators:
+            document = spec_document(operation.spec)
+            schema = None
+            responses = document["paths"][operation.spec_path][operation.method.lower()]["responses"]
+            for status in ("200", "201"):
+                content = responses.get(status, {}).get("content", {})
+                schema = content.get("text/event-stream", {}).get("schema") or schema
+            validator = None
+            if schema is not None:
+                registry = Registry().with_resource("", Resource.from_contents(document))
+                validator = OAS31Validator(schema, registry=registry)
+            self._event_validators[operation.operation_id] = validator
+        return self._event_validators[operation.operation_id]
+
+    async def _checked_events(self, operation: Operation, frames: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+        validator = self.event_validator(operation)
+        async for frame in frames:
+            raw = frame if isinstance(frame, bytes) else str(frame).encode()
+            problem = None if validator is None else event_problem(validator, raw)
+            if problem is None:
+                yield raw
+                continue
+            log.error("STREAM EVENT DOES NOT MATCH SPEC: %s: %s", operation.operation_id, problem)
+            yield sse_frame({"error": error_body(ResponseMismatch(f"stream event does not match the spec: {problem}"),
+                                                 operation.error_shape)})
+
+
+def event_problem(validator: OAS31Validator, frame: bytes) -> str | None:
+    text = frame.decode("utf-8").strip()
+    if not text.startswith("data: ") or text == "data: [DONE]":
+        return None
+    try:
+        event = json.loads(text[len("data: "):])
+    except ValueError as exc:
+        return f"event is not JSON: {exc}"
+    if isinstance(event, dict) and set(event) == {"error"}:
+        return None
+    error = next(iter(sorted(validator.iter_errors(event), key=lambda e: e.path)), None)
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+    return f"at {where}: {error.message[:300]}"
+
+
+def describe(exc: Exception) -> str:
+    """openapi-core nests the jsonschema errors; surface the first concrete one."""
+    parts = [f"{type(exc).__name__}: {exc}"]
+    cause = exc.__cause__
+    while cause is not None:
+        schema_errors = getattr(cause, "schema_errors", None)
+        if schema_errors:
+            first = schema_errors[0]
+            where = "/".join(str(p) for p in first.absolute_path) or "(root)"
+            parts.append(f"at {where}: {first.message[:300]}")
+            break
+        parts.append(f"{type(cause).__name__}: {cause}")
+        cause = cause.__cause__
+    return "; ".join(parts)[:1000]

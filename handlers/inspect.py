@@ -1,0 +1,29 @@
+"""Inspect: health, version and the route table, as llama-stack-client reads them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ggstack
+from ggstack.context import Context
+from ggstack.providers import MODULE_API, configured_providers, provider_types_for
+
+
+async def health(ctx: Context) -> dict[str, Any]:
+    return {"status": "OK"}
+
+
+async def version(ctx: Context) -> dict[str, Any]:
+    return {"version": ggstack.__version__}
+
+
+async def list_routes(ctx: Context) -> dict[str, Any]:
+    """Only implemented operations: a route that answers 501 is not one a client can use."""
+    providers = configured_providers(ctx.settings)
+    data = []
+    for op in ctx.operations:
+        if op.operation_id in ctx.missing:
+            continue
+        types = provider_types_for(MODULE_API.get(op.module, op.module), providers)
+        data.extend({"route": path, "method": op.method, "provider_types": types} for path in op.paths)
+    return {"data": data}

