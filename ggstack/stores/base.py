@@ -1,0 +1,203 @@
+"""The store Protocols handlers call, and the small values they pass around.
+
+Three stores, each behind a Protocol so the factory can pick a backend from config:
+
+- `MetadataStore`: JSON documents by (kind, id), optionally under a parent, with
+  OpenAI-style cursor pages. Every resource the server keeps lives here.
+- `FileStore`: uploaded bytes on disk under generated keys.
+- `VectorStore`: chunk embeddings in ChromaDB, one collection per vector store.
+
+All methods are async; implementations push blocking I/O to a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, Union
+
+#: A file attribute / chunk metadata value as Chroma can store it.
+Scalar = Union[str, int, float, bool]
+
+#: `where` for `MetadataStore.list`/`count`: top-level JSON key -> value. A list/tuple
+#: value means "one of these", None means "missing or null".
+Where = Mapping[str, Any]
+
+#: An update: a dict to merge shallowly into the document, or a function that gets a
+#: copy of the document and returns the new one (or mutates it and returns None).
+Update = Union[Mapping[str, Any], Callable[[dict[str, Any]], "dict[str, Any] | None"]]
+
+Order = Literal["asc", "desc"]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list, in the shape OpenAI list objects need."""
+
+    items: list[dict[str, Any]]
+    has_more: bool
+    first_id: str | None
+    last_id: str | None
+
+
+class MetadataStore(Protocol):
+    """A JSON-document store over SQL.
+
+    A document is addressed by `kind` (e.g. "file", "vector_store_file") and `id`, plus
+    `parent` for kinds whose ids repeat across parents (one file in two vector stores).
+    `parent=None` is its own namespace. Lists are ordered by (created_at, insertion order):
+    ids are random, so insertion order is the only stable tie-break within one second.
+    """
+
+    async def put(self, kind: str, id: str, data: Mapping[str, Any], *, parent: str | None = None,
+                  created_at: int | None = None) -> None:
+        """Insert or replace. `created_at` defaults to data's "created_at"/"created", else now;
+        a replace keeps the original created_at unless one is given."""
+
+    async def put_many(self, kind: str, docs: Sequence[tuple[str, Mapping[str, Any]]], *,
+                       parent: str | None = None, created_at: int | None = None) -> None:
+        """`put` each (id, data) in one transaction; list order follows `docs` order."""
+
+    async def get(self, kind: str, id: str, *, parent: str | None = None) -> dict[str, Any] | None:
+        """The document, or None."""
+
+    async def delete(self, kind: str, id: str, *, parent: str | None = None) -> bool:
+        """True when something was deleted."""
+
+    async def delete_children(self, kind: str, parent: str) -> int:
+        """Delete every `kind` document under `parent`; returns how many."""
+
+    async def update(self, kind: str, id: str, change: Update, *,
+                     parent: str | None = None) -> dict[str, Any] | None:
+        """Atomically read-modify-write; concurrent updates are serialised, none is lost.
+
+        Returns the new document, or None when it does not exist. An exception raised by a
+        `change` function aborts the update and propagates (use it for Conflict checks).
+        """
+
+    async def list(self, kind: str, *, parent: str | None = None, after: str | None = None,
+                   before: str | None = None, limit: int | None = 20, order: Order = "desc",
+                   where: Where | None = None) -> Page:
+        """A page in `order`; `after`/`before` are ids of the same list (InvalidRequest if not).
+
+        `has_more` says whether more items lie beyond the page in the direction of travel.
+        `limit=None` returns everything (for internal sweeps, not for clients).
+        """
+
+    async def count(self, kind: str, *, parent: str | None = None, where: Where | None = None) -> int:
+        """How many documents match."""
+
+    async def count_by(self, kind: str, field: str, *, parent: str | None = None) -> dict[Any, int]:
+        """Counts grouped by a top-level key's value (None for missing), computed by query."""
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """What `FileStore.save` wrote: its key, byte size and SHA-256 hex digest."""
+
+    key: str
+    size: int
+    sha256: str
+
+
+class FileStore(Protocol):
+    """Uploaded bytes under generated keys; the client's filename is never a path."""
+
+    async def save(self, chunks: AsyncIterator[bytes], *, max_bytes: int) -> StoredBlob:
+        """Stream to disk atomically. Over `max_bytes` -> PayloadTooLarge, nothing left behind."""
+
+    async def read(self, key: str) -> bytes:
+        """The whole blob (NotFound if missing). Prefer `stream` for responses."""
+
+    def stream(self, key: str, *, chunk_size: int = 65536) -> AsyncIterator[bytes]:
+        """The blob in chunks (NotFound on first iteration if missing)."""
+
+    def path(self, key: str) -> Any:
+        """Where the blob lives on disk (a pathlib.Path); the key is validated first."""
+
+    async def delete(self, key: str) -> bool:
+        """True when a blob was removed."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of one file in one vector store.
+
+    `attributes` are the file's attributes copied onto the chunk so search filters can
+    see them. `embedding` is required by `upsert_chunks`; reads fill it only on request.
+    """
+
+    file_id: str
+    index: int
+    text: str
+    embedding: Sequence[float] | None = None
+    attributes: dict[str, Scalar] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        """Deterministic, so re-ingesting a file after a crash overwrites instead of duplicating."""
+        return f"{self.file_id}:{self.index}"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A search result; `score` is in [0, 1], higher is better."""
+
+    chunk: Chunk
+    score: float
+
+
+#: OpenAI vector-store search `filters`: {"type": "eq", "key": ..., "value": ...} or
+#: {"type": "and"|"or", "filters": [...]}; a pydantic model with model_dump() is accepted too.
+Filters = Mapping[str, Any]
+
+Ranker = Literal["rrf", "weighted"]
+
+
+class VectorStore(Protocol):
+    """Chunks and their embeddings, searchable by vector, keyword or both.
+
+    Embeddings always come from our own models; the backend never embeds anything.
+    An operation on a store that was never created raises NotFound.
+    """
+
+    async def create(self, store_id: str, *, dimension: int,
+                     metadata: Mapping[str, Scalar] | None = None) -> None:
+        """Create the store's index (idempotent; Conflict if it exists with another dimension)."""
+
+    async def drop(self, store_id: str) -> bool:
+        """Remove the index and all chunks; False when there was none."""
+
+    async def exists(self, store_id: str) -> bool:
+        ...
+
+    async def upsert_chunks(self, store_id: str, chunks: Sequence[Chunk]) -> None:
+        """Insert or overwrite by `Chunk.id`. Re-chunking a file differently? `delete_file` first."""
+
+    async def delete_file(self, store_id: str, file_id: str) -> None:
+        """Remove every chunk of one file."""
+
+    async def file_chunks(self, store_id: str, file_id: str, *,
+                          with_embeddings: bool = False) -> list[Chunk]:
+        """A file's chunks in index order."""
+
+    async def count(self, store_id: str) -> int:
+        """Number of chunks in the store."""
+
+    async def query(self, store_id: str, embedding: Sequence[float], *, k: int = 10,
+                    where: Filters | None = None) -> list[Hit]:
+        """Nearest chunks; score = 1 - cosine distance, clipped to [0, 1]."""
+
+    async def keyword(self, store_id: str, text: str, *, k: int = 10,
+                      where: Filters | None = None) -> list[Hit]:
+        """BM25-ranked chunks containing query words; score = bm25 / (1 + bm25)."""
+
+    async def hybrid(self, store_id: str, embedding: Sequence[float], text: str, *, k: int = 10,
+                     where: Filters | None = None, ranker: Ranker = "rrf",
+                     impact_factor: float = 60.0, alpha: float = 0.5) -> list[Hit]:
+        """Vector and keyword results fused.
+
+        "rrf": reciprocal-rank fusion, sum of 1/(impact_factor + rank), scaled so a chunk
+        ranked first by both scores 1. "weighted": alpha * vector score +
+        (1 - alpha) * keyword score normalised by the best keyword score.
+        """

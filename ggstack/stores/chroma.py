@@ -1,0 +1,317 @@
+"""`VectorStore` on ChromaDB, embedded (PersistentClient) or a server (HttpClient).
+
+One cosine-space collection per vector store. Collections are created and opened with
+`embedding_function=None` and every write and query carries our own embeddings: Chroma's
+default embedding function would download a model the first time it is used.
+
+Chunk metadata is the file's attributes plus two reserved keys (RESERVED_FILE,
+RESERVED_INDEX). Every chromadb call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import anyio.to_thread
+import chromadb
+from chromadb.api import ClientAPI
+from chromadb.api.models.Collection import Collection
+from chromadb.config import Settings
+from chromadb.errors import NotFoundError
+
+from ggstack.errors import Conflict, InvalidRequest, NotFound
+from ggstack.stores import bm25
+from ggstack.stores.base import Chunk, Filters, Hit, Ranker, Scalar
+from ggstack.stores.filters import to_chroma_where
+
+log = logging.getLogger("ggstack.stores.chroma")
+
+T = TypeVar("T")
+
+RESERVED_FILE = "_ggs_file_id"
+RESERVED_INDEX = "_ggs_index"
+META_STORE_ID = "ggstack_store_id"
+META_DIMENSION = "ggstack_dimension"
+
+#: How many keyword candidates are fetched and scored at most, per query.
+KEYWORD_CANDIDATES = 1000
+
+
+def collection_name(store_id: str) -> str:
+    """A valid, injective Chroma name: 3-512 chars of [a-zA-Z0-9._-], alphanumeric at both ends.
+
+    The readable part helps someone browsing Chroma; the hash keeps distinct ids distinct
+    after unsafe characters are replaced.
+    """
+    readable = re.sub(r"[^a-zA-Z0-9_-]", "-", store_id)[:48]
+    digest = hashlib.sha256(store_id.encode("utf-8")).hexdigest()[:16]
+    return f"ggs-{readable}-{digest}"
+
+
+def chunk_metadata(chunk: Chunk) -> dict[str, Scalar]:
+    meta: dict[str, Scalar] = {}
+    for key, value in chunk.attributes.items():
+        if value is None:
+            continue
+        if not isinstance(value, str | int | float | bool):
+            raise InvalidRequest(f"attribute '{key}' must be a string, number or boolean",
+                                 param="attributes")
+        meta[key] = value
+    # Written last so an attribute can never shadow them.
+    meta[RESERVED_FILE] = chunk.file_id
+    meta[RESERVED_INDEX] = chunk.index
+    return meta
+
+
+def _chunk(text: str | None, meta: Mapping[str, Any] | None, embedding: Any = None) -> Chunk:
+    meta = dict(meta or {})
+    file_id = str(meta.pop(RESERVED_FILE, ""))
+    index = int(meta.pop(RESERVED_INDEX, 0))
+    vector = [float(x) for x in embedding] if embedding is not None else None
+    return Chunk(file_id=file_id, index=index, text=text or "", embedding=vector, attributes=meta)
+
+
+class ChromaVectorStore:
+    """Build with `embedded(path)` or `server(url)`; `close()` when done."""
+
+    def __init__(self, client: ClientAPI) -> None:
+        self._client = client
+        # Collection handles, so a query costs one round trip to a server, not two.
+        self._collections: dict[str, Collection] = {}
+        self._lock = threading.Lock()
+        self._batch_size: int | None = None
+
+    @classmethod
+    def embedded(cls, path: str | Any) -> ChromaVectorStore:
+        settings = Settings(anonymized_telemetry=False)
+        return cls(chromadb.PersistentClient(path=str(path), settings=settings))
+
+    @classmethod
+    def server(cls, url: str) -> ChromaVectorStore:
+        """`url` like http://localhost:8000 (https for TLS)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"chroma_url must look like http://host:port, not {url!r}")
+        ssl = parts.scheme == "https"
+        port = parts.port or (443 if ssl else 8000)
+        settings = Settings(anonymized_telemetry=False)
+        return cls(chromadb.HttpClient(host=parts.hostname, port=port, ssl=ssl, settings=settings))
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _run(self, store_id: str, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await anyio.to_thread.run_sync(partial(fn, *args))
+        except NotFoundError:
+            # Dropped (maybe by another process) since we cached the handle.
+            with self._lock:
+                self._collections.pop(store_id, None)
+            raise NotFound(f"vector store {store_id} has no index") from None
+
+    def _collection(self, store_id: str) -> Collection:
+        with self._lock:
+            cached = self._collections.get(store_id)
+        if cached is not None:
+            return cached
+        collection = self._client.get_collection(collection_name(store_id), embedding_function=None)
+        with self._lock:
+            self._collections[store_id] = collection
+        return collection
+
+    @staticmethod
+    def _check_dimension(collection: Collection, vector: Sequence[float], param: str) -> list[float]:
+        expected = (collection.metadata or {}).get(META_DIMENSION)
+        if expected is not None and len(vector) != expected:
+            raise InvalidRequest(f"embedding has {len(vector)} dimensions; this vector store "
+                                 f"holds {expected}-dimensional embeddings", param=param)
+        return [float(x) for x in vector]
+
+    @staticmethod
+    def _check_k(k: int) -> None:
+        if k < 1:
+            raise InvalidRequest("max_num_results must be at least 1", param="max_num_results")
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def create(self, store_id: str, *, dimension: int,
+                     metadata: Mapping[str, Scalar] | None = None) -> None:
+        if dimension < 1:
+            raise InvalidRequest("embedding dimension must be positive", param="embedding_dimension")
+        meta: dict[str, Scalar] = {k: v for k, v in (metadata or {}).items() if v is not None}
+        meta.update({META_STORE_ID: store_id, META_DIMENSION: dimension})
+
+        def work() -> None:
+            collection = self._client.get_or_create_collection(
+                collection_name(store_id), configuration={"hnsw": {"space": "cosine"}},
+                metadata=meta, embedding_function=None)
+            existing = (collection.metadata or {}).get(META_DIMENSION)
+            if existing != dimension:
+                raise Conflict(f"vector store {store_id} exists with dimension {existing}, "
+                               f"not {dimension}")
+            with self._lock:
+                self._collections[store_id] = collection
+
+        await self._run(store_id, work)
+
+    async def drop(self, store_id: str) -> bool:
+        def work() -> bool:
+            with self._lock:
+                self._collections.pop(store_id, None)
+            try:
+                self._client.delete_collection(collection_name(store_id))
+            except NotFoundError:
+                return False
+            return True
+
+        return await self._run(store_id, work)
+
+    async def exists(self, store_id: str) -> bool:
+        try:
+            await self._run(store_id, self._collection, store_id)
+        except NotFound:
+            return False
+        return True
+
+    async def count(self, store_id: str) -> int:
+        return await self._run(store_id, lambda: self._collection(store_id).count())
+
+    # -- chunks ---------------------------------------------------------------------------
+
+    async def upsert_chunks(self, store_id: str, chunks: Sequence[Chunk]) -> None:
+        if not chunks:
+            return
+        metadatas = [chunk_metadata(c) for c in chunks]
+
+        def work() -> None:
+            collection = self._collection(store_id)
+            embeddings = []
+            for chunk in chunks:
+                if chunk.embedding is None:
+                    raise ValueError(f"chunk {chunk.id} has no embedding")
+                embeddings.append(self._check_dimension(collection, chunk.embedding, "embedding"))
+            if self._batch_size is None:
+                self._batch_size = self._client.get_max_batch_size()
+            step = self._batch_size
+            for start in range(0, len(chunks), step):
+                part = slice(start, start + step)
+                collection.upsert(ids=[c.id for c in chunks[part]], embeddings=embeddings[part],
+                                  documents=[c.text for c in chunks[part]], metadatas=metadatas[part])
+
+        await self._run(store_id, work)
+
+    async def delete_file(self, store_id: str, file_id: str) -> None:
+        await self._run(store_id, lambda: self._collection(store_id).delete(
+            where={RESERVED_FILE: file_id}))
+
+    async def file_chunks(self, store_id: str, file_id: str, *,
+                          with_embeddings: bool = False) -> list[Chunk]:
+        include = ["documents", "metadatas", *(["embeddings"] if with_embeddings else [])]
+
+        def work() -> list[Chunk]:
+            got = self._collection(store_id).get(where={RESERVED_FILE: file_id}, include=include)
+            embeddings = got.get("embeddings")
+            chunks = [_chunk(text, meta, embeddings[i] if with_embeddings else None)
+                      for i, (text, meta) in enumerate(zip(got["documents"], got["metadatas"]))]
+            return sorted(chunks, key=lambda c: c.index)
+
+        return await self._run(store_id, work)
+
+    # -- search ---------------------------------------------------------------------------
+
+    async def query(self, store_id: str, embedding: Sequence[float], *, k: int = 10,
+                    where: Filters | None = None) -> list[Hit]:
+        self._check_k(k)
+        chroma_where = to_chroma_where(where)
+
+        def work() -> list[Hit]:
+            collection = self._collection(store_id)
+            vector = self._check_dimension(collection, embedding, "embedding")
+            got = collection.query(query_embeddings=[vector], n_results=k, where=chroma_where,
+                                   include=["documents", "metadatas", "distances"])
+            rows = zip(got["documents"][0], got["metadatas"][0], got["distances"][0])
+            return [Hit(_chunk(text, meta), min(1.0, max(0.0, 1.0 - float(distance))))
+                    for text, meta, distance in rows]
+
+        return await self._run(store_id, work)
+
+    async def keyword(self, store_id: str, text: str, *, k: int = 10,
+                      where: Filters | None = None) -> list[Hit]:
+        self._check_k(k)
+        chroma_where = to_chroma_where(where)
+        terms = bm25.query_terms(text)
+        if not terms:
+            return []
+        return await self._run(store_id, self._keyword_sync, store_id, terms, k, chroma_where)
+
+    def _keyword_sync(self, store_id: str, terms: list[str], k: int,
+                      where: dict[str, Any] | None) -> list[Hit]:
+        collection = self._collection(store_id)
+        postings: dict[str, list[str]] = {}
+        for term in terms:
+            got = collection.get(where=where, where_document={"$regex": bm25.term_pattern(term)},
+                                 include=[])
+            if got["ids"]:
+                postings[term] = got["ids"]
+        if not postings:
+            return []
+        # Document frequencies are exact (over the filtered set); the average chunk
+        # length is taken from the candidates, which is close enough for ranking.
+        n_docs = collection.count() if where is None else len(collection.get(where=where, include=[])["ids"])
+        idfs = {term: bm25.idf(n_docs, len(ids)) for term, ids in postings.items()}
+        candidates = bm25.shortlist(postings, idfs, KEYWORD_CANDIDATES)
+        got = collection.get(ids=candidates, include=["documents", "metadatas"])
+        docs = dict(zip(got["ids"], got["documents"]))
+        metas = dict(zip(got["ids"], got["metadatas"]))
+        ranked = bm25.rank(docs, idfs)[:k]
+        return [Hit(_chunk(docs[doc_id], metas[doc_id]), s / (1.0 + s)) for doc_id, s in ranked]
+
+    async def hybrid(self, store_id: str, embedding: Sequence[float], text: str, *, k: int = 10,
+                     where: Filters | None = None, ranker: Ranker = "rrf",
+                     impact_factor: float = 60.0, alpha: float = 0.5) -> list[Hit]:
+        self._check_k(k)
+        if ranker not in ("rrf", "weighted"):
+            raise InvalidRequest(f"ranker must be 'rrf' or 'weighted', not {ranker!r}", param="ranker")
+        if not 0.0 <= alpha <= 1.0:
+            raise InvalidRequest("alpha must be between 0 and 1", param="alpha")
+        if impact_factor <= 0:
+            raise InvalidRequest("impact_factor must be positive", param="impact_factor")
+        depth = max(3 * k, 20)
+        vector_hits = await self.query(store_id, embedding, k=depth, where=where)
+        keyword_hits = await self.keyword(store_id, text, k=depth, where=where)
+        return fuse(vector_hits, keyword_hits, k=k, ranker=ranker, impact_factor=impact_factor,
+                    alpha=alpha)
+
+
+def fuse(vector_hits: Sequence[Hit], keyword_hits: Sequence[Hit], *, k: int, ranker: Ranker,
+         impact_factor: float, alpha: float) -> list[Hit]:
+    """Combine two ranked lists (see `VectorStore.hybrid` for the formulas)."""
+    chunks: dict[str, Chunk] = {}
+    scores: dict[str, float] = {}
+    if ranker == "rrf":
+        for hits in (vector_hits, keyword_hits):
+            for rank, hit in enumerate(hits, start=1):
+                chunks[hit.chunk.id] = hit.chunk
+                scores[hit.chunk.id] = scores.get(hit.chunk.id, 0.0) + 1.0 / (impact_factor + rank)
+        best = 2.0 / (impact_factor + 1.0)
+        scores = {cid: s / best for cid, s in scores.items()}
+    else:
+        top_keyword = max((h.score for h in keyword_hits), default=0.0)
+        for hit in vector_hits:
+            chunks[hit.chunk.id] = hit.chunk
+            scores[hit.chunk.id] = alpha * hit.score
+        for hit in keyword_hits:
+            chunks[hit.chunk.id] = hit.chunk
+            normalised = hit.score / top_keyword if top_keyword > 0 else 0.0
+            scores[hit.chunk.id] = scores.get(hit.chunk.id, 0.0) + (1.0 - alpha) * normalised
+    ordered = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
+    return [Hit(chunks[cid], min(1.0, scores[cid])) for cid in ordered]

@@ -1,0 +1,43 @@
+"""Pick and open the store implementations from settings, for the app's lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio.to_thread
+
+from ggstack.config import Settings
+from ggstack.stores.chroma import ChromaVectorStore
+from ggstack.stores.files import DiskFileStore
+from ggstack.stores.sql import SqlMetadataStore
+
+
+@dataclass(frozen=True)
+class Stores:
+    metadata: SqlMetadataStore
+    files: DiskFileStore
+    vectors: ChromaVectorStore
+
+
+@asynccontextmanager
+async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
+    """SQL at `settings.sqlalchemy_url`, files in `<data_dir>/files`, Chroma at `chroma_url`
+    or embedded in `<data_dir>/chroma`. Opening is blocking (schema, Chroma start), so it
+    runs in a worker thread."""
+    data_dir = settings.data_dir
+    await anyio.to_thread.run_sync(lambda: data_dir.mkdir(parents=True, exist_ok=True))
+    metadata = await anyio.to_thread.run_sync(SqlMetadataStore.open, settings.sqlalchemy_url)
+    try:
+        files = await anyio.to_thread.run_sync(DiskFileStore, data_dir / "files")
+        if settings.chroma_url:
+            vectors = await anyio.to_thread.run_sync(ChromaVectorStore.server, settings.chroma_url)
+        else:
+            vectors = await anyio.to_thread.run_sync(ChromaVectorStore.embedded, data_dir / "chroma")
+        try:
+            yield Stores(metadata=metadata, files=files, vectors=vectors)
+        finally:
+            await anyio.to_thread.run_sync(vectors.close)
+    finally:
+        await anyio.to_thread.run_sync(metadata.close)

@@ -1,0 +1,309 @@
+"""`MetadataStore` on SQLAlchemy 2: one table of JSON documents, SQLite or PostgreSQL.
+
+Blocking SQL runs in worker threads (anyio.to_thread). Every write transaction takes the
+write lock up front (SQLite `BEGIN IMMEDIATE`, PostgreSQL row locks via FOR UPDATE), so a
+read-modify-write never interleaves with another and no update is lost.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    and_,
+    create_engine,
+    delete,
+    event,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+
+from ggstack.errors import InvalidRequest
+from ggstack.stores.base import Order, Page, Update, Where
+
+log = logging.getLogger("ggstack.stores.sql")
+
+T = TypeVar("T")
+
+#: `parent=None` is stored as "" so the unique key (kind, parent, id) works on every backend
+#: (NULLs are never equal to each other in a UNIQUE constraint).
+NO_PARENT = ""
+
+_metadata = MetaData()
+
+documents = Table(
+    "ggstack_documents",
+    _metadata,
+    # The surrogate key doubles as insertion order, the tie-break for equal created_at.
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("kind", String(64), nullable=False),
+    Column("parent", String(255), nullable=False, default=NO_PARENT),
+    Column("id", String(255), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("data", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+    UniqueConstraint("kind", "parent", "id", name="uq_ggstack_documents_key"),
+    Index("ix_ggstack_documents_order", "kind", "parent", "created_at", "seq"),
+)
+
+
+def _is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def _json_value(column: Any, value: Any) -> Any:
+    """The typed accessor SQLAlchemy needs to compare a JSON field portably."""
+    if isinstance(value, bool):
+        return column.as_boolean()
+    if isinstance(value, int):
+        return column.as_integer()
+    if isinstance(value, float):
+        return column.as_float()
+    return column.as_string()
+
+
+class SqlMetadataStore:
+    """The SQL `MetadataStore`. Build with `SqlMetadataStore.open(url)`; `close()` when done."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> SqlMetadataStore:
+        """Connect and create the table if missing (blocking; call at start-up)."""
+        if _is_sqlite(url):
+            database = make_url(url).database
+            if not database or database == ":memory:":
+                # Each pooled connection would get its own empty in-memory database.
+                raise ValueError("SqlMetadataStore needs a SQLite file, not an in-memory database")
+            engine = create_engine(url, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_on_connect)
+            event.listen(engine, "begin", _sqlite_on_begin)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+        _metadata.create_all(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(partial(fn, *args))
+
+    def _write(self, fn: Callable[[Connection], T]) -> T:
+        with self._engine.connect() as conn:
+            conn.execution_options(ggstack_write=True)
+            with conn.begin():
+                return fn(conn)
+
+    def _read(self, fn: Callable[[Connection], T]) -> T:
+        with self._engine.connect() as conn:
+            with conn.begin():
+                return fn(conn)
+
+    @staticmethod
+    def _key(kind: str, id: str, parent: str | None) -> Any:
+        return and_(documents.c.kind == kind, documents.c.parent == (parent or NO_PARENT),
+                    documents.c.id == id)
+
+    @staticmethod
+    def _scope(kind: str, parent: str | None, where: Where | None) -> list[Any]:
+        clauses = [documents.c.kind == kind, documents.c.parent == (parent or NO_PARENT)]
+        for key, value in (where or {}).items():
+            field = documents.c.data[key]
+            if value is None:
+                clauses.append(field.as_string().is_(None))
+            elif isinstance(value, list | tuple | set | frozenset):
+                values = list(value)
+                if not values:
+                    clauses.append(false())
+                else:
+                    clauses.append(_json_value(field, values[0]).in_(values))
+            else:
+                clauses.append(_json_value(field, value) == value)
+        return clauses
+
+    # -- writes ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _created_at(data: Mapping[str, Any], created_at: int | None) -> int | None:
+        if created_at is not None:
+            return int(created_at)
+        for key in ("created_at", "created"):
+            value = data.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+        return None
+
+    def _put_one(self, conn: Connection, kind: str, id: str, data: Mapping[str, Any],
+                 parent: str | None, created_at: int | None) -> None:
+        stamp = self._created_at(data, created_at)
+        values: dict[str, Any] = {"data": dict(data)}
+        if stamp is not None:
+            values["created_at"] = stamp
+        result = conn.execute(update(documents).where(self._key(kind, id, parent)).values(**values))
+        if result.rowcount:
+            return
+        values.setdefault("created_at", int(time.time()))
+        conn.execute(insert(documents).values(kind=kind, parent=parent or NO_PARENT, id=id, **values))
+
+    def _put_many_sync(self, kind: str, docs: Sequence[tuple[str, Mapping[str, Any]]],
+                       parent: str | None, created_at: int | None) -> None:
+        def work(conn: Connection) -> None:
+            for id, data in docs:
+                self._put_one(conn, kind, id, data, parent, created_at)
+
+        try:
+            self._write(work)
+        except IntegrityError:
+            # PostgreSQL: a concurrent insert of the same new key won between our UPDATE
+            # (which found nothing) and our INSERT; the second attempt takes the UPDATE path.
+            self._write(work)
+
+    async def put(self, kind: str, id: str, data: Mapping[str, Any], *, parent: str | None = None,
+                  created_at: int | None = None) -> None:
+        await self._run(self._put_many_sync, kind, [(id, data)], parent, created_at)
+
+    async def put_many(self, kind: str, docs: Sequence[tuple[str, Mapping[str, Any]]], *,
+                       parent: str | None = None, created_at: int | None = None) -> None:
+        await self._run(self._put_many_sync, kind, list(docs), parent, created_at)
+
+    async def delete(self, kind: str, id: str, *, parent: str | None = None) -> bool:
+        def work(conn: Connection) -> bool:
+            return bool(conn.execute(delete(documents).where(self._key(kind, id, parent))).rowcount)
+
+        return await self._run(self._write, work)
+
+    async def delete_children(self, kind: str, parent: str) -> int:
+        def work(conn: Connection) -> int:
+            return conn.execute(delete(documents).where(*self._scope(kind, parent, None))).rowcount
+
+        return await self._run(self._write, work)
+
+    async def update(self, kind: str, id: str, change: Update, *,
+                     parent: str | None = None) -> dict[str, Any] | None:
+        def work(conn: Connection) -> dict[str, Any] | None:
+            row = conn.execute(select(documents.c.seq, documents.c.data)
+                               .where(self._key(kind, id, parent)).with_for_update()).first()
+            if row is None:
+                return None
+            current = copy.deepcopy(row.data)
+            if callable(change):
+                returned = change(current)
+                new = current if returned is None else dict(returned)
+            else:
+                new = {**current, **change}
+            conn.execute(update(documents).where(documents.c.seq == row.seq).values(data=new))
+            return new
+
+        return await self._run(self._write, work)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def get(self, kind: str, id: str, *, parent: str | None = None) -> dict[str, Any] | None:
+        def work(conn: Connection) -> dict[str, Any] | None:
+            return conn.execute(select(documents.c.data).where(self._key(kind, id, parent))).scalar()
+
+        return await self._run(self._read, work)
+
+    async def count(self, kind: str, *, parent: str | None = None, where: Where | None = None) -> int:
+        def work(conn: Connection) -> int:
+            query = select(func.count()).select_from(documents).where(*self._scope(kind, parent, where))
+            return int(conn.execute(query).scalar_one())
+
+        return await self._run(self._read, work)
+
+    async def count_by(self, kind: str, field: str, *, parent: str | None = None) -> dict[Any, int]:
+        def work(conn: Connection) -> dict[Any, int]:
+            value = documents.c.data[field].as_string()
+            query = (select(value, func.count()).select_from(documents)
+                     .where(*self._scope(kind, parent, None)).group_by(value))
+            return {key: int(n) for key, n in conn.execute(query)}
+
+        return await self._run(self._read, work)
+
+    async def list(self, kind: str, *, parent: str | None = None, after: str | None = None,
+                   before: str | None = None, limit: int | None = 20, order: Order = "desc",
+                   where: Where | None = None) -> Page:
+        if order not in ("asc", "desc"):
+            raise InvalidRequest(f"order must be 'asc' or 'desc', not {order!r}", param="order")
+        if limit is not None and limit < 1:
+            raise InvalidRequest("limit must be at least 1", param="limit")
+        return await self._run(self._read, partial(self._list_sync, kind, parent, after, before,
+                                                   limit, order, where))
+
+    def _cursor(self, conn: Connection, kind: str, parent: str | None, id: str, param: str) -> Any:
+        row = conn.execute(select(documents.c.created_at, documents.c.seq)
+                           .where(self._key(kind, id, parent))).first()
+        if row is None:
+            raise InvalidRequest(f"{param}: '{id}' is not an item of this list", param=param)
+        return row
+
+    def _list_sync(self, kind: str, parent: str | None, after: str | None, before: str | None,
+                   limit: int | None, order: Order, where: Where | None, conn: Connection) -> Page:
+        created, seq = documents.c.created_at, documents.c.seq
+        clauses = self._scope(kind, parent, where)
+        # "Later in the list" means newer for desc and older for asc.
+        for cursor_id, param, later in ((after, "after", True), (before, "before", False)):
+            if cursor_id is None:
+                continue
+            at = self._cursor(conn, kind, parent, cursor_id, param)
+            if later == (order == "asc"):
+                clauses.append(or_(created > at.created_at, and_(created == at.created_at, seq > at.seq)))
+            else:
+                clauses.append(or_(created < at.created_at, and_(created == at.created_at, seq < at.seq)))
+        # Paging backwards from `before` walks the list in reverse, then flips the page.
+        backwards = before is not None and after is None
+        ascending = (order == "asc") != backwards
+        query = select(documents.c.id, documents.c.data).where(*clauses).order_by(
+            *((created.asc(), seq.asc()) if ascending else (created.desc(), seq.desc())))
+        if limit is not None:
+            query = query.limit(limit + 1)
+        rows = conn.execute(query).all()
+        has_more = limit is not None and len(rows) > limit
+        rows = rows[:limit] if limit is not None else rows
+        if backwards:
+            rows.reverse()
+        return Page(items=[row.data for row in rows], has_more=has_more,
+                    first_id=rows[0].id if rows else None, last_id=rows[-1].id if rows else None)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take BEGIN away from the sqlite3 driver (it skips it for SELECT) so _sqlite_on_begin
+    # can choose IMMEDIATE for writers; WAL lets readers run while a writer holds the lock.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get("ggstack_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

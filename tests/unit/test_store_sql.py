@@ -1,0 +1,210 @@
+"""SqlMetadataStore on a real SQLite file in a tmp dir."""
+
+from __future__ import annotations
+
+import threading
+
+import anyio
+import pytest
+
+from ggstack.errors import Conflict, InvalidRequest
+from ggstack.stores.sql import SqlMetadataStore
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SqlMetadataStore.open(f"sqlite:///{tmp_path / 'meta.db'}")
+    yield s
+    s.close()
+
+
+async def fill(store, n: int, *, kind: str = "file", parent: str | None = None) -> list[str]:
+    """n documents; ids deliberately not in insertion order, several sharing a created_at."""
+    ids = [f"id-{(i * 7) % n:03d}" for i in range(n)]
+    for i, doc_id in enumerate(ids):
+        await store.put(kind, doc_id, {"id": doc_id, "n": i, "status": "odd" if i % 2 else "even"},
+                        parent=parent, created_at=1000 + i // 3)
+    return ids
+
+
+async def test_put_get_replace_delete(store):
+    await store.put("file", "f1", {"id": "f1", "bytes": 3, "created_at": 55})
+    assert await store.get("file", "f1") == {"id": "f1", "bytes": 3, "created_at": 55}
+    assert await store.get("file", "nope") is None
+    await store.put("file", "f1", {"id": "f1", "bytes": 4})
+    assert (await store.get("file", "f1"))["bytes"] == 4
+    assert await store.delete("file", "f1") is True
+    assert await store.delete("file", "f1") is False
+    assert await store.get("file", "f1") is None
+
+
+async def test_same_id_under_different_parents_is_two_documents(store):
+    await store.put("vector_store_file", "file-1", {"status": "a"}, parent="vs_1")
+    await store.put("vector_store_file", "file-1", {"status": "b"}, parent="vs_2")
+    assert (await store.get("vector_store_file", "file-1", parent="vs_1"))["status"] == "a"
+    assert (await store.get("vector_store_file", "file-1", parent="vs_2"))["status"] == "b"
+    assert await store.get("vector_store_file", "file-1") is None
+    assert await store.delete_children("vector_store_file", "vs_1") == 1
+    assert await store.count("vector_store_file", parent="vs_2") == 1
+
+
+async def test_pagination_desc_walks_newest_first_without_gaps(store):
+    ids = await fill(store, 10)
+    expected = list(reversed(ids))  # desc = newest first; equal created_at -> later insert first
+    seen, after = [], None
+    while True:
+        page = await store.list("file", limit=3, after=after)
+        seen += [item["id"] for item in page.items]
+        assert page.first_id == page.items[0]["id"] and page.last_id == page.items[-1]["id"]
+        if not page.has_more:
+            break
+        after = page.last_id
+    assert seen == expected
+
+
+async def test_pagination_asc_and_before(store):
+    ids = await fill(store, 10)
+    page = await store.list("file", limit=4, order="asc")
+    assert [i["id"] for i in page.items] == ids[:4] and page.has_more
+    page = await store.list("file", limit=4, order="asc", after=ids[7])
+    assert [i["id"] for i in page.items] == ids[8:] and not page.has_more
+    # `before` pages backwards but returns the page in list order.
+    page = await store.list("file", limit=3, order="asc", before=ids[6])
+    assert [i["id"] for i in page.items] == ids[3:6] and page.has_more
+    page = await store.list("file", limit=3, order="desc", before=ids[2])
+    assert [i["id"] for i in page.items] == [ids[5], ids[4], ids[3]] and page.has_more
+    page = await store.list("file", limit=10, order="desc", before=ids[7])
+    assert [i["id"] for i in page.items] == [ids[9], ids[8]] and not page.has_more
+    page = await store.list("file", limit=None, order="asc", after=ids[2], before=ids[6])
+    assert [i["id"] for i in page.items] == ids[3:6]
+
+
+async def test_empty_list_and_unknown_cursor(store):
+    page = await store.list("file")
+    assert page.items == [] and not page.has_more and page.first_id is None and page.last_id is None
+    with pytest.raises(InvalidRequest) as err:
+        await store.list("file", after="missing")
+    assert err.value.param == "after"
+    with pytest.raises(InvalidRequest):
+        await store.list("file", order="sideways")
+
+
+async def test_where_filters_on_json_keys(store):
+    await store.put("batch", "b1", {"status": "completed", "n": 1, "ok": True})
+    await store.put("batch", "b2", {"status": "failed", "n": 2, "ok": False})
+    await store.put("batch", "b3", {"status": "completed", "n": 3, "ok": True, "model": "x"})
+    await store.put("batch", "b4", {"status": "in_progress", "n": 2.5, "ok": False})
+
+    async def ids(**where):
+        return sorted(d["n"] for d in (await store.list("batch", limit=None, where=where)).items)
+
+    assert await ids(status="completed") == [1, 3]
+    assert await ids(status="completed", n=3) == [3]
+    assert await ids(ok=True) == [1, 3]
+    assert await ids(ok=False) == [2, 2.5]
+    assert await ids(n=2.5) == [2.5]
+    assert await ids(status=["failed", "in_progress"]) == [2, 2.5]
+    assert await ids(model=None) == [1, 2, 2.5]
+    assert await ids(status=[]) == []
+    assert await store.count("batch", where={"status": "completed"}) == 2
+
+
+async def test_count_by_groups_by_value(store):
+    for i, status in enumerate(["completed", "completed", "failed", "in_progress", "completed"]):
+        await store.put("vsf", f"f{i}", {"status": status}, parent="vs")
+    await store.put("vsf", "other", {"status": "failed"}, parent="vs_other")
+    await store.put("vsf", "nostatus", {}, parent="vs")
+    assert await store.count_by("vsf", "status", parent="vs") == {
+        "completed": 3, "failed": 1, "in_progress": 1, None: 1}
+
+
+async def test_update_patch_and_function(store):
+    await store.put("vs", "v", {"name": "a", "usage": 0})
+    assert await store.update("vs", "v", {"name": "b"}) == {"name": "b", "usage": 0}
+    assert (await store.update("vs", "v", lambda d: {**d, "usage": d["usage"] + 5}))["usage"] == 5
+
+    def mutate(doc):
+        doc["usage"] += 1
+
+    assert (await store.update("vs", "v", mutate))["usage"] == 6
+    assert await store.update("vs", "missing", {"x": 1}) is None
+
+
+async def test_update_that_raises_changes_nothing(store):
+    await store.put("batch", "b", {"status": "completed"})
+
+    def cancel(doc):
+        if doc["status"] == "completed":
+            raise Conflict("batch already completed")
+        doc["status"] = "cancelled"
+
+    with pytest.raises(Conflict):
+        await store.update("batch", "b", cancel)
+    assert (await store.get("batch", "b"))["status"] == "completed"
+
+
+async def test_concurrent_updates_from_many_threads_lose_nothing(store, tmp_path):
+    await store.put("counter", "c", {"n": 0, "seen": []})
+    # A second engine on the same file, as another worker process would have.
+    other = SqlMetadataStore.open(f"sqlite:///{tmp_path / 'meta.db'}")
+    threads, per_thread = 8, 25
+
+    def bump(doc):
+        doc["n"] += 1
+
+    def worker(s):
+        async def run():
+            for _ in range(per_thread):
+                await s.update("counter", "c", bump)
+        anyio.run(run)
+
+    pool = [threading.Thread(target=worker, args=(store if i % 2 else other,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    other.close()
+    assert (await store.get("counter", "c"))["n"] == threads * per_thread
+
+
+async def test_concurrent_updates_from_the_event_loop_lose_nothing(store):
+    await store.put("counter", "c", {"n": 0})
+
+    async def bump():
+        await store.update("counter", "c", lambda d: {"n": d["n"] + 1})
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(60):
+            tg.start_soon(bump)
+    assert (await store.get("counter", "c"))["n"] == 60
+
+
+async def test_put_many_keeps_order_and_replace_keeps_created_at(store):
+    await store.put_many("message", [(f"m{i}", {"i": i}) for i in range(5)], parent="chat", created_at=7)
+    page = await store.list("message", parent="chat", order="asc", limit=None)
+    assert [d["i"] for d in page.items] == [0, 1, 2, 3, 4]
+    await store.put("message", "m0", {"i": 0, "edited": True}, parent="chat")
+    page = await store.list("message", parent="chat", order="asc", limit=None)
+    assert page.items[0] == {"i": 0, "edited": True}
+
+
+async def test_documents_survive_reopen(tmp_path):
+    url = f"sqlite:///{tmp_path / 'meta.db'}"
+    first = SqlMetadataStore.open(url)
+    await first.put("model", "m", {"id": "m"})
+    first.close()
+    second = SqlMetadataStore.open(url)
+    assert await second.get("model", "m") == {"id": "m"}
+    second.close()
+
+
+def test_in_memory_sqlite_is_refused():
+    with pytest.raises(ValueError):
+        SqlMetadataStore.open("sqlite://")
