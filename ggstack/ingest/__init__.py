@@ -1,0 +1,1 @@
+"""Turning uploaded files into chunks of text for vector stores."""
