@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, Union
+from typing import Any, Literal, Protocol
 
 #: A file attribute / chunk metadata value as Chroma can store it.
-Scalar = Union[str, int, float, bool]
+Scalar = str | int | float | bool
 
 #: `where` for `MetadataStore.list`/`count`: top-level JSON key -> value. A list/tuple
 #: value means "one of these", None means "missing or null".
@@ -25,7 +25,7 @@ Where = Mapping[str, Any]
 
 #: An update: a dict to merge shallowly into the document, or a function that gets a
 #: copy of the document and returns the new one (or mutates it and returns None).
-Update = Union[Mapping[str, Any], Callable[[dict[str, Any]], "dict[str, Any] | None"]]
+Update = Mapping[str, Any] | Callable[[dict[str, Any]], dict[str, Any] | None]
 
 Order = Literal["asc", "desc"]
 
@@ -172,7 +172,14 @@ class VectorStore(Protocol):
         ...
 
     async def upsert_chunks(self, store_id: str, chunks: Sequence[Chunk]) -> None:
-        """Insert or overwrite by `Chunk.id`. Re-chunking a file differently? `delete_file` first."""
+        """Insert or replace (text, embedding, attributes) by `Chunk.id`.
+
+        Re-chunking a file into fewer chunks? `delete_file` first, or the extra old ones stay.
+        """
+
+    async def set_file_attributes(self, store_id: str, file_id: str,
+                                  attributes: Mapping[str, Scalar]) -> None:
+        """Replace the attributes on every chunk of one file (no re-embedding)."""
 
     async def delete_file(self, store_id: str, file_id: str) -> None:
         """Remove every chunk of one file."""

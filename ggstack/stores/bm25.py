@@ -15,9 +15,11 @@ from collections.abc import Iterable, Mapping
 WORD = re.compile(r"\w+")
 
 #: Dropped from queries (unless nothing else is left) so "the" does not pull in every chunk.
-STOP_WORDS = frozenset(
-    "a an and are as at be by for from has have in is it its of on or that the this to was were "
-    "will with what which who how when where why do does did not no".split())
+STOP_WORDS = frozenset({
+    "a", "an", "and", "are", "as", "at", "be", "by", "did", "do", "does", "for", "from", "has",
+    "have", "how", "in", "is", "it", "its", "no", "not", "of", "on", "or", "that", "the", "this",
+    "to", "was", "were", "what", "when", "where", "which", "who", "why", "will", "with",
+})
 
 K1 = 1.2
 B = 0.75

@@ -78,6 +78,18 @@ def _chunk(text: str | None, meta: Mapping[str, Any] | None, embedding: Any = No
     return Chunk(file_id=file_id, index=index, text=text or "", embedding=vector, attributes=meta)
 
 
+def _replacing(collection: Collection, ids: list[str], metadatas: list[dict[str, Scalar]]) -> list[dict[str, Any]]:
+    """Metadata that replaces what `ids` hold now: Chroma merges on upsert/update, and a key
+    set to None is how a stale attribute gets removed."""
+    existing = collection.get(ids=ids, include=["metadatas"])
+    old_keys = {doc_id: set(meta or {}) for doc_id, meta in zip(existing["ids"], existing["metadatas"])}
+    out: list[dict[str, Any]] = []
+    for doc_id, meta in zip(ids, metadatas):
+        stale = old_keys.get(doc_id, set()) - set(meta)
+        out.append({**meta, **dict.fromkeys(stale)})
+    return out
+
+
 class ChromaVectorStore:
     """Build with `embedded(path)` or `server(url)`; `close()` when done."""
 
@@ -204,8 +216,22 @@ class ChromaVectorStore:
             step = self._batch_size
             for start in range(0, len(chunks), step):
                 part = slice(start, start + step)
-                collection.upsert(ids=[c.id for c in chunks[part]], embeddings=embeddings[part],
-                                  documents=[c.text for c in chunks[part]], metadatas=metadatas[part])
+                ids = [c.id for c in chunks[part]]
+                collection.upsert(ids=ids, embeddings=embeddings[part], documents=[c.text for c in chunks[part]],
+                                  metadatas=_replacing(collection, ids, metadatas[part]))
+
+        await self._run(store_id, work)
+
+    async def set_file_attributes(self, store_id: str, file_id: str,
+                                  attributes: Mapping[str, Scalar]) -> None:
+        def work() -> None:
+            collection = self._collection(store_id)
+            got = collection.get(where={RESERVED_FILE: file_id}, include=["metadatas"])
+            if not got["ids"]:
+                return
+            metas = [chunk_metadata(Chunk(file_id, int(meta[RESERVED_INDEX]), "", attributes=dict(attributes)))
+                     for meta in got["metadatas"]]
+            collection.update(ids=got["ids"], metadatas=_replacing(collection, got["ids"], metas))
 
         await self._run(store_id, work)
 

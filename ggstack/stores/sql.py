@@ -36,6 +36,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -90,6 +91,7 @@ class SqlMetadataStore:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._jsonb = engine.dialect.name == "postgresql"
 
     @classmethod
     def open(cls, url: str) -> SqlMetadataStore:
@@ -122,31 +124,30 @@ class SqlMetadataStore:
                 return fn(conn)
 
     def _read(self, fn: Callable[[Connection], T]) -> T:
-        with self._engine.connect() as conn:
-            with conn.begin():
-                return fn(conn)
+        with self._engine.connect() as conn, conn.begin():
+            return fn(conn)
 
     @staticmethod
     def _key(kind: str, id: str, parent: str | None) -> Any:
         return and_(documents.c.kind == kind, documents.c.parent == (parent or NO_PARENT),
                     documents.c.id == id)
 
-    @staticmethod
-    def _scope(kind: str, parent: str | None, where: Where | None) -> list[Any]:
+    def _scope(self, kind: str, parent: str | None, where: Where | None) -> list[Any]:
         clauses = [documents.c.kind == kind, documents.c.parent == (parent or NO_PARENT)]
         for key, value in (where or {}).items():
-            field = documents.c.data[key]
             if value is None:
-                clauses.append(field.as_string().is_(None))
-            elif isinstance(value, list | tuple | set | frozenset):
-                values = list(value)
-                if not values:
-                    clauses.append(false())
-                else:
-                    clauses.append(_json_value(field, values[0]).in_(values))
-            else:
-                clauses.append(_json_value(field, value) == value)
+                clauses.append(documents.c.data[key].as_string().is_(None))
+                continue
+            values = list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
+            clauses.append(or_(false(), *(self._equals(key, v) for v in values)))
         return clauses
+
+    def _equals(self, key: str, value: Any) -> Any:
+        if self._jsonb:
+            # Containment compares JSON values as JSON; a typed cast (->> then ::integer)
+            # would fail on any row whose value has another type.
+            return type_coerce(documents.c.data, JSONB).contains({key: value})
+        return _json_value(documents.c.data[key], value) == value
 
     # -- writes ---------------------------------------------------------------------------
 

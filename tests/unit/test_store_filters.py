@@ -114,4 +114,4 @@ def test_weighted_fusion_uses_alpha():
     only_vector = fuse(vector, keyword, k=2, ranker="weighted", impact_factor=60.0, alpha=1.0)
     assert [h.chunk.file_id for h in only_vector] == ["a", "b"]
     only_keyword = fuse(vector, keyword, k=2, ranker="weighted", impact_factor=60.0, alpha=0.0)
-    assert [h.chunk.file_id for h in only_keyword][0] == "b"
+    assert only_keyword[0].chunk.file_id == "b"
