@@ -27,6 +27,7 @@ import anyio.to_thread
 import numpy as np
 
 from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
+from ggstack.engines.gguf_info import GGUFFormatError, inspect_gguf
 from ggstack.engines.streaming import Channel, StopBuffer
 from ggstack.engines.worker import DEFAULT_MAX_QUEUE, ModelWorker
 from ggstack.errors import InvalidRequest, Overloaded
@@ -93,6 +94,14 @@ class LlamaCppOptions:
                    pooling_type=POOLING_TYPES[pooling], use_mmap=bool(options.get("use_mmap", True)))
 
 
+async def _trained_context(path: Path) -> int | None:
+    try:
+        info = await anyio.to_thread.run_sync(inspect_gguf, path)
+    except GGUFFormatError as exc:
+        raise InvalidRequest(f"cannot load model file {path.name}: {exc}", param="path") from None
+    return info.context_length
+
+
 def _new_llama(path: Path, opts: LlamaCppOptions, *, embedding: bool) -> Any:
     import llama_cpp  # heavy import, and only needed once a model is used
 
@@ -147,11 +156,11 @@ class LlamaCppChatEngine(_LlamaCppModel):
 
     @classmethod
     async def load(cls, identifier: str, path: Path, *, options: Mapping[str, Any] | None = None,
-                   context_length: int | None = None, trained_context: int | None = None,
-                   max_queue: int = DEFAULT_MAX_QUEUE) -> LlamaCppChatEngine:
+                   context_length: int | None = None, max_queue: int = DEFAULT_MAX_QUEUE) -> LlamaCppChatEngine:
+        """Start the worker and load the model on it; `options` are LlamaCppOptions keys plus max_queue."""
         options = dict(options or {})
         opts = LlamaCppOptions.from_spec(options, context_length=context_length, embedding=False,
-                                         trained_context=trained_context)
+                                         trained_context=await _trained_context(path))
         worker: ModelWorker[Any] = ModelWorker(identifier, lambda: _new_llama(path, opts, embedding=False),
                                                max_queue=int(options.get("max_queue", max_queue)))
         llama = await worker.start()
@@ -338,11 +347,12 @@ class LlamaCppEmbeddingEngine(_LlamaCppModel):
 
     @classmethod
     async def load(cls, identifier: str, path: Path, *, options: Mapping[str, Any] | None = None,
-                   context_length: int | None = None, trained_context: int | None = None,
-                   max_queue: int = DEFAULT_MAX_QUEUE) -> LlamaCppEmbeddingEngine:
+                   context_length: int | None = None, max_queue: int = DEFAULT_MAX_QUEUE
+                   ) -> LlamaCppEmbeddingEngine:
+        """Start the worker and load the model on it; `options` are LlamaCppOptions keys plus max_queue."""
         options = dict(options or {})
         opts = LlamaCppOptions.from_spec(options, context_length=context_length, embedding=True,
-                                         trained_context=trained_context)
+                                         trained_context=await _trained_context(path))
         worker: ModelWorker[Any] = ModelWorker(identifier, lambda: _new_llama(path, opts, embedding=True),
                                                max_queue=int(options.get("max_queue", max_queue)))
         llama = await worker.start()
@@ -356,6 +366,8 @@ class LlamaCppEmbeddingEngine(_LlamaCppModel):
     def __init__(self, identifier: str, worker: ModelWorker[Any], llama: Any) -> None:
         super().__init__(identifier, worker, llama)
         self.dimension: int = llama.n_embd()
+        # llama.cpp pads n_ctx up to a multiple of 256, but an encoder input must fit one batch
+        self.context_length = min(llama.n_ctx(), llama.n_batch)
 
     async def embed(self, inputs: list[str] | list[list[int]]) -> tuple[list[list[float]], int]:
         if not inputs:

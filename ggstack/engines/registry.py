@@ -194,10 +194,9 @@ async def _load_engine(spec: ModelSpec, max_queue: int) -> Any:
                                                   context_length=spec.context_length, max_queue=max_queue)
     from ggstack.engines.llamacpp import LlamaCppChatEngine, LlamaCppEmbeddingEngine
 
-    trained = (await anyio.to_thread.run_sync(inspect_gguf, spec.path)).context_length
     cls = LlamaCppEmbeddingEngine if spec.model_type == "embedding" else LlamaCppChatEngine
     return await cls.load(spec.identifier, spec.path, options=spec.options, context_length=spec.context_length,
-                          trained_context=trained, max_queue=max_queue)
+                          max_queue=max_queue)
 
 
 # -- default models ------------------------------------------------------------------------------
