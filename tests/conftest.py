@@ -56,3 +56,29 @@ def chroma_server_url(tmp_path_factory):
             process.kill()
             process.wait()
 # ==== end Chroma server section ====
+
+
+# ==== Tiny models for engine tests (owner: engines; others append their own sections) ====
+# `tiny_chat_gguf`: a 2-layer random llama with a chatml template and byte-level vocab.
+# `tiny_embed_gguf`: a 2-layer random BERT encoder with mean pooling (32 dims).
+# Both are built once per session in a tmp dir (well under a second each); see
+# tests/fixtures/gguf_builder.py for what their output looks like.
+
+import pytest as _engines_pytest
+
+
+@_engines_pytest.fixture(scope="session")
+def tiny_chat_gguf(tmp_path_factory):
+    """Path to a tiny llama-architecture chat GGUF (context 512, chatml template, EOS <|im_end|>)."""
+    from tests.fixtures.gguf_builder import build_tiny_chat_gguf
+
+    return build_tiny_chat_gguf(tmp_path_factory.mktemp("tiny-models") / "tiny-chat.gguf")
+
+
+@_engines_pytest.fixture(scope="session")
+def tiny_embed_gguf(tmp_path_factory):
+    """Path to a tiny BERT embedding GGUF (32 dims, context 512, mean pooling)."""
+    from tests.fixtures.gguf_builder import build_tiny_bert_gguf
+
+    return build_tiny_bert_gguf(tmp_path_factory.mktemp("tiny-models") / "tiny-bert.gguf")
+# ==== end tiny models section ====
