@@ -31,6 +31,8 @@ log = logging.getLogger("ggstack.routing")
 
 Handler = Callable[..., Awaitable[Any] | Any]
 
+JSON_MEDIA_TYPES = ("application/json", "text/json")
+
 
 class HandlerSignatureError(TypeError):
     """A handler does not accept the arguments its operation declares."""
@@ -174,11 +176,13 @@ async def read_json(operation: Operation, request: Request) -> BaseModel | None:
         if operation.body_required:
             raise InvalidRequest("Request body is required (a JSON object)", param="body")
         return None
-    if media_type and media_type != "application/json" and not media_type.endswith("+json"):
-        raise UnsupportedMediaType(f"Content-Type must be application/json, got {media_type}")
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
+        # curl sends form-urlencoded unless told otherwise, so a JSON body is accepted under any
+        # type; only a body that is not JSON under a type that is not JSON is a media-type error.
+        if media_type and media_type not in JSON_MEDIA_TYPES and not media_type.endswith("+json"):
+            raise UnsupportedMediaType(f"Content-Type must be application/json, got {media_type}") from None
         raise InvalidRequest(f"Request body is not valid JSON: {exc}", param="body") from None
     return validate_body(operation, data)
 

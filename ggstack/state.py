@@ -1,4 +1,10 @@
-"""Open and close the long-lived parts (engines, stores) around the app's lifetime."""
+"""Open and close the long-lived parts (stores, model registry) around the app's lifetime.
+
+Models come from three places, registered in this order: the bundled defaults, the
+run-config, and those registered through `POST /v1/models` (persisted in the metadata
+store as kind "model", so they survive a restart). Only the last are persisted: the first
+two are re-read from their source at each start.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +12,48 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
+
 from ggstack.config import Settings
 from ggstack.context import Context
+from ggstack.engines.registry import ModelRegistry, ModelSpec, default_model_specs
+from ggstack.errors import ApiError
 from ggstack.operations import Operation
+from ggstack.stores.base import MetadataStore
+from ggstack.stores.factory import open_stores
 
 log = logging.getLogger("ggstack.state")
+
+MODEL_KIND = "model"
 
 
 @asynccontextmanager
 async def open_context(settings: Settings, operations: tuple[Operation, ...],
                        missing: frozenset[str]) -> AsyncIterator[Context]:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    ctx = Context(settings=settings, operations=operations, missing=missing)
-    try:
-        yield ctx
-    finally:
-        log.info("ggstack stopped")
+    async with open_stores(settings) as stores:
+        registry = ModelRegistry(max_queue=settings.max_queue)
+        await register_models(registry, settings, stores.metadata)
+        ctx = Context(settings=settings, operations=operations, missing=missing, models=registry,
+                      metadata=stores.metadata, files=stores.files, vectors=stores.vectors)
+        try:
+            yield ctx
+        finally:
+            await registry.close()
+            log.info("ggstack stopped")
+
+
+async def register_models(registry: ModelRegistry, settings: Settings, metadata: MetadataStore) -> None:
+    specs: list[ModelSpec] = []
+    if settings.default_models:
+        specs += await anyio.to_thread.run_sync(default_model_specs, settings.data_dir)
+    specs += [ModelSpec(**model.model_dump()) for model in settings.models]
+    for spec in specs:
+        registry.register(spec, replace=True)
+    page = await metadata.list(MODEL_KIND, limit=None, order="asc")
+    for stored in page.items:
+        try:
+            registry.register(ModelSpec.model_validate(stored["spec"]), replace=True)
+        except ApiError as exc:
+            # A registered file that has since gone away must not stop the server.
+            log.warning("registered model %s is unusable and skipped: %s", stored.get("id"), exc.message)
+    log.info("models: %s", ", ".join(spec.identifier for spec in registry.list()) or "none")
