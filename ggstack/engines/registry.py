@@ -8,6 +8,7 @@ requests ask at the same moment, and stays resident until `unload` or `close`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import logging
 import time
@@ -119,10 +120,8 @@ class ModelRegistry:
         """Stop a model's worker and free it; False if it was not loaded."""
         task = self._loading.get(identifier)
         if task is not None:
-            try:
+            with contextlib.suppress(Exception):  # a failed load leaves nothing to unload
                 await asyncio.shield(task)
-            except Exception:  # noqa: BLE001 - a failed load leaves nothing to unload
-                pass
         engine = self._engines.pop(identifier, None)
         if engine is None:
             return False

@@ -333,7 +333,7 @@ def test_embedding_batch_of_300_really_aborts_llama_cpp(tiny_embed_gguf):
     import subprocess
     import sys
 
-    code = ("import llama_cpp; llama_cpp.Llama(%r, embedding=True, n_ctx=300, n_batch=300, n_ubatch=300, "
-            "flash_attn=True, pooling_type=1, verbose=False)" % str(tiny_embed_gguf))
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    code = (f"import llama_cpp; llama_cpp.Llama({str(tiny_embed_gguf)!r}, embedding=True, n_ctx=300, "
+            "n_batch=300, n_ubatch=300, flash_attn=True, pooling_type=1, verbose=False)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120, check=False)
     assert result.returncode != 0
