@@ -10,6 +10,7 @@ from ggstack.operations import Operation
 
 if TYPE_CHECKING:
     from ggstack.engines.registry import ModelRegistry
+    from ggstack.ingest.worker import IngestWorker
     from ggstack.stores.base import FileStore, MetadataStore, VectorStore
 
 
@@ -24,4 +25,5 @@ class Context:
     metadata: MetadataStore | None = None
     files: FileStore | None = None
     vectors: VectorStore | None = None
+    ingest: IngestWorker | None = None
     extras: dict[str, Any] = field(default_factory=dict)

@@ -18,6 +18,7 @@ from ggstack.config import Settings
 from ggstack.context import Context
 from ggstack.engines.registry import ModelRegistry, ModelSpec, default_model_specs
 from ggstack.errors import ApiError
+from ggstack.ingest.worker import IngestWorker
 from ggstack.operations import Operation
 from ggstack.stores.base import MetadataStore
 from ggstack.stores.factory import open_stores
@@ -33,11 +34,16 @@ async def open_context(settings: Settings, operations: tuple[Operation, ...],
     async with open_stores(settings) as stores:
         registry = ModelRegistry(max_queue=settings.max_queue)
         await register_models(registry, settings, stores.metadata)
+        ingest = IngestWorker(metadata=stores.metadata, files=stores.files, vectors=stores.vectors,
+                              models=registry)
         ctx = Context(settings=settings, operations=operations, missing=missing, models=registry,
-                      metadata=stores.metadata, files=stores.files, vectors=stores.vectors)
+                      metadata=stores.metadata, files=stores.files, vectors=stores.vectors, ingest=ingest)
         try:
+            # Resumes vector-store files left in_progress by a previous run.
+            await ingest.start()
             yield ctx
         finally:
+            await ingest.close()
             await registry.close()
             log.info("ggstack stopped")
 

@@ -7,6 +7,7 @@ model. "auto" means 800 tokens with 400 overlap.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -101,4 +102,54 @@ def chunk_text(text: str, *, tokenize: Callable[[str], Sequence[int]],
         piece = detokenize(window)
         if piece.strip():
             chunks.append(TextChunk(text=piece, start_token=i * step, n_tokens=len(window)))
+    return chunks
+
+
+# -- windows over the original text ------------------------------------------------------------
+
+#: A run of non-space characters, the unit windows are built from. Longer runs (a URL, a
+#: base64 blob) are cut into pieces of this many characters, so no unit can exceed a window.
+MAX_UNIT_CHARS = 24
+_UNIT = re.compile(r"\S+")
+
+
+def text_units(text: str) -> list[tuple[int, int]]:
+    """(start, end) character spans of the words of `text`, long words cut into pieces."""
+    spans: list[tuple[int, int]] = []
+    for match in _UNIT.finditer(text):
+        start, end = match.span()
+        spans.extend((at, min(at + MAX_UNIT_CHARS, end)) for at in range(start, end, MAX_UNIT_CHARS))
+    return spans
+
+
+def chunk_units(text: str, spans: Sequence[tuple[int, int]], counts: Sequence[int], *,
+                max_chunk_size_tokens: int, chunk_overlap_tokens: int) -> list[TextChunk]:
+    """Token windows made of whole units, each chunk a slice of the original `text`.
+
+    `counts[i]` is how many tokens unit i is. Unlike `chunk_text`, the chunk text is never
+    detokenized, so case, accents and spacing survive (an uncased tokenizer would lose them).
+    A window holds at most `max_chunk_size_tokens` (a single larger unit stands alone) and
+    the next one starts at the first unit of the last <= `chunk_overlap_tokens` of it.
+    """
+    if max_chunk_size_tokens < 1 or not 0 <= chunk_overlap_tokens < max_chunk_size_tokens:
+        raise ValueError("need 0 <= overlap < max_chunk_size_tokens")
+    if len(spans) != len(counts):
+        raise ValueError("one token count per unit")
+    starts = [0]
+    for n in counts:
+        starts.append(starts[-1] + n)
+    chunks: list[TextChunk] = []
+    first = 0
+    while first < len(spans):
+        last = first + 1
+        while last < len(spans) and starts[last + 1] - starts[first] <= max_chunk_size_tokens:
+            last += 1
+        chunks.append(TextChunk(text=text[spans[first][0]:spans[last - 1][1]], start_token=starts[first],
+                                n_tokens=starts[last] - starts[first]))
+        if last == len(spans):
+            break
+        following = last
+        while following - 1 > first and starts[last] - starts[following - 1] <= chunk_overlap_tokens:
+            following -= 1
+        first = following
     return chunks

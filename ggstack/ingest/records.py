@@ -1,0 +1,220 @@
+"""What the metadata store holds for uploaded files and vector stores, and the reads that
+handlers and the ingestion worker share.
+
+Document kinds (see `MetadataStore`):
+
+- FILE, no parent: an uploaded file; `key` names its bytes in the `FileStore`.
+- VECTOR_STORE, no parent: a vector store; its counts, usage and status are computed
+  from its files on every read, so nothing can drift out of date.
+- VECTOR_STORE_FILE, parent = vector store id, id = file id: one file in one store. Its
+  `status` is the ingestion state; `in_progress` documents are the durable job queue.
+- FILE_BATCH, parent = vector store id: a batch; its files carry its id as `batch_id`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from ggstack.errors import InvalidRequest, NotFound
+from ggstack.stores.base import FileStore, MetadataStore
+
+log = logging.getLogger("ggstack.ingest.records")
+
+FILE = "file"
+VECTOR_STORE = "vector_store"
+VECTOR_STORE_FILE = "vector_store_file"
+FILE_BATCH = "vector_store_file_batch"
+
+STATUSES = ("completed", "in_progress", "cancelled", "failed")
+
+#: The spec requires every file to have an integer `expires_at`; a file uploaded without
+#: `expires_after` keeps one year, as Llama Stack's local file provider does (ttl_secs).
+DEFAULT_FILE_TTL_SECONDS = 365 * 24 * 3600
+FILE_TTL_RANGE = (3600, 30 * 24 * 3600)
+VECTOR_STORE_TTL_DAYS = (1, 365)
+
+#: OpenAI's limits on `metadata` and `attributes` maps.
+MAX_MAP_KEYS = 16
+MAX_KEY_CHARS = 64
+MAX_VALUE_CHARS = 512
+
+#: Chunk metadata keys the Chroma store reserves for itself.
+RESERVED_ATTRIBUTE_PREFIX = "_ggs_"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:24]}"
+
+
+# -- files ----------------------------------------------------------------------------------
+
+
+def file_expired(doc: Mapping[str, Any], at: int | None = None) -> bool:
+    expires_at = doc.get("expires_at")
+    return isinstance(expires_at, int) and expires_at <= (now() if at is None else at)
+
+
+async def purge_file(metadata: MetadataStore, files: FileStore, doc: Mapping[str, Any]) -> bool:
+    """Delete the record, then the bytes (a crash in between leaves only an unreachable blob)."""
+    deleted = await metadata.delete(FILE, doc["id"])
+    try:
+        await files.delete(doc["key"])
+    except NotFound:
+        pass
+    return deleted
+
+
+async def get_file(metadata: MetadataStore, files: FileStore, file_id: str) -> dict[str, Any]:
+    """The live file record; an expired one is purged on sight and is then not found."""
+    doc = await metadata.get(FILE, file_id)
+    if doc is not None and file_expired(doc):
+        await purge_file(metadata, files, doc)
+        doc = None
+    if doc is None:
+        raise NotFound(f"File '{file_id}' not found", param="file_id")
+    return doc
+
+
+async def purge_expired_files(metadata: MetadataStore, files: FileStore) -> int:
+    """Remove every expired file; returns how many (a periodic sweep, not a request path)."""
+    at = now()
+    page = await metadata.list(FILE, limit=None, order="asc")
+    expired = [doc for doc in page.items if file_expired(doc, at)]
+    for doc in expired:
+        await purge_file(metadata, files, doc)
+    if expired:
+        log.info("removed %d expired file(s)", len(expired))
+    return len(expired)
+
+
+def file_expiry(expires_after: Any, created_at: int) -> int:
+    """`expires_at` for an upload; InvalidRequest when `expires_after` is out of range."""
+    if expires_after is None:
+        return created_at + DEFAULT_FILE_TTL_SECONDS
+    seconds = expires_after.seconds
+    low, high = FILE_TTL_RANGE
+    if not low <= seconds <= high:
+        raise InvalidRequest(f"expires_after.seconds must be between {low} and {high}, not {seconds}",
+                             param="expires_after.seconds")
+    return created_at + seconds
+
+
+# -- vector stores ---------------------------------------------------------------------------
+
+
+def store_not_found(store_id: str) -> InvalidRequest:
+    # Llama Stack answers an unknown vector store with 400 "Invalid value", and clients expect it.
+    return InvalidRequest(f"Invalid value: Vector store '{store_id}' not found", param="vector_store_id")
+
+
+async def get_vector_store(metadata: MetadataStore, store_id: str) -> dict[str, Any]:
+    doc = await metadata.get(VECTOR_STORE, store_id)
+    if doc is None:
+        raise store_not_found(store_id)
+    return doc
+
+
+def store_expires_at(doc: Mapping[str, Any]) -> int | None:
+    """From `expires_after` = {"anchor": "last_active_at", "days": n}, validated on write."""
+    policy = doc.get("expires_after")
+    if not policy:
+        return None
+    return int(doc.get("last_active_at") or doc["created_at"]) + int(policy["days"]) * 86400
+
+
+def store_expired(doc: Mapping[str, Any], at: int | None = None) -> bool:
+    expires_at = store_expires_at(doc)
+    return expires_at is not None and expires_at <= (now() if at is None else at)
+
+
+def validate_store_expiry(expires_after: Any) -> dict[str, Any] | None:
+    if expires_after is None:
+        return None
+    param = "expires_after"
+    if not isinstance(expires_after, Mapping):
+        raise InvalidRequest("expires_after must be an object", param=param)
+    if expires_after.get("anchor") != "last_active_at":
+        raise InvalidRequest("expires_after.anchor must be 'last_active_at'", param=f"{param}.anchor")
+    days = expires_after.get("days")
+    low, high = VECTOR_STORE_TTL_DAYS
+    if isinstance(days, bool) or not isinstance(days, int) or not low <= days <= high:
+        raise InvalidRequest(f"expires_after.days must be an integer between {low} and {high}",
+                             param=f"{param}.days")
+    extra = set(expires_after) - {"anchor", "days"}
+    if extra:
+        raise InvalidRequest(f"expires_after has unknown field(s): {', '.join(sorted(extra))}", param=param)
+    return {"anchor": "last_active_at", "days": days}
+
+
+async def touch_store(metadata: MetadataStore, store_id: str) -> dict[str, Any] | None:
+    """Record activity: `last_active_at` moves, and with it an activity-anchored expiry."""
+    stamp = now()
+
+    def change(doc: dict[str, Any]) -> None:
+        doc["last_active_at"] = max(stamp, int(doc.get("last_active_at") or 0))
+
+    return await metadata.update(VECTOR_STORE, store_id, change)
+
+
+async def file_counts(metadata: MetadataStore, store_id: str, *,
+                      batch_id: str | None = None) -> dict[str, int]:
+    """Counts by status, from the database (one grouped query for a store, four for a batch)."""
+    if batch_id is None:
+        grouped = await metadata.count_by(VECTOR_STORE_FILE, "status", parent=store_id)
+    else:
+        grouped = {status: await metadata.count(VECTOR_STORE_FILE, parent=store_id,
+                                                where={"batch_id": batch_id, "status": status})
+                   for status in STATUSES}
+    counts = {status: int(grouped.get(status, 0)) for status in STATUSES}
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+async def usage_bytes(metadata: MetadataStore, store_id: str) -> int:
+    page = await metadata.list(VECTOR_STORE_FILE, parent=store_id, limit=None, order="asc")
+    return sum(int(doc.get("usage_bytes") or 0) for doc in page.items)
+
+
+# -- metadata and attributes -----------------------------------------------------------------
+
+
+def validate_metadata(metadata: Any, param: str = "metadata") -> dict[str, Any]:
+    """OpenAI's rules: at most 16 keys of up to 64 characters, string values up to 512."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidRequest(f"{param} must be an object", param=param)
+    if len(metadata) > MAX_MAP_KEYS:
+        raise InvalidRequest(f"{param} can hold at most {MAX_MAP_KEYS} keys", param=param)
+    for key, value in metadata.items():
+        if len(key) > MAX_KEY_CHARS:
+            raise InvalidRequest(f"{param} keys can be at most {MAX_KEY_CHARS} characters", param=param)
+        if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+            raise InvalidRequest(f"{param}['{key}'] is longer than {MAX_VALUE_CHARS} characters", param=param)
+    return dict(metadata)
+
+
+def validate_attributes(attributes: Any, param: str = "attributes") -> dict[str, str | int | float | bool]:
+    """Attributes are copied onto every chunk for filtering, so values must be scalars.
+
+    A null value means "no such attribute" and is dropped.
+    """
+    checked = validate_metadata(attributes, param)
+    out: dict[str, str | int | float | bool] = {}
+    for key, value in checked.items():
+        if key.startswith(RESERVED_ATTRIBUTE_PREFIX):
+            raise InvalidRequest(f"{param} keys may not start with '{RESERVED_ATTRIBUTE_PREFIX}'", param=param)
+        if value is None:
+            continue
+        if not isinstance(value, str | int | float | bool):
+            raise InvalidRequest(f"{param}['{key}'] must be a string, number or boolean", param=param)
+        out[key] = value
+    return out

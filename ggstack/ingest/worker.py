@@ -1,0 +1,232 @@
+"""The background indexer: turns `in_progress` vector-store files into chunks.
+
+The durable queue is the metadata store itself: a file is queued by writing its
+VECTOR_STORE_FILE document with status `in_progress`, and it leaves the queue when the
+worker writes `completed`, `failed` or (batch cancel) `cancelled`. The in-memory
+asyncio queue only says what to look at next; on start every `in_progress` document is
+queued again, so a crash (even kill -9) loses no work and leaves no store in progress
+forever. Re-running a file is safe because indexing is idempotent (see pipeline).
+
+Each document carries a `generation` (new on every attach) and, once a worker claims it,
+the `run` id of the process. A job's result is written only if its generation is still
+current, so a detach or re-attach while a job runs is never overwritten by stale work.
+A file whose indexing kept killing the server is failed after MAX_ATTEMPTS claims.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Any
+
+from ggstack.errors import ApiError, NotFound
+from ggstack.ingest import records
+from ggstack.ingest.chunking import chunking_params
+from ggstack.ingest.extract import ExtractionError
+from ggstack.ingest.pipeline import EmbeddingBusy, index_file
+from ggstack.ingest.records import FILE_BATCH, VECTOR_STORE, VECTOR_STORE_FILE
+from ggstack.stores.base import FileStore, MetadataStore, VectorStore
+
+log = logging.getLogger("ggstack.ingest.worker")
+
+#: Files indexed at once: one can extract or write to Chroma while another embeds.
+CONCURRENCY = 2
+MAX_ATTEMPTS = 3
+#: How often expired uploads are swept from disk (they vanish from the API at once anyway).
+SWEEP_INTERVAL_SECONDS = 600
+#: A job whose file is already being indexed waits this long before being looked at again.
+BUSY_RETRY_SECONDS = 0.2
+
+Key = tuple[str, str]
+
+
+def failure(message: str, code: str = "server_error") -> dict[str, Any]:
+    # The spec allows only server_error and rate_limit_exceeded as last_error codes.
+    return {"status": "failed", "last_error": {"code": code, "message": message}}
+
+
+class IngestWorker:
+    """Start with `await start()` (resumes unfinished work), stop with `await close()`."""
+
+    def __init__(self, *, metadata: MetadataStore, files: FileStore, vectors: VectorStore, models: Any,
+                 concurrency: int = CONCURRENCY) -> None:
+        self.metadata = metadata
+        self.files = files
+        self.vectors = vectors
+        self.models = models
+        #: Marks documents claimed by this process, so cancel can tell "running" from "queued".
+        self.run_id = uuid.uuid4().hex
+        self._concurrency = concurrency
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._running: set[Key] = set()
+        self._waiters: dict[Key, asyncio.Event] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        resumed = await self.resume()
+        if resumed:
+            log.info("resuming %d unfinished vector store file(s)", resumed)
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._consume(), name=f"ingest-{i}") for i in range(self._concurrency)]
+        self._tasks.append(loop.create_task(self._sweep(), name="ingest-sweep"))
+
+    async def close(self) -> None:
+        """Stop; a file being indexed stays in_progress and is redone at the next start."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def resume(self) -> int:
+        """Queue every in_progress file of every store (oldest first)."""
+        queued = 0
+        stores = await self.metadata.list(VECTOR_STORE, limit=None, order="asc")
+        for store in stores.items:
+            page = await self.metadata.list(VECTOR_STORE_FILE, parent=store["id"], limit=None, order="asc",
+                                            where={"status": "in_progress"})
+            for doc in page.items:
+                if int(doc.get("attempts") or 0) >= MAX_ATTEMPTS:
+                    await self._finish(store["id"], doc, failure(
+                        f"indexing was interrupted {MAX_ATTEMPTS} times (the server stopped while "
+                        f"processing this file); giving up"))
+                    continue
+                self.submit(store["id"], doc["id"])
+                queued += 1
+        return queued
+
+    # -- what handlers call -----------------------------------------------------------------
+
+    def submit(self, store_id: str, file_id: str) -> None:
+        """Look at this file soon; its document must already say in_progress."""
+        self._queue.put_nowait((store_id, file_id))
+
+    async def wait(self, store_id: str, file_id: str, timeout: float) -> dict[str, Any] | None:
+        """Wait up to `timeout` for the file to leave in_progress; its document (None if gone)."""
+        key = (store_id, file_id)
+        event = self._waiters.setdefault(key, asyncio.Event())
+        # Registered before reading, so a job that ends now still sets our event.
+        doc = await self.metadata.get(VECTOR_STORE_FILE, file_id, parent=store_id)
+        if doc is not None and doc["status"] == "in_progress":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout)
+            doc = await self.metadata.get(VECTOR_STORE_FILE, file_id, parent=store_id)
+        return doc
+
+    async def cancel_batch(self, store_id: str, batch_id: str) -> int:
+        """Cancel the batch's files not yet started; running ones finish. Returns how many."""
+        await self.metadata.update(FILE_BATCH, batch_id, {"cancelled": True}, parent=store_id)
+        page = await self.metadata.list(VECTOR_STORE_FILE, parent=store_id, limit=None, order="asc",
+                                        where={"batch_id": batch_id, "status": "in_progress"})
+        cancelled = 0
+        for doc in page.items:
+            def change(current: dict[str, Any]) -> None:
+                nonlocal cancelled
+                if (current.get("batch_id") == batch_id and current["status"] == "in_progress"
+                        and current.get("run") != self.run_id):
+                    current["status"] = "cancelled"
+                    cancelled += 1
+
+            await self.metadata.update(VECTOR_STORE_FILE, doc["id"], change, parent=store_id)
+            self._signal((store_id, doc["id"]))
+        return cancelled
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        while True:
+            key = await self._queue.get()
+            if key in self._running:
+                # Re-attached while its previous job runs: look again when that one is done.
+                asyncio.get_running_loop().call_later(BUSY_RETRY_SECONDS, self._queue.put_nowait, key)
+                continue
+            self._running.add(key)
+            try:
+                await self._job(*key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The job's own errors become a failed file; this is a bug or a lost database.
+                log.exception("indexing %s into %s stopped unexpectedly", key[1], key[0])
+            finally:
+                self._running.discard(key)
+                self._signal(key)
+
+    def _signal(self, key: Key) -> None:
+        event = self._waiters.pop(key, None)
+        if event is not None:
+            event.set()
+
+    async def _sweep(self) -> None:
+        while True:
+            try:
+                await records.purge_expired_files(self.metadata, self.files)
+            except Exception:
+                log.exception("sweeping expired files failed")
+            await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
+
+    async def _job(self, store_id: str, file_id: str) -> None:
+        def claim(doc: dict[str, Any]) -> None:
+            if doc["status"] == "in_progress":
+                doc["attempts"] = int(doc.get("attempts") or 0) + 1
+                doc["run"] = self.run_id
+
+        doc = await self.metadata.update(VECTOR_STORE_FILE, file_id, claim, parent=store_id)
+        if doc is None or doc["status"] != "in_progress":
+            return
+        store = await self.metadata.get(VECTOR_STORE, store_id)
+        if store is None:
+            return
+        result = await self._index(store, doc)
+        await self._finish(store_id, doc, result)
+
+    async def _index(self, store: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
+        """The file's final state: completed with its usage, or failed with a reason."""
+        try:
+            file = await records.get_file(self.metadata, self.files, doc["id"])
+            data = await self.files.read(file["key"])
+            engine = await self.models.embedder(store["embedding_model"])
+            if engine.dimension != store["embedding_dimension"]:
+                return failure(f"embedding model {store['embedding_model']} now makes {engine.dimension}-"
+                               f"dimensional vectors; this store holds {store['embedding_dimension']}")
+            size, overlap = chunking_params(doc.get("chunking_strategy"))
+            indexed = await index_file(data=data, content_type=file.get("content_type"), filename=file["filename"],
+                                       engine=engine, vectors=self.vectors, store_id=store["id"], file_id=doc["id"],
+                                       attributes=doc.get("attributes") or {}, max_chunk_size_tokens=size,
+                                       chunk_overlap_tokens=overlap)
+        except ExtractionError as exc:
+            return failure(exc.message)
+        except EmbeddingBusy as exc:
+            return failure(str(exc), "rate_limit_exceeded")
+        except ApiError as exc:
+            return failure(exc.message)
+        except Exception:
+            log.exception("indexing %s into %s failed", doc["id"], store["id"])
+            return failure("internal error while indexing the file; see the server log")
+        return {"status": "completed", "last_error": None, "usage_bytes": indexed.usage_bytes,
+                "chunk_count": indexed.chunks}
+
+    async def _finish(self, store_id: str, claimed: dict[str, Any], result: dict[str, Any]) -> None:
+        applied = False
+
+        def change(current: dict[str, Any]) -> None:
+            nonlocal applied
+            if current.get("generation") == claimed.get("generation") and current["status"] == "in_progress":
+                current.update(result)
+                if current.get("last_error") is None:
+                    current.pop("last_error", None)
+                applied = True
+
+        final = await self.metadata.update(VECTOR_STORE_FILE, claimed["id"], change, parent=store_id)
+        if final is None:
+            # Detached (or the store deleted) while indexing: drop what this job wrote.
+            with contextlib.suppress(NotFound):
+                await self.vectors.delete_file(store_id, claimed["id"])
+            return
+        if applied and final["status"] == "completed" and final.get("attributes") != claimed.get("attributes"):
+            # Attributes changed while indexing; the chunks were written with the old ones.
+            with contextlib.suppress(NotFound):
+                await self.vectors.set_file_attributes(store_id, claimed["id"], final.get("attributes") or {})
