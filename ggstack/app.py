@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from generated.routes import OPERATIONS, all_routes
 from ggstack.config import Settings
@@ -43,6 +44,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return app
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method any route offers at this path (Starlette's own 405 names only one route's)."""
+    methods: set[str] = set()
+    scope = {**request.scope, "method": "__NONE__"}
+    for route in request.app.routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
 async def http_exception(request: Request, exc: Exception) -> Response:
     """Starlette's own 404/405 answers, in the error shape of the path's API family."""
     assert isinstance(exc, HTTPException)
@@ -50,8 +62,9 @@ async def http_exception(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         error = NotFound(f"No route for {request.method} {request.url.path}")
     elif exc.status_code == 405:
-        error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}",
-                                 headers=dict(exc.headers or {}))
+        allowed = allowed_methods(request)
+        error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}",
+                                 headers={"Allow": ", ".join(allowed)})
     else:
         error = ApiError(exc.detail or "HTTP error")
         error.status = exc.status_code

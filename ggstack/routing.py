@@ -203,7 +203,7 @@ async def read_form(operation: Operation, request: Request) -> tuple[BaseModel, 
             set_form_field(fields, key, b"")
         else:
             set_form_field(fields, key, value)
-    return validate_body(operation, fields), uploads
+    return validate_form(operation, fields), uploads
 
 
 def set_form_field(fields: dict[str, Any], key: str, value: Any) -> None:
@@ -216,6 +216,23 @@ def set_form_field(fields: dict[str, Any], key: str, value: Any) -> None:
     if not isinstance(target, dict):
         raise InvalidRequest(f"Form field '{head}' is given both as a value and as an object", param=head)
     set_form_field(target, rest.replace("]", "", 1), value)
+
+
+def validate_form(operation: Operation, fields: dict[str, Any]) -> BaseModel:
+    """Form values are text; a field the model wants as a number, object or null is read as JSON."""
+    assert operation.body is not None
+    try:
+        return operation.body.model_validate(fields)
+    except ValidationError as exc:
+        failing = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+    retyped = dict(fields)
+    for name in failing:
+        if isinstance(retyped.get(name), str):
+            try:
+                retyped[name] = json.loads(retyped[name])
+            except ValueError:
+                pass
+    return validate_body(operation, retyped)
 
 
 def validate_body(operation: Operation, data: Any) -> BaseModel:

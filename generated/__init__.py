@@ -1,0 +1,1 @@
+"""Code generated from specs/ by `ggstack codegen`; never edited by hand."""
