@@ -44,6 +44,9 @@ DATAMODEL_FLAGS = (
     "--field-constraints",
     "--enum-field-as-literal", "all",
     "--formatters", "builtin",
+    # JSON Schema 2020-12 treats formats as annotations; so must the models, or a spec-valid
+    # "http://" or date string would be refused.
+    "--type-mappings", "string+uri=string", "string+date-time=string",
 )
 
 

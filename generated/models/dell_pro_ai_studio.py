@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AnyUrl, BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 
 class ErrorResponse(BaseModel):
@@ -180,8 +180,8 @@ class Usage(BaseModel):
     )
 
 
-class URL(RootModel[AnyUrl]):
-    root: AnyUrl
+class URL(RootModel[str]):
+    root: str = Field(..., pattern="^(https?://|file://|data:)")
 
 
 class ToolChoice(RootModel[Literal["auto", "required"]]):
@@ -447,7 +447,7 @@ class ChatCompletionRequestToolMessageContentPart(RootModel[ChatCompletionReques
 
 
 class ImageUrl(BaseModel):
-    url: AnyUrl = Field(..., description="Either a URL of the image or the base64 encoded image data.")
+    url: str = Field(..., description="Either a URL of the image or the base64 encoded image data.")
     detail: Literal["auto", "low", "high"] | None = Field(
         "auto", description="Specifies the detail level of the image. Learn more in the [Vision guide]."
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 
 class Error(BaseModel):
@@ -1998,8 +1998,8 @@ class Span(BaseModel):
         None, description="(Optional) Unique identifier for the parent span, if this is a child span"
     )
     name: str = Field(..., description="Human-readable name describing the operation this span represents")
-    start_time: AwareDatetime = Field(..., description="Timestamp when the operation began")
-    end_time: AwareDatetime | None = Field(
+    start_time: str = Field(..., description="Timestamp when the operation began")
+    end_time: str | None = Field(
         None, description="(Optional) Timestamp when the operation finished, if completed"
     )
     attributes: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
@@ -2048,8 +2048,8 @@ class SpanWithStatus(BaseModel):
         None, description="(Optional) Unique identifier for the parent span, if this is a child span"
     )
     name: str = Field(..., description="Human-readable name describing the operation this span represents")
-    start_time: AwareDatetime = Field(..., description="Timestamp when the operation began")
-    end_time: AwareDatetime | None = Field(
+    start_time: str = Field(..., description="Timestamp when the operation began")
+    end_time: str | None = Field(
         None, description="(Optional) Timestamp when the operation finished, if completed"
     )
     attributes: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
@@ -2081,8 +2081,8 @@ class Trace(BaseModel):
     )
     trace_id: str = Field(..., description="Unique identifier for the trace")
     root_span_id: str = Field(..., description="Unique identifier for the root span that started this trace")
-    start_time: AwareDatetime = Field(..., description="Timestamp when the trace began")
-    end_time: AwareDatetime | None = Field(
+    start_time: str = Field(..., description="Timestamp when the trace began")
+    end_time: str | None = Field(
         None, description="(Optional) Timestamp when the trace finished, if completed"
     )
 
@@ -2237,8 +2237,8 @@ class ShieldCallStep(BaseModel):
     )
     turn_id: str = Field(..., description="The ID of the turn.")
     step_id: str = Field(..., description="The ID of the step.")
-    started_at: AwareDatetime | None = Field(None, description="The time the step started.")
-    completed_at: AwareDatetime | None = Field(None, description="The time the step completed.")
+    started_at: str | None = Field(None, description="The time the step started.")
+    completed_at: str | None = Field(None, description="The time the step completed.")
     step_type: Literal["shield_call"] = Field(
         ..., description="Type of the step in an agent turn.", title="StepType"
     )
@@ -2759,7 +2759,7 @@ class Checkpoint(BaseModel):
         extra="forbid",
     )
     identifier: str = Field(..., description="Unique identifier for the checkpoint")
-    created_at: AwareDatetime = Field(..., description="Timestamp when the checkpoint was created")
+    created_at: str = Field(..., description="Timestamp when the checkpoint was created")
     epoch: int = Field(..., description="Training epoch when the checkpoint was saved")
     post_training_job_id: str = Field(
         ..., description="Identifier of the training job that created this checkpoint"
@@ -2796,13 +2796,9 @@ class PostTrainingJobStatusResponse(BaseModel):
     status: Literal["completed", "in_progress", "failed", "scheduled", "cancelled"] = Field(
         ..., description="Current status of the training job"
     )
-    scheduled_at: AwareDatetime | None = Field(
-        None, description="(Optional) Timestamp when the job was scheduled"
-    )
-    started_at: AwareDatetime | None = Field(
-        None, description="(Optional) Timestamp when the job execution began"
-    )
-    completed_at: AwareDatetime | None = Field(
+    scheduled_at: str | None = Field(None, description="(Optional) Timestamp when the job was scheduled")
+    started_at: str | None = Field(None, description="(Optional) Timestamp when the job execution began")
+    completed_at: str | None = Field(
         None, description="(Optional) Timestamp when the job finished, if completed"
     )
     resources_allocated: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
@@ -3041,7 +3037,7 @@ class Agent(BaseModel):
     )
     agent_id: str = Field(..., description="Unique identifier for the agent")
     agent_config: AgentConfig = Field(..., description="Configuration settings for the agent")
-    created_at: AwareDatetime = Field(..., description="Timestamp when the agent was created")
+    created_at: str = Field(..., description="Timestamp when the agent was created")
 
 
 class InterleavedContent(RootModel[str | InterleavedContentItem | list[InterleavedContentItem]]):
@@ -3058,8 +3054,8 @@ class MemoryRetrievalStep(BaseModel):
     )
     turn_id: str = Field(..., description="The ID of the turn.")
     step_id: str = Field(..., description="The ID of the step.")
-    started_at: AwareDatetime | None = Field(None, description="The time the step started.")
-    completed_at: AwareDatetime | None = Field(None, description="The time the step completed.")
+    started_at: str | None = Field(None, description="The time the step started.")
+    completed_at: str | None = Field(None, description="The time the step completed.")
     step_type: Literal["memory_retrieval"] = Field(
         ..., description="Type of the step in an agent turn.", title="StepType"
     )
@@ -3483,8 +3479,8 @@ class InferenceStep(BaseModel):
     )
     turn_id: str = Field(..., description="The ID of the turn.")
     step_id: str = Field(..., description="The ID of the step.")
-    started_at: AwareDatetime | None = Field(None, description="The time the step started.")
-    completed_at: AwareDatetime | None = Field(None, description="The time the step completed.")
+    started_at: str | None = Field(None, description="The time the step started.")
+    completed_at: str | None = Field(None, description="The time the step completed.")
     step_type: Literal["inference"] = Field(
         ..., description="Type of the step in an agent turn.", title="StepType"
     )
@@ -3501,8 +3497,8 @@ class ToolExecutionStep(BaseModel):
     )
     turn_id: str = Field(..., description="The ID of the turn.")
     step_id: str = Field(..., description="The ID of the step.")
-    started_at: AwareDatetime | None = Field(None, description="The time the step started.")
-    completed_at: AwareDatetime | None = Field(None, description="The time the step completed.")
+    started_at: str | None = Field(None, description="The time the step started.")
+    completed_at: str | None = Field(None, description="The time the step completed.")
     step_type: Literal["tool_execution"] = Field(
         ..., description="Type of the step in an agent turn.", title="StepType"
     )
@@ -3536,8 +3532,8 @@ class Turn(BaseModel):
     output_attachments: list[OutputAttachment] | None = Field(
         None, description="(Optional) Files or media attached to the agent's response"
     )
-    started_at: AwareDatetime = Field(..., description="Timestamp when the turn began")
-    completed_at: AwareDatetime | None = Field(
+    started_at: str = Field(..., description="Timestamp when the turn began")
+    completed_at: str | None = Field(
         None, description="(Optional) Timestamp when the turn finished, if completed"
     )
 
@@ -3798,7 +3794,7 @@ class Session(BaseModel):
     session_id: str = Field(..., description="Unique identifier for the conversation session")
     session_name: str = Field(..., description="Human-readable name for the session")
     turns: list[Turn] = Field(..., description="List of all turns that have occurred in this session")
-    started_at: AwareDatetime = Field(..., description="Timestamp when the session was created")
+    started_at: str = Field(..., description="Timestamp when the session was created")
 
 
 class AgentTurnResponseEvent(BaseModel):

@@ -8,6 +8,7 @@ handler yet; `test_report_unimplemented` prints that list so it can only shrink.
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import httpx
@@ -19,7 +20,7 @@ from generated.routes import OPERATIONS
 from ggstack.docs import spec_document
 from tests.server import Server
 
-MAX_EXAMPLES = 12
+MAX_EXAMPLES = int(os.environ.get("GGSTACK_FUZZ_EXAMPLES", "12"))
 
 
 @pytest.fixture(scope="session")
