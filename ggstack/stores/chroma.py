@@ -63,7 +63,10 @@ def chunk_metadata(chunk: Chunk) -> dict[str, Scalar]:
         if not isinstance(value, str | int | float | bool):
             raise InvalidRequest(f"attribute '{key}' must be a string, number or boolean",
                                  param="attributes")
-        meta[key] = value
+        # Numbers are stored as floats: Chroma compares an int field with a float filter
+        # value by truncating the value (n < 2.5 would miss n = 2), but a float field
+        # compares exactly with ints and floats alike. `_chunk` turns whole ones back.
+        meta[key] = float(value) if isinstance(value, int) and not isinstance(value, bool) else value
     # Written last so an attribute can never shadow them.
     meta[RESERVED_FILE] = chunk.file_id
     meta[RESERVED_INDEX] = chunk.index
@@ -71,7 +74,8 @@ def chunk_metadata(chunk: Chunk) -> dict[str, Scalar]:
 
 
 def _chunk(text: str | None, meta: Mapping[str, Any] | None, embedding: Any = None) -> Chunk:
-    meta = dict(meta or {})
+    meta = {key: int(value) if isinstance(value, float) and value.is_integer() else value
+            for key, value in (meta or {}).items()}
     file_id = str(meta.pop(RESERVED_FILE, ""))
     index = int(meta.pop(RESERVED_INDEX, 0))
     vector = [float(x) for x in embedding] if embedding is not None else None
