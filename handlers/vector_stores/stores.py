@@ -1,0 +1,132 @@
+"""Vector stores: create, list, retrieve, update, delete.
+
+A store's embedding model is fixed at creation (the first registered embedding model
+unless `embedding_model` names one); its Chroma index is made with that model's dimension.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from generated.models.llama_stack_deprecated import (
+    OpenaiCreateVectorStoreRequest,
+    OpenaiUpdateVectorStoreRequest,
+    VectorStoreDeleteResponse,
+    VectorStoreObject,
+)
+from ggstack.context import Context
+from ggstack.errors import InvalidRequest, NotFound
+from ggstack.ingest import records
+from ggstack.ingest.records import FILE_BATCH, VECTOR_STORE, VECTOR_STORE_FILE
+from handlers.vector_stores.common import (
+    ATTACH_WAIT_SECONDS,
+    DEFAULT_PAGE,
+    check_page,
+    chunking_strategy,
+    new_file_doc,
+    page_body,
+    store_object,
+)
+
+PROVIDER_ID = "chromadb"
+
+
+def embedding_model(ctx: Context, requested: str | None, dimension: int | None) -> tuple[str, int]:
+    """(model id, dimension) for a new store."""
+    if requested is None:
+        candidates = [spec for spec in ctx.models.list() if spec.model_type == "embedding"]
+        if not candidates:
+            raise InvalidRequest("No embedding model is registered; register one or name it in "
+                                 "embedding_model", param="embedding_model")
+        spec = candidates[0]
+    else:
+        spec = ctx.models.get(requested)
+        if spec.model_type != "embedding":
+            raise InvalidRequest(f"Model '{requested}' is not an embedding model", param="embedding_model")
+    model_dimension = int(spec.embedding_dimension or spec.metadata["embedding_dimension"])
+    if dimension is not None and dimension != model_dimension:
+        raise InvalidRequest(f"embedding_dimension {dimension} does not match model '{spec.identifier}', "
+                             f"which makes {model_dimension}-dimensional embeddings", param="embedding_dimension")
+    return spec.identifier, model_dimension
+
+
+async def openai_create_vector_store(body: OpenaiCreateVectorStoreRequest, ctx: Context) -> VectorStoreObject:
+    if body.provider_id is not None and body.provider_id != PROVIDER_ID:
+        raise InvalidRequest(f"Unknown vector_io provider '{body.provider_id}'; this server has "
+                             f"'{PROVIDER_ID}'", param="provider_id")
+    model, dimension = embedding_model(ctx, body.embedding_model, body.embedding_dimension)
+    strategy = chunking_strategy(body.chunking_strategy)
+    expires_after = records.validate_store_expiry(body.expires_after)
+    metadata = records.validate_metadata(body.metadata)
+    file_ids = list(dict.fromkeys(body.file_ids or []))
+    files = [await records.get_file(ctx.metadata, ctx.files, file_id) for file_id in file_ids]
+    store_id = records.new_id("vs_")
+    # The index first: a crash before the record is written leaves only an unused collection.
+    await ctx.vectors.create(store_id, dimension=dimension)
+    stamp = records.now()
+    doc = {"id": store_id, "object": "vector_store", "created_at": stamp, "name": body.name,
+           "metadata": metadata, "expires_after": expires_after, "last_active_at": stamp,
+           "embedding_model": model, "embedding_dimension": dimension, "chunking_strategy": strategy,
+           "provider_id": PROVIDER_ID}
+    await ctx.metadata.put(VECTOR_STORE, store_id, {k: v for k, v in doc.items() if v is not None})
+    if files:
+        await ctx.metadata.put_many(VECTOR_STORE_FILE, [
+            (file["id"], new_file_doc(store_id, file, {}, strategy)) for file in files], parent=store_id)
+        for file in files:
+            ctx.ingest.submit(store_id, file["id"])
+        deadline = time.monotonic() + ATTACH_WAIT_SECONDS
+        await asyncio.gather(*(ctx.ingest.wait(store_id, file["id"], max(0.0, deadline - time.monotonic()))
+                               for file in files))
+    return await store_object(ctx, await records.get_vector_store(ctx.metadata, store_id))
+
+
+async def openai_list_vector_stores(ctx: Context, limit: int = DEFAULT_PAGE, order: str = "desc",
+                                    after: str | None = None, before: str | None = None) -> dict[str, Any]:
+    check_page(limit, order)
+    page = await ctx.metadata.list(VECTOR_STORE, after=after, before=before, limit=limit, order=order)
+    data = [await store_object(ctx, doc) for doc in page.items]
+    return page_body(page, data)
+
+
+async def openai_retrieve_vector_store(vector_store_id: str, ctx: Context) -> VectorStoreObject:
+    return await store_object(ctx, await records.get_vector_store(ctx.metadata, vector_store_id))
+
+
+async def openai_update_vector_store(vector_store_id: str, body: OpenaiUpdateVectorStoreRequest,
+                                     ctx: Context) -> VectorStoreObject:
+    await records.get_vector_store(ctx.metadata, vector_store_id)
+    changes: dict[str, Any] = {}
+    if body.name is not None:
+        changes["name"] = body.name
+    if body.metadata is not None:
+        changes["metadata"] = records.validate_metadata(body.metadata)
+    if "expires_after" in body.model_fields_set:
+        # An explicit null removes the expiry policy.
+        changes["expires_after"] = records.validate_store_expiry(body.expires_after)
+    changes["last_active_at"] = records.now()
+
+    def change(doc: dict[str, Any]) -> None:
+        doc.update(changes)
+        if doc.get("expires_after") is None:
+            doc.pop("expires_after", None)
+
+    doc = await ctx.metadata.update(VECTOR_STORE, vector_store_id, change)
+    if doc is None:
+        raise records.store_not_found(vector_store_id)
+    return await store_object(ctx, doc)
+
+
+async def openai_delete_vector_store(vector_store_id: str, ctx: Context) -> VectorStoreDeleteResponse:
+    await records.get_vector_store(ctx.metadata, vector_store_id)
+    # Index, then children, then the record: each step is safe to repeat, so a delete that
+    # was interrupted can simply be sent again.
+    try:
+        await ctx.vectors.drop(vector_store_id)
+    except NotFound:
+        pass
+    await ctx.metadata.delete_children(VECTOR_STORE_FILE, vector_store_id)
+    await ctx.metadata.delete_children(FILE_BATCH, vector_store_id)
+    await ctx.metadata.delete(VECTOR_STORE, vector_store_id)
+    return VectorStoreDeleteResponse(id=vector_store_id, object="vector_store.deleted", deleted=True)
