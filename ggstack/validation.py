@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
-from openapi_core import OpenAPI
+from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
 from openapi_schema_validator import OAS31Validator
 from referencing import Registry, Resource
@@ -70,7 +70,7 @@ class ResponseValidator:
     def api(self, spec: str) -> OpenAPI:
         if spec not in self._apis:
             # The specs were validated by codegen; skip openapi-core's slow re-validation.
-            self._apis[spec] = OpenAPI.from_dict(spec_document(spec), config=None)
+            self._apis[spec] = OpenAPI.from_dict(spec_document(spec), config=Config(spec_validator_cls=None))
         return self._apis[spec]
 
     async def check(self, operation: Operation, request: Request, response: Response) -> Response:

@@ -80,3 +80,10 @@ def test_check_passes_on_a_clean_tree_and_fails_after_a_one_line_spec_edit(tmp_p
     drifted = run_check(project)
     assert drifted.returncode == 1, drifted.stdout + drifted.stderr
     assert "generated/" in drifted.stdout
+
+
+def test_merged_document_is_valid_openapi() -> None:
+    from codegen.specs import spec_errors
+    from ggstack.docs import spec_document
+
+    assert spec_errors(spec_document("merged")) == []
