@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from codegen.specs import SPEC_NAMES, SPECS_DIR, load_spec
+from codegen.specs import OVERLAYS_DIR, SPEC_NAMES, SPECS_DIR, load_spec
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 STREAMING_MEDIA_TYPE = "text/event-stream"
@@ -59,6 +59,11 @@ class SpecContext:
     title: str
     document: dict[str, Any]
     operations: list[Operation] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        overlay = OVERLAYS_DIR / f"{self.name}.yaml"
+        return f"specs/{self.name}.yaml" + (f" with specs/overlays/{overlay.name}" if overlay.exists() else "")
 
 
 def snake(name: str) -> str:
