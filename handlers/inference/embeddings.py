@@ -1,0 +1,121 @@
+"""Embeddings for the OpenAI-compatible and Dell routes: one engine call per request, however many inputs.
+
+The engine packs all inputs into as few llama.cpp batches as fit, so a client that sends a
+list gets the throughput of batching; splitting a request into one call per input would not.
+Vectors leave here as little-endian float32, the precision the model computes in, so the
+`float` and `base64` encodings of one input carry exactly the same numbers.
+
+`dimensions` follows OpenAI's text-embedding-3 behaviour: keep the first `dimensions`
+components and L2-normalise again. That is only meaningful for Matryoshka-trained models,
+but it is well defined for any model, and asking for more than the model has is a 400.
+
+Results are plain dicts: building a pydantic model per vector costs more than the embedding
+itself for a batch of short sentences.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import numpy as np
+from pydantic import RootModel
+
+from generated.models.dell_pro_ai_studio import CreateEmbeddingRequest
+from generated.models.llama_stack_deprecated import OpenaiEmbeddingsRequest
+from ggstack.context import Context
+from ggstack.errors import InvalidRequest, NotSupported
+
+#: OpenAI's (and Dell's) limit on inputs per request.
+MAX_INPUTS = 2048
+ENCODINGS = ("float", "base64")
+
+
+def embedding_inputs(value: Any) -> list[str] | list[list[int]]:
+    """A string, list of strings, token array or list of token arrays, as a list of inputs."""
+    if isinstance(value, RootModel):
+        value = value.root
+    if isinstance(value, str):
+        return [value]
+    items = [item.root if isinstance(item, RootModel) else item for item in value] if isinstance(value, list) else None
+    if not items:
+        raise InvalidRequest("input must not be empty", param="input")
+    if len(items) > MAX_INPUTS:
+        raise InvalidRequest(f"input has {len(items)} items; at most {MAX_INPUTS} are allowed per request",
+                             param="input")
+    if all(isinstance(item, str) for item in items):
+        return items
+    if all(is_token(item) for item in items):
+        return [items]
+    if all(isinstance(item, list) and all(is_token(t) for t in item) for item in items):
+        return items
+    raise InvalidRequest("input must be a string, a list of strings, a token array or a list of token arrays",
+                         param="input")
+
+
+def is_token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_encoding(encoding_format: str | None) -> str:
+    encoding = encoding_format or "float"
+    if encoding not in ENCODINGS:
+        raise InvalidRequest(f"encoding_format must be float or base64 (got {encoding_format})",
+                             param="encoding_format")
+    return encoding
+
+
+def check_dimensions(dimensions: int | None, model_dimension: int, model: str) -> None:
+    if dimensions is None:
+        return
+    if dimensions < 1:
+        raise InvalidRequest(f"dimensions must be at least 1 (got {dimensions})", param="dimensions")
+    if dimensions > model_dimension:
+        raise InvalidRequest(f"dimensions {dimensions} is more than model '{model}' has ({model_dimension})",
+                             param="dimensions")
+
+
+def shaped(vectors: list[list[float]], dimensions: int | None) -> np.ndarray:
+    """Float32 rows, truncated to `dimensions` and renormalised (a zero row stays zero)."""
+    matrix = np.asarray(vectors, dtype=np.float64)
+    if dimensions is not None and dimensions < matrix.shape[1]:
+        matrix = matrix[:, :dimensions]
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        matrix = matrix / np.where(norms > 0, norms, 1.0)
+    return matrix.astype("<f4")
+
+
+def encoded(matrix: np.ndarray, encoding: str) -> list[list[float]] | list[str]:
+    """Each row as floats, or as base64 of its little-endian float32 bytes (what the openai SDK decodes)."""
+    if encoding == "base64":
+        return [base64.b64encode(row.tobytes()).decode("ascii") for row in matrix]
+    return matrix.tolist()
+
+
+async def embed(ctx: Context, model: str, inputs: list[str] | list[list[int]],
+                dimensions: int | None) -> tuple[np.ndarray, int]:
+    engine = await ctx.models.embedder(model)
+    check_dimensions(dimensions, engine.dimension, model)
+    vectors, tokens = await engine.embed(inputs)
+    return shaped(vectors, dimensions), tokens
+
+
+def embeddings_response(model: str, rows: list[Any], tokens: int) -> dict[str, Any]:
+    return {"object": "list",
+            "data": [{"object": "embedding", "embedding": row, "index": i} for i, row in enumerate(rows)],
+            "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+async def openai_embeddings(body: OpenaiEmbeddingsRequest, ctx: Context) -> dict[str, Any]:
+    encoding = check_encoding(body.encoding_format)
+    inputs = embedding_inputs(body.input)
+    matrix, tokens = await embed(ctx, body.model, inputs, body.dimensions)
+    return embeddings_response(body.model, encoded(matrix, encoding), tokens)
+
+
+async def dell_create_embedding(body: CreateEmbeddingRequest, ctx: Context) -> dict[str, Any]:
+    if body.images:
+        raise NotSupported("image embeddings are not supported; the models here embed text", param="images")
+    inputs = embedding_inputs(body.input)
+    matrix, tokens = await embed(ctx, body.model, inputs, body.dimensions)
+    return embeddings_response(body.model, encoded(matrix, "float"), tokens)

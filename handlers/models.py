@@ -1,0 +1,135 @@
+"""Models: the registry as three API families see it (native Llama Stack, OpenAI, Dell).
+
+A model registered here is persisted in the metadata store (kind "model", as `ggstack.state`
+reads it back at start), so it survives a restart. Models from the bundled defaults or the
+run-config can be unregistered too, but only for the running server: they are re-read from
+their source at the next start, which is where they are meant to be removed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from pydantic import ValidationError
+
+from generated.models.dell_pro_ai_studio import ListModelsResponse as DellListModelsResponse
+from generated.models.dell_pro_ai_studio import Model as DellModel
+from generated.models.ggstack import ListModelsResponse, Model, RegisterModelRequest
+from generated.models.llama_stack_deprecated import OpenAIListModelsResponse, OpenAIModel
+from ggstack.context import Context
+from ggstack.engines.registry import ModelSpec
+from ggstack.errors import InvalidRequest
+from ggstack.state import MODEL_KIND
+
+#: `owned_by` in the OpenAI list, as Llama Stack reports its own models.
+OWNER = "llama_stack"
+PROVIDERS = ("llama-cpp", "ctransformers")
+#: Metadata keys that set how the model runs rather than describe it; taken out into the spec.
+SPEC_KEYS = ("context_length", "embedding_dimension", "engine", "options")
+
+
+def native_model(spec: ModelSpec) -> Model:
+    facts: dict[str, Any] = dict(spec.metadata)
+    if spec.context_length is not None:
+        facts["context_length"] = spec.context_length
+    if spec.embedding_dimension is not None:
+        facts["embedding_dimension"] = spec.embedding_dimension
+    return Model(identifier=spec.identifier, provider_resource_id=str(spec.path), provider_id=spec.engine,
+                 type="model", metadata=facts, model_type=spec.model_type)
+
+
+def created_times(specs: list[ModelSpec]) -> list[int]:
+    """The GGUF file's modification time stands in for OpenAI's `created` (0 if the file has gone)."""
+
+    def mtime(path: Path) -> int:
+        try:
+            return int(os.stat(path).st_mtime)
+        except OSError:
+            return 0
+
+    return [mtime(spec.path) for spec in specs]
+
+
+async def list_models(ctx: Context) -> ListModelsResponse:
+    return ListModelsResponse(data=[native_model(spec) for spec in ctx.models.list()])
+
+
+async def get_model(model_id: str, ctx: Context) -> Model:
+    return native_model(ctx.models.get(model_id))
+
+
+def spec_from_request(body: RegisterModelRequest) -> ModelSpec:
+    """Map the Llama Stack registration onto a ModelSpec; every bad field is a 400 naming it."""
+    metadata = dict(body.metadata or {})
+    engine = metadata.pop("engine", None)
+    if body.provider_id is not None:
+        if body.provider_id not in PROVIDERS:
+            raise InvalidRequest(f"provider_id must be one of {', '.join(PROVIDERS)} (got {body.provider_id})",
+                                 param="provider_id")
+        if engine is not None and engine != body.provider_id:
+            raise InvalidRequest(f"metadata.engine {engine!r} contradicts provider_id {body.provider_id!r}",
+                                 param="provider_id")
+        engine = body.provider_id
+    path = Path(body.provider_model_id or body.model_id).expanduser()
+    fields: dict[str, Any] = {key: metadata.pop(key) for key in SPEC_KEYS if key in metadata}
+    try:
+        return ModelSpec(identifier=body.model_id, path=path.absolute(),
+                         model_type=body.model_type.root if body.model_type else "llm",
+                         engine=engine or "llama-cpp", metadata=metadata, **fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or "metadata"
+        raise InvalidRequest(f"{field}: {error['msg']}", param=field) from None
+
+
+async def register_model(body: RegisterModelRequest, ctx: Context) -> Model:
+    spec = spec_from_request(body)
+    try:
+        # register() reads the GGUF header to check the file, so it runs off the event loop.
+        spec = await anyio.to_thread.run_sync(ctx.models.register, spec)
+    except InvalidRequest as exc:
+        if exc.param == "path":  # the registry's name for what this request calls provider_model_id
+            exc.param = "provider_model_id"
+        raise
+    try:
+        await ctx.metadata.put(MODEL_KIND, spec.identifier,
+                               {"id": spec.identifier, "spec": spec.model_dump(mode="json")})
+    except BaseException:
+        await ctx.models.unregister(spec.identifier)
+        raise
+    return native_model(spec)
+
+
+async def unregister_model(model_id: str, ctx: Context) -> None:
+    await ctx.models.unregister(model_id)
+    await ctx.metadata.delete(MODEL_KIND, model_id)
+
+
+async def openai_list_models(ctx: Context) -> OpenAIListModelsResponse:
+    specs = ctx.models.list()
+    created = await anyio.to_thread.run_sync(created_times, specs)
+    return OpenAIListModelsResponse(data=[
+        OpenAIModel(id=spec.identifier, object="model", created=when, owned_by=OWNER)
+        for spec, when in zip(specs, created, strict=True)])
+
+
+def dell_model(spec: ModelSpec, created: int) -> DellModel:
+    return DellModel(id=spec.identifier, created=created, object="model", owned_by=OWNER,
+                     capability=spec.model_type)
+
+
+async def dell_list_models(ctx: Context) -> DellListModelsResponse:
+    specs = ctx.models.list()
+    created = await anyio.to_thread.run_sync(created_times, specs)
+    return DellListModelsResponse(object="list", data=[
+        dell_model(spec, when) for spec, when in zip(specs, created, strict=True)])
+
+
+async def dell_retrieve_model(model: str, ctx: Context) -> DellModel:
+    """Dell's own server answers 501 here; ggstack answers, as the list does for one model."""
+    spec = ctx.models.get(model)
+    (created,) = await anyio.to_thread.run_sync(created_times, [spec])
+    return dell_model(spec, created)
