@@ -29,6 +29,7 @@ from ggstack.errors import InvalidRequest, NotSupported
 #: OpenAI's (and Dell's) limit on inputs per request.
 MAX_INPUTS = 2048
 ENCODINGS = ("float", "base64")
+SHAPES = "input must be a string, a list of strings, a token array or a list of token arrays"
 
 
 def embedding_inputs(value: Any) -> list[str] | list[list[int]]:
@@ -37,7 +38,9 @@ def embedding_inputs(value: Any) -> list[str] | list[list[int]]:
         value = value.root
     if isinstance(value, str):
         return [value]
-    items = [item.root if isinstance(item, RootModel) else item for item in value] if isinstance(value, list) else None
+    if not isinstance(value, list):
+        raise InvalidRequest(SHAPES, param="input")
+    items = [item.root if isinstance(item, RootModel) else item for item in value]
     if not items:
         raise InvalidRequest("input must not be empty", param="input")
     if len(items) > MAX_INPUTS:
@@ -49,8 +52,7 @@ def embedding_inputs(value: Any) -> list[str] | list[list[int]]:
         return [items]
     if all(isinstance(item, list) and all(is_token(t) for t in item) for item in items):
         return items
-    raise InvalidRequest("input must be a string, a list of strings, a token array or a list of token arrays",
-                         param="input")
+    raise InvalidRequest(SHAPES, param="input")
 
 
 def is_token(value: Any) -> bool:
