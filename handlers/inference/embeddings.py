@@ -37,7 +37,7 @@ def embedding_inputs(value: Any) -> list[str] | list[list[int]]:
     if isinstance(value, RootModel):
         value = value.root
     if isinstance(value, str):
-        return [value]
+        value = [value]
     if not isinstance(value, list):
         raise InvalidRequest(SHAPES, param="input")
     items = [item.root if isinstance(item, RootModel) else item for item in value]
@@ -47,6 +47,9 @@ def embedding_inputs(value: Any) -> list[str] | list[list[int]]:
         raise InvalidRequest(f"input has {len(items)} items; at most {MAX_INPUTS} are allowed per request",
                              param="input")
     if all(isinstance(item, str) for item in items):
+        empty = next((i for i, item in enumerate(items) if not item), None)
+        if empty is not None:  # it would embed as just [CLS][SEP]; OpenAI refuses it too
+            raise InvalidRequest(f"input {empty} is an empty string", param="input")
         return items
     if all(is_token(item) for item in items):
         return [items]

@@ -49,6 +49,12 @@ def test_bad_inputs_are_400_naming_input(value):
     assert error.value.param == "input"
 
 
+@pytest.mark.parametrize(("value", "index"), [("", 0), (["a", ""], 1)])
+def test_empty_strings_are_400_naming_the_input(value, index):
+    with pytest.raises(InvalidRequest, match=f"input {index} is an empty string"):
+        embedding_inputs(value)
+
+
 def test_more_than_the_input_limit_is_400_with_counts():
     with pytest.raises(InvalidRequest, match=f"{MAX_INPUTS + 1} items; at most {MAX_INPUTS}"):
         embedding_inputs(["x"] * (MAX_INPUTS + 1))
