@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -112,7 +113,8 @@ def file_expiry(expires_after: Any, created_at: int) -> int:
 
 def store_not_found(store_id: str) -> InvalidRequest:
     # Llama Stack answers an unknown vector store with 400 "Invalid value", and clients expect it.
-    return InvalidRequest(f"Invalid value: Vector store '{store_id}' not found", param="vector_store_id")
+    # No `param`: the Llama Stack family would append it to this exact, well-known text.
+    return InvalidRequest(f"Invalid value: Vector store '{store_id}' not found")
 
 
 async def get_vector_store(metadata: MetadataStore, store_id: str) -> dict[str, Any]:
@@ -167,13 +169,14 @@ async def touch_store(metadata: MetadataStore, store_id: str) -> dict[str, Any] 
 
 async def file_counts(metadata: MetadataStore, store_id: str, *,
                       batch_id: str | None = None) -> dict[str, int]:
-    """Counts by status, from the database (one grouped query for a store, four for a batch)."""
+    """Counts by status, each set from one query, so a file changing status meanwhile is
+    counted once (separate per-status counts could miss it between two of them)."""
     if batch_id is None:
         grouped = await metadata.count_by(VECTOR_STORE_FILE, "status", parent=store_id)
     else:
-        grouped = {status: await metadata.count(VECTOR_STORE_FILE, parent=store_id,
-                                                where={"batch_id": batch_id, "status": status})
-                   for status in STATUSES}
+        page = await metadata.list(VECTOR_STORE_FILE, parent=store_id, where={"batch_id": batch_id},
+                                   limit=None, order="asc")
+        grouped = Counter(doc["status"] for doc in page.items)
     counts = {status: int(grouped.get(status, 0)) for status in STATUSES}
     counts["total"] = sum(counts.values())
     return counts
