@@ -8,6 +8,7 @@ queries equal to a file's whole text (cosine 1); keyword search checks real word
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import time
 from typing import Any
 
@@ -145,8 +146,8 @@ def test_every_format_is_indexed_and_its_chunks_readable(client, server):
         "guide.md": ("# Guide\n\nMarkdown about *badgers*.", None),
         "data.json": ('{"animal": "heron", "legs": 2}', None),
         "table.csv": ("animal,legs\nspider,8\n", None),
-        "page.html": ("<html><head><title>Moles</title><script>var hidden = 1;</script></head>"
-                      "<body><p>Moles dig tunnels.</p></body></html>", None),
+        "page.html": (("<html><head><title>Moles</title><script>var hidden = 1;</script></head>"
+                       "<body><p>Moles dig tunnels.</p></body></html>"), None),
         "paper.pdf": (make_pdf(["Voles live in meadows."]), "application/pdf"),
     }
     ids = {name: upload(client, name, data, content_type) for name, (data, content_type) in files.items()}
@@ -202,7 +203,7 @@ def test_static_chunking_makes_overlapping_windows(client, server):
     # Each chunk is a slice of the original text, and neighbours share their overlap.
     assert all(chunk in text for chunk in chunks)
     assert chunks[0].startswith("Sentence 0") and text.endswith(chunks[-1])
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in itertools.pairwise(chunks):
         assert after.split()[0] in before.split()[-12:]
     for static in ({"max_chunk_size_tokens": 50, "chunk_overlap_tokens": 10},
                    {"max_chunk_size_tokens": 200, "chunk_overlap_tokens": 150}):
@@ -255,7 +256,7 @@ def test_search_modes_find_the_file(client, searchable, mode):
 
 
 def test_search_filters_limits_and_thresholds(client, searchable):
-    store_id, ids, docs = searchable
+    store_id, _, docs = searchable
 
     def found(**kwargs):
         return {r.filename for r in search(client, store_id, "grow ripen trees ground", **kwargs)}
