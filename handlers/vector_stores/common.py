@@ -26,11 +26,11 @@ DEFAULT_PAGE = 20
 ATTACH_WAIT_SECONDS = 20.0
 
 
-def check_page(limit: int, order: str) -> None:
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}", param="limit")
+def page_limit(limit: int, order: str) -> int:
+    """`limit` brought into 1..100 (the spec sets no bounds, so none is refused); `order` checked."""
     if order not in ("asc", "desc"):
         raise InvalidRequest(f"order must be 'asc' or 'desc', not {order!r}", param="order")
+    return min(max(limit, 1), MAX_PAGE)
 
 
 def page_body(page: Any, data: list[Any]) -> dict[str, Any]:

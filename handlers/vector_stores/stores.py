@@ -23,10 +23,10 @@ from ggstack.ingest.records import FILE_BATCH, VECTOR_STORE, VECTOR_STORE_FILE
 from handlers.vector_stores.common import (
     ATTACH_WAIT_SECONDS,
     DEFAULT_PAGE,
-    check_page,
     chunking_strategy,
     new_file_doc,
     page_body,
+    page_limit,
     store_object,
 )
 
@@ -53,7 +53,7 @@ def embedding_model(ctx: Context, requested: str | None, dimension: int | None) 
 
 
 async def openai_create_vector_store(body: OpenaiCreateVectorStoreRequest, ctx: Context) -> VectorStoreObject:
-    if body.provider_id is not None and body.provider_id != PROVIDER_ID:
+    if body.provider_id and body.provider_id != PROVIDER_ID:
         raise InvalidRequest(f"Unknown vector_io provider '{body.provider_id}'; this server has "
                              f"'{PROVIDER_ID}'", param="provider_id")
     model, dimension = embedding_model(ctx, body.embedding_model, body.embedding_dimension)
@@ -84,7 +84,7 @@ async def openai_create_vector_store(body: OpenaiCreateVectorStoreRequest, ctx: 
 
 async def openai_list_vector_stores(ctx: Context, limit: int = DEFAULT_PAGE, order: str = "desc",
                                     after: str | None = None, before: str | None = None) -> dict[str, Any]:
-    check_page(limit, order)
+    limit = page_limit(limit, order)
     page = await ctx.metadata.list(VECTOR_STORE, after=after, before=before, limit=limit, order=order)
     data = [await store_object(ctx, doc) for doc in page.items]
     return page_body(page, data)
