@@ -835,7 +835,7 @@ class ExpiresAfter(BaseModel):
         extra="forbid",
     )
     anchor: Literal["created_at"]
-    seconds: int
+    seconds: int = Field(..., ge=3600, le=2592000)
 
 
 class OpenAIFileDeleteResponse(BaseModel):

@@ -696,7 +696,7 @@ OPENAI_LIST_FILES = Operation(
     summary="Returns a list of files that belong to the user's organization.",
     params=(
         Param("after", "query", required=False, schema={"type": "string"}),
-        Param("limit", "query", required=False, schema={"type": "integer"}),
+        Param("limit", "query", required=False, schema={"type": "integer", "minimum": 1, "maximum": 10000}),
         Param("order", "query", required=False, schema={
                 "type": "string",
                 "enum": ["asc", "desc"],
@@ -932,7 +932,7 @@ LIST_OPENAI_RESPONSE_INPUT_ITEMS = Operation(
         Param("after", "query", required=False, schema={"type": "string"}),
         Param("before", "query", required=False, schema={"type": "string"}),
         Param("include", "query", required=False, schema={"type": "array", "items": {"type": "string"}}),
-        Param("limit", "query", required=False, schema={"type": "integer"}),
+        Param("limit", "query", required=False, schema={"type": "integer", "minimum": 1, "maximum": 100}),
         Param("order", "query", required=False, schema={
                 "type": "string",
                 "enum": ["asc", "desc"],
@@ -958,7 +958,7 @@ OPENAI_LIST_VECTOR_STORES = Operation(
     module="vector_stores",
     summary="Returns a list of vector stores.",
     params=(
-        Param("limit", "query", required=False, schema={"type": "integer"}),
+        Param("limit", "query", required=False, schema={"type": "integer", "minimum": 1, "maximum": 100}),
         Param("order", "query", required=False, schema={"type": "string"}),
         Param("after", "query", required=False, schema={"type": "string"}),
         Param("before", "query", required=False, schema={"type": "string"}),
@@ -1138,7 +1138,7 @@ OPENAI_LIST_FILES_IN_VECTOR_STORE_FILE_BATCH = Operation(
         Param("after", "query", required=False, schema={"type": "string"}),
         Param("before", "query", required=False, schema={"type": "string"}),
         Param("filter", "query", required=False, schema={"type": "string"}),
-        Param("limit", "query", required=False, schema={"type": "integer"}),
+        Param("limit", "query", required=False, schema={"type": "integer", "minimum": 1, "maximum": 100}),
         Param("order", "query", required=False, schema={"type": "string"}),
     ),
     body=None,
@@ -1160,7 +1160,7 @@ OPENAI_LIST_FILES_IN_VECTOR_STORE = Operation(
     summary="List files in a vector store.",
     params=(
         Param("vector_store_id", "path", required=True, schema={"type": "string"}),
-        Param("limit", "query", required=False, schema={"type": "integer"}),
+        Param("limit", "query", required=False, schema={"type": "integer", "minimum": 1, "maximum": 100}),
         Param("order", "query", required=False, schema={"type": "string"}),
         Param("after", "query", required=False, schema={"type": "string"}),
         Param("before", "query", required=False, schema={"type": "string"}),
