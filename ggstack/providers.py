@@ -61,6 +61,7 @@ def configured_providers(settings: Settings) -> list[Provider]:
                                   {"db_path": str(settings.data_dir / "chroma")}))
     providers.append(Provider("files", "localfs", "inline::localfs",
                               {"storage_dir": str(settings.data_dir / "files")}))
+    providers.append(Provider("datasetio", "localfs", "inline::localfs", {"kvstore": "metadata store"}))
     return providers
 
 

@@ -23,6 +23,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from ggstack import schemas
 from ggstack.errors import ApiError, InvalidRequest, NotSupported, UnsupportedMediaType
 from ggstack.operations import Operation
 from ggstack.responses import SSE_DONE, Blob, dumps, error_body, error_response, jsonable, sse_frame
@@ -184,7 +185,19 @@ async def read_json(operation: Operation, request: Request) -> BaseModel | None:
         if media_type and media_type not in JSON_MEDIA_TYPES and not media_type.endswith("+json"):
             raise UnsupportedMediaType(f"Content-Type must be application/json, got {media_type}") from None
         raise InvalidRequest(f"Request body is not valid JSON: {exc}", param="body") from None
+    check_against_spec(operation, data)
     return validate_body(operation, data)
+
+
+def check_against_spec(operation: Operation, data: Any) -> None:
+    """The spec's own schema decides what is valid; the model only gives it a type."""
+    assert operation.body_media_type is not None
+    pointer = schemas.request_body_pointer(operation.spec, operation.spec_path, operation.method,
+                                           operation.body_media_type)
+    problem = schemas.first_problem(schemas.validator(operation.spec, pointer), data)
+    if problem is not None:
+        message, param = schemas.describe(problem)
+        raise InvalidRequest(f"Invalid request body: {message}", param=param or "body")
 
 
 async def read_form(operation: Operation, request: Request) -> tuple[BaseModel, dict[str, UploadFile]]:

@@ -19,12 +19,12 @@ from urllib.parse import urlsplit
 import anyio
 from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
-from openapi_schema_validator import OAS31Validator
-from referencing import Registry, Resource
+from jsonschema import Draft202012Validator
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from ggstack import schemas
 from ggstack.docs import spec_document
 from ggstack.errors import ApiError
 from ggstack.operations import Operation
@@ -65,7 +65,6 @@ class SpecResponse:
 class ResponseValidator:
     def __init__(self) -> None:
         self._apis: dict[str, OpenAPI] = {}
-        self._event_validators: dict[str, OAS31Validator | None] = {}
 
     def api(self, spec: str) -> OpenAPI:
         if spec not in self._apis:
@@ -107,20 +106,17 @@ class ResponseValidator:
             return describe(exc)
         return None
 
-    def event_validator(self, operation: Operation) -> OAS31Validator | None:
-        if operation.operation_id not in self._event_validators:
-            document = spec_document(operation.spec)
-            schema = None
-            responses = document["paths"][operation.spec_path][operation.method.lower()]["responses"]
-            for status in ("200", "201"):
-                content = responses.get(status, {}).get("content", {})
-                schema = content.get("text/event-stream", {}).get("schema") or schema
-            validator = None
-            if schema is not None:
-                registry = Registry().with_resource("", Resource.from_contents(document))
-                validator = OAS31Validator(schema, registry=registry)
-            self._event_validators[operation.operation_id] = validator
-        return self._event_validators[operation.operation_id]
+    def event_validator(self, operation: Operation) -> Draft202012Validator | None:
+        """The `text/event-stream` schema of the operation's success answer, if it declares one."""
+        document = spec_document(operation.spec)
+        responses = document["paths"][operation.spec_path][operation.method.lower()]["responses"]
+        for status in ("200", "201"):
+            if "text/event-stream" in responses.get(status, {}).get("content", {}):
+                escaped = operation.spec_path.replace("~", "~0").replace("/", "~1")
+                pointer = (f"#/paths/{escaped}/{operation.method.lower()}/responses/{status}"
+                           "/content/text~1event-stream/schema")
+                return schemas.validator(operation.spec, pointer)
+        return None
 
     async def _checked_events(self, operation: Operation, frames: AsyncIterator[Any]) -> AsyncIterator[bytes]:
         validator = self.event_validator(operation)
@@ -135,7 +131,7 @@ class ResponseValidator:
                                                  operation.error_shape)})
 
 
-def event_problem(validator: OAS31Validator, frame: bytes) -> str | None:
+def event_problem(validator: Draft202012Validator, frame: bytes) -> str | None:
     text = frame.decode("utf-8").strip()
     if not text.startswith("data: ") or text == "data: [DONE]":
         return None

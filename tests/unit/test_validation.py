@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -41,3 +43,16 @@ def test_an_error_body_with_extra_keys_is_caught() -> None:
 def test_a_missing_required_field_is_caught() -> None:
     answer = check(llama_routes.OPENAI_RETRIEVE_FILE, JSONResponse({"id": "file-1"}), {"file_id": "file-1"})
     assert answer.status_code == 500
+
+
+def test_stream_events_are_checked_against_the_event_stream_schema() -> None:
+    from ggstack.validation import event_problem
+
+    validator = ResponseValidator().event_validator(llama_routes.OPENAI_CHAT_COMPLETION)
+    assert validator is not None
+    good = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}
+    assert event_problem(validator, b"data: " + json.dumps(good).encode() + b"\n\n") is None
+    assert event_problem(validator, b"data: [DONE]\n\n") is None
+    bad = {**good, "object": "chat.completion"}
+    assert "object" in event_problem(validator, b"data: " + json.dumps(bad).encode() + b"\n\n")

@@ -1,0 +1,48 @@
+"""JSON Schema validators for parts of a spec, with `$ref`s resolved inside that spec.
+
+Request bodies are checked against the spec itself before the pydantic models see them: the
+generated models are close to the spec but looser in places (an optional field accepts null),
+and the spec is the contract. Each validator is built once per schema and cached.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from ggstack.docs import spec_document
+
+SPEC_URI = "urn:ggstack:spec:"
+
+
+@lru_cache(maxsize=None)
+def registry(spec: str) -> Registry:
+    document = spec_document(spec)
+    return Registry().with_resource(SPEC_URI + spec, Resource.from_contents(document, DRAFT202012))
+
+
+@lru_cache(maxsize=None)
+def validator(spec: str, pointer: str) -> Draft202012Validator:
+    """A validator for the schema at `pointer` (a `#/...` JSON pointer) in `spec`."""
+    return Draft202012Validator({"$ref": SPEC_URI + spec + pointer}, registry=registry(spec))
+
+
+def request_body_pointer(spec: str, spec_path: str, method: str, media_type: str) -> str:
+    escaped = spec_path.replace("~", "~0").replace("/", "~1")
+    return f"#/paths/{escaped}/{method.lower()}/requestBody/content/{media_type.replace('/', '~1')}/schema"
+
+
+def first_problem(schema_validator: Draft202012Validator, instance: Any) -> ValidationError | None:
+    return best_match(schema_validator.iter_errors(instance))
+
+
+def describe(error: ValidationError) -> tuple[str, str | None]:
+    """(message, param): where in the body, and what is wrong, in one line."""
+    where = ".".join(str(part) for part in error.absolute_path)
+    message = error.message if len(error.message) <= 300 else error.message[:300] + "…"
+    return (f"{where}: {message}" if where else message), (where or None)
