@@ -45,7 +45,7 @@ def text_content(content: str | Sequence[Any] | None, *, param: str) -> str:
         elif kind == "refusal" and isinstance(part.get("refusal"), str):
             texts.append(part["refusal"])
         else:
-            raise InvalidRequest(f"{param}[{j}] is a {kind or 'non-text'} part; the local models read text only",
+            raise InvalidRequest(f"{param}[{j}] has type {kind or 'unknown'}; the local models read text only",
                                  param=f"{param}[{j}]")
     return "\n".join(texts)
 

@@ -98,6 +98,15 @@ def test_response_formats():
         options.response_format_schema({"type": "xml"})
 
 
+def test_schema_numbers_the_request_model_made_floats_are_ints_again():
+    # OpenAIJSONSchema.schema_ types its top-level values as bool | float | str | ..., so 4000 -> 4000.0
+    fmt = {"type": "json_schema", "json_schema": {"name": "s", "schema": {"type": "string", "minLength": 4000.0,
+                                                                         "enum": [1.5, 2.0, True]}}}
+    schema = options.response_format_schema(fmt)
+    assert schema == {"type": "string", "minLength": 4000, "enum": [1.5, 2, True]}
+    assert type(schema["minLength"]) is int and schema["enum"][2] is True
+
+
 # -- tools -------------------------------------------------------------------------------------
 
 
