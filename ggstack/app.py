@@ -19,6 +19,7 @@ from ggstack.errors import ApiError, MethodNotAllowed, NotFound
 from ggstack.responses import error_response, error_shape_for_path
 from ggstack.routing import EndpointBuilder
 from ggstack.state import open_context
+from ggstack.telemetry import SpanRecorder
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -28,7 +29,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         from ggstack.validation import ResponseValidator
 
         validator = ResponseValidator()
-    builder = EndpointBuilder(validator=validator)
+    recorder = SpanRecorder() if settings.telemetry else None
+    builder = EndpointBuilder(validator=validator, recorder=recorder)
     routes = [*docs_routes(), *all_routes(builder)]
     missing = frozenset(op.operation_id for op in builder.missing)
 

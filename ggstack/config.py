@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 512 * 1024 * 1024
     max_queue: int = Field(8, description="Requests one model may hold waiting before 429")
     validate_responses: bool = False
+    telemetry: bool = Field(True, description="Record a span per API call for the Telemetry API")
     log_level: str = "info"
 
     @property

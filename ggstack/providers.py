@@ -62,6 +62,8 @@ def configured_providers(settings: Settings) -> list[Provider]:
     providers.append(Provider("files", "localfs", "inline::localfs",
                               {"storage_dir": str(settings.data_dir / "files")}))
     providers.append(Provider("datasetio", "localfs", "inline::localfs", {"kvstore": "metadata store"}))
+    if settings.telemetry:
+        providers.append(Provider("telemetry", "spans", "inline::sql-spans", {"store": "metadata store"}))
     return providers
 
 

@@ -13,6 +13,7 @@ import importlib.util
 import inspect
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -90,8 +91,9 @@ def not_implemented(operation: Operation) -> Handler:
 class EndpointBuilder:
     """Makes the endpoint for each operation; used as the factory the generated tables call."""
 
-    def __init__(self, validator: Any | None = None) -> None:
+    def __init__(self, validator: Any | None = None, recorder: Any | None = None) -> None:
         self.validator = validator
+        self.recorder = recorder
         self.missing: list[Operation] = []
         self._endpoints: dict[str, Callable[[Request], Awaitable[Response]]] = {}
 
@@ -108,6 +110,7 @@ class EndpointBuilder:
         is_async = inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler)
 
         async def endpoint(request: Request) -> Response:
+            started_ns = time.time_ns()
             try:
                 kwargs = await read_arguments(operation, request)
                 result = handler(**kwargs) if is_async else await run_in_threadpool(handler, **kwargs)
@@ -121,6 +124,8 @@ class EndpointBuilder:
                 response = server_error(operation.error_shape, operation.operation_id)
             if self.validator is not None:
                 response = await self.validator.check(operation, request, response)
+            if self.recorder is not None:
+                response = self.recorder.record(operation, request, response, started_ns)
             return response
 
         endpoint.__name__ = operation.operation_id

@@ -1,0 +1,192 @@
+"""Telemetry: query the spans ggstack records for every API call (ggstack.telemetry).
+
+Each call is a trace of one root span (or a child span of the caller's trace when it sent
+`traceparent`). Metrics are computed from the spans: `requests`, `duration_ms`, and the token
+counts `prompt_tokens`, `completion_tokens`, `total_tokens` that inference answers report.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any
+
+from generated.models.llama_stack_deprecated import (
+    GetSpanTreeRequest,
+    QueryMetricsRequest,
+    QuerySpansRequest,
+    QueryTracesRequest,
+    SaveSpansToDatasetRequest,
+)
+from ggstack.context import Context
+from ggstack.datasets import ROW_KIND, row_id
+from ggstack.errors import InvalidRequest, NotFound
+from ggstack.telemetry import SPAN_KIND
+from handlers.datasets import find_dataset
+
+SPAN_FIELDS = ("span_id", "trace_id", "parent_span_id", "name", "start_time", "end_time", "attributes")
+METRICS = {"requests": "count", "duration_ms": "ms", "prompt_tokens": "tokens", "completion_tokens": "tokens",
+           "total_tokens": "tokens"}
+GRANULARITY = re.compile(r"^(\d+)([smhdw])$")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+async def all_spans(ctx: Context) -> list[dict[str, Any]]:
+    return (await ctx.metadata.list(SPAN_KIND, limit=None, order="asc")).items
+
+
+def matches(span: dict[str, Any], conditions: list[dict[str, Any]]) -> bool:
+    """QueryCondition: eq / ne / gt / lt on a span attribute (or a span field such as `name`)."""
+    for condition in conditions:
+        key, op, value = condition["key"], condition["op"], condition["value"]
+        actual = span.get("attributes", {}).get(key, span.get(key))
+        if op == "eq" and actual != value or op == "ne" and actual == value:
+            return False
+        if op in ("gt", "lt"):
+            try:
+                if not (actual > value if op == "gt" else actual < value):
+                    return False
+            except TypeError:
+                return False
+    return True
+
+
+def public(span: dict[str, Any], attributes: list[str] | None = None, *, status: bool = False) -> dict[str, Any]:
+    out = {k: span[k] for k in SPAN_FIELDS if k in span}
+    if attributes:
+        out["attributes"] = {k: v for k, v in span.get("attributes", {}).items() if k in attributes}
+    if status:
+        out["status"] = span.get("status", "ok")
+    return out
+
+
+def as_trace(span: dict[str, Any]) -> dict[str, Any]:
+    trace = {"trace_id": span["trace_id"], "root_span_id": span["span_id"], "start_time": span["start_time"]}
+    if "end_time" in span:
+        trace["end_time"] = span["end_time"]
+    return trace
+
+
+def roots(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first span of each trace stands for the trace."""
+    seen: dict[str, dict[str, Any]] = {}
+    for span in spans:
+        seen.setdefault(span["trace_id"], span)
+    return list(seen.values())
+
+
+async def query_traces(ctx: Context, body: QueryTracesRequest | None = None) -> dict[str, Any]:
+    request = body.model_dump(mode="json", exclude_unset=True) if body else {}
+    traces = [s for s in roots(await all_spans(ctx)) if matches(s, request.get("attribute_filters", []))]
+    for key in reversed(request.get("order_by", [])):
+        field = key.lstrip("-")
+        traces.sort(key=lambda s, f=field: str(s.get(f, s.get("attributes", {}).get(f, ""))),
+                    reverse=key.startswith("-"))
+    offset = max(request.get("offset", 0), 0)
+    limit = request.get("limit")
+    chosen = traces[offset:] if limit is None or limit < 0 else traces[offset:offset + limit]
+    return {"data": [as_trace(s) for s in chosen]}
+
+
+async def get_trace(trace_id: str, ctx: Context) -> dict[str, Any]:
+    spans = await ctx.metadata.list(SPAN_KIND, limit=1, order="asc", where={"trace_id": trace_id})
+    if not spans.items:
+        raise NotFound(f"Trace '{trace_id}' not found", param="trace_id")
+    return as_trace(spans.items[0])
+
+
+async def get_span(trace_id: str, span_id: str, ctx: Context) -> dict[str, Any]:
+    span = await ctx.metadata.get(SPAN_KIND, span_id)
+    if span is None or span["trace_id"] != trace_id:
+        raise NotFound(f"Span '{span_id}' of trace '{trace_id}' not found", param="span_id")
+    return public(span)
+
+
+async def get_span_tree(span_id: str, ctx: Context, body: GetSpanTreeRequest | None = None) -> dict[str, Any]:
+    request = body.model_dump(mode="json", exclude_unset=True) if body else {}
+    root = await ctx.metadata.get(SPAN_KIND, span_id)
+    if root is None:
+        raise NotFound(f"Span '{span_id}' not found", param="span_id")
+    children: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for span in (await ctx.metadata.list(SPAN_KIND, limit=None, order="asc", where={"trace_id": root["trace_id"]})).items:
+        if span.get("parent_span_id"):
+            children[span["parent_span_id"]].append(span)
+    tree: dict[str, Any] = {}
+    level, depth = [root], 0
+    max_depth = request.get("max_depth")
+    while level and (max_depth is None or depth <= max_depth):
+        for span in level:
+            tree[span["span_id"]] = public(span, request.get("attributes_to_return"), status=True)
+        level = [child for span in level for child in children[span["span_id"]]]
+        depth += 1
+    return {"data": tree}
+
+
+async def query_spans(body: QuerySpansRequest, ctx: Context) -> dict[str, Any]:
+    request = body.model_dump(mode="json", exclude_unset=True)
+    spans = [s for s in await all_spans(ctx) if matches(s, request["attribute_filters"])]
+    return {"data": [public(s, request["attributes_to_return"]) for s in spans]}
+
+
+async def save_spans_to_dataset(body: SaveSpansToDatasetRequest, ctx: Context) -> None:
+    """Each matching span becomes one row holding the chosen attributes."""
+    request = body.model_dump(mode="json", exclude_unset=True)
+    await find_dataset(ctx, request["dataset_id"])
+    spans = [s for s in await all_spans(ctx) if matches(s, request["attribute_filters"])]
+    rows = [{k: s.get("attributes", {}).get(k, s.get(k)) for k in request["attributes_to_save"]} for s in spans]
+    count = await ctx.metadata.count(ROW_KIND, parent=request["dataset_id"])
+    await ctx.metadata.put_many(ROW_KIND, [(row_id(count + i), row) for i, row in enumerate(rows)],
+                                parent=request["dataset_id"])
+
+
+def label_matches(labels: dict[str, str], matchers: list[dict[str, Any]]) -> bool:
+    for matcher in matchers:
+        actual = labels.get(matcher["name"], "")
+        op, value = matcher.get("operator", "="), matcher["value"]
+        try:
+            found = re.fullmatch(value, actual) is not None if op in ("=~", "!~") else actual == value
+        except re.error:
+            raise InvalidRequest(f"label matcher '{value}' is not a valid regular expression",
+                                 param="label_matchers") from None
+        if found != (op in ("=", "=~")):
+            return False
+    return True
+
+
+def bucket_seconds(granularity: str | None) -> int | None:
+    if not granularity:
+        return None
+    match = GRANULARITY.match(granularity.strip())
+    if not match:
+        raise InvalidRequest(f"granularity '{granularity}' must look like 30s, 1m, 1h, 1d or 1w", param="granularity")
+    return max(int(match.group(1)) * UNIT_SECONDS[match.group(2)], 1)
+
+
+async def query_metrics(metric_name: str, body: QueryMetricsRequest, ctx: Context) -> dict[str, Any]:
+    if metric_name not in METRICS:
+        raise NotFound(f"Metric '{metric_name}' not found; known metrics: {', '.join(METRICS)}", param="metric_name")
+    request = body.model_dump(mode="json", exclude_unset=True)
+    start, end = request["start_time"], request.get("end_time")
+    step = bucket_seconds(request.get("granularity"))
+    series: dict[tuple[tuple[str, str], ...], dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    for span in await all_spans(ctx):
+        at = span["start_ns"] // 1_000_000_000
+        if at < start or (end is not None and at > end):
+            continue
+        attributes = span.get("attributes", {})
+        value = 1.0 if metric_name == "requests" else (
+            span.get("duration_ms") if metric_name == "duration_ms" else attributes.get(metric_name))
+        if value is None:
+            continue
+        labels = {"operation_id": str(attributes.get("operation_id", ""))}
+        if "model_id" in attributes:
+            labels["model_id"] = str(attributes["model_id"])
+        if not label_matches(labels, request.get("label_matchers", [])):
+            continue
+        timestamp = start if request["query_type"] == "instant" or step is None else start + (at - start) // step * step
+        series[tuple(sorted(labels.items()))][timestamp] += float(value)
+    return {"data": [
+        {"metric": metric_name, "labels": [{"name": k, "value": v} for k, v in labels],
+         "values": [{"timestamp": t, "value": v, "unit": METRICS[metric_name]} for t, v in sorted(points.items())]}
+        for labels, points in sorted(series.items())
+    ]}
