@@ -1,0 +1,52 @@
+"""The legacy Llama Stack inference API: text completion and chat completion, whole and streamed.
+
+Not in the spec's words: without `sampling_params` decoding is greedy and unlimited (until
+EOS or the context ends), as Llama Stack's default; `completion` feeds the content to the
+model as raw text (no chat template); `tool_prompt_format` and `system_message_behavior` are
+accepted and ignored (the model's own template, or Hermes-style tool instructions, decide
+the format); a tool call ends the message with `end_of_message`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from generated.models.llama_stack_inference import ChatCompletionRequest, CompletionRequest
+from ggstack.context import Context
+from ggstack.inference import generation, legacy
+from ggstack.inference.prompt import plan_chat
+
+
+async def completion(body: CompletionRequest, ctx: Context) -> dict | AsyncIterator[dict]:
+    engine = await legacy.chat_engine(ctx, body.model_id)
+    request = body.model_dump(mode="json", exclude_none=True)
+    prompt = legacy.content_text(request["content"], param="content")
+    json_schema, grammar = legacy.response_format(request.get("response_format"))
+    sampling = legacy.Sampling.from_legacy(request.get("sampling_params")).options(
+        logprobs=legacy.logprobs_count(request.get("logprobs")), json_schema=json_schema, grammar=grammar)
+    events = legacy.renamed_overflow(generation.generate_events(engine, [prompt], sampling), "content")
+    logprobs = body.logprobs is not None
+    if body.stream:
+        return generation.shaped_stream(events, legacy.CompletionChunks(logprobs=logprobs).chunks)
+    return legacy.completion_response(await generation.collect(events), logprobs=logprobs)
+
+
+async def chat_completion(body: ChatCompletionRequest, ctx: Context) -> dict | AsyncIterator[dict]:
+    engine = await legacy.chat_engine(ctx, body.model_id)
+    request = body.model_dump(mode="json", exclude_none=True)
+    tools = legacy.legacy_tools(request.get("tools"))
+    config = body.tool_config
+    tool_choice = legacy.legacy_tool_choice(
+        config.tool_choice if config is not None and "tool_choice" in config.model_fields_set else None,
+        body.tool_choice if "tool_choice" in body.model_fields_set else None, tools)
+    json_schema, grammar = legacy.response_format(request.get("response_format"))
+    sampling = legacy.Sampling.from_legacy(request.get("sampling_params")).options(
+        logprobs=legacy.logprobs_count(request.get("logprobs")), json_schema=json_schema, grammar=grammar)
+    plan = plan_chat(engine, legacy.legacy_messages(request["messages"]), sampling, tools=tools,
+                     tool_choice=tool_choice)
+    events = generation.generate_events(engine, [plan.prompt], plan.options, parser=plan.parser,
+                                        parallel_tool_calls=plan.parallel_tool_calls)
+    logprobs = body.logprobs is not None
+    if body.stream:
+        return generation.shaped_stream(events, legacy.ChatChunks(logprobs=logprobs).chunks)
+    return legacy.chat_response(await generation.collect(events), logprobs=logprobs)
