@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ DOCS_PAGE = """<!doctype html>
 """
 
 
-@lru_cache(maxsize=None)
+@cache
 def spec_document(name: str) -> dict[str, Any]:
     """An overlaid spec as codegen wrote it (generated/openapi/<name>.json)."""
     text = resources.files("generated").joinpath("openapi", f"{name}.json").read_text(encoding="utf-8")

@@ -7,7 +7,7 @@ and the spec is the contract. Each validator is built once per schema and cached
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -20,13 +20,13 @@ from ggstack.docs import spec_document
 SPEC_URI = "urn:ggstack:spec:"
 
 
-@lru_cache(maxsize=None)
+@cache
 def registry(spec: str) -> Registry:
     document = spec_document(spec)
     return Registry().with_resource(SPEC_URI + spec, Resource.from_contents(document, DRAFT202012))
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(spec: str, pointer: str) -> Draft202012Validator:
     """A validator for the schema at `pointer` (a `#/...` JSON pointer) in `spec`."""
     return Draft202012Validator({"$ref": SPEC_URI + spec + pointer}, registry=registry(spec))

@@ -17,9 +17,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
+from jsonschema import Draft202012Validator
 from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
-from jsonschema import Draft202012Validator
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -102,7 +102,7 @@ class ResponseValidator:
                                      headers=dict(headers), data=response.body or None)
         try:
             self.api(operation.spec).validate_response(spec_request, spec_response)
-        except Exception as exc:  # openapi-core raises a family of unrelated error types
+        except Exception as exc:  # noqa: BLE001 - openapi-core raises a family of unrelated error types
             return describe(exc)
         return None
 

@@ -67,7 +67,7 @@ def copy_project(tmp_path: Path) -> Path:
 
 def run_check(project: Path) -> subprocess.CompletedProcess:
     code = "import sys; from codegen.generate import check; sys.exit(check())"
-    return subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True, check=False,
                           env={"PYTHONPATH": str(project), "PATH": str(Path(sys.executable).parent)})
 
 
