@@ -360,6 +360,17 @@ def test_smollm2_answers_in_words(client):
     assert "".join(c.choices[0].delta.content or "" for c in stream) == result.choices[0].message.content
 
 
+@needs_smollm2
+def test_smollm2_json_object_mode_answers_a_json_object(client):
+    result = client.chat.completions.create(
+        model=SMOL, temperature=0, max_tokens=80, response_format={"type": "json_object"},
+        messages=[{"role": "system", "content": "You answer in JSON."},
+                  {"role": "user", "content": "Give the name and population of the capital of France as JSON."}])
+    assert result.choices[0].finish_reason == "stop"
+    answer = json.loads(result.choices[0].message.content)
+    assert isinstance(answer, dict) and "Paris" in json.dumps(answer)
+
+
 ONE_SHOT = [{"role": "user", "content": "Weather in Berlin?"},
             {"role": "assistant", "tool_calls": [{"id": "call_a", "type": "function", "function": {
                 "name": "get_weather", "arguments": '{"city": "Berlin"}'}}]},
