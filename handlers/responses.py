@@ -1,0 +1,93 @@
+"""The OpenAI-compatible Responses API: create (whole or streamed), get, delete, list, input items.
+
+Not in the spec's words: `file_search` tools are run by the server before generating (the
+user's last message is the query; results go into the system turn and come back as a
+`file_search_call` item); web search and MCP tools are refused; a response cut short by
+the context window has status `incomplete`; `max_infer_iters` and `include` are accepted
+and change nothing (file search results are always included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+from generated.models.llama_stack_deprecated import CreateOpenaiResponseRequest, OpenaiSearchVectorStoreRequest
+from ggstack.context import Context
+from ggstack.inference import generation, options
+from ggstack.inference.openai_format import new_id, now
+from ggstack.inference.prompt import plan_chat
+from ggstack.inference.responses import file_search, items, stored
+from ggstack.inference.responses.output import ResponseBuilder
+from handlers.vector_stores.search import openai_search_vector_store
+
+
+async def create_openai_response(body: CreateOpenaiResponseRequest, ctx: Context) -> dict | AsyncIterator[dict]:
+    ctx.models.get(body.model)  # an unknown model is 404 before anything else is judged
+    request = body.model_dump(mode="json", by_alias=True, exclude_none=True)
+    new_items = items.input_items(request["input"])
+    functions, searches = items.request_tools(request.get("tools"))
+    text, schema = items.text_format(request.get("text"))
+    sampling = options.sampling_options(temperature=body.temperature, json_schema=schema)
+    engine = await ctx.models.chat(body.model)
+    history = await stored.conversation(ctx.metadata, body.previous_response_id) \
+        if body.previous_response_id is not None else []
+
+    async def run_search(store_id: str, search: OpenaiSearchVectorStoreRequest):
+        return await openai_search_vector_store(store_id, search, ctx)
+
+    async def count_tokens(value: str) -> int:
+        return len(await engine.tokenize(value, add_bos=False, special=False))
+
+    query = items.last_user_text(new_items)
+    calls = [await file_search.search(tool, query, run_search) for tool in searches] if query else []
+    found = await file_search.context_text(calls, context_length=engine.context_length, count_tokens=count_tokens)
+    system = "\n\n".join(part for part in (body.instructions, found) if part)
+    conversation = [*history, *new_items]
+    plan = plan_chat(engine, items.conversation_messages(conversation, system=system), sampling, tools=functions)
+    events = generation.generate_events(engine, [plan.prompt], plan.options, parser=plan.parser,
+                                        parallel_tool_calls=plan.parallel_tool_calls)
+
+    head: dict[str, Any] = {"id": new_id("resp_"), "created_at": now(), "model": body.model,
+                            "parallel_tool_calls": plan.parallel_tool_calls, "text": text}
+    if body.temperature is not None:
+        head["temperature"] = body.temperature
+    if body.previous_response_id is not None:
+        head["previous_response_id"] = body.previous_response_id
+    builder = ResponseBuilder(head, prelude=calls)
+
+    async def keep(_: generation.Generation) -> None:
+        if body.store is not False:
+            await stored.store_response(ctx.metadata, builder.response(), conversation)
+
+    stream = generation.shaped_stream(events, builder.events, keep)
+    if body.stream:
+        return stream
+    async with aclosing(stream):
+        async for _ in stream:
+            pass
+    return builder.response()
+
+
+async def get_openai_response(response_id: str, ctx: Context) -> dict:
+    return stored.without_input(await stored.response_doc(ctx.metadata, response_id))
+
+
+async def delete_openai_response(response_id: str, ctx: Context) -> dict:
+    return await stored.delete_response(ctx.metadata, response_id)
+
+
+async def list_openai_responses(ctx: Context, after: str | None = None, limit: int = stored.DEFAULT_LIMIT,
+                                model: str | None = None, order: str = "desc") -> dict:
+    return await stored.list_responses(ctx.metadata, after=after or None, limit=limit, model=model or None,
+                                       order=order)  # type: ignore[arg-type]
+
+
+async def list_openai_response_input_items(response_id: str, ctx: Context, after: str | None = None,
+                                           before: str | None = None, include: list[str] | None = None,
+                                           limit: int = stored.DEFAULT_ITEMS_LIMIT, order: str = "desc") -> dict:
+    doc = await stored.response_doc(ctx.metadata, response_id)
+    data = stored.page_items(doc["input"], after=after or None, before=before or None, limit=limit,
+                             order=order)  # type: ignore[arg-type]
+    return {"object": "list", "data": data}
