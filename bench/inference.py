@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,19 @@ async def direct_run(engine: Any, prompt: str, tokens: int) -> Run:
     raise RuntimeError("no Finish")
 
 
-async def paired_runs(spec: ModelSpec, url: str, tokens: int, runs: int) -> tuple[list[Run], list[Run]]:
-    """Direct and HTTP runs taken in turn, so a change in machine load hits both alike.
+async def in_turns(direct: Callable[[], Awaitable[Run]], served: Callable[[], Awaitable[Run]], runs: int
+                   ) -> tuple[list[Run], list[Run]]:
+    """D H, H D, D H, ...: neither side always goes first, and load changes hit both alike."""
+    out: tuple[list[Run], list[Run]] = ([], [])
+    for i in range(runs):
+        for side in ((1, 0) if i % 2 else (0, 1)):
+            out[side].append(await (direct, served)[side]())
+    return out
+
+
+async def paired_runs(spec: ModelSpec, url: str, tokens: int, runs: int, probes: int
+                      ) -> tuple[list[Run], list[Run], list[Run], list[Run]]:
+    """Direct and HTTP generations of `tokens`, then `probes` one-token pairs for a steadier TTFT.
 
     Both engines stay loaded (one decode thread each, as the server's default), but only one
     generates at a time."""
@@ -76,14 +88,11 @@ async def paired_runs(spec: ModelSpec, url: str, tokens: int, runs: int) -> tupl
         async with httpx.AsyncClient(base_url=url, timeout=300) as client:
             await direct_run(engine, prompt, 4)  # warm-up: weights paged in, prompt in the KV cache
             await http_run(client, 4)
-            direct, served = [], []
-            for i in range(runs):  # D H, H D, D H, ...: neither side always goes first
-                if i % 2:
-                    served.append(await http_run(client, tokens))
-                direct.append(await direct_run(engine, prompt, tokens))
-                if not i % 2:
-                    served.append(await http_run(client, tokens))
-            return direct, served
+            direct, served = await in_turns(lambda: direct_run(engine, prompt, tokens),
+                                            lambda: http_run(client, tokens), runs)
+            probe_direct, probe_served = await in_turns(lambda: direct_run(engine, prompt, 1),
+                                                        lambda: http_run(client, 1), probes)
+            return direct, served, probe_direct, probe_served
     finally:
         await registry.close()
 
@@ -163,6 +172,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--clients", type=int, default=3)
     parser.add_argument("--per-client", type=int, default=3)
+    parser.add_argument("--probes", type=int, default=20, help="one-token pairs for the TTFT comparison")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,7 +182,8 @@ def main() -> int:
             return 1
         process, url = start_server(Path(tmp))
         try:
-            direct, served = asyncio.run(paired_runs(specs[0], url, args.tokens, args.runs))
+            direct, served, probe_direct, probe_served = asyncio.run(
+                paired_runs(specs[0], url, args.tokens, args.runs, args.probes))
             crowd, wall = asyncio.run(concurrent_runs(url, args.tokens, args.clients, args.per_client))
         finally:
             process.send_signal(signal.SIGINT)
@@ -188,6 +199,10 @@ def main() -> int:
     print(f"{'engine direct':28}{d_tps:>10.1f}{d_ttft:>10.1f}")
     print(f"{'HTTP stream (SSE)':28}{h_tps:>10.1f}{h_ttft:>10.1f}")
     print(f"{'HTTP / direct':28}{h_tps / d_tps:>10.2f}{h_ttft - d_ttft:>+10.1f}")
+    p_direct = statistics.median(r.ttft for r in probe_direct) * 1000
+    p_served = statistics.median(r.ttft for r in probe_served) * 1000
+    print(f"TTFT over {args.probes} one-token pairs: direct {p_direct:.1f} ms, HTTP {p_served:.1f} ms, "
+          f"overhead {p_served - p_direct:+.1f} ms")
     ttfts = [r.ttft * 1000 for r in crowd]
     latencies = [r.elapsed for r in crowd]
     streams = [r.tok_per_s for r in crowd]
