@@ -71,8 +71,6 @@ async def openai_upload_file(body: OpenaiUploadFileRequest, uploads: dict[str, U
 
 async def openai_list_files(ctx: Context, after: str | None = None, limit: int = MAX_LIST_LIMIT,
                             order: str = "desc", purpose: str | None = None) -> ListOpenAIFileResponse:
-    # The spec sets no bounds, so none is refused: out-of-range values are brought into range.
-    limit = min(max(limit, 1), MAX_LIST_LIMIT)
     where = {"purpose": purpose} if purpose else None
     while True:
         page = await ctx.metadata.list(FILE, after=after, limit=limit, order=order, where=where)

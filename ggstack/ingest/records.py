@@ -157,14 +157,22 @@ def validate_store_expiry(expires_after: Any) -> dict[str, Any] | None:
     return {"anchor": "last_active_at", "days": days}
 
 
-async def touch_store(metadata: MetadataStore, store_id: str) -> dict[str, Any] | None:
+#: `last_active_at` is rewritten at most this often: expiry counts in days, and a write per
+#: search would queue every search behind SQLite's single writer.
+ACTIVITY_RESOLUTION_SECONDS = 60
+
+
+async def touch_store(metadata: MetadataStore, store_id: str) -> None:
     """Record activity: `last_active_at` moves, and with it an activity-anchored expiry."""
     stamp = now()
+    doc = await metadata.get(VECTOR_STORE, store_id)
+    if doc is None or stamp - int(doc.get("last_active_at") or 0) < ACTIVITY_RESOLUTION_SECONDS:
+        return
 
-    def change(doc: dict[str, Any]) -> None:
-        doc["last_active_at"] = max(stamp, int(doc.get("last_active_at") or 0))
+    def change(current: dict[str, Any]) -> None:
+        current["last_active_at"] = max(stamp, int(current.get("last_active_at") or 0))
 
-    return await metadata.update(VECTOR_STORE, store_id, change)
+    await metadata.update(VECTOR_STORE, store_id, change)
 
 
 async def file_counts(metadata: MetadataStore, store_id: str, *,

@@ -61,7 +61,7 @@ class IngestWorker:
         self._concurrency = concurrency
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._running: set[Key] = set()
-        self._waiters: dict[Key, asyncio.Event] = {}
+        self._waiters: dict[Key, set[asyncio.Future[None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -107,14 +107,22 @@ class IngestWorker:
     async def wait(self, store_id: str, file_id: str, timeout: float) -> dict[str, Any] | None:
         """Wait up to `timeout` for the file to leave in_progress; its document (None if gone)."""
         key = (store_id, file_id)
-        event = self._waiters.setdefault(key, asyncio.Event())
-        # Registered before reading, so a job that ends now still sets our event.
-        doc = await self.metadata.get(VECTOR_STORE_FILE, file_id, parent=store_id)
-        if doc is not None and doc["status"] == "in_progress":
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Registered before reading, so a job that ends now still resolves our future.
+        self._waiters.setdefault(key, set()).add(done)
+        try:
             doc = await self.metadata.get(VECTOR_STORE_FILE, file_id, parent=store_id)
-        return doc
+            if doc is not None and doc["status"] == "in_progress":
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(done), timeout)
+                doc = await self.metadata.get(VECTOR_STORE_FILE, file_id, parent=store_id)
+            return doc
+        finally:
+            waiting = self._waiters.get(key)
+            if waiting is not None:
+                waiting.discard(done)
+                if not waiting:
+                    del self._waiters[key]
 
     async def cancel_batch(self, store_id: str, batch_id: str) -> int:
         """Cancel the batch's files not yet started; running ones finish. Returns how many."""
@@ -156,9 +164,9 @@ class IngestWorker:
                 self._signal(key)
 
     def _signal(self, key: Key) -> None:
-        event = self._waiters.pop(key, None)
-        if event is not None:
-            event.set()
+        for done in self._waiters.pop(key, ()):
+            if not done.done():
+                done.set_result(None)
 
     async def _sweep(self) -> None:
         while True:

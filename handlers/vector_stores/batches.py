@@ -21,11 +21,11 @@ from handlers.vector_stores.common import (
     active_store,
     batch_doc,
     batch_object,
+    check_order,
     chunking_strategy,
     file_object,
     new_file_doc,
     page_body,
-    page_limit,
 )
 
 MAX_BATCH_FILES = 2000
@@ -77,7 +77,7 @@ async def openai_list_files_in_vector_store_file_batch(batch_id: str, vector_sto
                                                        after: str | None = None, before: str | None = None,
                                                        filter: str | None = None, limit: int = DEFAULT_PAGE,
                                                        order: str = "desc") -> dict[str, Any]:
-    limit = page_limit(limit, order)
+    check_order(order)
     await batch_doc(ctx, vector_store_id, batch_id)
     where: dict[str, Any] = {"batch_id": batch_id}
     if filter is not None:

@@ -25,11 +25,11 @@ from handlers.vector_stores.common import (
     ATTACH_WAIT_SECONDS,
     DEFAULT_PAGE,
     active_store,
+    check_order,
     chunking_strategy,
     file_object,
     new_file_doc,
     page_body,
-    page_limit,
     store_file,
 )
 
@@ -52,7 +52,7 @@ async def openai_list_files_in_vector_store(vector_store_id: str, ctx: Context, 
                                             order: str = "desc", after: str | None = None,
                                             before: str | None = None, filter: str | None = None
                                             ) -> dict[str, Any]:
-    limit = page_limit(limit, order)
+    check_order(order)
     await records.get_vector_store(ctx.metadata, vector_store_id)
     page = await ctx.metadata.list(VECTOR_STORE_FILE, parent=vector_store_id, after=after, before=before,
                                    limit=limit, order=order, where={"status": filter} if filter else None)

@@ -23,10 +23,10 @@ from ggstack.ingest.records import FILE_BATCH, VECTOR_STORE, VECTOR_STORE_FILE
 from handlers.vector_stores.common import (
     ATTACH_WAIT_SECONDS,
     DEFAULT_PAGE,
+    check_order,
     chunking_strategy,
     new_file_doc,
     page_body,
-    page_limit,
     store_object,
 )
 
@@ -84,7 +84,7 @@ async def openai_create_vector_store(body: OpenaiCreateVectorStoreRequest, ctx: 
 
 async def openai_list_vector_stores(ctx: Context, limit: int = DEFAULT_PAGE, order: str = "desc",
                                     after: str | None = None, before: str | None = None) -> dict[str, Any]:
-    limit = page_limit(limit, order)
+    check_order(order)
     page = await ctx.metadata.list(VECTOR_STORE, after=after, before=before, limit=limit, order=order)
     data = [await store_object(ctx, doc) for doc in page.items]
     return page_body(page, data)

@@ -1,0 +1,272 @@
+"""Vector-store throughput and latency, straight on the stores (no HTTP), in both Chroma modes.
+
+- Ingestion: 1 MB of English-like text through the real pipeline (word windows, the
+  bundled all-MiniLM-L6-v2, Chroma upserts), "auto" chunking; chunks/s and MB/min.
+- Search: p50/p95 of vector, keyword and hybrid search at 10k and 100k chunks, query
+  embedding included. Those chunks carry random unit vectors, not MiniLM ones: embedding
+  100k chunks would take hours on a small CPU and does not change what a query costs.
+
+Run alone: `python bench/vector_stores.py [--mb 1] [--sizes 10000,100000] [--modes embedded,server]`.
+Prints one table; copy it into docs/benchmarks.md with the machine and date it prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from ggstack.engines.registry import ModelRegistry, default_model_specs
+from ggstack.ingest.chunking import DEFAULT_CHUNK_OVERLAP_TOKENS, DEFAULT_MAX_CHUNK_SIZE_TOKENS
+from ggstack.ingest.pipeline import chunk_for, embed_texts, index_file
+from ggstack.stores.base import Chunk
+from ggstack.stores.chroma import ChromaVectorStore
+
+WORDS = (
+    "time", "person", "year", "way", "day", "thing", "man", "world", "life", "hand", "part", "child", "eye",
+    "woman", "place", "work", "week", "case", "point", "government", "company", "number", "group",
+    "problem", "fact", "river", "mountain", "garden", "kitchen", "library", "station", "market", "engine",
+    "storm", "winter", "summer", "harbor", "forest", "desert", "island", "bridge", "castle", "window",
+    "letter", "music", "story", "doctor", "teacher", "farmer", "sailor", "pilot", "painter", "baker",
+    "hunter", "student", "soldier", "animal", "bird", "fish", "horse", "apple", "bread", "cheese", "water",
+    "coffee", "paper", "stone", "metal", "glass", "wood", "silver", "golden", "quiet", "rapid", "bright",
+    "ancient", "modern", "simple", "careful", "gentle", "heavy", "narrow", "distant", "early", "late",
+    "build", "carry", "follow", "measure", "remember", "explain", "discover", "protect", "prepare",
+    "travel", "gather", "repair", "divide", "imagine",
+)
+QUERIES = 40
+WARMUP = 3
+UPSERT_BATCH = 2000
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {kib / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores{memory}, Python {platform.python_version()}"
+
+
+def english(rng: random.Random, n_bytes: int) -> str:
+    sentences, size = [], 0
+    while size < n_bytes:
+        words = rng.choices(WORDS, k=rng.randint(8, 20))
+        sentence = " ".join(words).capitalize() + "."
+        sentences.append(sentence)
+        size += len(sentence) + 1
+    return "\n".join(" ".join(sentences[i:i + 6]) for i in range(0, len(sentences), 6))
+
+
+def varied(rng: random.Random, n_bytes: int) -> str:
+    """Text with a realistic vocabulary size (tens of thousands of distinct words), where
+    counting each distinct word's tokens costs what it would on real documents."""
+    syllables = ["ka", "lo", "mi", "ter", "ran", "dus", "pe", "shi", "vo", "gal", "nor", "ex", "qui", "bra"]
+    vocabulary = list(WORDS) + ["".join(rng.choices(syllables, k=rng.randint(2, 4))) for _ in range(40000)]
+    words, size = [], 0
+    while size < n_bytes:
+        word = rng.choice(vocabulary)
+        words.append(word)
+        size += len(word) + 1
+    return " ".join(words)
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+@contextmanager
+def chroma_server(root: Path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    chroma = Path(sys.executable).parent / "chroma"
+    with open(root / "chroma.log", "wb") as log:
+        process = subprocess.Popen([str(chroma), "run", "--path", str(root / "chroma-server"), "--host", "127.0.0.1",
+                                    "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("chroma run did not start") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+async def ingest(vectors: ChromaVectorStore, engine, text: str) -> dict[str, float]:
+    await vectors.create("bench-ingest", dimension=engine.dimension)
+    started = time.perf_counter()
+    pieces = await chunk_for(engine, text, DEFAULT_MAX_CHUNK_SIZE_TOKENS, DEFAULT_CHUNK_OVERLAP_TOKENS)
+    chunking = time.perf_counter() - started
+    started = time.perf_counter()
+    indexed = await index_file(data=text.encode(), content_type="text/plain", filename="bench.txt", engine=engine,
+                               vectors=vectors, store_id="bench-ingest", file_id="file-bench", attributes={},
+                               max_chunk_size_tokens=DEFAULT_MAX_CHUNK_SIZE_TOKENS,
+                               chunk_overlap_tokens=DEFAULT_CHUNK_OVERLAP_TOKENS)
+    elapsed = time.perf_counter() - started
+    assert indexed.chunks == len(pieces)
+    await vectors.drop("bench-ingest")
+    return {"chunks": indexed.chunks, "seconds": elapsed, "chunking_seconds": chunking,
+            "mb_per_min": len(text.encode()) / 1e6 / elapsed * 60}
+
+
+async def fill(vectors: ChromaVectorStore, store_id: str, rng: random.Random, start: int, stop: int,
+               dimension: int) -> float:
+    began = time.perf_counter()
+    np_rng = np.random.default_rng(start)
+    for first in range(start, stop, UPSERT_BATCH):
+        count = min(UPSERT_BATCH, stop - first)
+        matrix = np_rng.standard_normal((count, dimension))
+        matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+        chunks = [Chunk(file_id=f"file-{(first + i) // 20}", index=(first + i) % 20,
+                        text=" ".join(rng.choices(WORDS, k=60)), embedding=matrix[i].tolist(),
+                        attributes={"group": (first + i) % 10})
+                  for i in range(count)]
+        await vectors.upsert_chunks(store_id, chunks)
+    return time.perf_counter() - began
+
+
+async def latencies(vectors: ChromaVectorStore, engine, store_id: str, rng: random.Random) -> dict[str, list[float]]:
+    queries = [" ".join(rng.choices(WORDS, k=6)) for _ in range(QUERIES + WARMUP)]
+
+    async def vector(q: str) -> None:
+        [embedding] = await embed_texts(engine, [q])
+        await vectors.query(store_id, embedding, k=10)
+
+    async def keyword(q: str) -> None:
+        await vectors.keyword(store_id, q, k=10)
+
+    async def hybrid(q: str) -> None:
+        [embedding] = await embed_texts(engine, [q])
+        await vectors.hybrid(store_id, embedding, q, k=10)
+
+    out: dict[str, list[float]] = {}
+    for name, run in (("vector", vector), ("keyword", keyword), ("hybrid", hybrid)):
+        samples = []
+        for i, q in enumerate(queries):
+            started = time.perf_counter()
+            await run(q)
+            if i >= WARMUP:
+                samples.append((time.perf_counter() - started) * 1000)
+        out[name] = samples
+    return out
+
+
+async def run_mode(mode: str, vectors: ChromaVectorStore, engine, mb: float, sizes: list[int]) -> list[str]:
+    rng = random.Random(7)
+    rows = []
+    if mb > 0:
+        result = await ingest(vectors, engine, english(rng, int(mb * 1_000_000)))
+        rows.append(f"| {mode} | ingest {mb:g} MB (auto: {result['chunks']:.0f} chunks) | "
+                    f"{result['chunks'] / result['seconds']:.2f} chunks/s, {result['mb_per_min']:.3f} MB/min "
+                    f"({result['seconds']:.0f} s; chunking alone {result['chunking_seconds']:.1f} s) |")
+        print(rows[-1], flush=True)
+    store_id = f"bench-search-{mode}"
+    await vectors.create(store_id, dimension=engine.dimension)
+    filled = 0
+    try:
+        for size in sizes:
+            previous, filled = filled, size
+            build = await fill(vectors, store_id, rng, previous, size, engine.dimension)
+            assert await vectors.count(store_id) == size
+            samples = await latencies(vectors, engine, store_id, rng)
+            parts = ", ".join(f"{name} {statistics.median(s):.0f}/{percentile(s, 0.95):.0f}"
+                              for name, s in samples.items())
+            rows.append(f"| {mode} | search at {size:,} chunks, p50/p95 ms | {parts} "
+                        f"(adding {size - previous:,} chunks took {build:.0f} s) |")
+            print(rows[-1], flush=True)
+    finally:
+        await vectors.drop(store_id)
+    return rows
+
+
+async def chunking(engine, mb: float) -> str:
+    text = varied(random.Random(11), int(mb * 1_000_000))
+    started = time.perf_counter()
+    pieces = await chunk_for(engine, text, DEFAULT_MAX_CHUNK_SIZE_TOKENS, DEFAULT_CHUNK_OVERLAP_TOKENS)
+    elapsed = time.perf_counter() - started
+    distinct = len(set(text.split()))
+    row = (f"| - | chunk {mb:g} MB, {distinct:,} distinct words, no embedding | {elapsed:.1f} s "
+           f"({len(pieces)} chunks) |")
+    print(row, flush=True)
+    return row
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    modes = [m for m in args.modes.split(",") if m]
+    print(f"machine: {machine()}")
+    print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        registry = ModelRegistry()
+        spec = next(s for s in default_model_specs(root) if s.model_type == "embedding")
+        registry.register(spec)
+        engine = await registry.embedder(spec.identifier)
+        print(f"model: {spec.identifier} ({engine.dimension}-d, context {engine.context_length})")
+        rows = ["| mode | measure | result |", "| --- | --- | --- |"]
+        try:
+            if args.mb > 0:
+                rows.append(await chunking(engine, args.mb))
+            for mode in modes:
+                if mode == "embedded":
+                    vectors = ChromaVectorStore.embedded(root / "chroma-embedded")
+                    try:
+                        rows += await run_mode(mode, vectors, engine, args.mb, sizes)
+                    finally:
+                        vectors.close()
+                else:
+                    with chroma_server(root) as url:
+                        vectors = ChromaVectorStore.server(url)
+                        try:
+                            rows += await run_mode(mode, vectors, engine, args.mb, sizes)
+                        finally:
+                            vectors.close()
+        finally:
+            await registry.close()
+    print("\n".join(rows))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=float, default=1.0, help="text to ingest per mode, in MB (0 skips)")
+    parser.add_argument("--sizes", default="10000,100000", help="store sizes to search, comma-separated")
+    parser.add_argument("--modes", default="embedded,server", help="embedded, server or both")
+    return asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
