@@ -73,7 +73,8 @@ async def openai_list_files(ctx: Context, after: str | None = None, limit: int =
                             order: str = "desc", purpose: str | None = None) -> ListOpenAIFileResponse:
     where = {"purpose": purpose} if purpose else None
     while True:
-        page = await ctx.metadata.list(FILE, after=after, limit=limit, order=order, where=where)
+        # An empty `after=` (the key sent with no value) means no cursor.
+        page = await ctx.metadata.list(FILE, after=after or None, limit=limit, order=order, where=where)
         expired = [doc for doc in page.items if records.file_expired(doc)]
         if not expired:
             break

@@ -21,9 +21,10 @@ from handlers.vector_stores.common import (
     active_store,
     batch_doc,
     batch_object,
-    check_order,
     chunking_strategy,
+    cursor,
     file_object,
+    list_order,
     new_file_doc,
     page_body,
 )
@@ -77,13 +78,13 @@ async def openai_list_files_in_vector_store_file_batch(batch_id: str, vector_sto
                                                        after: str | None = None, before: str | None = None,
                                                        filter: str | None = None, limit: int = DEFAULT_PAGE,
                                                        order: str = "desc") -> dict[str, Any]:
-    check_order(order)
+    order = list_order(order)
     await batch_doc(ctx, vector_store_id, batch_id)
     where: dict[str, Any] = {"batch_id": batch_id}
     if filter is not None:
         if filter not in records.STATUSES:
             raise InvalidRequest(f"filter must be one of {', '.join(records.STATUSES)}", param="filter")
         where["status"] = filter
-    page = await ctx.metadata.list(VECTOR_STORE_FILE, parent=vector_store_id, after=after, before=before,
-                                   limit=limit, order=order, where=where)
+    page = await ctx.metadata.list(VECTOR_STORE_FILE, parent=vector_store_id, after=cursor(after),
+                                   before=cursor(before), limit=limit, order=order, where=where)
     return page_body(page, [file_object(doc) for doc in page.items])

@@ -25,10 +25,18 @@ DEFAULT_PAGE = 20
 ATTACH_WAIT_SECONDS = 20.0
 
 
-def check_order(order: str) -> None:
-    # `limit` is bounded by the spec (1..100) and checked before a handler runs; `order` is not.
+def list_order(order: str) -> str:
+    """`limit` is bounded by the spec and checked before a handler runs; `order` is a free
+    string there, so it is checked here (an empty `order=` means the default)."""
+    order = order or "desc"
     if order not in ("asc", "desc"):
         raise InvalidRequest(f"order must be 'asc' or 'desc', not {order!r}", param="order")
+    return order
+
+
+def cursor(value: str | None) -> str | None:
+    """An empty `after=`/`before=` (the key sent with no value) means no cursor."""
+    return value or None
 
 
 def page_body(page: Any, data: list[Any]) -> dict[str, Any]:

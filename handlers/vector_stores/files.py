@@ -25,9 +25,10 @@ from handlers.vector_stores.common import (
     ATTACH_WAIT_SECONDS,
     DEFAULT_PAGE,
     active_store,
-    check_order,
     chunking_strategy,
+    cursor,
     file_object,
+    list_order,
     new_file_doc,
     page_body,
     store_file,
@@ -52,10 +53,10 @@ async def openai_list_files_in_vector_store(vector_store_id: str, ctx: Context, 
                                             order: str = "desc", after: str | None = None,
                                             before: str | None = None, filter: str | None = None
                                             ) -> dict[str, Any]:
-    check_order(order)
+    order = list_order(order)
     await records.get_vector_store(ctx.metadata, vector_store_id)
-    page = await ctx.metadata.list(VECTOR_STORE_FILE, parent=vector_store_id, after=after, before=before,
-                                   limit=limit, order=order, where={"status": filter} if filter else None)
+    page = await ctx.metadata.list(VECTOR_STORE_FILE, parent=vector_store_id, after=cursor(after),
+                                   before=cursor(before), limit=limit, order=order, where={"status": filter} if filter else None)
     return page_body(page, [file_object(doc) for doc in page.items])
 
 

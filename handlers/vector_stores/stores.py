@@ -23,8 +23,9 @@ from ggstack.ingest.records import FILE_BATCH, VECTOR_STORE, VECTOR_STORE_FILE
 from handlers.vector_stores.common import (
     ATTACH_WAIT_SECONDS,
     DEFAULT_PAGE,
-    check_order,
     chunking_strategy,
+    cursor,
+    list_order,
     new_file_doc,
     page_body,
     store_object,
@@ -84,8 +85,9 @@ async def openai_create_vector_store(body: OpenaiCreateVectorStoreRequest, ctx: 
 
 async def openai_list_vector_stores(ctx: Context, limit: int = DEFAULT_PAGE, order: str = "desc",
                                     after: str | None = None, before: str | None = None) -> dict[str, Any]:
-    check_order(order)
-    page = await ctx.metadata.list(VECTOR_STORE, after=after, before=before, limit=limit, order=order)
+    order = list_order(order)
+    page = await ctx.metadata.list(VECTOR_STORE, after=cursor(after), before=cursor(before), limit=limit,
+                                   order=order)
     data = [await store_object(ctx, doc) for doc in page.items]
     return page_body(page, data)
 
