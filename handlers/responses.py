@@ -13,7 +13,10 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from generated.models.llama_stack_deprecated import CreateOpenaiResponseRequest, OpenaiSearchVectorStoreRequest
+from generated.models.llama_stack_deprecated import (
+    CreateOpenaiResponseRequest,
+    OpenaiSearchVectorStoreRequest,
+)
 from ggstack.context import Context
 from ggstack.inference import generation, options
 from ggstack.inference.openai_format import new_id, now
@@ -46,8 +49,9 @@ async def create_openai_response(body: CreateOpenaiResponseRequest, ctx: Context
     system = "\n\n".join(part for part in (body.instructions, found) if part)
     conversation = [*history, *new_items]
     plan = plan_chat(engine, items.conversation_messages(conversation, system=system), sampling, tools=functions)
-    events = generation.generate_events(engine, [plan.prompt], plan.options, parser=plan.parser,
-                                        parallel_tool_calls=plan.parallel_tool_calls)
+    events = items.renamed_fields(generation.generate_events(engine, [plan.prompt], plan.options,
+                                                             parser=plan.parser,
+                                                             parallel_tool_calls=plan.parallel_tool_calls))
 
     head: dict[str, Any] = {"id": new_id("resp_"), "created_at": now(), "model": body.model,
                             "parallel_tool_calls": plan.parallel_tool_calls, "text": text}

@@ -266,6 +266,9 @@ def test_unknown_model_is_404(client):
                                                                  "image_url": "http://x/y.png"}]}]},
      "read text only"),
     ({"input": []}, "input must not be empty"),
+    ({"text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "foo"}}}}, "param: text.format"),
+    ({"text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "foo"}}}, "stream": True},
+     "param: text.format"),  # found before the stream starts, so still a real status
     ({"max_output_tokens": 5}, "max_output_tokens"),  # not in this spec's request
 ])
 def test_bad_requests_are_400_naming_the_problem(http, body, words):

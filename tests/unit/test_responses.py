@@ -7,7 +7,14 @@ import pytest
 
 from ggstack import schemas
 from ggstack.errors import InvalidRequest
-from ggstack.inference.generation import ChoiceFinished, ChoiceStarted, Finished, TextDelta, ToolCallDelta, Usage
+from ggstack.inference.generation import (
+    ChoiceFinished,
+    ChoiceStarted,
+    Finished,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from ggstack.inference.messages import Message
 from ggstack.inference.responses import file_search, items, stored
 from ggstack.inference.responses.output import ResponseBuilder

@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from generated.models.llama_stack_deprecated import OpenaiSearchVectorStoreRequest, VectorStoreSearchResponsePage
+from generated.models.llama_stack_deprecated import (
+    OpenaiSearchVectorStoreRequest,
+    VectorStoreSearchResponsePage,
+)
 from ggstack.inference.openai_format import new_id
 from ggstack.inference.responses.items import FileSearchTool
 

@@ -7,9 +7,10 @@ Input items are given ids where the client sent none, so `input_items` can page 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ggstack.errors import InvalidRequest
 from ggstack.inference.messages import Message, text_content
@@ -22,8 +23,12 @@ ID_PREFIXES = {"message": "msg_", "function_call": "fc_", "function_call_output"
                "file_search_call": "fs_"}
 #: Input part types that are text, as the chat parts `text_content` reads.
 TEXT_PARTS = {"input_text": "text", "output_text": "text", "refusal": "refusal"}
+#: Fields the shared layer and the engines name in errors, as the Responses request calls them.
+FIELD_NAMES = {"response_format": "text.format"}
 DEFAULT_SEARCH_RESULTS = 10
 MAX_SEARCH_RESULTS = 50
+
+T = TypeVar("T")
 
 
 def input_items(value: str | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -150,3 +155,16 @@ def text_format(text: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[st
         spec = {"schema": fmt["schema"]} if fmt.get("schema") is not None else {}
         return {"format": fmt}, response_format_schema({"type": "json_schema", "json_schema": spec})
     return {"format": fmt}, response_format_schema({"type": fmt["type"]})
+
+
+async def renamed_fields(events: AsyncGenerator[T, None]) -> AsyncIterator[T]:
+    """`events`, with errors that name a chat-completion field (a json_schema the engine cannot
+    turn into a grammar says `response_format`) naming the Responses field instead."""
+    async with aclosing(events):
+        try:
+            async for event in events:
+                yield event
+        except InvalidRequest as error:
+            if error.param not in FIELD_NAMES:
+                raise
+            raise InvalidRequest(error.message, param=FIELD_NAMES[error.param], code=error.code) from None

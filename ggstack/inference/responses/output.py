@@ -17,7 +17,14 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ggstack.inference.generation import ChoiceFinished, ChoiceStarted, Event, Finished, TextDelta, ToolCallDelta
+from ggstack.inference.generation import (
+    ChoiceFinished,
+    ChoiceStarted,
+    Event,
+    Finished,
+    TextDelta,
+    ToolCallDelta,
+)
 from ggstack.inference.openai_format import new_id
 from ggstack.inference.tools import ToolCall
 
