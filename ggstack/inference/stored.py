@@ -39,7 +39,8 @@ async def list_chat_completions(metadata: MetadataStore, dialect: Dialect, *, af
     """A `ListOpenAIChatCompletionResponse` body (first_id/last_id are "" for an empty page)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}", param="limit")
-    page: Page = await metadata.list(KIND, after=after, limit=limit, order=order,
+    # an empty `after` or `model` (as form-filling clients send) means "not given"
+    page: Page = await metadata.list(KIND, after=after or None, limit=limit, order=order,
                                      where={"model": model} if model else None)
     return {"object": "list", "data": [in_dialect(doc, dialect) for doc in page.items],
             "has_more": page.has_more, "first_id": page.first_id or "", "last_id": page.last_id or ""}

@@ -329,6 +329,8 @@ def test_listing_pages_orders_and_filters(server, client, http):
     assert [c["id"] for c in after["data"]] == [ids[0]]
     oldest = http.get("/chat/completions", params={"order": "asc", "limit": 100}).json()["data"]
     assert [c["id"] for c in oldest][-3:] == ids
+    blank = http.get("/chat/completions", params={"after": "", "model": "", "limit": 3}).json()
+    assert [c["id"] for c in blank["data"]] == ids[::-1]
     empty = http.get("/chat/completions", params={"model": "nobody"}).json()
     assert empty == {"object": "list", "data": [], "has_more": False, "first_id": "", "last_id": ""}
     v1 = httpx.get(f"{server.url}/v1/chat/completions/{ids[0]}")
