@@ -594,7 +594,7 @@ LIST_CHAT_COMPLETIONS = Operation(
     summary="List all chat completions.",
     params=(
         Param("after", "query", required=False, schema={"type": "string"}),
-        Param("limit", "query", required=False, schema={"type": "integer"}),
+        Param("limit", "query", required=False, schema={"type": "integer", "minimum": 1, "maximum": 10000}),
         Param("model", "query", required=False, schema={"type": "string"}),
         Param("order", "query", required=False, schema={
                 "type": "string",

@@ -262,7 +262,7 @@ class SqlMetadataStore:
         row = conn.execute(select(documents.c.created_at, documents.c.seq)
                            .where(self._key(kind, id, parent))).first()
         if row is None:
-            raise InvalidRequest(f"{param}: '{id}' is not an item of this list", param=param)
+            raise InvalidRequest(f"Invalid value: {param}='{id}' is not an item of this list", param=param)
         return row
 
     def _list_sync(self, kind: str, parent: str | None, after: str | None, before: str | None,
