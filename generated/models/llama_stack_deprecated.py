@@ -2120,6 +2120,19 @@ class SearchRankingOptions(BaseModel):
     )
 
 
+class OpenAICompletionUsage(BaseModel):
+    """
+    Token counts of a completion, as the engine counted them.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    prompt_tokens: int = Field(..., description="Tokens in the prompt")
+    completion_tokens: int = Field(..., description="Tokens generated")
+    total_tokens: int = Field(..., description="prompt_tokens plus completion_tokens")
+
+
 class OpenaiUploadFileRequest(BaseModel):
     file: bytes
     purpose: OpenAIFilePurpose
@@ -3247,7 +3260,7 @@ class OpenAIChunkChoice(BaseModel):
         extra="forbid",
     )
     delta: OpenAIChoiceDelta = Field(..., description="The delta from the chunk")
-    finish_reason: str = Field(..., description="The reason the model stopped generating")
+    finish_reason: str | None = Field(..., description="The reason the model stopped generating")
     index: int = Field(..., description="The index of the choice")
     logprobs: OpenAIChoiceLogprobs | None = Field(
         None, description="(Optional) The log probabilities for the tokens in the message"
@@ -3262,7 +3275,7 @@ class OpenAICompletionChoice(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    finish_reason: str
+    finish_reason: str | None
     text: str
     index: int
     logprobs: OpenAIChoiceLogprobs | None = None
@@ -3714,6 +3727,7 @@ class OpenAIChatCompletion(BaseModel):
         ..., description="The Unix timestamp in seconds when the chat completion was created"
     )
     model: str = Field(..., description="The model that was used to generate the chat completion")
+    usage: OpenAICompletionUsage | None = None
 
 
 class OpenAIChatCompletionChunk(BaseModel):
@@ -3733,6 +3747,7 @@ class OpenAIChatCompletionChunk(BaseModel):
         ..., description="The Unix timestamp in seconds when the chat completion was created"
     )
     model: str = Field(..., description="The model that was used to generate the chat completion")
+    usage: OpenAICompletionUsage | None = None
 
 
 class OpenAICompletionWithInputMessages(BaseModel):
@@ -3749,6 +3764,7 @@ class OpenAICompletionWithInputMessages(BaseModel):
     )
     model: str = Field(..., description="The model that was used to generate the chat completion")
     input_messages: list[OpenAIMessageParam]
+    usage: OpenAICompletionUsage | None = None
 
 
 class OpenAICompletion(BaseModel):
@@ -3764,6 +3780,7 @@ class OpenAICompletion(BaseModel):
     created: int
     model: str
     object: Literal["text_completion"]
+    usage: OpenAICompletionUsage | None = None
 
 
 class ListOpenAIResponseObject(BaseModel):
