@@ -32,7 +32,8 @@ async def create_openai_response(body: CreateOpenaiResponseRequest, ctx: Context
     new_items = items.input_items(request["input"])
     functions, searches = items.request_tools(request.get("tools"))
     text, schema = items.text_format(request.get("text"))
-    sampling = options.sampling_options(temperature=body.temperature, json_schema=schema)
+    sampling = options.sampling_options(temperature=body.temperature, top_p=body.top_p,
+                                        max_tokens=body.max_output_tokens, json_schema=schema)
     engine = await ctx.models.chat(body.model)
     history = await stored.conversation(ctx.metadata, body.previous_response_id) \
         if body.previous_response_id is not None else []
@@ -57,6 +58,8 @@ async def create_openai_response(body: CreateOpenaiResponseRequest, ctx: Context
                             "parallel_tool_calls": plan.parallel_tool_calls, "text": text}
     if body.temperature is not None:
         head["temperature"] = body.temperature
+    if body.top_p is not None:
+        head["top_p"] = body.top_p
     if body.previous_response_id is not None:
         head["previous_response_id"] = body.previous_response_id
     builder = ResponseBuilder(head, prelude=calls)

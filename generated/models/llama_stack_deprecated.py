@@ -3363,6 +3363,14 @@ class CreateOpenaiResponseRequest(BaseModel):
         None, description="(Optional) Additional fields to include in the response."
     )
     max_infer_iters: int | None = None
+    top_p: float | None = Field(
+        None, description="Nucleus sampling, as in chat completions; echoed on the response.", ge=0.0, le=1.0
+    )
+    max_output_tokens: int | None = Field(
+        None,
+        description="The most tokens the answer may have; an answer cut there has status `incomplete`. Without it a response runs to the model's end of turn or the context's end.",
+        ge=1,
+    )
 
 
 class OpenAIResponseObjectStream(

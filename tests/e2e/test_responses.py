@@ -269,7 +269,7 @@ def test_unknown_model_is_404(client):
     ({"text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "foo"}}}}, "param: text.format"),
     ({"text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "foo"}}}, "stream": True},
      "param: text.format"),  # found before the stream starts, so still a real status
-    ({"max_output_tokens": 5}, "max_output_tokens"),  # not in this spec's request
+    ({"max_output_tokens": 0}, "max_output_tokens"),  # the overlay sets minimum 1
 ])
 def test_bad_requests_are_400_naming_the_problem(http, body, words):
     response = http.post("/responses", json={"model": "tiny", "input": "hi", **body})
@@ -304,3 +304,16 @@ def test_smollm2_answers_calls_a_tool_and_remembers(client):
     assert call.type == "function_call" and call.status == "completed" and call.id.startswith("fc_")
     assert (call.name, json.loads(call.arguments)) == ("get_weather", {"city": "Madrid"})
     assert call.call_id and call.call_id != "call_a"
+
+
+def test_max_output_tokens_cuts_the_answer_and_marks_it_incomplete(http):
+    answer = http.post("/responses", json={"model": "tiny", "input": "Tell me a long story",
+                                           "max_output_tokens": 3, "top_p": 0.5})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["status"] == "incomplete" and body["top_p"] == 0.5
+
+
+def test_max_output_tokens_below_one_is_400(http):
+    answer = http.post("/responses", json={"model": "tiny", "input": "hi", "max_output_tokens": 0})
+    assert answer.status_code == 400 and "max_output_tokens" in answer.json()["detail"]
