@@ -120,9 +120,20 @@ def check_body_models(spec: SpecContext, models_file: Path) -> None:
 
 
 def generate(out: Path = GENERATED) -> None:
-    specs = build_context()
+    """Build the whole tree beside `out`, then swap it in, so readers never see it half written."""
+    building = out.with_name(f".{out.name}.building")
+    if building.exists():
+        shutil.rmtree(building)
+    write_tree(building)
+    previous = out.with_name(f".{out.name}.previous")
     if out.exists():
-        shutil.rmtree(out)
+        os.replace(out, previous)
+    os.replace(building, out)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def write_tree(out: Path) -> None:
+    specs = build_context()
     env = environment()
     write(out / "__init__.py", '"""Code generated from specs/ by `ggstack codegen`; never edited by hand."""\n')
     write(out / "models" / "__init__.py", '"""Pydantic models, one module per spec."""\n')

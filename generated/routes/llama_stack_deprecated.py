@@ -959,7 +959,7 @@ OPENAI_LIST_VECTOR_STORES = Operation(
     summary="Returns a list of vector stores.",
     params=(
         Param("limit", "query", required=False, schema={"type": "integer", "minimum": 1, "maximum": 100}),
-        Param("order", "query", required=False, schema={"type": "string"}),
+        Param("order", "query", required=False, schema={"type": "string", "enum": ["asc", "desc"]}),
         Param("after", "query", required=False, schema={"type": "string"}),
         Param("before", "query", required=False, schema={"type": "string"}),
     ),
@@ -1139,7 +1139,7 @@ OPENAI_LIST_FILES_IN_VECTOR_STORE_FILE_BATCH = Operation(
         Param("before", "query", required=False, schema={"type": "string"}),
         Param("filter", "query", required=False, schema={"type": "string"}),
         Param("limit", "query", required=False, schema={"type": "integer", "minimum": 1, "maximum": 100}),
-        Param("order", "query", required=False, schema={"type": "string"}),
+        Param("order", "query", required=False, schema={"type": "string", "enum": ["asc", "desc"]}),
     ),
     body=None,
     body_media_type=None,
@@ -1161,7 +1161,7 @@ OPENAI_LIST_FILES_IN_VECTOR_STORE = Operation(
     params=(
         Param("vector_store_id", "path", required=True, schema={"type": "string"}),
         Param("limit", "query", required=False, schema={"type": "integer", "minimum": 1, "maximum": 100}),
-        Param("order", "query", required=False, schema={"type": "string"}),
+        Param("order", "query", required=False, schema={"type": "string", "enum": ["asc", "desc"]}),
         Param("after", "query", required=False, schema={"type": "string"}),
         Param("before", "query", required=False, schema={"type": "string"}),
         Param("filter", "query", required=False, schema={

@@ -25,8 +25,11 @@ MAX_EXAMPLES = int(os.environ.get("GGSTACK_FUZZ_EXAMPLES", "12"))
 
 
 @pytest.fixture(scope="session")
-def contract_server(tmp_path_factory: pytest.TempPathFactory) -> Server:
-    server = Server(tmp_path_factory.mktemp("contract")).start()
+def contract_server(tmp_path_factory: pytest.TempPathFactory, tiny_chat_gguf: Path, tiny_embed_gguf: Path) -> Server:
+    """Tiny models, so inference and vector-store operations answer for real, not just 404."""
+    models = [{"identifier": "tiny", "path": str(tiny_chat_gguf), "model_type": "llm"},
+              {"identifier": "tiny-embed", "path": str(tiny_embed_gguf), "model_type": "embedding"}]
+    server = Server(tmp_path_factory.mktemp("contract"), config={"models": models}).start()
     yield server
     server.stop()
     assert not server.mismatches(), "\n".join(server.mismatches())
