@@ -17,7 +17,7 @@ installs `torch==2.13.0` (a local CPU wheel here) and then sentence-transformers
 that torch into the running interpreter, unless `--no-install`; if that fails it reports the
 server alone.
 
-Run: `python bench/embeddings.py [--threads N] [--runs 3] [--no-install]`.
+Run: `python bench/embeddings.py [--threads N] [--weights f16] [--runs 3] [--no-install]`.
 """
 
 from __future__ import annotations
@@ -49,29 +49,35 @@ CHUNK_WORDS = 275  # about 300 MiniLM WordPiece tokens of this vocabulary (measu
 MODEL = "all-minilm-l6-v2"
 ST_LABEL = "sentence-transformers (CPU torch)"
 
-SUBJECTS = ["The cat", "A young engineer", "My neighbour", "The committee", "An old fisherman", "The orchestra",
-            "Our new manager", "A small bird", "The city council", "Every student", "The robot", "Her brother"]
+SUBJECTS = ["The cat", "A young engineer", "My neighbour", "The committee", "An old fisherman",
+            "The orchestra", "Our new manager", "A small bird", "The city council", "Every student",
+            "The robot", "Her brother"]
 VERBS = ["quietly repaired", "carefully studied", "happily painted", "suddenly noticed", "slowly opened",
-         "proudly presented", "secretly admired", "loudly criticised", "patiently explained", "finally sold"]
-OBJECTS = ["the broken bicycle", "a detailed report on rainfall", "the blue wooden door", "an unusual old map",
-           "the quarterly budget", "a bowl of ripe cherries", "the harbour at dawn", "three chapters of the novel",
-           "the new train timetable", "a letter from the mayor", "the garden fence", "an idea for the festival"]
-ENDINGS = ["before lunch.", "in the rain.", "after a long meeting.", "with great care.", "for the first time.",
-           "near the station.", "without telling anyone.", "on Sunday morning.", "at the market.", "yesterday."]
-WORD_TEXT = ("time year people way day man thing woman life child world school state family student group country "
-         "problem hand part place case week company system program question work government number night point "
-         "home water room mother area money story fact month lot right study book eye job word business issue "
-         "side kind head house service friend father power hour game line end member law car city community "
-         "name president team minute idea kid body information back parent face others level office door health "
-         "person art war history party result change morning reason research girl guy moment air teacher force "
-         "education foot boy age policy music market sense nation plan college interest death experience effect "
-         "use class control care field development role effort rate heart drug show leader light voice wife police "
-         "mind price report decision son view relationship town road arm difference value building action model "
-         "season society tax director position player record paper space ground form event official matter center "
-         "couple site project activity star table need court oil situation cost industry figure street image phone "
-         "data picture practice piece land product doctor wall patient worker news test movie north love support "
-         "technology step baby computer type attention film tree source organization hair window evidence "
-         "population site analysis river theory energy method weather garden bridge harbour valley engine")
+         "proudly presented", "secretly admired", "loudly criticised", "patiently explained",
+         "finally sold"]
+OBJECTS = ["the broken bicycle", "a detailed report on rainfall", "the blue wooden door",
+           "an unusual old map", "the quarterly budget", "a bowl of ripe cherries", "the harbour at dawn",
+           "three chapters of the novel", "the new train timetable", "a letter from the mayor",
+           "the garden fence", "an idea for the festival"]
+ENDINGS = ["before lunch.", "in the rain.", "after a long meeting.", "with great care.",
+           "for the first time.", "near the station.", "without telling anyone.", "on Sunday morning.",
+           "at the market.", "yesterday."]
+WORD_TEXT = ("time year people way day man thing woman life child world school state family student group "
+             "country problem hand part place case week company system program question work government "
+             "number night point home water room mother area money story fact month lot right study book "
+             "eye job word business issue side kind head house service friend father power hour game line "
+             "end member law car city community name president team minute idea kid body information back "
+             "parent face others level office door health person art war history party result change "
+             "morning reason research girl guy moment air teacher force education foot boy age policy "
+             "music market sense nation plan college interest death experience effect use class control "
+             "care field development role effort rate heart drug show leader light voice wife police mind "
+             "price report decision son view relationship town road arm difference value building action "
+             "model season society tax director position player record paper space ground form event "
+             "official matter center couple site project activity star table need court oil situation cost "
+             "industry figure street image phone data picture practice piece land product doctor wall "
+             "patient worker news test movie north love support technology step baby computer type "
+             "attention film tree source organization hair window evidence population site analysis river "
+             "theory energy method weather garden bridge harbour valley engine")
 WORDS = WORD_TEXT.split()
 
 
@@ -97,15 +103,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def minilm_config(data_dir: Path, threads: int | None) -> dict:
-    """The bundled MiniLM spec exactly as the defaults register it, with thread options if asked."""
+def minilm_config(data_dir: Path, threads: int | None, weights: str) -> dict:
+    """The bundled MiniLM spec as the defaults register it, with thread options or F16 weights if asked."""
     from ggstack.engines.registry import default_model_specs
 
     spec = next(s for s in default_model_specs(data_dir) if s.identifier == MODEL)
     model = spec.model_dump(mode="json")
     if threads:
         model["options"] = {**model["options"], "n_threads": threads, "n_threads_batch": threads}
+    if weights == "f16":
+        model["path"] = str(to_f16(spec.path, data_dir / "minilm-f16.gguf"))
     return {"default_models": False, "models": [model]}
+
+
+def to_f16(source: Path, target: Path) -> Path:
+    """The same GGUF with its matrices in F16, written by llama.cpp's own quantizer."""
+    import ctypes
+
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_F16
+    if llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params)) != 0:
+        raise RuntimeError(f"could not write {target}")
+    return target
 
 
 class BenchServer:
@@ -143,12 +164,13 @@ class BenchServer:
         self.log.close()
 
 
-def server_embed(client: httpx.Client, texts: Sequence[str], batch: int, encoding: str) -> tuple[np.ndarray, int]:
+def server_embed(client: httpx.Client, texts: Sequence[str], batch: int,
+                 encoding: str) -> tuple[np.ndarray, int]:
     """Every text through /v1/embeddings in lists of `batch`; the vectors (decoded) and the tokens used."""
     rows, tokens = [], 0
     for start in range(0, len(texts), batch):
-        response = client.post("/v1/embeddings", json={"model": MODEL, "input": list(texts[start:start + batch]),
-                                                       "encoding_format": encoding})
+        body = {"model": MODEL, "input": list(texts[start:start + batch]), "encoding_format": encoding}
+        response = client.post("/v1/embeddings", json=body)
         response.raise_for_status()
         body = response.json()
         tokens += body["usage"]["total_tokens"]
@@ -168,7 +190,8 @@ def ensure_sentence_transformers(install: bool) -> str | None:
     if not install:
         return "sentence-transformers is not installed (--no-install)"
     pip = [sys.executable, "-m", "pip", "install", "--quiet"]
-    print(f"installing {TORCH_PIN} and sentence-transformers into {sys.prefix} for the comparison ...", flush=True)
+    print(f"installing {TORCH_PIN} and sentence-transformers into {sys.prefix} for the comparison",
+          flush=True)
     for args in ([TORCH_PIN], ["sentence-transformers", TORCH_PIN]):
         if subprocess.run(pip + args, check=False).returncode != 0:
             return f"pip install {' '.join(args)} failed"
@@ -242,7 +265,7 @@ def measure(args: argparse.Namespace, workloads: dict[str, list[str]], batches: 
     best = Best()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        server = BenchServer(data_dir, minilm_config(data_dir, args.threads))
+        server = BenchServer(data_dir, minilm_config(data_dir, args.threads, args.weights))
         try:
             with httpx.Client(base_url=server.url, timeout=600) as client:
 
@@ -297,7 +320,8 @@ def report(best: Best, workloads: dict[str, list[str]], batches: dict[str, int],
         ratios = ", ".join(f"{name} x{rates[(label, name)] / max(rates[(st, name)] for st in st_labels):.2f}"
                            for name in workloads)
         agree = min(agreement(best.vectors[(label, n)], best.vectors[(st_labels[0], n)]) for n in workloads)
-        print(f"{label} vs the faster sentence-transformers row: {ratios}; min cosine to its vectors {agree:.5f}")
+        print(f"{label} vs the faster sentence-transformers row: {ratios}; "
+              f"min cosine to its vectors {agree:.5f}")
 
 
 def main() -> int:
@@ -307,6 +331,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="timed runs per measurement (best is kept)")
     parser.add_argument("--threads", type=int, default=None,
                         help="llama.cpp threads for the model (default: the engine's own default)")
+    parser.add_argument("--weights", choices=("f32", "f16"), default="f32",
+                        help="the bundled GGUF as converted (f32) or requantised to F16 by llama.cpp")
     parser.add_argument("--no-install", action="store_true", help="never pip-install sentence-transformers")
     args = parser.parse_args()
 
@@ -316,7 +342,9 @@ def main() -> int:
     st_problem = ensure_sentence_transformers(not args.no_install)
     load_before = os.getloadavg()[0]
     best, tokens = measure(args, workloads, batches, st_problem)
-    print(f"\n{machine()}, {datetime.date.today().isoformat()}, llama.cpp threads: {args.threads or 'engine default'}, "
+    print(f"\n{machine()}, {datetime.date.today().isoformat()}, "
+          f"llama.cpp threads: {args.threads or 'engine default'}, weights {args.weights}, "
+          f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
           f"load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after, best of {args.runs} runs")
     report(best, workloads, batches, tokens, st_problem)
     return 0

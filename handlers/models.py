@@ -22,6 +22,7 @@ from generated.models.llama_stack_deprecated import OpenAIListModelsResponse, Op
 from ggstack.context import Context
 from ggstack.engines.registry import ModelSpec
 from ggstack.errors import InvalidRequest
+from ggstack.providers import ctransformers_available
 from ggstack.state import MODEL_KIND
 
 #: `owned_by` in the OpenAI list, as Llama Stack reports its own models.
@@ -67,17 +68,21 @@ def spec_from_request(body: RegisterModelRequest) -> ModelSpec:
     engine = metadata.pop("engine", None)
     if body.provider_id is not None:
         if body.provider_id not in PROVIDERS:
-            raise InvalidRequest(f"provider_id must be one of {', '.join(PROVIDERS)} (got {body.provider_id})",
-                                 param="provider_id")
+            raise InvalidRequest(f"provider_id must be one of {', '.join(PROVIDERS)} "
+                                 f"(got {body.provider_id})", param="provider_id")
         if engine is not None and engine != body.provider_id:
             raise InvalidRequest(f"metadata.engine {engine!r} contradicts provider_id {body.provider_id!r}",
                                  param="provider_id")
         engine = body.provider_id
+    model_type = body.model_type.root if body.model_type else "llm"
+    if engine == "ctransformers" and model_type != "llm":
+        raise InvalidRequest("the ctransformers provider only runs LLMs", param="model_type")
+    if engine == "ctransformers" and not ctransformers_available():
+        raise InvalidRequest("the ctransformers provider is not installed", param="provider_id")
     path = Path(body.provider_model_id or body.model_id).expanduser()
     fields: dict[str, Any] = {key: metadata.pop(key) for key in SPEC_KEYS if key in metadata}
     try:
-        return ModelSpec(identifier=body.model_id, path=path.absolute(),
-                         model_type=body.model_type.root if body.model_type else "llm",
+        return ModelSpec(identifier=body.model_id, path=path.absolute(), model_type=model_type,
                          engine=engine or "llama-cpp", metadata=metadata, **fields)
     except ValidationError as exc:
         error = exc.errors()[0]

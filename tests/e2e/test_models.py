@@ -25,7 +25,8 @@ def stopped(server: Server) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_embed_gguf, tiny_chat_gguf):
-    server = Server(tmp_path_factory.mktemp("models"), config=run_config(tiny_embed_gguf, tiny_chat_gguf)).start()
+    config = run_config(tiny_embed_gguf, tiny_chat_gguf)
+    server = Server(tmp_path_factory.mktemp("models"), config=config).start()
     yield server
     stopped(server)
 
@@ -90,10 +91,12 @@ def test_register_use_get_unregister(http, model_file):
     assert registered.status_code == 200, registered.text
     assert registered.json() == {"identifier": "mine", "provider_resource_id": str(model_file),
                                  "provider_id": "llama-cpp", "type": "model", "model_type": "embedding",
-                                 "metadata": {"note": "kept", "embedding_dimension": 32, "context_length": 256}}
+                                 "metadata": {"note": "kept", "embedding_dimension": 32,
+                                              "context_length": 256}}
     assert http.get("/v1/models/mine").json() == registered.json()
     assert "mine" in [m["identifier"] for m in http.get("/v1/models").json()["data"]]
-    assert embed(http, "mine").json()["data"][0]["embedding"] == embed(http, "emb").json()["data"][0]["embedding"]
+    vector = embed(http, "mine").json()["data"][0]["embedding"]
+    assert vector == embed(http, "emb").json()["data"][0]["embedding"]
 
     assert http.delete("/v1/models/mine").status_code == 200
     assert http.get("/v1/models/mine").status_code == 404
@@ -116,6 +119,7 @@ def test_registering_a_taken_id_is_409(http, model_file):
     ({"metadata": {"embedding_dimension": 64}}, "embedding_dimension 64 does not match the model's 32"),
     ({"metadata": {"context_length": "long"}}, "context_length"),
     ({"metadata": {"engine": "ctransformers"}, "provider_id": "llama-cpp"}, "contradicts provider_id"),
+    ({"provider_id": "ctransformers"}, "the ctransformers provider only runs LLMs"),
 ])
 def test_bad_registrations_are_400(http, model_file, body, message):
     request = {"model_id": "bad", "provider_model_id": str(model_file), "model_type": "embedding", **body}
@@ -134,7 +138,8 @@ def test_a_file_that_is_not_a_gguf_is_400(http, tmp_path):
 
 
 def test_an_embedding_file_registered_as_llm_is_refused_for_embeddings(http, model_file):
-    assert http.post("/v1/models", json={"model_id": "as-llm", "provider_model_id": str(model_file)}).status_code == 200
+    response = http.post("/v1/models", json={"model_id": "as-llm", "provider_model_id": str(model_file)})
+    assert response.status_code == 200
     try:
         assert http.get("/v1/models/as-llm").json()["model_type"] == "llm"  # the default type
         response = embed(http, "as-llm")
@@ -143,8 +148,8 @@ def test_an_embedding_file_registered_as_llm_is_refused_for_embeddings(http, mod
         http.delete("/v1/models/as-llm")
 
 
-def test_registrations_survive_a_restart_and_config_models_come_back(tmp_path, tiny_embed_gguf, tiny_chat_gguf,
-                                                                     model_file):
+def test_registrations_survive_a_restart_and_config_models_come_back(tmp_path, tiny_embed_gguf,
+                                                                     tiny_chat_gguf, model_file):
     config = run_config(tiny_embed_gguf, tiny_chat_gguf)
     gone = tmp_path / "gone.gguf"
     shutil.copy(tiny_embed_gguf, gone)

@@ -109,7 +109,8 @@ def test_base64_is_little_endian_float32_of_the_same_numbers():
         raw = base64.b64decode(text)
         assert len(raw) == 8 * 4
         assert np.frombuffer(raw, dtype="<f4").tolist() == row  # exactly, not approximately
-    assert encoded(np.asarray([[1.0]], dtype="<f4"), "base64") == [base64.b64encode(b"\x00\x00\x80\x3f").decode()]
+    one = base64.b64encode(b"\x00\x00\x80\x3f").decode()  # 1.0 as little-endian float32
+    assert encoded(np.asarray([[1.0]], dtype="<f4"), "base64") == [one]
 
 
 def test_response_keeps_input_order_and_counts_tokens():
