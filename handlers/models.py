@@ -91,14 +91,17 @@ def spec_from_request(body: RegisterModelRequest) -> ModelSpec:
 
 
 async def register_model(body: RegisterModelRequest, ctx: Context) -> Model:
-    spec = spec_from_request(body)
+    """A well-formed body that names a missing file, an unknown provider or a size the file
+    contradicts is refused as "Invalid value: ...", the house rule's 400 for valid data that
+    refers to something that is not there."""
     try:
+        spec = spec_from_request(body)
         # register() reads the GGUF header to check the file, so it runs off the event loop.
         spec = await anyio.to_thread.run_sync(ctx.models.register, spec)
     except InvalidRequest as exc:
-        if exc.param == "path":  # the registry's name for what this request calls provider_model_id
-            exc.param = "provider_model_id"
-        raise
+        # "path" is the registry's name for what this request calls provider_model_id
+        param = "provider_model_id" if exc.param == "path" else exc.param
+        raise InvalidRequest(f"Invalid value: {exc.message}", param=param, code=exc.code) from None
     try:
         await ctx.metadata.put(MODEL_KIND, spec.identifier,
                                {"id": spec.identifier, "spec": spec.model_dump(mode="json")})

@@ -24,7 +24,7 @@ from pydantic import RootModel
 from generated.models.dell_pro_ai_studio import CreateEmbeddingRequest
 from generated.models.llama_stack_deprecated import OpenaiEmbeddingsRequest
 from ggstack.context import Context
-from ggstack.errors import InvalidRequest, NotSupported
+from ggstack.errors import InvalidRequest
 
 #: OpenAI's (and Dell's) limit on inputs per request.
 MAX_INPUTS = 2048
@@ -112,6 +112,7 @@ def embeddings_response(model: str, rows: list[Any], tokens: int) -> dict[str, A
 
 
 async def openai_embeddings(body: OpenaiEmbeddingsRequest, ctx: Context) -> dict[str, Any]:
+    ctx.models.get(body.model)  # an unknown model is a 404, whatever else the request gets wrong
     encoding = check_encoding(body.encoding_format)
     inputs = embedding_inputs(body.input)
     matrix, tokens = await embed(ctx, body.model, inputs, body.dimensions)
@@ -119,8 +120,9 @@ async def openai_embeddings(body: OpenaiEmbeddingsRequest, ctx: Context) -> dict
 
 
 async def dell_create_embedding(body: CreateEmbeddingRequest, ctx: Context) -> dict[str, Any]:
+    ctx.models.get(body.model)
     if body.images:
-        raise NotSupported("image embeddings are not supported; the models here embed text", param="images")
+        raise InvalidRequest("image embeddings are not supported; the models here embed text", param="images")
     inputs = embedding_inputs(body.input)
     matrix, tokens = await embed(ctx, body.model, inputs, body.dimensions)
     return embeddings_response(body.model, encoded(matrix, "float"), tokens)

@@ -140,7 +140,7 @@ def test_dell_dimensions_and_errors(server):
     assert missing.status_code == 404
     assert missing.json()["message"] == "Model 'nope' not found"  # Dell's {message, type, param, code}
     images = post(server, "/v1/openai/embeddings", {"model": "emb", "input": "x", "images": ["aGk="]})
-    assert images.status_code == 501 and images.json()["param"] == "images"
+    assert images.status_code == 400 and images.json()["param"] == "images"
     bad_token = post(server, "/v1/openai/embeddings", {"model": "emb", "input": [10**9]})
     assert bad_token.status_code == 400 and "vocabulary" in bad_token.json()["message"]
 
