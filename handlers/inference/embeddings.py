@@ -8,9 +8,6 @@ Vectors leave here as little-endian float32, the precision the model computes in
 `dimensions` follows OpenAI's text-embedding-3 behaviour: keep the first `dimensions`
 components and L2-normalise again. That is only meaningful for Matryoshka-trained models,
 but it is well defined for any model, and asking for more than the model has is a 400.
-
-Results are plain dicts: building a pydantic model per vector costs more than the embedding
-itself for a batch of short sentences.
 """
 
 from __future__ import annotations
@@ -21,8 +18,18 @@ from typing import Any
 import numpy as np
 from pydantic import RootModel
 
-from generated.models.dell_pro_ai_studio import CreateEmbeddingRequest
-from generated.models.llama_stack_deprecated import OpenaiEmbeddingsRequest
+from generated.models.dell_pro_ai_studio import (
+    CreateEmbeddingRequest,
+    CreateEmbeddingResponse,
+    Embedding,
+    EmbeddingUsage,
+)
+from generated.models.llama_stack_deprecated import (
+    OpenAIEmbeddingData,
+    OpenaiEmbeddingsRequest,
+    OpenAIEmbeddingsResponse,
+    OpenAIEmbeddingUsage,
+)
 from ggstack.context import Context
 from ggstack.errors import InvalidRequest
 
@@ -105,24 +112,23 @@ async def embed(ctx: Context, model: str, inputs: list[str] | list[list[int]],
     return shaped(vectors, dimensions), tokens
 
 
-def embeddings_response(model: str, rows: list[Any], tokens: int) -> dict[str, Any]:
-    return {"object": "list",
-            "data": [{"object": "embedding", "embedding": row, "index": i} for i, row in enumerate(rows)],
-            "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
-
-
-async def openai_embeddings(body: OpenaiEmbeddingsRequest, ctx: Context) -> dict[str, Any]:
+async def openai_embeddings(body: OpenaiEmbeddingsRequest, ctx: Context) -> OpenAIEmbeddingsResponse:
     ctx.models.get(body.model)  # an unknown model is a 404, whatever else the request gets wrong
     encoding = check_encoding(body.encoding_format)
     inputs = embedding_inputs(body.input)
     matrix, tokens = await embed(ctx, body.model, inputs, body.dimensions)
-    return embeddings_response(body.model, encoded(matrix, encoding), tokens)
+    usage = OpenAIEmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
+    return OpenAIEmbeddingsResponse(object="list", model=body.model, usage=usage, data=[
+        OpenAIEmbeddingData(object="embedding", embedding=row, index=i)
+        for i, row in enumerate(encoded(matrix, encoding))])
 
 
-async def dell_create_embedding(body: CreateEmbeddingRequest, ctx: Context) -> dict[str, Any]:
+async def dell_create_embedding(body: CreateEmbeddingRequest, ctx: Context) -> CreateEmbeddingResponse:
     ctx.models.get(body.model)
     if body.images:
         raise InvalidRequest("image embeddings are not supported; the models here embed text", param="images")
     inputs = embedding_inputs(body.input)
     matrix, tokens = await embed(ctx, body.model, inputs, body.dimensions)
-    return embeddings_response(body.model, encoded(matrix, "float"), tokens)
+    usage = EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
+    return CreateEmbeddingResponse(object="list", model=body.model, usage=usage, data=[
+        Embedding(object="embedding", embedding=row, index=i) for i, row in enumerate(matrix.tolist())])

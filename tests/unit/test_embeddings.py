@@ -15,7 +15,6 @@ from handlers.inference.embeddings import (
     check_dimensions,
     check_encoding,
     embedding_inputs,
-    embeddings_response,
     encoded,
     shaped,
 )
@@ -111,11 +110,3 @@ def test_base64_is_little_endian_float32_of_the_same_numbers():
         assert np.frombuffer(raw, dtype="<f4").tolist() == row  # exactly, not approximately
     one = base64.b64encode(b"\x00\x00\x80\x3f").decode()  # 1.0 as little-endian float32
     assert encoded(np.asarray([[1.0]], dtype="<f4"), "base64") == [one]
-
-
-def test_response_keeps_input_order_and_counts_tokens():
-    body = embeddings_response("m", [[0.1], [0.2], [0.3]], 7)
-    assert [item["index"] for item in body["data"]] == [0, 1, 2]
-    assert [item["embedding"] for item in body["data"]] == [[0.1], [0.2], [0.3]]
-    assert body["usage"] == {"prompt_tokens": 7, "total_tokens": 7}
-    assert (body["object"], body["model"]) == ("list", "m")
