@@ -128,13 +128,14 @@ class RegisterModelRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    model_id: str = Field(..., description="The identifier to register the model under.")
+    model_id: str = Field(..., description="The identifier to register the model under.", min_length=1)
     provider_model_id: str | None = Field(
         None,
         description="The provider's own name for the model, for ggstack the GGUF file; defaults to `model_id`.",
     )
-    provider_id: str | None = Field(
-        None, description="The provider to serve the model; defaults to the only one able to."
+    provider_id: Literal["llama-cpp", "ctransformers"] | None = Field(
+        None,
+        description="The engine to serve the model (llama-cpp by default; ctransformers for legacy GGML files).",
     )
     metadata: dict[str, Any] | None = Field(
         None, description="Free-form facts about the model, such as `embedding_dimension`."

@@ -732,6 +732,42 @@ class OpenaiCompletionRequest(BaseModel):
     )
 
 
+class Input(RootModel[list[str]]):
+    root: list[str] = Field(
+        ...,
+        description="Text to embed: a string, a list of strings, a list of token ids, or a list of token-id lists, as in OpenAI's API; never empty.",
+        min_length=1,
+    )
+
+
+class Input1Item(RootModel[int]):
+    root: int = Field(..., ge=0)
+
+
+class Input1(RootModel[list[Input1Item]]):
+    root: list[Input1Item] = Field(
+        ...,
+        description="Text to embed: a string, a list of strings, a list of token ids, or a list of token-id lists, as in OpenAI's API; never empty.",
+        min_length=1,
+    )
+
+
+class Input2ItemItem(RootModel[int]):
+    root: int = Field(..., ge=0)
+
+
+class Input2Item(RootModel[list[Input2ItemItem]]):
+    root: list[Input2ItemItem] = Field(..., min_length=1)
+
+
+class Input2(RootModel[list[Input2Item]]):
+    root: list[Input2Item] = Field(
+        ...,
+        description="Text to embed: a string, a list of strings, a list of token ids, or a list of token-id lists, as in OpenAI's API; never empty.",
+        min_length=1,
+    )
+
+
 class OpenaiEmbeddingsRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -740,17 +776,17 @@ class OpenaiEmbeddingsRequest(BaseModel):
         ...,
         description="The identifier of the model to use. The model must be an embedding model registered with Llama Stack and available via the /models endpoint.",
     )
-    input: str | list[str] = Field(
+    input: str | Input | Input1 | Input2 = Field(
         ...,
-        description="Input text to embed, encoded as a string or array of strings. To embed multiple inputs in a single request, pass an array of strings.",
+        description="Text to embed: a string, a list of strings, a list of token ids, or a list of token-id lists, as in OpenAI's API; never empty.",
     )
-    encoding_format: str | None = Field(
-        None,
-        description='(Optional) The format to return the embeddings in. Can be either "float" or "base64". Defaults to "float".',
+    encoding_format: Literal["float", "base64"] | None = Field(
+        None, description='(Optional) "float" (the default) or "base64" (little-endian float32).'
     )
     dimensions: int | None = Field(
         None,
-        description="(Optional) The number of dimensions the resulting output embeddings should have. Only supported in text-embedding-3 and later models.",
+        description="(Optional) Fewer dimensions than the model makes, truncated and renormalised.",
+        ge=1,
     )
     user: str | None = Field(
         None,
@@ -1640,7 +1676,7 @@ class OpenaiCreateVectorStoreRequest(BaseModel):
     )
     embedding_model: str | None = Field(None, description="The embedding model to use for this vector store.")
     embedding_dimension: int | None = Field(
-        None, description="The dimension of the embedding vectors (default: 384)."
+        None, description="The dimension of the embedding vectors (default: 384).", ge=1
     )
     provider_id: str | None = Field(None, description="The ID of the provider to use for this vector store.")
 

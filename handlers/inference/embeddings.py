@@ -42,12 +42,12 @@ SHAPES = "input must be a string, a list of strings, a token array or a list of 
 def embedding_inputs(value: Any) -> list[str] | list[list[int]]:
     """A string, list of strings, token array or list of token arrays, as a list of inputs."""
     if isinstance(value, RootModel):
-        value = value.root
+        value = value.model_dump(mode="json")  # nested token lists are RootModels all the way down
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list):
         raise InvalidRequest(SHAPES, param="input")
-    items = [item.root if isinstance(item, RootModel) else item for item in value]
+    items = list(value)
     if not items:
         raise InvalidRequest("input must not be empty", param="input")
     if len(items) > MAX_INPUTS:

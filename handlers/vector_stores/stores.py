@@ -48,7 +48,7 @@ def embedding_model(ctx: Context, requested: str | None, dimension: int | None) 
             raise InvalidRequest(f"Model '{requested}' is not an embedding model", param="embedding_model")
     model_dimension = int(spec.embedding_dimension or spec.metadata["embedding_dimension"])
     if dimension is not None and dimension != model_dimension:
-        raise InvalidRequest(f"embedding_dimension {dimension} does not match model '{spec.identifier}', "
+        raise InvalidRequest(f"Invalid value: embedding_dimension {dimension} does not match model '{spec.identifier}', "
                              f"which makes {model_dimension}-dimensional embeddings", param="embedding_dimension")
     return spec.identifier, model_dimension
 
