@@ -1655,45 +1655,6 @@ class VectorStoreObject(BaseModel):
     )
 
 
-class OpenaiCreateVectorStoreRequest(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    name: str | None = Field(None, description="A name for the vector store.")
-    file_ids: list[str] | None = Field(
-        None,
-        description="A list of File IDs that the vector store should use. Useful for tools like `file_search` that can access files.",
-    )
-    expires_after: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None, description="The expiration policy for a vector store."
-    )
-    chunking_strategy: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None,
-        description="The chunking strategy used to chunk the file(s). If not set, will use the `auto` strategy.",
-    )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None, description="Set of 16 key-value pairs that can be attached to an object."
-    )
-    embedding_model: str | None = Field(None, description="The embedding model to use for this vector store.")
-    embedding_dimension: int | None = Field(
-        None, description="The dimension of the embedding vectors (default: 384).", ge=1
-    )
-    provider_id: str | None = Field(None, description="The ID of the provider to use for this vector store.")
-
-
-class OpenaiUpdateVectorStoreRequest(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    name: str | None = Field(None, description="The name of the vector store.")
-    expires_after: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None, description="The expiration policy for a vector store."
-    )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None, description="Set of 16 key-value pairs that can be attached to an object."
-    )
-
-
 class VectorStoreDeleteResponse(BaseModel):
     """
     Response from deleting a vector store.
@@ -2167,6 +2128,18 @@ class OpenAICompletionUsage(BaseModel):
     prompt_tokens: int = Field(..., description="Tokens in the prompt")
     completion_tokens: int = Field(..., description="Tokens generated")
     total_tokens: int = Field(..., description="prompt_tokens plus completion_tokens")
+
+
+class VectorStoreExpirationPolicy(BaseModel):
+    """
+    OpenAI's vector-store expiry: the store expires `days` after it was last active.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    anchor: Literal["last_active_at"]
+    days: int = Field(..., ge=1, le=365)
 
 
 class OpenaiUploadFileRequest(BaseModel):
@@ -2684,6 +2657,41 @@ class VectorStoreListResponse(BaseModel):
         None, description="(Optional) ID of the last vector store in the list for pagination"
     )
     has_more: bool = Field(..., description="Whether there are more vector stores available beyond this page")
+
+
+class OpenaiCreateVectorStoreRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    name: str | None = Field(None, description="A name for the vector store.")
+    file_ids: list[str] | None = Field(
+        None,
+        description="A list of File IDs that the vector store should use. Useful for tools like `file_search` that can access files.",
+    )
+    chunking_strategy: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+        None,
+        description="The chunking strategy used to chunk the file(s). If not set, will use the `auto` strategy.",
+    )
+    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+        None, description="Set of 16 key-value pairs that can be attached to an object."
+    )
+    embedding_model: str | None = Field(None, description="The embedding model to use for this vector store.")
+    embedding_dimension: int | None = Field(
+        None, description="The dimension of the embedding vectors (default: 384).", ge=1
+    )
+    provider_id: str | None = Field(None, description="The ID of the provider to use for this vector store.")
+    expires_after: VectorStoreExpirationPolicy | None = None
+
+
+class OpenaiUpdateVectorStoreRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    name: str | None = Field(None, description="The name of the vector store.")
+    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+        None, description="Set of 16 key-value pairs that can be attached to an object."
+    )
+    expires_after: VectorStoreExpirationPolicy | None = None
 
 
 class VectorStoreChunkingStrategyStatic(BaseModel):

@@ -20,6 +20,8 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel
+
 from ggstack.errors import InvalidRequest, NotFound
 from ggstack.stores.base import FileStore, MetadataStore
 
@@ -141,6 +143,8 @@ def validate_store_expiry(expires_after: Any) -> dict[str, Any] | None:
     if expires_after is None:
         return None
     param = "expires_after"
+    if isinstance(expires_after, BaseModel):  # the overlay gives the policy a model of its own
+        expires_after = expires_after.model_dump(mode="json", exclude_none=True)
     if not isinstance(expires_after, Mapping):
         raise InvalidRequest("expires_after must be an object", param=param)
     expires_after = plain_numbers(expires_after)
