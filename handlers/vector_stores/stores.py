@@ -55,7 +55,7 @@ def embedding_model(ctx: Context, requested: str | None, dimension: int | None) 
 
 async def openai_create_vector_store(body: OpenaiCreateVectorStoreRequest, ctx: Context) -> VectorStoreObject:
     if body.provider_id and body.provider_id != PROVIDER_ID:
-        raise InvalidRequest(f"Unknown vector_io provider '{body.provider_id}'; this server has "
+        raise InvalidRequest(f"Invalid value: unknown vector_io provider '{body.provider_id}'; this server has "
                              f"'{PROVIDER_ID}'", param="provider_id")
     model, dimension = embedding_model(ctx, body.embedding_model, body.embedding_dimension)
     strategy = chunking_strategy(body.chunking_strategy)
