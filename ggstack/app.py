@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         from ggstack.validation import ResponseValidator
 
         validator = ResponseValidator()
-    recorder = SpanRecorder() if settings.telemetry else None
+    recorder = SpanRecorder(settings.telemetry_max_spans) if settings.telemetry else None
     builder = EndpointBuilder(validator=validator, recorder=recorder)
     routes = [*docs_routes(), *all_routes(builder)]
     missing = frozenset(op.operation_id for op in builder.missing)

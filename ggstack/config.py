@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     max_queue: int = Field(8, description="Requests one model may hold waiting before 429")
     validate_responses: bool = False
     telemetry: bool = Field(True, description="Record a span per API call for the Telemetry API")
+    telemetry_max_spans: int = Field(100_000, ge=1, description="Spans kept; older ones are pruned")
     log_level: str = "info"
 
     @property

@@ -15,6 +15,9 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ggstack.errors import NotFound
+from ggstack.responses import error_response
+
 DOCS_PAGE = """<!doctype html>
 <html lang="en">
 <head>
@@ -63,7 +66,7 @@ async def openapi_yaml(request: Request) -> Response:
 async def one_spec(request: Request) -> Response:
     name = request.path_params["name"]
     if name not in spec_names():
-        return JSONResponse({"status": 404, "title": "Not Found", "detail": f"No spec named {name}"}, 404)
+        return error_response(NotFound(f"No spec named {name}; there are {', '.join(spec_names())}"), "llama_stack")
     return JSONResponse(spec_document(name))
 
 

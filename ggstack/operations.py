@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -27,10 +28,15 @@ class Param:
     required: bool
     schema: Mapping[str, Any]
 
+    @cached_property
+    def validator(self) -> Draft202012Validator:
+        """Built once per parameter, not per request."""
+        return Draft202012Validator(dict(self.schema))
+
     def parse(self, raw: list[str]) -> Any:
         """Convert the raw strings of this parameter to a value its schema accepts."""
         value = _convert(self.schema, raw, self.name)
-        errors = sorted(Draft202012Validator(dict(self.schema)).iter_errors(value), key=str)
+        errors = sorted(self.validator.iter_errors(value), key=str)
         if errors:
             raise InvalidRequest(f"Invalid {self.location} parameter '{self.name}': {errors[0].message}",
                                  param=self.name)

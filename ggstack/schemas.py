@@ -32,9 +32,14 @@ def validator(spec: str, pointer: str) -> Draft202012Validator:
     return Draft202012Validator({"$ref": SPEC_URI + spec + pointer}, registry=registry(spec))
 
 
+def operation_pointer(spec_path: str, method: str, *parts: str) -> str:
+    """`#/paths/<path>/<method>/<parts...>` with each part escaped as JSON pointers require."""
+    escaped = [part.replace("~", "~0").replace("/", "~1") for part in (spec_path, method.lower(), *parts)]
+    return "#/paths/" + "/".join(escaped)
+
+
 def request_body_pointer(spec: str, spec_path: str, method: str, media_type: str) -> str:
-    escaped = spec_path.replace("~", "~0").replace("/", "~1")
-    return f"#/paths/{escaped}/{method.lower()}/requestBody/content/{media_type.replace('/', '~1')}/schema"
+    return operation_pointer(spec_path, method, "requestBody", "content", media_type, "schema")
 
 
 def first_problem(schema_validator: Draft202012Validator, instance: Any) -> ValidationError | None:

@@ -61,7 +61,17 @@ def usage_attributes(response: Response) -> dict[str, Any]:
 
 
 class SpanRecorder:
-    """Attaches a background task that stores the span once the response is out."""
+    """Attaches a background task that stores the span once the response is out.
+
+    The store keeps the newest `max_spans`; every PRUNE_EVERY spans the oldest beyond that go,
+    so a long-running server does not grow its database without bound.
+    """
+
+    PRUNE_EVERY = 500
+
+    def __init__(self, max_spans: int = 100_000) -> None:
+        self.max_spans = max_spans
+        self._written = 0
 
     def record(self, operation: Operation, request: Request, response: Response, started_ns: int) -> Response:
         if operation.module in UNRECORDED_MODULES:
@@ -77,7 +87,6 @@ class SpanRecorder:
             "http.route": operation.spec_path,
             "http.path": request.url.path,
             "http.status_code": response.status_code,
-            **usage_attributes(response),
         }
         ended_ns = time.time_ns()
         span = {"span_id": span_id, "trace_id": trace_id, "name": operation.operation_id,
@@ -88,14 +97,29 @@ class SpanRecorder:
             span["parent_span_id"] = parent
 
         async def store() -> None:
+            attributes.update(usage_attributes(response))  # parsed here, after the client has its answer
             try:
                 await ctx.metadata.put(SPAN_KIND, span_id, span, created_at=started_ns // 1_000_000_000)
-            except Exception:  # telemetry must never fail a request that already succeeded
+                self._written += 1
+                if self._written % self.PRUNE_EVERY == 0:
+                    await self.prune(ctx.metadata)
+            except Exception:  # noqa: BLE001 - telemetry must never fail a request that already succeeded
                 log.exception("could not store span %s", span_id)
 
         previous = response.background
         response.background = BackgroundTask(chain, previous, store)
         return response
+
+
+    async def prune(self, metadata: Any) -> int:
+        """Delete the oldest spans beyond `max_spans`; returns how many went."""
+        excess = await metadata.count(SPAN_KIND) - self.max_spans
+        if excess <= 0:
+            return 0
+        oldest = await metadata.list(SPAN_KIND, limit=excess, order="asc")
+        for span in oldest.items:
+            await metadata.delete(SPAN_KIND, span["span_id"])
+        return len(oldest.items)
 
 
 async def chain(previous: BackgroundTask | None, store: Any) -> None:

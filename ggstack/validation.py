@@ -112,9 +112,8 @@ class ResponseValidator:
         responses = document["paths"][operation.spec_path][operation.method.lower()]["responses"]
         for status in ("200", "201"):
             if "text/event-stream" in responses.get(status, {}).get("content", {}):
-                escaped = operation.spec_path.replace("~", "~0").replace("/", "~1")
-                pointer = (f"#/paths/{escaped}/{operation.method.lower()}/responses/{status}"
-                           "/content/text~1event-stream/schema")
+                pointer = schemas.operation_pointer(operation.spec_path, operation.method, "responses", status,
+                                                    "content", "text/event-stream", "schema")
                 return schemas.validator(operation.spec, pointer)
         return None
 

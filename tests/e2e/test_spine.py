@@ -91,3 +91,9 @@ def test_version_and_providers(server: Server, tmp_path: Path) -> None:
     one = httpx.get(f"{server.url}/v1/providers/llama-cpp").json()
     assert one["provider_type"] == "inline::llama-cpp"
     assert httpx.get(f"{server.url}/v1/providers/nope").status_code == 404
+
+
+def test_one_spec_by_name_and_unknown_name_is_404(server: Server) -> None:
+    assert httpx.get(f"{server.url}/openapi/ggstack.json").json()["info"]["title"]
+    answer = httpx.get(f"{server.url}/openapi/nope.json")
+    assert answer.status_code == 404 and set(answer.json()) == {"status", "title", "detail"}
