@@ -279,7 +279,7 @@ def measure(args: argparse.Namespace, workloads: dict[str, list[str]], batches: 
                 if st_problem is None:
                     import torch
 
-                    from ggstack.convert import find_minilm_dir
+                    from ggstack.engines.convert import find_minilm_dir
 
                     encode = st_encoder(find_minilm_dir())
                     # torch's default (one thread per core) and one thread: on a busy machine

@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ggstack.app import create_app
-    from ggstack.config import ConfigError, load_settings
+    from ggstack.core.config import ConfigError, load_settings
+    from ggstack.http.app import create_app
 
     try:
         settings = load_settings(args.config, host=args.host, port=args.port, data_dir=args.data_dir,
@@ -57,7 +57,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
 def routes_command(missing_only: bool) -> int:
     from generated.routes import OPERATIONS
-    from ggstack.routing import find_handler
+    from ggstack.http.routing import find_handler
 
     rows = []
     for op in OPERATIONS:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from generated.models.llama_stack_deprecated import RegisterBenchmarkRequest
-from ggstack.context import Context
-from ggstack.errors import Conflict, NotFound
+from ggstack.core.context import Context
+from ggstack.http.errors import Conflict, NotFound
 from handlers.datasets import find_dataset
 
 KIND = "benchmark"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from generated.models.llama_stack_deprecated import AppendRowsRequest
-from ggstack.context import Context
-from ggstack.datasets import ROW_KIND, row_id
-from ggstack.errors import InvalidRequest
+from ggstack.core.context import Context
+from ggstack.datasets.rows import ROW_KIND, row_id
+from ggstack.http.errors import InvalidRequest
 from handlers.datasets import find_dataset
 
 

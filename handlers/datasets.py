@@ -6,9 +6,9 @@ import uuid
 from typing import Any
 
 from generated.models.llama_stack_deprecated import RegisterDatasetRequest
-from ggstack.context import Context
-from ggstack.datasets import ROW_KIND, row_id, rows_from_source
-from ggstack.errors import Conflict, NotFound
+from ggstack.core.context import Context
+from ggstack.datasets.rows import ROW_KIND, row_id, rows_from_source
+from ggstack.http.errors import Conflict, NotFound
 
 KIND = "dataset"
 PROVIDER_ID = "localfs"

@@ -19,11 +19,11 @@ from generated.models.llama_stack_deprecated import (
     OpenAIFileObject,
     OpenaiUploadFileRequest,
 )
-from ggstack.context import Context
-from ggstack.errors import InvalidRequest
+from ggstack.core.context import Context
+from ggstack.http.errors import InvalidRequest
+from ggstack.http.render import Blob
 from ggstack.ingest import records
 from ggstack.ingest.records import FILE
-from ggstack.responses import Blob
 
 UPLOAD_READ_BYTES = 1024 * 1024
 MAX_LIST_LIMIT = 10000

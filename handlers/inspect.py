@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import ggstack
-from ggstack.context import Context
-from ggstack.providers import MODULE_API, configured_providers, provider_types_for
+from ggstack.core.context import Context
+from ggstack.providers.catalog import MODULE_API, configured_providers, provider_types_for
 
 
 async def health(ctx: Context) -> dict[str, Any]:

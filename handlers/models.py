@@ -1,6 +1,6 @@
 """Models: the registry as three API families see it (native Llama Stack, OpenAI, Dell).
 
-A model registered here is persisted in the metadata store (kind "model", as `ggstack.state`
+A model registered here is persisted in the metadata store (kind "model", as `ggstack.core.lifespan`
 reads it back at start), so it survives a restart. Models from the bundled defaults or the
 run-config can be unregistered too, but only for the running server: they are re-read from
 their source at the next start, which is where they are meant to be removed.
@@ -19,11 +19,11 @@ from generated.models.dell_pro_ai_studio import ListModelsResponse as DellListMo
 from generated.models.dell_pro_ai_studio import Model as DellModel
 from generated.models.ggstack import ListModelsResponse, Model, RegisterModelRequest
 from generated.models.llama_stack_deprecated import OpenAIListModelsResponse, OpenAIModel
-from ggstack.context import Context
+from ggstack.core.context import Context
+from ggstack.core.lifespan import MODEL_KIND
 from ggstack.engines.registry import ModelSpec
-from ggstack.errors import InvalidRequest
-from ggstack.providers import ctransformers_available
-from ggstack.state import MODEL_KIND
+from ggstack.http.errors import InvalidRequest
+from ggstack.providers.catalog import ctransformers_available
 
 #: `owned_by` in the OpenAI list, as Llama Stack reports its own models.
 OWNER = "llama_stack"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ggstack.context import Context
-from ggstack.errors import NotFound
-from ggstack.providers import Provider, configured_providers
+from ggstack.core.context import Context
+from ggstack.http.errors import NotFound
+from ggstack.providers.catalog import Provider, configured_providers
 
 
 def describe(provider: Provider) -> dict[str, Any]:

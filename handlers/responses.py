@@ -17,12 +17,12 @@ from generated.models.llama_stack_deprecated import (
     CreateOpenaiResponseRequest,
     OpenaiSearchVectorStoreRequest,
 )
-from ggstack.context import Context
+from ggstack.core.context import Context
 from ggstack.inference import generation, options
 from ggstack.inference.openai_format import new_id, now
+from ggstack.inference.openai_responses import file_search, items, store
+from ggstack.inference.openai_responses.output import ResponseBuilder
 from ggstack.inference.prompt import plan_chat
-from ggstack.inference.responses import file_search, items, stored
-from ggstack.inference.responses.output import ResponseBuilder
 from handlers.vector_stores.search import openai_search_vector_store
 
 
@@ -35,7 +35,7 @@ async def create_openai_response(body: CreateOpenaiResponseRequest, ctx: Context
     sampling = options.sampling_options(temperature=body.temperature, top_p=body.top_p,
                                         max_tokens=body.max_output_tokens, json_schema=schema)
     engine = await ctx.models.chat(body.model)
-    history = await stored.conversation(ctx.metadata, body.previous_response_id) \
+    history = await store.conversation(ctx.metadata, body.previous_response_id) \
         if body.previous_response_id is not None else []
 
     async def run_search(store_id: str, search: OpenaiSearchVectorStoreRequest):
@@ -66,7 +66,7 @@ async def create_openai_response(body: CreateOpenaiResponseRequest, ctx: Context
 
     async def keep(_: generation.Generation) -> None:
         if body.store is not False:
-            await stored.store_response(ctx.metadata, builder.response(), conversation)
+            await store.store_response(ctx.metadata, builder.response(), conversation)
 
     stream = generation.shaped_stream(events, builder.events, keep)
     if body.stream:
@@ -78,23 +78,23 @@ async def create_openai_response(body: CreateOpenaiResponseRequest, ctx: Context
 
 
 async def get_openai_response(response_id: str, ctx: Context) -> dict:
-    return stored.without_input(await stored.response_doc(ctx.metadata, response_id))
+    return store.without_input(await store.response_doc(ctx.metadata, response_id))
 
 
 async def delete_openai_response(response_id: str, ctx: Context) -> dict:
-    return await stored.delete_response(ctx.metadata, response_id)
+    return await store.delete_response(ctx.metadata, response_id)
 
 
-async def list_openai_responses(ctx: Context, after: str | None = None, limit: int = stored.DEFAULT_LIMIT,
+async def list_openai_responses(ctx: Context, after: str | None = None, limit: int = store.DEFAULT_LIMIT,
                                 model: str | None = None, order: str = "desc") -> dict:
-    return await stored.list_responses(ctx.metadata, after=after or None, limit=limit, model=model or None,
+    return await store.list_responses(ctx.metadata, after=after or None, limit=limit, model=model or None,
                                        order=order)  # type: ignore[arg-type]
 
 
 async def list_openai_response_input_items(response_id: str, ctx: Context, after: str | None = None,
                                            before: str | None = None, include: list[str] | None = None,
-                                           limit: int = stored.DEFAULT_ITEMS_LIMIT, order: str = "desc") -> dict:
-    doc = await stored.response_doc(ctx.metadata, response_id)
-    data = stored.page_items(doc["input"], after=after or None, before=before or None, limit=limit,
+                                           limit: int = store.DEFAULT_ITEMS_LIMIT, order: str = "desc") -> dict:
+    doc = await store.response_doc(ctx.metadata, response_id)
+    data = store.page_items(doc["input"], after=after or None, before=before or None, limit=limit,
                              order=order)  # type: ignore[arg-type]
     return {"object": "list", "data": data}

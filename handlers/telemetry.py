@@ -1,4 +1,4 @@
-"""Telemetry: query the spans ggstack records for every API call (ggstack.telemetry).
+"""Telemetry: query the spans ggstack records for every API call (ggstack.telemetry.spans).
 
 Each call is a trace of one root span (or a child span of the caller's trace when it sent
 `traceparent`). Metrics are computed from the spans: `requests`, `duration_ms`, and the token
@@ -18,10 +18,10 @@ from generated.models.llama_stack_deprecated import (
     QueryTracesRequest,
     SaveSpansToDatasetRequest,
 )
-from ggstack.context import Context
-from ggstack.datasets import ROW_KIND, row_id
-from ggstack.errors import InvalidRequest, NotFound
-from ggstack.telemetry import SPAN_KIND
+from ggstack.core.context import Context
+from ggstack.datasets.rows import ROW_KIND, row_id
+from ggstack.http.errors import InvalidRequest, NotFound
+from ggstack.telemetry.spans import SPAN_KIND
 from handlers.datasets import find_dataset
 
 SPAN_FIELDS = ("span_id", "trace_id", "parent_span_id", "name", "start_time", "end_time", "attributes")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from ggstack.operations import EndpointFactory, Operation
+from ggstack.http.operations import EndpointFactory, Operation
 from generated.routes import llama_stack_deprecated
 from generated.routes import llama_stack_inference
 from generated.routes import dell_pro_ai_studio

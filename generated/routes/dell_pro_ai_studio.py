@@ -9,7 +9,7 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from generated.models import dell_pro_ai_studio as models
-from ggstack.operations import EndpointFactory, Operation, Param
+from ggstack.http.operations import EndpointFactory, Operation, Param
 
 DELL_LIST_MODELS = Operation(
     operation_id="dell_list_models",

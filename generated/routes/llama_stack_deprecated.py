@@ -9,7 +9,7 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from generated.models import llama_stack_deprecated as models
-from ggstack.operations import EndpointFactory, Operation, Param
+from ggstack.http.operations import EndpointFactory, Operation, Param
 
 LIST_AGENTS = Operation(
     operation_id="list_agents",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from generated.models import llama_stack_inference as models
-from ggstack.operations import EndpointFactory, Operation, Param
+from ggstack.http.operations import EndpointFactory, Operation, Param
 
 COMPLETION = Operation(
     operation_id="completion",

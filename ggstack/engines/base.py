@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 
 FinishReason = Literal["stop", "length"]
 

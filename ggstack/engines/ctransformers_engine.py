@@ -24,7 +24,7 @@ import numpy as np
 from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
 from ggstack.engines.streaming import Channel, StopBuffer
 from ggstack.engines.worker import DEFAULT_MAX_QUEUE, ModelWorker
-from ggstack.errors import InvalidRequest, NotSupported, Overloaded
+from ggstack.http.errors import InvalidRequest, NotSupported, Overloaded
 
 log = logging.getLogger("ggstack.engines")
 

@@ -30,7 +30,7 @@ from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
 from ggstack.engines.gguf_info import GGUFFormatError, inspect_gguf
 from ggstack.engines.streaming import Channel, StopBuffer
 from ggstack.engines.worker import DEFAULT_MAX_QUEUE, ModelWorker
-from ggstack.errors import InvalidRequest, Overloaded
+from ggstack.http.errors import InvalidRequest, Overloaded
 
 log = logging.getLogger("ggstack.engines")
 

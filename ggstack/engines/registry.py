@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ggstack.engines.base import ChatEngine, EmbeddingEngine
 from ggstack.engines.gguf_info import GGUFFormatError, inspect_gguf
 from ggstack.engines.worker import DEFAULT_MAX_QUEUE
-from ggstack.errors import Conflict, InvalidRequest, NotFound
+from ggstack.http.errors import Conflict, InvalidRequest, NotFound
 
 log = logging.getLogger("ggstack.engines")
 
@@ -246,7 +246,7 @@ def default_model_specs(data_dir: Path) -> list[ModelSpec]:
 
     MiniLM is converted to GGUF under `data_dir` on first call (about a second, then cached).
     """
-    from ggstack.convert import ConversionError, ensure_minilm_gguf
+    from ggstack.engines.convert import ConversionError, ensure_minilm_gguf
 
     specs: list[ModelSpec] = []
     smol = smollm2_path()

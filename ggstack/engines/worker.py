@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from ggstack.errors import Overloaded
+from ggstack.http.errors import Overloaded
 
 log = logging.getLogger("ggstack.engines")
 

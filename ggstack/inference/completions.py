@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 from ggstack.inference.generation import Generation, Prompt
 
 

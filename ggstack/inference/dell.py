@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 from ggstack.inference.generation import ChoiceFinished, ChoiceStarted, Event, Generation, TextDelta
 from ggstack.inference.legacy import Sampling, legacy_messages, stop_reason, token_logprobs
 from ggstack.inference.messages import Message

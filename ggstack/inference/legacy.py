@@ -18,9 +18,9 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-from ggstack.context import Context
+from ggstack.core.context import Context
 from ggstack.engines.base import MAX_TOP_LOGPROBS, ChatEngine, SamplingOptions
-from ggstack.errors import InvalidRequest, NotFound
+from ggstack.http.errors import InvalidRequest, NotFound
 from ggstack.inference.generation import (
     ChoiceFinished,
     ChoiceStarted,

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 from ggstack.inference.tools import ToolCall, arguments_for_template, new_call_id, tool_call_text
 
 Role = Literal["system", "user", "assistant", "tool"]

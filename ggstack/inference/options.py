@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from ggstack.engines.base import MAX_TOP_LOGPROBS, SamplingOptions
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 
 #: Seeds are taken modulo this (llama.cpp's seed is a uint32 and UINT32_MAX means "random").
 SEED_MODULUS = 2**32 - 1

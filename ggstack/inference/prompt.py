@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ggstack.engines.base import ChatEngine, SamplingOptions
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 from ggstack.inference.messages import (
     Message,
     called_names,

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 
 ToolChoiceMode = Literal["auto", "none", "required", "function"]
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 
 T = TypeVar("T")
 

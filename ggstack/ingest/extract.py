@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 
 import anyio.to_thread
 
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 
 log = logging.getLogger("ggstack.ingest.extract")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ggstack.engines.base import EmbeddingEngine
-from ggstack.errors import InvalidRequest, Overloaded
+from ggstack.http.errors import InvalidRequest, Overloaded
 from ggstack.ingest.chunking import TextChunk, chunk_units, text_units
 from ggstack.ingest.extract import extract
 from ggstack.stores.base import Chunk, Scalar, VectorStore

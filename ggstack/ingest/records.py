@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ggstack.errors import InvalidRequest, NotFound
+from ggstack.http.errors import InvalidRequest, NotFound
 from ggstack.stores.base import FileStore, MetadataStore
 
 log = logging.getLogger("ggstack.ingest.records")

@@ -21,7 +21,7 @@ import logging
 import uuid
 from typing import Any
 
-from ggstack.errors import ApiError, NotFound
+from ggstack.http.errors import ApiError, NotFound
 from ggstack.ingest import records
 from ggstack.ingest.chunking import chunking_params
 from ggstack.ingest.extract import ExtractionError

@@ -26,7 +26,7 @@ from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings
 from chromadb.errors import NotFoundError
 
-from ggstack.errors import Conflict, InvalidRequest, NotFound
+from ggstack.http.errors import Conflict, InvalidRequest, NotFound
 from ggstack.stores import bm25
 from ggstack.stores.base import Chunk, Filters, Hit, Ranker, Scalar
 from ggstack.stores.filters import to_chroma_where

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import anyio.to_thread
 
-from ggstack.config import Settings
+from ggstack.core.config import Settings
 from ggstack.stores.chroma import ChromaVectorStore
 from ggstack.stores.files import DiskFileStore
 from ggstack.stores.sql import SqlMetadataStore

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 import anyio.to_thread
 
-from ggstack.errors import NotFound, PayloadTooLarge
+from ggstack.http.errors import NotFound, PayloadTooLarge
 from ggstack.stores.base import StoredBlob
 
 KEY_PATTERN = re.compile(r"[0-9a-f]{32}")

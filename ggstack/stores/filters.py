@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 
 COMPARISONS = {"eq": "$eq", "ne": "$ne", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte",
                "in": "$in", "nin": "$nin"}

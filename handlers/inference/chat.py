@@ -15,9 +15,9 @@ from generated.models.llama_stack_deprecated import (
     OpenaiChatCompletionRequest,
     OpenAIChunkChoice,
 )
-from ggstack.context import Context
-from ggstack.errors import InvalidRequest
-from ggstack.inference import generation, options, stored
+from ggstack.core.context import Context
+from ggstack.http.errors import InvalidRequest
+from ggstack.inference import generation, options, stored_chat
 from ggstack.inference.messages import openai_messages
 from ggstack.inference.openai_format import OPENAI, ChatChunks, chat_completion, new_id, now, spec_dialect
 from ggstack.inference.prompt import plan_chat
@@ -51,7 +51,7 @@ async def openai_chat_completion(body: OpenaiChatCompletionRequest, ctx: Context
     async def keep(result: generation.Generation) -> dict[str, Any]:
         full = chat_completion(result, id=completion_id, created=created, model=body.model, logprobs=logprobs,
                                dialect=OPENAI)
-        await stored.store_chat_completion(ctx.metadata, full, messages)
+        await stored_chat.store_chat_completion(ctx.metadata, full, messages)
         return full
 
     if body.stream:
@@ -60,14 +60,14 @@ async def openai_chat_completion(body: OpenaiChatCompletionRequest, ctx: Context
                             include_usage=include_usage, dialect=DIALECT)
         return generation.shaped_stream(events, chunks.chunks, keep)
     result = await generation.collect(events)
-    return stored.in_dialect(await keep(result), DIALECT)
+    return stored_chat.in_dialect(await keep(result), DIALECT)
 
 
-async def list_chat_completions(ctx: Context, after: str | None = None, limit: int = stored.DEFAULT_LIMIT,
+async def list_chat_completions(ctx: Context, after: str | None = None, limit: int = stored_chat.DEFAULT_LIMIT,
                                 model: str | None = None, order: str = "desc") -> dict:
-    return await stored.list_chat_completions(ctx.metadata, DIALECT, after=after, limit=limit, model=model,
+    return await stored_chat.list_chat_completions(ctx.metadata, DIALECT, after=after, limit=limit, model=model,
                                               order=order)  # type: ignore[arg-type]
 
 
 async def get_chat_completion(completion_id: str, ctx: Context) -> dict:
-    return await stored.get_chat_completion(ctx.metadata, completion_id, DIALECT)
+    return await stored_chat.get_chat_completion(ctx.metadata, completion_id, DIALECT)

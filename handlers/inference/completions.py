@@ -15,9 +15,9 @@ from generated.models.llama_stack_deprecated import (
     OpenAICompletionChoice,
     OpenaiCompletionRequest,
 )
-from ggstack.context import Context
+from ggstack.core.context import Context
 from ggstack.engines.base import ChatEngine
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 from ggstack.inference import generation, options
 from ggstack.inference.completions import choice_grammar, completion_prompts, pick_best
 from ggstack.inference.generation import Prompt

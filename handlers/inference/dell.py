@@ -17,8 +17,8 @@ from generated.models.dell_pro_ai_studio import (
     CreateChatCompletionRequest,
     CreateChatCompletionResponse,
 )
-from ggstack.context import Context
-from ggstack.errors import InvalidRequest
+from ggstack.core.context import Context
+from ggstack.http.errors import InvalidRequest
 from ggstack.inference import dell, generation, legacy, options
 from ggstack.inference.messages import openai_messages
 from ggstack.inference.openai_format import ChatChunks, chat_completion, new_id, now, spec_dialect

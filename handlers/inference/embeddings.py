@@ -30,8 +30,8 @@ from generated.models.llama_stack_deprecated import (
     OpenAIEmbeddingsResponse,
     OpenAIEmbeddingUsage,
 )
-from ggstack.context import Context
-from ggstack.errors import InvalidRequest
+from ggstack.core.context import Context
+from ggstack.http.errors import InvalidRequest
 
 #: OpenAI's (and Dell's) limit on inputs per request.
 MAX_INPUTS = 2048

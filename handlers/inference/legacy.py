@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from generated.models.llama_stack_inference import ChatCompletionRequest, CompletionRequest
-from ggstack.context import Context
+from ggstack.core.context import Context
 from ggstack.inference import generation, legacy
 from ggstack.inference.prompt import plan_chat
 

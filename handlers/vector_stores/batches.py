@@ -12,8 +12,8 @@ from generated.models.llama_stack_deprecated import (
     OpenaiCreateVectorStoreFileBatchRequest,
     VectorStoreFileBatchObject,
 )
-from ggstack.context import Context
-from ggstack.errors import InvalidRequest
+from ggstack.core.context import Context
+from ggstack.http.errors import InvalidRequest
 from ggstack.ingest import records
 from ggstack.ingest.records import FILE_BATCH, VECTOR_STORE_FILE
 from handlers.vector_stores.common import (

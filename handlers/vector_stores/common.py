@@ -12,8 +12,8 @@ from generated.models.llama_stack_deprecated import (
     VectorStoreFileObject,
     VectorStoreObject,
 )
-from ggstack.context import Context
-from ggstack.errors import InvalidRequest, NotFound
+from ggstack.core.context import Context
+from ggstack.http.errors import InvalidRequest, NotFound
 from ggstack.ingest import records
 from ggstack.ingest.chunking import chunking_params
 from ggstack.ingest.records import FILE_BATCH, VECTOR_STORE_FILE

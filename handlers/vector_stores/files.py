@@ -17,8 +17,8 @@ from generated.models.llama_stack_deprecated import (
     VectorStoreFileDeleteResponse,
     VectorStoreFileObject,
 )
-from ggstack.context import Context
-from ggstack.errors import NotFound
+from ggstack.core.context import Context
+from ggstack.http.errors import NotFound
 from ggstack.ingest import records
 from ggstack.ingest.records import VECTOR_STORE_FILE
 from handlers.vector_stores.common import (

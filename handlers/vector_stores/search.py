@@ -15,8 +15,8 @@ from generated.models.llama_stack_deprecated import (
     VectorStoreSearchResponse,
     VectorStoreSearchResponsePage,
 )
-from ggstack.context import Context
-from ggstack.errors import InvalidRequest
+from ggstack.core.context import Context
+from ggstack.http.errors import InvalidRequest
 from ggstack.ingest import records
 from ggstack.ingest.pipeline import embed_texts
 from ggstack.ingest.records import VECTOR_STORE_FILE

@@ -16,8 +16,8 @@ from generated.models.llama_stack_deprecated import (
     VectorStoreDeleteResponse,
     VectorStoreObject,
 )
-from ggstack.context import Context
-from ggstack.errors import InvalidRequest, NotFound
+from ggstack.core.context import Context
+from ggstack.http.errors import InvalidRequest, NotFound
 from ggstack.ingest import records
 from ggstack.ingest.records import FILE_BATCH, VECTOR_STORE, VECTOR_STORE_FILE
 from handlers.vector_stores.common import (

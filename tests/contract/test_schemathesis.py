@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
 
 from generated.routes import OPERATIONS
-from ggstack.docs import spec_document
+from ggstack.http.docs import spec_document
 from tests.server import Server
 
 MAX_EXAMPLES = int(os.environ.get("GGSTACK_FUZZ_EXAMPLES", "12"))

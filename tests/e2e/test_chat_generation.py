@@ -13,7 +13,7 @@ import pytest
 
 from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
 from ggstack.engines.llamacpp import LlamaCppChatEngine
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 from ggstack.inference import (
     ChoiceStarted,
     Finished,

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from ggstack.errors import Conflict, InvalidRequest, NotFound
+from ggstack.http.errors import Conflict, InvalidRequest, NotFound
 from ggstack.stores.base import Chunk
 from ggstack.stores.chroma import ChromaVectorStore
 

@@ -6,7 +6,7 @@ import pytest
 
 from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
 from ggstack.engines.registry import ModelRegistry, ModelSpec
-from ggstack.errors import InvalidRequest, NotSupported
+from ggstack.http.errors import InvalidRequest, NotSupported
 from tests.fixtures.gguf_builder import build_tiny_gpt2_ggml
 
 pytest.importorskip("ctransformers")

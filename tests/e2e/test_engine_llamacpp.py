@@ -15,7 +15,7 @@ import pytest
 
 from ggstack.engines.base import ChatEngine, EmbeddingEngine, Finish, SamplingOptions, TokenEvent
 from ggstack.engines.llamacpp import LlamaCppChatEngine, LlamaCppEmbeddingEngine
-from ggstack.errors import InvalidRequest, Overloaded
+from ggstack.http.errors import InvalidRequest, Overloaded
 from tests.fixtures.gguf_builder import build_tiny_chat_gguf
 
 pytestmark = pytest.mark.anyio

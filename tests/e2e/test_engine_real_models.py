@@ -15,8 +15,8 @@ import anyio.to_thread
 import numpy as np
 import pytest
 
-from ggstack.convert import find_minilm_dir, read_safetensors
 from ggstack.engines.base import Finish, SamplingOptions
+from ggstack.engines.convert import find_minilm_dir, read_safetensors
 from ggstack.engines.registry import ModelRegistry, default_model_specs
 
 pytestmark = pytest.mark.anyio
@@ -133,7 +133,7 @@ async def test_minilm_gguf_matches_a_numpy_sentence_transformers_reference(data_
 
 
 async def test_minilm_conversion_is_cached(data_dir):
-    from ggstack.convert import ensure_minilm_gguf
+    from ggstack.engines.convert import ensure_minilm_gguf
 
     first = ensure_minilm_gguf(data_dir)
     stamp = first.stat().st_mtime_ns

@@ -9,7 +9,7 @@ import pytest
 
 from ggstack.engines.base import Finish, SamplingOptions
 from ggstack.engines.registry import ModelRegistry, ModelSpec
-from ggstack.errors import Conflict, InvalidRequest, NotFound, Overloaded
+from ggstack.http.errors import Conflict, InvalidRequest, NotFound, Overloaded
 
 pytestmark = pytest.mark.anyio
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -68,7 +69,7 @@ def copy_project(tmp_path: Path) -> Path:
 def run_check(project: Path) -> subprocess.CompletedProcess:
     code = "import sys; from codegen.generate import check; sys.exit(check())"
     return subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True, check=False,
-                          env={"PYTHONPATH": str(project), "PATH": str(Path(sys.executable).parent)})
+                          env={"PYTHONPATH": os.pathsep.join([str(project), str(ROOT)]), "PATH": str(Path(sys.executable).parent)})
 
 
 def test_check_passes_on_a_clean_tree_and_fails_after_a_one_line_spec_edit(tmp_path: Path) -> None:
@@ -84,6 +85,6 @@ def test_check_passes_on_a_clean_tree_and_fails_after_a_one_line_spec_edit(tmp_p
 
 def test_merged_document_is_valid_openapi() -> None:
     from codegen.specs import spec_errors
-    from ggstack.docs import spec_document
+    from ggstack.http.docs import spec_document
 
     assert spec_errors(spec_document("merged")) == []

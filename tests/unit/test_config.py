@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ggstack.config import ConfigError, load_settings, substitute_env
+from ggstack.core.config import ConfigError, load_settings, substitute_env
 
 
 def test_env_reference_with_default_uses_the_default_when_unset() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from generated.models.dell_pro_ai_studio import CreateEmbeddingRequest
 from generated.models.llama_stack_deprecated import OpenaiEmbeddingsRequest
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 from handlers.inference.embeddings import (
     MAX_INPUTS,
     check_dimensions,

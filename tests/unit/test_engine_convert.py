@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ggstack.convert import ConversionError, phantom_space_vocab, read_safetensors, read_safetensors_header
+from ggstack.engines.convert import (
+    ConversionError,
+    phantom_space_vocab,
+    read_safetensors,
+    read_safetensors_header,
+)
 
 
 def write_safetensors(path: Path, tensors: dict[str, np.ndarray], *, metadata: dict[str, str] | None = None,

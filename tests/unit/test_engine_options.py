@@ -10,7 +10,7 @@ from ggstack.engines.base import SamplingOptions, TokenEvent
 from ggstack.engines.gguf_info import GGUFFormatError, inspect_gguf, read_gguf_metadata
 from ggstack.engines.llamacpp import LlamaCppOptions, check_embedding_batch
 from ggstack.engines.streaming import StopBuffer
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 from tests.fixtures.gguf_builder import build_tiny_bert_gguf, build_tiny_chat_gguf
 
 

@@ -33,7 +33,7 @@ from ggstack.inference.openai_format import (
     completion,
     spec_dialect,
 )
-from ggstack.inference.stored import in_dialect
+from ggstack.inference.stored_chat import in_dialect
 from ggstack.inference.tools import ToolCall
 
 LLAMA_STACK = spec_dialect(OpenAIChatCompletion, OpenAIChunkChoice)

@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from ggstack.engines.base import SamplingOptions
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 from ggstack.inference import options
 from ggstack.inference.completions import choice_grammar, completion_prompts, gbnf_literal
 from ggstack.inference.messages import openai_messages, template_messages, with_system_text

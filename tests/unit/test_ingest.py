@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 from ggstack.ingest.chunking import chunk_text, chunk_tokens, chunking_params
 from ggstack.ingest.extract import ExtractionError, extract, extract_text, html_to_text
 

@@ -8,7 +8,7 @@ import pytest
 
 from generated.models import dell_pro_ai_studio as dell_models
 from generated.models import llama_stack_inference as models
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 from ggstack.inference import dell, legacy
 from ggstack.inference.generation import (
     Choice,

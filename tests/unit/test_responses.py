@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from ggstack import schemas
-from ggstack.errors import InvalidRequest
+from ggstack.http import schemas
+from ggstack.http.errors import InvalidRequest
 from ggstack.inference.generation import (
     ChoiceFinished,
     ChoiceStarted,
@@ -16,8 +16,8 @@ from ggstack.inference.generation import (
     Usage,
 )
 from ggstack.inference.messages import Message
-from ggstack.inference.responses import file_search, items, stored
-from ggstack.inference.responses.output import ResponseBuilder
+from ggstack.inference.openai_responses import file_search, items, store
+from ggstack.inference.openai_responses.output import ResponseBuilder
 from ggstack.inference.tools import ToolCall, ToolSpec
 
 SPEC = "llama-stack-deprecated"
@@ -223,7 +223,7 @@ def test_a_stored_document_is_a_response_with_its_input():
     run(builder, ChoiceStarted(0), TextDelta(0, "hi"), ChoiceFinished(0, "stop", 1, 1), Finished(Usage(1, 1)))
     conversation = [*items.input_items("hello"), FOUND, *builder.response()["output"]]
     doc = valid(WITH_INPUT, {**builder.response(), "input": conversation})
-    assert valid(RESPONSE, stored.without_input(doc)) == builder.response()
+    assert valid(RESPONSE, store.without_input(doc)) == builder.response()
 
 
 # -- input item pages --------------------------------------------------------------------------
@@ -237,18 +237,18 @@ def ids(page):
 
 
 def test_input_item_pages_follow_order_and_cursors():
-    assert ids(stored.page_items(ITEMS)) == ["i4", "i3", "i2", "i1", "i0"]
-    assert ids(stored.page_items(ITEMS, order="asc", limit=2)) == ["i0", "i1"]
-    assert ids(stored.page_items(ITEMS, order="asc", after="i1", limit=2)) == ["i2", "i3"]
-    assert ids(stored.page_items(ITEMS, after="i3")) == ["i2", "i1", "i0"]
-    assert ids(stored.page_items(ITEMS, order="asc", before="i4", limit=2)) == ["i2", "i3"]
-    assert ids(stored.page_items(ITEMS, order="asc", after="i0", before="i3")) == ["i1", "i2"]
-    assert stored.page_items(ITEMS, order="asc", after="i3", before="i1") == []
+    assert ids(store.page_items(ITEMS)) == ["i4", "i3", "i2", "i1", "i0"]
+    assert ids(store.page_items(ITEMS, order="asc", limit=2)) == ["i0", "i1"]
+    assert ids(store.page_items(ITEMS, order="asc", after="i1", limit=2)) == ["i2", "i3"]
+    assert ids(store.page_items(ITEMS, after="i3")) == ["i2", "i1", "i0"]
+    assert ids(store.page_items(ITEMS, order="asc", before="i4", limit=2)) == ["i2", "i3"]
+    assert ids(store.page_items(ITEMS, order="asc", after="i0", before="i3")) == ["i1", "i2"]
+    assert store.page_items(ITEMS, order="asc", after="i3", before="i1") == []
 
 
 def test_an_unknown_item_cursor_is_400():
     with pytest.raises(InvalidRequest) as error:
-        stored.page_items(ITEMS, before="nope")
+        store.page_items(ITEMS, before="nope")
     assert error.value.param == "before" and "Invalid value" in error.value.message
 
 

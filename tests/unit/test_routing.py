@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from ggstack.errors import InvalidRequest, NotFound, Overloaded
-from ggstack.operations import Param
-from ggstack.responses import error_body, error_shape_for_path
-from ggstack.routing import describe_validation_error, set_form_field
+from ggstack.http.errors import InvalidRequest, NotFound, Overloaded
+from ggstack.http.operations import Param
+from ggstack.http.render import error_body, error_shape_for_path
+from ggstack.http.routing import describe_validation_error, set_form_field
 
 
 def test_integer_query_param_is_converted() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ggstack.config import Settings
+from ggstack.core.config import Settings
 from ggstack.stores.base import Chunk
 from ggstack.stores.factory import open_stores
 

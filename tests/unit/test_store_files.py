@@ -7,7 +7,7 @@ import hashlib
 import anyio
 import pytest
 
-from ggstack.errors import NotFound, PayloadTooLarge
+from ggstack.http.errors import NotFound, PayloadTooLarge
 from ggstack.stores.files import DiskFileStore
 
 pytestmark = pytest.mark.anyio

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 from ggstack.stores import bm25
 from ggstack.stores.base import Chunk, Hit
 from ggstack.stores.chroma import chunk_metadata, collection_name, fuse

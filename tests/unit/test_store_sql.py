@@ -7,7 +7,7 @@ import threading
 import anyio
 import pytest
 
-from ggstack.errors import Conflict, InvalidRequest
+from ggstack.http.errors import Conflict, InvalidRequest
 from ggstack.stores.sql import SqlMetadataStore
 
 pytestmark = pytest.mark.anyio

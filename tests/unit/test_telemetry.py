@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from ggstack.stores.sql import SqlMetadataStore
-from ggstack.telemetry import SPAN_KIND, SpanRecorder
+from ggstack.telemetry.spans import SPAN_KIND, SpanRecorder
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 
 from generated.routes import ggstack as ggstack_routes
 from generated.routes import llama_stack_deprecated as llama_routes
-from ggstack.validation import ResponseValidator
+from ggstack.http.validation import ResponseValidator
 
 
 def request_for(path: str, path_params: dict | None = None) -> Request:
@@ -46,7 +46,7 @@ def test_a_missing_required_field_is_caught() -> None:
 
 
 def test_stream_events_are_checked_against_the_event_stream_schema() -> None:
-    from ggstack.validation import event_problem
+    from ggstack.http.validation import event_problem
 
     validator = ResponseValidator().event_validator(llama_routes.OPENAI_CHAT_COMPLETION)
     assert validator is not None

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from generated.models.llama_stack_deprecated import ExpiresAfter
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 from ggstack.ingest import records
 from ggstack.ingest.chunking import MAX_UNIT_CHARS, chunk_units, text_units
 from ggstack.ingest.pipeline import SPECIAL_TOKENS, window_sizes

@@ -7,6 +7,6 @@ events (`output.ResponseBuilder`). Stored responses keep the whole conversation 
 (`stored`), so `previous_response_id` continues from it as Llama Stack does.
 """
 
-from ggstack.inference.responses.output import ResponseBuilder
+from ggstack.inference.openai_responses.output import ResponseBuilder
 
 __all__ = ["ResponseBuilder"]

@@ -17,7 +17,7 @@ from generated.models.llama_stack_deprecated import (
     VectorStoreSearchResponsePage,
 )
 from ggstack.inference.openai_format import new_id
-from ggstack.inference.responses.items import FileSearchTool
+from ggstack.inference.openai_responses.items import FileSearchTool
 
 #: (vector_store_id, request) -> the search page, as the vector-store search operation answers.
 Search = Callable[[str, OpenaiSearchVectorStoreRequest], Awaitable[VectorStoreSearchResponsePage]]

@@ -12,7 +12,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 from ggstack.inference.messages import Message, text_content
 from ggstack.inference.openai_format import new_id
 from ggstack.inference.options import integral, response_format_schema

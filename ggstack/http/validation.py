@@ -24,13 +24,13 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from ggstack import schemas
-from ggstack.docs import spec_document
-from ggstack.errors import ApiError
-from ggstack.operations import Operation
-from ggstack.responses import error_body, error_response, sse_frame
+from ggstack.http import schemas
+from ggstack.http.docs import spec_document
+from ggstack.http.errors import ApiError
+from ggstack.http.operations import Operation
+from ggstack.http.render import error_body, error_response, sse_frame
 
-log = logging.getLogger("ggstack.validation")
+log = logging.getLogger("ggstack.http.validation")
 
 
 class ResponseMismatch(ApiError):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ggstack.config import Settings
-from ggstack.operations import Operation
+from ggstack.core.config import Settings
+from ggstack.http.operations import Operation
 
 if TYPE_CHECKING:
     from ggstack.engines.registry import ModelRegistry

@@ -15,7 +15,7 @@ import json
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 
 ROW_KIND = "dataset_row"
 

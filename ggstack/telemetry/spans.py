@@ -20,9 +20,9 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ggstack.operations import Operation
+from ggstack.http.operations import Operation
 
-log = logging.getLogger("ggstack.telemetry")
+log = logging.getLogger("ggstack.telemetry.spans")
 
 SPAN_KIND = "span"
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")

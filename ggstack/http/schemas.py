@@ -15,7 +15,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from ggstack.docs import spec_document
+from ggstack.http.docs import spec_document
 
 SPEC_URI = "urn:ggstack:spec:"
 

@@ -1,4 +1,4 @@
-"""The errors handlers and backends raise; one place (ggstack.routing) renders them.
+"""The errors handlers and backends raise; one place (ggstack.http.routing) renders them.
 
 Each class carries its HTTP status and a short title. The message names the problem and,
 when a request field is at fault, `param` names that field. Backends translate their own

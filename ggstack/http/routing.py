@@ -24,12 +24,12 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from ggstack import schemas
-from ggstack.errors import ApiError, InvalidRequest, NotSupported, UnsupportedMediaType
-from ggstack.operations import Operation
-from ggstack.responses import SSE_DONE, Blob, dumps, error_body, error_response, jsonable, sse_frame
+from ggstack.http import schemas
+from ggstack.http.errors import ApiError, InvalidRequest, NotSupported, UnsupportedMediaType
+from ggstack.http.operations import Operation
+from ggstack.http.render import SSE_DONE, Blob, dumps, error_body, error_response, jsonable, sse_frame
 
-log = logging.getLogger("ggstack.routing")
+log = logging.getLogger("ggstack.http.routing")
 
 Handler = Callable[..., Awaitable[Any] | Any]
 

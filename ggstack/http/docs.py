@@ -15,8 +15,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ggstack.errors import NotFound
-from ggstack.responses import error_response
+from ggstack.http.errors import NotFound
+from ggstack.http.render import error_response
 
 DOCS_PAGE = """<!doctype html>
 <html lang="en">

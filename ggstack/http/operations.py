@@ -1,6 +1,6 @@
 """What the generated route tables describe: one `Operation` per spec operation.
 
-The tables in generated/routes/ are plain data built from these classes; ggstack.routing
+The tables in generated/routes/ are plain data built from these classes; ggstack.http.routing
 turns each into a Starlette endpoint. Keeping the description separate from the behaviour
 means a spec change shows up as a readable data diff.
 """
@@ -16,7 +16,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel
 
-from ggstack.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest
 
 
 @dataclass(frozen=True)

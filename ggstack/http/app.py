@@ -13,20 +13,20 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from generated.routes import OPERATIONS, all_routes
-from ggstack.config import Settings
-from ggstack.docs import docs_routes
-from ggstack.errors import ApiError, MethodNotAllowed, NotFound
-from ggstack.responses import error_response, error_shape_for_path
-from ggstack.routing import EndpointBuilder
-from ggstack.state import open_context
-from ggstack.telemetry import SpanRecorder
+from ggstack.core.config import Settings
+from ggstack.core.lifespan import open_context
+from ggstack.http.docs import docs_routes
+from ggstack.http.errors import ApiError, MethodNotAllowed, NotFound
+from ggstack.http.render import error_response, error_shape_for_path
+from ggstack.http.routing import EndpointBuilder
+from ggstack.telemetry.spans import SpanRecorder
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     validator = None
     if settings.validate_responses:
-        from ggstack.validation import ResponseValidator
+        from ggstack.http.validation import ResponseValidator
 
         validator = ResponseValidator()
     recorder = SpanRecorder(settings.telemetry_max_spans) if settings.telemetry else None

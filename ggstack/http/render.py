@@ -11,9 +11,9 @@ from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 from starlette.responses import JSONResponse, Response
 
-from ggstack.errors import ApiError
+from ggstack.http.errors import ApiError
 
-log = logging.getLogger("ggstack.responses")
+log = logging.getLogger("ggstack.http.render")
 
 # Dell's paths sit beside Llama Stack's under /v1; these prefixes are Dell's alone.
 DELL_PREFIXES = ("/v1/openai/models", "/v1/openai/audio", "/v1/openai/chat", "/v1/openai/embeddings",

@@ -14,16 +14,16 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 
-from ggstack.config import Settings
-from ggstack.context import Context
+from ggstack.core.config import Settings
+from ggstack.core.context import Context
 from ggstack.engines.registry import ModelRegistry, ModelSpec, default_model_specs
-from ggstack.errors import ApiError
+from ggstack.http.errors import ApiError
+from ggstack.http.operations import Operation
 from ggstack.ingest.worker import IngestWorker
-from ggstack.operations import Operation
 from ggstack.stores.base import MetadataStore
 from ggstack.stores.factory import open_stores
 
-log = logging.getLogger("ggstack.state")
+log = logging.getLogger("ggstack.core.lifespan")
 
 MODEL_KIND = "model"
 

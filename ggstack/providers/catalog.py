@@ -10,7 +10,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
-from ggstack.config import Settings
+from ggstack.core.config import Settings
 
 
 @dataclass(frozen=True)

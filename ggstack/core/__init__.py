@@ -1,0 +1,1 @@
+"""Startup and wiring: settings, the per-app context, the lifespan that opens engines and stores."""

@@ -1,0 +1,1 @@
+"""Datasets: rows from data URIs and uploaded sources."""

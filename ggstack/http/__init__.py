@@ -1,0 +1,1 @@
+"""HTTP layer: routing, parameter and body validation, rendering, errors, API documents."""

@@ -1,0 +1,1 @@
+"""Providers: which provider implements each API, as the run config declares them."""

@@ -1,0 +1,1 @@
+"""Telemetry: spans recorded per request and the queries over them."""
