@@ -43,7 +43,11 @@ def native_model(spec: ModelSpec) -> Model:
 
 
 def created_times(specs: list[ModelSpec]) -> list[int]:
-    """The GGUF file's modification time stands in for OpenAI's `created` (0 if the file has gone)."""
+    """The GGUF file's modification time stands in for OpenAI's `created` (0 if the file has gone).
+
+    Called on the event loop: a stat of a local file takes microseconds, a hop to the thread
+    pool and back costs more than that and queues behind other blocking work under load.
+    """
 
     def mtime(path: Path) -> int:
         try:
@@ -118,10 +122,9 @@ async def unregister_model(model_id: str, ctx: Context) -> None:
 
 async def openai_list_models(ctx: Context) -> OpenAIListModelsResponse:
     specs = ctx.models.list()
-    created = await anyio.to_thread.run_sync(created_times, specs)
     return OpenAIListModelsResponse(data=[
         OpenAIModel(id=spec.identifier, object="model", created=when, owned_by=OWNER)
-        for spec, when in zip(specs, created, strict=True)])
+        for spec, when in zip(specs, created_times(specs), strict=True)])
 
 
 def dell_model(spec: ModelSpec, created: int) -> DellModel:
@@ -131,13 +134,12 @@ def dell_model(spec: ModelSpec, created: int) -> DellModel:
 
 async def dell_list_models(ctx: Context) -> DellListModelsResponse:
     specs = ctx.models.list()
-    created = await anyio.to_thread.run_sync(created_times, specs)
     return DellListModelsResponse(object="list", data=[
-        dell_model(spec, when) for spec, when in zip(specs, created, strict=True)])
+        dell_model(spec, when) for spec, when in zip(specs, created_times(specs), strict=True)])
 
 
 async def dell_retrieve_model(model: str, ctx: Context) -> DellModel:
     """Dell's own server answers 501 here; ggstack answers, as the list does for one model."""
     spec = ctx.models.get(model)
-    (created,) = await anyio.to_thread.run_sync(created_times, [spec])
+    (created,) = created_times([spec])
     return dell_model(spec, created)

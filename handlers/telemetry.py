@@ -21,6 +21,7 @@ from generated.models.llama_stack_deprecated import (
 from ggstack.core.context import Context
 from ggstack.datasets.rows import ROW_KIND, row_id
 from ggstack.http.errors import InvalidRequest, NotFound
+from ggstack.stores.base import MetadataStore
 from ggstack.telemetry.spans import SPAN_KIND
 from handlers.datasets import find_dataset
 
@@ -31,8 +32,15 @@ GRANULARITY = re.compile(r"^(\d+)([smhdw])$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+async def span_store(ctx: Context) -> MetadataStore:
+    """The store, once every span recorded so far is in it (spans are written in batches)."""
+    if ctx.spans is not None:
+        await ctx.spans.flush()
+    return ctx.metadata
+
+
 async def all_spans(ctx: Context) -> list[dict[str, Any]]:
-    return (await ctx.metadata.list(SPAN_KIND, limit=None, order="asc")).items
+    return (await (await span_store(ctx)).list(SPAN_KIND, limit=None, order="asc")).items
 
 
 def matches(span: dict[str, Any], conditions: list[dict[str, Any]]) -> bool:
@@ -89,14 +97,14 @@ async def query_traces(ctx: Context, body: QueryTracesRequest | None = None) -> 
 
 
 async def get_trace(trace_id: str, ctx: Context) -> dict[str, Any]:
-    spans = await ctx.metadata.list(SPAN_KIND, limit=1, order="asc", where={"trace_id": trace_id})
+    spans = await (await span_store(ctx)).list(SPAN_KIND, limit=1, order="asc", where={"trace_id": trace_id})
     if not spans.items:
         raise NotFound(f"Trace '{trace_id}' not found", param="trace_id")
     return as_trace(spans.items[0])
 
 
 async def get_span(trace_id: str, span_id: str, ctx: Context) -> dict[str, Any]:
-    span = await ctx.metadata.get(SPAN_KIND, span_id)
+    span = await (await span_store(ctx)).get(SPAN_KIND, span_id)
     if span is None or span["trace_id"] != trace_id:
         raise NotFound(f"Span '{span_id}' of trace '{trace_id}' not found", param="span_id")
     return public(span)
@@ -104,7 +112,7 @@ async def get_span(trace_id: str, span_id: str, ctx: Context) -> dict[str, Any]:
 
 async def get_span_tree(span_id: str, ctx: Context, body: GetSpanTreeRequest | None = None) -> dict[str, Any]:
     request = body.model_dump(mode="json", exclude_unset=True) if body else {}
-    root = await ctx.metadata.get(SPAN_KIND, span_id)
+    root = await (await span_store(ctx)).get(SPAN_KIND, span_id)
     if root is None:
         raise NotFound(f"Span '{span_id}' not found", param="span_id")
     children: dict[str, list[dict[str, Any]]] = defaultdict(list)

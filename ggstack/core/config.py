@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     validate_responses: bool = False
     telemetry: bool = Field(True, description="Record a span per API call for the Telemetry API")
     telemetry_max_spans: int = Field(100_000, ge=1, description="Spans kept; older ones are pruned")
+    telemetry_buffer: int = Field(10_000, ge=1, description="Spans held in memory between flushes; "
+                                  "past that new spans are dropped (and counted in the log)")
+    access_log: bool = Field(False, description="uvicorn's line per request; off by default because "
+                             "writing it costs the cheapest routes a third of their rate (spans record every call)")
     log_level: str = "info"
 
     @property

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from ggstack.engines.registry import ModelRegistry
     from ggstack.ingest.worker import IngestWorker
     from ggstack.stores.base import FileStore, MetadataStore, VectorStore
+    from ggstack.telemetry.spans import SpanRecorder
 
 
 @dataclass
@@ -26,4 +27,5 @@ class Context:
     files: FileStore | None = None
     vectors: VectorStore | None = None
     ingest: IngestWorker | None = None
+    spans: SpanRecorder | None = None
     extras: dict[str, Any] = field(default_factory=dict)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -18,6 +19,7 @@ from ggstack.core.lifespan import open_context
 from ggstack.http.docs import docs_routes
 from ggstack.http.errors import ApiError, MethodNotAllowed, NotFound
 from ggstack.http.render import error_response, error_shape_for_path
+from ggstack.http.router import PrefixRouter
 from ggstack.http.routing import EndpointBuilder
 from ggstack.telemetry.spans import SpanRecorder
 
@@ -29,7 +31,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         from ggstack.http.validation import ResponseValidator
 
         validator = ResponseValidator()
-    recorder = SpanRecorder(settings.telemetry_max_spans) if settings.telemetry else None
+    recorder = (SpanRecorder(settings.telemetry_max_spans, max_buffered=settings.telemetry_buffer)
+                if settings.telemetry else None)
     builder = EndpointBuilder(validator=validator, recorder=recorder)
     routes = [*docs_routes(), *all_routes(builder)]
     missing = frozenset(op.operation_id for op in builder.missing)
@@ -37,10 +40,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with open_context(settings, OPERATIONS, missing) as ctx:
-            yield {"ctx": ctx}
+            if recorder is None:
+                yield {"ctx": ctx}
+                return
+            ctx.spans = recorder
+            async with anyio.create_task_group() as tasks:
+                await tasks.start(recorder.run, ctx.metadata)
+                try:
+                    yield {"ctx": ctx}
+                finally:
+                    tasks.cancel_scope.cancel()
+                    await recorder.close()
 
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={HTTPException: http_exception})
+    app.router = PrefixRouter(routes=routes, lifespan=lifespan)
     app.state.settings = settings
     app.state.missing = missing
     return app

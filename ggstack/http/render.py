@@ -36,9 +36,14 @@ def jsonable(result: Any) -> Any:
     return to_jsonable_python(result, by_alias=True, exclude_none=True)
 
 
+#: Built once: `json.dumps` with any option builds a new encoder per call, a measurable
+#: share of a cheap request.
+ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def dumps(data: Any) -> bytes:
     """Compact JSON; NaN and infinity are refused, as in Starlette's JSONResponse."""
-    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    return ENCODER.encode(data).encode("utf-8")
 
 
 def sse_frame(data: Any) -> bytes:
