@@ -23,7 +23,8 @@ class SamplingOptions:
 
     `logprobs` is the number of top alternatives to report per token (0 = only the chosen
     token's logprob, None = no logprobs). `json_schema` is turned into a grammar by the engine;
-    giving both `grammar` and `json_schema` is an error.
+    giving both `grammar` and `json_schema` is an error. `logit_bias` adds a value in
+    [-100, 100] to a token id's logit before sampling (the llama.cpp engine only).
     """
 
     max_tokens: int | None = None
@@ -39,6 +40,7 @@ class SamplingOptions:
     logprobs: int | None = None
     grammar: str | None = None
     json_schema: dict[str, Any] | None = None
+    logit_bias: dict[int, float] | None = None
 
     def __post_init__(self) -> None:
         validate_sampling(self)
@@ -63,6 +65,8 @@ def validate_sampling(o: SamplingOptions) -> None:
         (o.logprobs is None or 0 <= o.logprobs <= MAX_TOP_LOGPROBS, "logprobs",
          f"must be between 0 and {MAX_TOP_LOGPROBS}"),
         (o.grammar is None or o.json_schema is None, "grammar", "cannot be combined with a JSON schema"),
+        (not o.logit_bias or all(isinstance(t, int) and -100 <= b <= 100 for t, b in o.logit_bias.items()),
+         "logit_bias", "maps token ids to values between -100 and 100"),
     ]
     for ok, param, message in checks:
         if not ok:

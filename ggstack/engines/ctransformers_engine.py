@@ -10,11 +10,10 @@ are not needed: the CPU variant is chosen here from /proc/cpuinfo).
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import logging
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,9 @@ import anyio
 import numpy as np
 
 from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
-from ggstack.engines.streaming import Channel, StopBuffer
+from ggstack.engines.streaming import Channel, StopBuffer, StreamingChatEngine
 from ggstack.engines.worker import DEFAULT_MAX_QUEUE, ModelWorker
-from ggstack.http.errors import InvalidRequest, NotSupported, Overloaded
+from ggstack.http.errors import InvalidRequest, NotSupported
 
 log = logging.getLogger("ggstack.engines")
 
@@ -66,7 +65,7 @@ async def probe(path: Path, model_type: str, context_length: int, lib: str) -> N
                              param="path")
 
 
-class CTransformersChatEngine:
+class CTransformersChatEngine(StreamingChatEngine):
     """A legacy GGML model behind one worker thread (implements `ChatEngine`).
 
     Tokenising also runs on the worker: ctransformers makes no thread-safety promises.
@@ -103,7 +102,7 @@ class CTransformersChatEngine:
         self.identifier = identifier
         self._worker = worker
         self._template = chat_template
-        self._n_vocab: int = llm.vocab_size
+        self.n_vocab: int = llm.vocab_size
         self.context_length: int = llm.context_length
 
     async def tokenize(self, text: str, *, add_bos: bool = True, special: bool = True) -> list[int]:
@@ -115,12 +114,6 @@ class CTransformersChatEngine:
             return ""
         data = await self._worker.call(lambda llm: llm.detokenize(tokens, decode=False))
         return data.decode("utf-8", errors="replace")
-
-    def _check_ids(self, tokens: list[int], param: str) -> None:
-        bad = next((t for t in tokens if not isinstance(t, int) or not 0 <= t < self._n_vocab), None)
-        if bad is not None:
-            raise InvalidRequest(f"token id {bad!r} is not in the model's vocabulary of {self._n_vocab}",
-                                 param=param)
 
     def render_chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
                     add_generation_prompt: bool = True) -> str:
@@ -136,33 +129,16 @@ class CTransformersChatEngine:
             raise InvalidRequest(f"the chat template of model {self.identifier} rejected the messages: {exc}",
                                  param="messages") from None
 
-    async def generate(self, prompt: str | list[int], options: SamplingOptions) -> AsyncIterator[TokenEvent | Finish]:
+    async def _start(self, tokens: list[int], options: SamplingOptions, channel: Channel[TokenEvent | Finish]
+                     ) -> None:
         if options.grammar is not None or options.json_schema is not None:
             raise NotSupported("the ctransformers engine cannot constrain output with a grammar or schema",
                                param="response_format")
-        if isinstance(prompt, str):
-            tokens = await self.tokenize(prompt)
-        else:
-            tokens = list(prompt)
-            self._check_ids(tokens, "prompt")
-        if not tokens:
-            raise InvalidRequest("the prompt is empty", param="prompt")
-        if len(tokens) >= self.context_length:
-            raise InvalidRequest(
-                f"This model's maximum context length is {self.context_length} tokens, but the prompt has "
-                f"{len(tokens)} tokens", param="messages", code="context_length_exceeded")
-        channel: Channel[TokenEvent | Finish] = Channel(asyncio.get_running_loop())
+        if options.logit_bias:
+            raise NotSupported("the ctransformers engine has no logit bias", param="logit_bias")
         job = self._worker.submit(lambda llm: _run_generation(llm, tokens, options, channel),
                                   cancelled=channel.cancelled)
         job.result.add_done_callback(lambda fut: channel.end(None if fut.cancelled() else fut.exception()))
-        try:
-            while (item := await channel.get()) is not None:
-                yield item
-                if isinstance(item, Finish):
-                    return
-            raise Overloaded(f"model '{self.identifier}' was unloaded during generation", retry_after=1)
-        finally:
-            channel.close()
 
     def close(self) -> None:
         self._worker.close()

@@ -1,24 +1,25 @@
 """The llama-cpp-python engines: chat/completion generation and embeddings on GGUF models.
 
-Each engine owns one `ModelWorker` thread holding its `llama_cpp.Llama`; decoding, sampling
-and embedding run only there. Tokenising is done on anyio's thread pool instead, because it
-only reads the vocabulary (llama.cpp's own server tokenises on its HTTP threads too), and a
-prompt that is too long must be refused before it waits in the model's queue.
+A chat model is one llama.cpp context with `parallel` sequences (default 4), decoded together
+by a `BatchScheduler` thread (continuous batching, see scheduler.py); an embedding model is a
+`llama_cpp.Llama` on a `ModelWorker` thread. Decoding, sampling and embedding run only on
+those threads. Tokenising is done on anyio's thread pool instead, because it only reads the
+vocabulary (llama.cpp's own server tokenises on its HTTP threads too), and a prompt that is
+too long must be refused before it waits in the model's queue.
 
 Measured on SmolLM2-135M (2 cores): `logits_all=True` allocates n_ctx x n_vocab floats
 (2048 x 49152 x 4 = 400 MB) and copies every row on each decode, so it is never used.
-Logprobs read the last position's logits (`llama_get_logits_ith(ctx, -1)`), which llama.cpp
-keeps anyway for sampling; the cost is one log-softmax per token and only when asked for.
+Logprobs read one batch position's logits (`llama_get_logits_ith`), which llama.cpp keeps
+anyway for sampling; the cost is one log-softmax per token and only when asked for.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,15 +29,20 @@ import numpy as np
 
 from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
 from ggstack.engines.gguf_info import GGUFFormatError, inspect_gguf
-from ggstack.engines.streaming import Channel, StopBuffer
+from ggstack.engines.scheduler import BatchScheduler, GenerationRequest
+from ggstack.engines.streaming import Channel, StreamingChatEngine, check_token_ids
 from ggstack.engines.worker import DEFAULT_MAX_QUEUE, ModelWorker
-from ggstack.http.errors import InvalidRequest, Overloaded
+from ggstack.http.errors import InvalidRequest
 
 log = logging.getLogger("ggstack.engines")
 
 POOLING_TYPES = {"unspecified": -1, "none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}
 DEFAULT_CHAT_CONTEXT = 4096
 DEFAULT_EMBEDDING_CONTEXT = 512
+# Slots per chat model: 4 sequences decode together at ~2.5x one stream's tokens/s on SmolLM2
+# (2 cores) and cost 4 contexts of KV (SmolLM2-135M: 22.5 KiB per token, 4 x 4096 = 360 MiB).
+DEFAULT_PARALLEL = 4
+MAX_PARALLEL = 64
 
 
 def check_embedding_batch(n_batch: int) -> None:
@@ -61,12 +67,13 @@ class LlamaCppOptions:
     flash_attn: bool
     pooling_type: int
     use_mmap: bool
+    parallel: int = 1
 
     @classmethod
     def from_spec(cls, options: Mapping[str, Any], *, context_length: int | None, embedding: bool,
                   trained_context: int | None) -> LlamaCppOptions:
         known = {"n_ctx", "n_batch", "n_threads", "n_threads_batch", "flash_attn", "pooling", "use_mmap",
-                 "max_queue"}
+                 "max_queue", "parallel"}
         unknown = sorted(set(options) - known)
         if unknown:
             raise InvalidRequest(f"unknown llama-cpp option(s): {', '.join(unknown)}", param="options")
@@ -89,7 +96,11 @@ class LlamaCppOptions:
             check_embedding_batch(n_batch)
         else:
             n_batch = min(int(options.get("n_batch", 512)), n_ctx)
-        return cls(n_ctx=n_ctx, n_batch=n_batch,
+        parallel = int(options.get("parallel", 1 if embedding else DEFAULT_PARALLEL))
+        if not 1 <= parallel <= MAX_PARALLEL or (embedding and parallel != 1):
+            raise InvalidRequest(f"parallel must be between 1 and {MAX_PARALLEL} (1 for embedding models)",
+                                 param="options")
+        return cls(n_ctx=n_ctx, n_batch=n_batch, parallel=parallel,
                    n_threads=int(options.get("n_threads", cpus)),
                    n_threads_batch=int(options.get("n_threads_batch", cpus)),
                    flash_attn=bool(options.get("flash_attn", embedding)),
@@ -120,63 +131,58 @@ def _new_llama(path: Path, opts: LlamaCppOptions, *, embedding: bool) -> Any:
         raise InvalidRequest(f"cannot load model file {path.name}: llama.cpp rejected it") from None
 
 
-class _LlamaCppModel:
-    """What both engines share: the worker, the loaded model and token-id validation."""
+class LlamaCppChatEngine(StreamingChatEngine):
+    """A text-generation GGUF served by continuous batching (implements `ChatEngine`).
 
-    def __init__(self, identifier: str, worker: ModelWorker[Any], llama: Any) -> None:
-        import llama_cpp
-
-        self.identifier = identifier
-        self._worker = worker
-        self._llama = llama
-        self._lib = llama_cpp
-        self._n_vocab: int = llama.n_vocab()
-        self.context_length: int = llama.n_ctx()
-
-    def _check_ids(self, tokens: list[int], param: str) -> None:
-        # an out-of-range id makes llama.cpp throw across the C boundary, which aborts the process
-        bad = next((t for t in tokens if not isinstance(t, int) or not 0 <= t < self._n_vocab), None)
-        if bad is not None:
-            raise InvalidRequest(f"token id {bad!r} is not in the model's vocabulary of {self._n_vocab}",
-                                 param=param)
-
-    async def tokenize(self, text: str, *, add_bos: bool = True, special: bool = True) -> list[int]:
-        return await anyio.to_thread.run_sync(self._llama.tokenize, text.encode("utf-8"), add_bos, special)
-
-    async def detokenize(self, tokens: list[int]) -> str:
-        self._check_ids(tokens, "tokens")
-        data = await anyio.to_thread.run_sync(lambda: self._llama.detokenize(tokens, special=True))
-        return data.decode("utf-8", errors="replace")
-
-    def close(self) -> None:
-        """Stop the worker thread and free the model (blocking; call from a thread)."""
-        self._worker.close()
-
-
-class LlamaCppChatEngine(_LlamaCppModel):
-    """A text-generation GGUF behind one worker thread (implements `ChatEngine`)."""
+    One llama.cpp context holds `parallel` sequences; a `BatchScheduler` thread decodes them
+    together. `context_length` is what one request may use (each slot has that many KV cells).
+    """
 
     @classmethod
     async def load(cls, identifier: str, path: Path, *, options: Mapping[str, Any] | None = None,
                    context_length: int | None = None, max_queue: int = DEFAULT_MAX_QUEUE) -> LlamaCppChatEngine:
-        """Start the worker and load the model on it; `options` are LlamaCppOptions keys plus max_queue."""
+        """Load the model and start its scheduler; `options` are LlamaCppOptions keys plus max_queue."""
         options = dict(options or {})
         opts = LlamaCppOptions.from_spec(options, context_length=context_length, embedding=False,
                                          trained_context=await _trained_context(path))
-        worker: ModelWorker[Any] = ModelWorker(identifier, lambda: _new_llama(path, opts, embedding=False),
-                                               max_queue=int(options.get("max_queue", max_queue)))
-        llama = await worker.start()
-        return cls(identifier, worker, llama)
+        model, ctx = await anyio.to_thread.run_sync(_new_batched_context, path, opts)
+        scheduler = BatchScheduler(identifier, model, ctx, n_slots=opts.parallel, n_batch=opts.n_batch,
+                                   max_queue=int(options.get("max_queue", max_queue)))
+        scheduler.start()
+        return cls(identifier, model, scheduler)
 
-    def __init__(self, identifier: str, worker: ModelWorker[Any], llama: Any) -> None:
-        super().__init__(identifier, worker, llama)
-        model = llama._model
-        self._bos: int = llama.token_bos()
-        self._template: str | None = llama.metadata.get("tokenizer.chat_template")
+    def __init__(self, identifier: str, model: Any, scheduler: BatchScheduler) -> None:
+        import llama_cpp
+
+        self.identifier = identifier
+        self._lib = llama_cpp
+        self._model = model
+        self._scheduler = scheduler
+        self.n_vocab: int = model.n_vocab()
+        self.context_length: int = scheduler.context_length
+        self.parallel = len(scheduler.slots)
+        self._bos: int = model.token_bos()
+        self._template: str | None = model.metadata().get("tokenizer.chat_template")
         self._bos_text = model.token_get_text(self._bos) if self._bos >= 0 else ""
-        eos = llama.token_eos()
+        eos = model.token_eos()
         self._eos_text = model.token_get_text(eos) if eos >= 0 else ""
         self._formatters: dict[bool, Any] = {}
+
+    async def tokenize(self, text: str, *, add_bos: bool = True, special: bool = True) -> list[int]:
+        return await anyio.to_thread.run_sync(self._model.tokenize, text.encode("utf-8"), add_bos, special)
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        self._check_ids(tokens, "tokens")
+        data = await anyio.to_thread.run_sync(lambda: self._model.detokenize(tokens, special=True))
+        return data.decode("utf-8", errors="replace")
+
+    async def slots(self) -> list[SlotState]:
+        """What each slot holds right now (read on the model thread, between two steps)."""
+        return await asyncio.wrap_future(self._scheduler.call(
+            lambda sched: [SlotState(s.busy, len(s.cached)) for s in sched.slots]))
+
+    def close(self) -> None:
+        self._scheduler.close()
 
     def render_chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
                     add_generation_prompt: bool = True) -> str:
@@ -201,21 +207,16 @@ class LlamaCppChatEngine(_LlamaCppModel):
             raise InvalidRequest(f"the chat template of model {self.identifier} rejected the messages: {exc}",
                                  param="messages") from None
 
-    async def _prompt_tokens(self, prompt: str | list[int]) -> list[int]:
-        if isinstance(prompt, str):
-            tokens = await self.tokenize(prompt, add_bos=True, special=True)
-            if len(tokens) >= 2 and tokens[0] == tokens[1] == self._bos:
-                tokens = tokens[1:]  # the template already wrote the BOS text
-        else:
-            tokens = list(prompt)
-            self._check_ids(tokens, "prompt")
-        if not tokens:
-            raise InvalidRequest("the prompt is empty", param="prompt")
-        if len(tokens) >= self.context_length:
-            raise InvalidRequest(
-                f"This model's maximum context length is {self.context_length} tokens, but the prompt has "
-                f"{len(tokens)} tokens", param="messages", code="context_length_exceeded")
+    async def _encode_prompt(self, text: str) -> list[int]:
+        tokens = await self.tokenize(text, add_bos=True, special=True)
+        if len(tokens) >= 2 and tokens[0] == tokens[1] == self._bos:
+            tokens = tokens[1:]  # the template already wrote the BOS text
         return tokens
+
+    async def _start(self, tokens: list[int], options: SamplingOptions, channel: Channel[TokenEvent | Finish]
+                     ) -> None:
+        grammar = await self._grammar(options)
+        self._scheduler.submit(GenerationRequest(tokens, options, grammar, channel))
 
     async def _grammar(self, options: SamplingOptions) -> str | None:
         if options.json_schema is not None:
@@ -237,114 +238,63 @@ class LlamaCppChatEngine(_LlamaCppModel):
 
     def _grammar_parses(self, text: str) -> bool:
         # An unparsable grammar gives a NULL sampler, which would crash once added to a chain.
-        sampler = self._lib.llama_sampler_init_grammar(self._llama._model.vocab, text.encode("utf-8"), b"root")
+        sampler = self._lib.llama_sampler_init_grammar(self._model.vocab, text.encode("utf-8"), b"root")
         if not sampler:
             return False
         self._lib.llama_sampler_free(sampler)
         return True
 
-    async def generate(self, prompt: str | list[int], options: SamplingOptions) -> AsyncIterator[TokenEvent | Finish]:
-        tokens = await self._prompt_tokens(prompt)
-        grammar = await self._grammar(options)
-        channel: Channel[TokenEvent | Finish] = Channel(asyncio.get_running_loop())
-        job = self._worker.submit(lambda llama: _run_generation(llama, tokens, options, grammar, channel),
-                                  cancelled=channel.cancelled)
-        job.result.add_done_callback(lambda fut: channel.end(_job_error(fut)))
-        try:
-            while (item := await channel.get()) is not None:
-                yield item
-                if isinstance(item, Finish):
-                    return
-            raise Overloaded(f"model '{self.identifier}' was unloaded during generation", retry_after=1)
-        finally:
-            channel.close()
+
+@dataclass(frozen=True)
+class SlotState:
+    """One slot of a chat model: serving a request or free, and how many tokens its KV cache holds."""
+
+    busy: bool
+    cached_tokens: int
 
 
-def _job_error(fut: Any) -> BaseException | None:
-    if fut.cancelled():
-        return None
-    return fut.exception()
+_backend_ready = False
 
 
-def _run_generation(llama: Any, tokens: list[int], o: SamplingOptions, grammar: str | None,
-                    channel: Channel[TokenEvent | Finish]) -> None:
-    """Worker thread: sample until EOS, a stop string, max_tokens or the end of the context."""
+def _new_batched_context(path: Path, opts: LlamaCppOptions) -> tuple[Any, Any]:
+    """Load the model and make one context with `opts.parallel` sequences of `opts.n_ctx` cells each."""
     import llama_cpp
-    from llama_cpp.llama_grammar import LlamaGrammar
+    from llama_cpp._internals import LlamaContext, LlamaModel
+    from llama_cpp._logger import set_verbose
 
-    if channel.cancelled.is_set():
-        return
-    vocab = llama._model.vocab
-    budget = llama.n_ctx() - len(tokens)  # tokens that still fit in the context
-    limit = min(o.max_tokens or budget, budget)
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    held = StopBuffer(o.stop)
-    llama.set_seed(o.seed if o.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
-    generator = llama.generate(
-        tokens, top_k=o.top_k, top_p=o.top_p, min_p=o.min_p, temp=o.temperature,
-        repeat_penalty=o.repeat_penalty, frequency_penalty=o.frequency_penalty,
-        presence_penalty=o.presence_penalty, reset=True,
-        grammar=LlamaGrammar.from_string(grammar, verbose=False) if grammar else None)
-    produced, reason, last, hit_stop = 0, "length", -1, False
+    global _backend_ready
+    if not _backend_ready:
+        set_verbose(False)
+        llama_cpp.llama_backend_init()
+        _backend_ready = True
+    model_params = llama_cpp.llama_model_default_params()
+    model_params.use_mmap = opts.use_mmap
     try:
-        for token in generator:
-            if channel.cancelled.is_set():
-                return
-            if llama_cpp.llama_vocab_is_eog(vocab, token):
-                reason = "stop"
-                break
-            produced, last = produced + 1, token
-            logprob, top = _logprobs(llama, token, o.logprobs) if o.logprobs is not None else (None, None)
-            text = decoder.decode(_piece(vocab, token))
-            released, stopped = held.push(TokenEvent(text, int(token), logprob, top))
-            for event in released:
-                if not channel.put(event):
-                    return
-            if stopped:
-                reason, hit_stop = "stop", True
-                break
-            if produced >= limit:
-                break
-    finally:
-        generator.close()
-    tail = decoder.decode(b"", final=True)  # a UTF-8 sequence cut off by the stop: U+FFFD
-    events = held.flush() + ([TokenEvent(tail, last)] if tail and not hit_stop else [])
-    for event in events:
-        if not channel.put(event):
-            return
-    channel.put(Finish(reason, len(tokens), produced))  # type: ignore[arg-type]
+        model = LlamaModel(path_model=str(path), params=model_params, verbose=False)
+    except ValueError as exc:
+        log.warning("llama.cpp could not load %s: %s", path, exc)
+        raise InvalidRequest(f"cannot load model file {path.name}: llama.cpp rejected it") from None
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx = opts.n_ctx * opts.parallel
+    params.n_seq_max = opts.parallel
+    params.kv_unified = False  # each sequence its own n_ctx cells: N slots cost N contexts' KV, no more
+    params.n_batch = opts.n_batch
+    params.n_ubatch = min(opts.n_batch, 512)
+    params.n_threads, params.n_threads_batch = opts.n_threads, opts.n_threads_batch
+    params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if opts.flash_attn
+                              else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+    params.no_perf = True
+    try:
+        ctx = LlamaContext(model=model, params=params, verbose=False)
+    except ValueError as exc:
+        model.close()
+        log.warning("llama.cpp could not make a context for %s: %s", path, exc)
+        raise InvalidRequest(f"cannot load model file {path.name}: llama.cpp could not create a context "
+                             f"of {opts.parallel} x {opts.n_ctx} tokens") from None
+    return model, ctx
 
 
-def _piece(vocab: Any, token: int) -> bytes:
-    """The bytes of one token as it appears mid-text (leading space kept, control tokens empty)."""
-    import ctypes
-
-    import llama_cpp
-
-    buf = ctypes.create_string_buffer(64)
-    n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, False)
-    if n < 0:  # the piece is longer than the buffer; -n is the size it needs
-        buf = ctypes.create_string_buffer(-n)
-        n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, False)
-    return buf.raw[:max(n, 0)]
-
-
-def _logprobs(llama: Any, token: int, top_n: int) -> tuple[float, list[tuple[str, float]]]:
-    """Logprob of `token` and the `top_n` likeliest alternatives, from the last decoded position."""
-    n_vocab = llama.n_vocab()
-    logits = np.ctypeslib.as_array(llama._ctx.get_logits_ith(-1), shape=(n_vocab,)).astype(np.float64)
-    shifted = logits - logits.max()
-    logprobs = shifted - np.log(np.exp(shifted).sum())
-    top: list[tuple[str, float]] = []
-    if top_n:
-        best = np.argpartition(-logprobs, top_n - 1)[:top_n]
-        for tid in best[np.argsort(-logprobs[best])]:
-            piece = _piece(llama._model.vocab, int(tid))
-            top.append((piece.decode("utf-8", errors="replace"), float(logprobs[tid])))
-    return float(logprobs[token]), top
-
-
-class LlamaCppEmbeddingEngine(_LlamaCppModel):
+class LlamaCppEmbeddingEngine:
     """An embedding GGUF (BERT-style encoder with pooling) behind one worker thread (`EmbeddingEngine`)."""
 
     @classmethod
@@ -366,7 +316,10 @@ class LlamaCppEmbeddingEngine(_LlamaCppModel):
         return engine
 
     def __init__(self, identifier: str, worker: ModelWorker[Any], llama: Any) -> None:
-        super().__init__(identifier, worker, llama)
+        self.identifier = identifier
+        self._worker = worker
+        self._llama = llama
+        self.n_vocab: int = llama.n_vocab()
         self.dimension: int = llama.n_embd()
         # llama.cpp pads n_ctx up to a multiple of 256, but an encoder input must fit one batch
         self.context_length = min(llama.n_ctx(), llama.n_batch)
@@ -383,7 +336,7 @@ class LlamaCppEmbeddingEngine(_LlamaCppModel):
             if len(token_lists) != len(inputs):
                 raise InvalidRequest("input must be all strings or all token arrays", param="input")
             for toks in token_lists:
-                self._check_ids(toks, "input")
+                check_token_ids(toks, self.n_vocab, "input")
         for i, toks in enumerate(token_lists):
             if not toks:
                 raise InvalidRequest(f"input {i} is empty", param="input")
@@ -396,6 +349,13 @@ class LlamaCppEmbeddingEngine(_LlamaCppModel):
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors = vectors / np.where(norms > 0, norms, 1.0)
         return vectors.tolist(), sum(len(t) for t in token_lists)
+
+    async def tokenize(self, text: str, *, add_bos: bool = True, special: bool = True) -> list[int]:
+        return await anyio.to_thread.run_sync(self._llama.tokenize, text.encode("utf-8"), add_bos, special)
+
+    def close(self) -> None:
+        """Stop the worker thread and free the model (blocking; call from a thread)."""
+        self._worker.close()
 
 
 def _embed_batch(llama: Any, token_lists: list[list[int]]) -> np.ndarray:

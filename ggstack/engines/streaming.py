@@ -1,13 +1,17 @@
-"""Engine-independent pieces of a token stream: stop-sequence holding and the thread->loop channel."""
+"""Engine-independent pieces of a token stream: stop-sequence holding, the thread->loop channel,
+and the chat-engine base both engines build on."""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Generic, TypeVar
 
-from ggstack.engines.base import TokenEvent
+from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
+from ggstack.http.errors import InvalidRequest, Overloaded
 
 T = TypeVar("T")
 
@@ -95,6 +99,20 @@ class Channel(Generic[T]):
             return False
         return self._send(item, True)
 
+    def offer(self, item: T) -> bool:
+        """Worker side, never blocks: deliver `item` if the consumer has room, else False (try later).
+
+        A scheduler serving many streams on one thread uses this, so one slow reader pauses
+        only its own stream.
+        """
+        if self.cancelled.is_set() or not self._slots.acquire(blocking=False):
+            return False
+        return self._send(item, True)
+
+    def push(self, item: T) -> None:
+        """Worker side, unbounded: for the few events that end a stream, so the worker is done at once."""
+        self._send(item, False)
+
     def end(self, error: BaseException | None = None) -> None:
         """Any thread: no more items will come; `error` (if any) is raised to the consumer."""
         self._send(error, False)
@@ -119,3 +137,73 @@ class Channel(Generic[T]):
     def close(self) -> None:
         """Consumer side: tell the worker to stop producing."""
         self.cancelled.set()
+
+
+def check_token_ids(tokens: list[int], n_vocab: int, param: str) -> None:
+    """Refuse ids outside the vocabulary: llama.cpp throws across the C boundary on them, aborting the process."""
+    bad = next((t for t in tokens if not isinstance(t, int) or not 0 <= t < n_vocab), None)
+    if bad is not None:
+        raise InvalidRequest(f"token id {bad!r} is not in the model's vocabulary of {n_vocab}", param=param)
+
+
+class StreamingChatEngine(abc.ABC):
+    """What both chat engines share: prompt checks and the stream a handler iterates.
+
+    A subclass tokenizes and starts a generation on its own thread (`_start`), which reports
+    through a `Channel`; `generate` turns that channel into the `ChatEngine.generate` stream.
+    Errors found before generation (empty prompt, prompt over the context, bad token ids,
+    a full queue) are raised by the stream's first `__anext__`.
+    """
+
+    identifier: str
+    context_length: int
+    n_vocab: int
+
+    @abc.abstractmethod
+    async def tokenize(self, text: str, *, add_bos: bool = True, special: bool = True) -> list[int]:
+        ...
+
+    @abc.abstractmethod
+    async def _start(self, tokens: list[int], options: SamplingOptions, channel: Channel[TokenEvent | Finish]
+                     ) -> None:
+        """Queue the generation of `tokens` on the model's thread, reporting to `channel`."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop the model's thread and free the model (blocking; call from a thread)."""
+
+    async def _prompt_tokens(self, prompt: str | list[int]) -> list[int]:
+        if isinstance(prompt, str):
+            tokens = await self._encode_prompt(prompt)
+        else:
+            tokens = list(prompt)
+            self._check_ids(tokens, "prompt")
+        if not tokens:
+            raise InvalidRequest("the prompt is empty", param="prompt")
+        if len(tokens) >= self.context_length:
+            raise InvalidRequest(
+                f"This model's maximum context length is {self.context_length} tokens, but the prompt has "
+                f"{len(tokens)} tokens", param="messages", code="context_length_exceeded")
+        return tokens
+
+    def _check_ids(self, tokens: list[int], param: str) -> None:
+        check_token_ids(tokens, self.n_vocab, param)
+
+    async def _encode_prompt(self, text: str) -> list[int]:
+        """The prompt's token ids (a subclass may fix up what its tokenizer makes of a template)."""
+        return await self.tokenize(text, add_bos=True, special=True)
+
+    async def generate(self, prompt: str | list[int], options: SamplingOptions) -> AsyncIterator[TokenEvent | Finish]:
+        tokens = await self._prompt_tokens(prompt)
+        if options.logit_bias:
+            self._check_ids(list(options.logit_bias), "logit_bias")
+        channel: Channel[TokenEvent | Finish] = Channel(asyncio.get_running_loop())
+        await self._start(tokens, options, channel)
+        try:
+            while (item := await channel.get()) is not None:
+                yield item
+                if isinstance(item, Finish):
+                    return
+            raise Overloaded(f"model '{self.identifier}' was unloaded during generation", retry_after=1)
+        finally:
+            channel.close()

@@ -48,9 +48,9 @@ def server(tmp_path_factory, tiny_chat_gguf, tiny_embed_gguf):
     models = [{"identifier": "tiny", "path": str(tiny_chat_gguf), "model_type": "llm", "context_length": 2048},
               {"identifier": "tiny-embed", "path": str(tiny_embed_gguf), "model_type": "embedding"}]
     if smollm2_path() is not None:
-        # a second SmolLM2 whose queue holds one waiting request, for the 429 test
+        # a second SmolLM2 with one slot and a queue that holds one waiting request, for the 429 test
         models.append({"identifier": "smol-q", "path": str(smollm2_path()), "model_type": "llm",
-                       "context_length": 2048, "options": {"max_queue": 1}})
+                       "context_length": 2048, "options": {"max_queue": 1, "parallel": 1}})
     server = Server(tmp_path_factory.mktemp("chat"), config={"models": models, "default_models": True}).start()
     yield server
     server.stop()
@@ -424,7 +424,7 @@ def test_a_full_queue_is_429(server, client):
     body = {"model": "smol-q", **ENDLESS}
     with httpx.stream("POST", f"{server.url}/v1/openai/v1/chat/completions", json=body, timeout=60) as running:
         lines = running.iter_lines()  # kept: a dropped iterator closes the connection, ending the stream
-        next(lines)  # the first request holds the worker
+        next(lines)  # the first request holds the one slot
         waiting: list[int] = []
         thread = threading.Thread(target=lambda: waiting.append(httpx.post(
             f"{server.url}/v1/openai/v1/chat/completions", timeout=60,

@@ -129,7 +129,7 @@ async def test_prompt_longer_than_context_is_refused_before_generation(tiny_chat
         assert err.value.code == "context_length_exceeded"
         assert "256" in err.value.message and "300" in err.value.message
         # nothing reached the model's thread: its KV cache is still empty
-        assert await engine._worker.call(lambda llama: llama.n_tokens) == 0
+        assert all(slot.cached_tokens == 0 for slot in await engine.slots())
 
 
 async def test_closing_the_stream_stops_the_worker_within_a_few_tokens(tiny_chat_gguf):
@@ -139,9 +139,10 @@ async def test_closing_the_stream_stops_the_worker_within_a_few_tokens(tiny_chat
         for _ in range(2):
             await stream.__anext__()
         await stream.aclose()
-        evaluated = await engine._worker.call(lambda llama: llama.n_tokens)
-        # 2 read + at most the 32-slot channel the worker may have filled ahead + 2 in flight
-        assert evaluated - len(prompt) <= 2 + 32 + 2, evaluated
+        (slot, *others) = sorted(await engine.slots(), key=lambda s: -s.cached_tokens)
+        # 2 read + at most the 32-slot channel the scheduler may have filled ahead + 2 in flight
+        assert slot.cached_tokens - len(prompt) <= 2 + 32 + 2, slot
+        assert not slot.busy and not any(s.busy or s.cached_tokens for s in others)
 
 
 async def test_cancelling_the_consuming_task_stops_the_worker(tiny_chat_gguf):
@@ -158,15 +159,15 @@ async def test_cancelling_the_consuming_task_stops_the_worker(tiny_chat_gguf):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        evaluated = await engine._worker.call(lambda llama: llama.n_tokens)
-        assert evaluated - 10 <= 1 + 32 + 2, evaluated
+        slot = max(await engine.slots(), key=lambda s: s.cached_tokens)
+        assert slot.cached_tokens - 10 <= 1 + 32 + 2 and not slot.busy, slot
 
 
 async def test_full_queue_is_overloaded_with_retry_after(tiny_chat_gguf):
-    async with chat_engine(tiny_chat_gguf, max_queue=1) as engine:
+    async with chat_engine(tiny_chat_gguf, max_queue=1, options={"parallel": 1}) as engine:
         options = SamplingOptions(temperature=0, max_tokens=300)
         running = engine.generate("a" * 10, options)
-        await running.__anext__()  # holds the worker: it blocks once the channel is full
+        await running.__anext__()  # holds the one slot: it pauses once the channel is full
         waiting = engine.generate("b" * 10, options)
         waiting_first = asyncio.create_task(waiting.__anext__())
         await asyncio.sleep(0.3)

