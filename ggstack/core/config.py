@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     default_models: bool = Field(True, description="Register the bundled SmolLM2 and all-MiniLM-L6-v2")
     models: list[ModelConfig] = Field(default_factory=list)
     max_upload_bytes: int = 512 * 1024 * 1024
+    max_json_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest JSON request body (413 past it)")
+    allowed_hosts: list[str] = Field(default_factory=list, description=(
+        "Host names the server answers besides loopback names and the bound address ('*': any)"))
+    allowed_origins: list[str] = Field(default_factory=list, description=(
+        "Browser origins (scheme://host:port) allowed besides loopback pages; they also get CORS ('*': any)"))
     max_queue: int = Field(8, description="Requests one model may hold waiting before 429")
     validate_responses: bool = False
     telemetry: bool = Field(True, description="Record a span per API call for the Telemetry API")

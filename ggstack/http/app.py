@@ -9,6 +9,8 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
@@ -18,6 +20,7 @@ from ggstack.core.config import Settings
 from ggstack.core.lifespan import open_context
 from ggstack.http.docs import docs_routes
 from ggstack.http.errors import ApiError, MethodNotAllowed, NotFound
+from ggstack.http.guard import BrowserGuard, HostPolicy
 from ggstack.http.render import error_response, error_shape_for_path
 from ggstack.http.router import PrefixRouter
 from ggstack.http.routing import EndpointBuilder
@@ -52,12 +55,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     tasks.cancel_scope.cancel()
                     await recorder.close()
 
-    app = Starlette(routes=routes, lifespan=lifespan,
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware(settings),
                     exception_handlers={HTTPException: http_exception})
     app.router = PrefixRouter(routes=routes, lifespan=lifespan)
     app.state.settings = settings
     app.state.missing = missing
     return app
+
+
+def middleware(settings: Settings) -> list[Middleware]:
+    """Outermost first: the Host/Origin guard, then CORS for the configured origins only."""
+    policy = HostPolicy(settings.allowed_hosts, settings.allowed_origins, bind_host=settings.host)
+    stack = [Middleware(BrowserGuard, policy=policy)]
+    if settings.allowed_origins:
+        stack.append(Middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=["*"],
+                                allow_headers=["*"], expose_headers=["Retry-After"]))
+    return stack
 
 
 def allowed_methods(request: Request) -> list[str]:

@@ -32,6 +32,26 @@ class InvalidRequest(ApiError):
     type = "invalid_request_error"
 
 
+class Unauthorized(ApiError):
+    """API keys are configured and the request has no valid one (401)."""
+
+    status = 401
+    title = "Unauthorized"
+    type = "authentication_error"
+
+    def __init__(self, message: str, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.headers.setdefault("WWW-Authenticate", "Bearer")
+
+
+class Forbidden(ApiError):
+    """The request's Host or Origin is not allowed, or its key may not do this (403)."""
+
+    status = 403
+    title = "Forbidden"
+    type = "permission_error"
+
+
 class NotFound(ApiError):
     """A model, file or other resource named by the request does not exist (404)."""
 

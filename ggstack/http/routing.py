@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import json
 import logging
 import time
 import uuid
@@ -25,15 +24,14 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ggstack.http import schemas
-from ggstack.http.errors import ApiError, InvalidRequest, NotSupported, UnsupportedMediaType
+from ggstack.http.bodies import capped_request, parse_json, read_capped, require_json
+from ggstack.http.errors import ApiError, InvalidRequest, NotSupported, PayloadTooLarge, UnsupportedMediaType
 from ggstack.http.operations import Operation
 from ggstack.http.render import SSE_DONE, Blob, dumps, error_body, error_response, jsonable, sse_frame
 
 log = logging.getLogger("ggstack.http.routing")
 
 Handler = Callable[..., Awaitable[Any] | Any]
-
-JSON_MEDIA_TYPES = ("application/json", "text/json")
 
 
 class HandlerSignatureError(TypeError):
@@ -155,12 +153,15 @@ async def read_arguments(operation: Operation, request: Request) -> dict[str, An
                                      param=param.name)
             continue
         kwargs[param_argument(param.name)] = param.parse(raw)
+    ctx = request.state.ctx
     if operation.body is not None:
         if is_multipart(operation):
-            kwargs["body"], kwargs["uploads"] = await read_form(operation, request)
+            # Form fields ride beside the file, so they get the JSON allowance on top.
+            limit = ctx.settings.max_upload_bytes + ctx.settings.max_json_bytes
+            kwargs["body"], kwargs["uploads"] = await read_form(operation, capped_request(request, limit, "The upload"))
         else:
-            kwargs["body"] = await read_json(operation, request)
-    kwargs["ctx"] = request.state.ctx
+            kwargs["body"] = await read_json(operation, request, ctx.settings.max_json_bytes)
+    kwargs["ctx"] = ctx
     return kwargs
 
 
@@ -175,21 +176,14 @@ def raw_param(request: Request, location: str, name: str) -> list[str]:
     return []
 
 
-async def read_json(operation: Operation, request: Request) -> BaseModel | None:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    raw = await request.body()
+async def read_json(operation: Operation, request: Request, limit: int) -> BaseModel | None:
+    raw = await read_capped(request, limit)
     if not raw.strip():
         if operation.body_required:
             raise InvalidRequest("Request body is required (a JSON object)", param="body")
         return None
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        # curl sends form-urlencoded unless told otherwise, so a JSON body is accepted under any
-        # type; only a body that is not JSON under a type that is not JSON is a media-type error.
-        if media_type and media_type not in JSON_MEDIA_TYPES and not media_type.endswith("+json"):
-            raise UnsupportedMediaType(f"Content-Type must be application/json, got {media_type}") from None
-        raise InvalidRequest(f"Request body is not valid JSON: {exc}", param="body") from None
+    require_json(request)
+    data = parse_json(raw)
     check_against_spec(operation, data)
     return validate_body(operation, data)
 
@@ -211,6 +205,8 @@ async def read_form(operation: Operation, request: Request) -> tuple[BaseModel, 
         raise UnsupportedMediaType(f"Content-Type must be multipart/form-data, got {media_type or 'none'}")
     try:
         form = await request.form()
+    except PayloadTooLarge:
+        raise
     except Exception as exc:  # noqa: BLE001 - the multipart parser raises several unrelated types
         raise InvalidRequest(f"Malformed multipart body: {exc}", param="body") from None
     fields: dict[str, Any] = {}
@@ -247,8 +243,8 @@ def validate_form(operation: Operation, fields: dict[str, Any]) -> BaseModel:
     for name in failing:
         if isinstance(retyped.get(name), str):
             try:
-                retyped[name] = json.loads(retyped[name])
-            except ValueError:
+                retyped[name] = parse_json(retyped[name].encode())
+            except InvalidRequest:
                 pass
     return validate_body(operation, retyped)
 

@@ -29,7 +29,7 @@ from chromadb.errors import NotFoundError
 from ggstack.http.errors import Conflict, InvalidRequest, NotFound
 from ggstack.stores import bm25
 from ggstack.stores.base import Chunk, Filters, Hit, Ranker, Scalar
-from ggstack.stores.filters import to_chroma_where
+from ggstack.stores.filters import to_chroma_where, valid_key
 
 log = logging.getLogger("ggstack.stores.chroma")
 
@@ -60,6 +60,9 @@ def chunk_metadata(chunk: Chunk) -> dict[str, Scalar]:
     for key, value in chunk.attributes.items():
         if value is None:
             continue
+        if not valid_key(key):
+            raise InvalidRequest(f"attribute name {key!r} may not start with '$' or '#' or hold control "
+                                 "characters", param="attributes")
         if not isinstance(value, str | int | float | bool):
             raise InvalidRequest(f"attribute '{key}' must be a string, number or boolean",
                                  param="attributes")

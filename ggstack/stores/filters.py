@@ -28,6 +28,11 @@ def _is_scalar(value: Any) -> bool:
     return isinstance(value, str | int | float | bool)
 
 
+def valid_key(key: str) -> bool:
+    """`$`-keys are Chroma operators (a key `$and` would be read as one) and `#`-keys its own fields."""
+    return not key.startswith(("$", "#")) and key.isprintable()
+
+
 def to_chroma_where(filters: Any, *, param: str = "filters") -> dict[str, Any] | None:
     """Translate; None or {} means "no filter". Bad input -> InvalidRequest naming `param`."""
     filters = _plain(filters)
@@ -53,6 +58,9 @@ def _translate(node: Any, param: str) -> dict[str, Any]:
     key, value = node.get("key"), node.get("value")
     if not isinstance(key, str) or not key:
         raise InvalidRequest(f"{param}.key must be a non-empty string", param=param)
+    if not valid_key(key):
+        raise InvalidRequest(f"{param}.key {key!r} is not an attribute name: it may not start with '$' or '#' "
+                             "or hold control characters", param=param)
     if kind in ("in", "nin"):
         if not isinstance(value, list) or not value or not all(_is_scalar(v) for v in value):
             raise InvalidRequest(f"{param}.value must be a non-empty list of strings, numbers or "

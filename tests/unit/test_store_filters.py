@@ -40,6 +40,10 @@ def test_compound_filters_nest_and_single_operands_unwrap():
     {"type": "and", "filters": []},
     {"type": "or", "filters": [{"type": "eq", "key": "a", "value": None}]},
     ["not", "an", "object"],
+    {"type": "eq", "key": "$and", "value": 1},
+    {"type": "or", "filters": [{"type": "eq", "key": "#document", "value": "x"},
+                               {"type": "eq", "key": "a", "value": 1}]},
+    {"type": "eq", "key": "a\nb", "value": 1},
 ])
 def test_bad_filters_are_invalid_requests_naming_filters(bad):
     with pytest.raises(InvalidRequest) as err:
