@@ -10,6 +10,9 @@ from ggstack.datasets.rows import ROW_KIND, row_id
 from ggstack.http.errors import InvalidRequest
 from handlers.datasets import find_dataset
 
+#: Rows one iterrows answer holds at most, whatever `limit` asks.
+MAX_ROWS_PER_PAGE = 10_000
+
 
 async def readable_dataset(ctx: Context, dataset_id: str) -> dict[str, Any]:
     dataset = await find_dataset(ctx, dataset_id)
@@ -22,12 +25,15 @@ async def readable_dataset(ctx: Context, dataset_id: str) -> dict[str, Any]:
 
 async def iterrows(dataset_id: str, ctx: Context, start_index: int | None = None,
                    limit: int | None = None) -> dict[str, Any]:
-    """`limit` -1 (or absent) means every row from `start_index` on, as upstream does."""
+    """`limit` -1 (or absent) means every row from `start_index` on, as upstream does, up to
+    MAX_ROWS_PER_PAGE; `has_more` then says to ask again. Only the page is read from the store."""
     await readable_dataset(ctx, dataset_id)
     start = max(start_index or 0, 0)
-    rows = (await ctx.metadata.list(ROW_KIND, parent=dataset_id, limit=None, order="asc")).items
-    end = len(rows) if limit is None or limit < 0 else start + limit
-    return {"data": rows[start:end], "has_more": end < len(rows)}
+    size = MAX_ROWS_PER_PAGE if limit is None or limit < 0 else min(limit, MAX_ROWS_PER_PAGE)
+    if size == 0:
+        return {"data": [], "has_more": start < await ctx.metadata.count(ROW_KIND, parent=dataset_id)}
+    page = await ctx.metadata.list(ROW_KIND, parent=dataset_id, limit=size, order="asc", offset=start)
+    return {"data": page.items, "has_more": page.has_more}
 
 
 async def append_rows(dataset_id: str, body: AppendRowsRequest, ctx: Context) -> None:

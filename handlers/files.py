@@ -98,7 +98,7 @@ async def openai_delete_file(file_id: str, ctx: Context) -> OpenAIFileDeleteResp
 
 async def openai_retrieve_file_content(file_id: str, ctx: Context) -> Blob:
     doc = await records.get_file(ctx.metadata, ctx.files, file_id)
-    data = await ctx.files.read(doc["key"])
     # The spec declares only application/octet-stream here; the uploaded type is kept in
     # the record (extraction uses it) but cannot be echoed without breaking the contract.
-    return Blob(data, media_type="application/octet-stream", filename=header_safe(doc["filename"]))
+    return Blob(ctx.files.stream(doc["key"]), media_type="application/octet-stream",
+                filename=header_safe(doc["filename"]), size=doc["bytes"])

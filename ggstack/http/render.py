@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +23,16 @@ DELL_PREFIXES = ("/v1/openai/models", "/v1/openai/audio", "/v1/openai/chat", "/v
 
 @dataclass(frozen=True)
 class Blob:
-    """A handler result that is raw bytes (file content), not JSON."""
+    """A handler result that is raw bytes (file content), not JSON.
 
-    data: bytes
+    `data` may be an async iterator of chunks, so a large file is sent without ever being
+    held in memory whole; `size` (when known) becomes the Content-Length.
+    """
+
+    data: bytes | AsyncIterator[bytes]
     media_type: str = "application/octet-stream"
     filename: str | None = None
+    size: int | None = None
 
 
 def jsonable(result: Any) -> Any:

@@ -282,13 +282,37 @@ async def render(operation: Operation, result: Any) -> Response:
     if isinstance(result, Response):
         return result
     if isinstance(result, Blob):
-        headers = {}
-        if result.filename:
-            headers["Content-Disposition"] = f'attachment; filename="{result.filename}"'
-        return Response(result.data, media_type=result.media_type, headers=headers)
+        return await blob_response(result)
     if isinstance(result, AsyncIterator):
         return await stream(operation, result)
     return Response(dumps(jsonable(result)), media_type="application/json")
+
+
+async def blob_response(blob: Blob) -> Response:
+    headers = {}
+    if blob.filename:
+        headers["Content-Disposition"] = f'attachment; filename="{blob.filename}"'
+    if isinstance(blob.data, bytes):
+        return Response(blob.data, media_type=blob.media_type, headers=headers)
+    if blob.size is not None:
+        headers["Content-Length"] = str(blob.size)
+    # As with SSE: the first chunk is read before answering, so a missing blob is still a 404.
+    try:
+        first = await anext(blob.data, b"")
+    except BaseException:
+        await close(blob.data)
+        raise
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            if first:
+                yield first
+            async for chunk in blob.data:
+                yield chunk
+        finally:
+            await close(blob.data)
+
+    return StreamingResponse(chunks(), media_type=blob.media_type, headers=headers)
 
 
 async def stream(operation: Operation, chunks: AsyncIterator[Any]) -> Response:

@@ -77,8 +77,10 @@ class MetadataStore(Protocol):
 
     async def list(self, kind: str, *, parent: str | None = None, after: str | None = None,
                    before: str | None = None, limit: int | None = 20, order: Order = "desc",
-                   where: Where | None = None) -> Page:
+                   where: Where | None = None, offset: int = 0) -> Page:
         """A page in `order`; `after`/`before` are ids of the same list (InvalidRequest if not).
+
+        `offset` skips that many items first (in SQL, for position-addressed reads like dataset rows).
 
         `has_more` says whether more items lie beyond the page in the direction of travel.
         `limit=None` returns everything (for internal sweeps, not for clients).

@@ -23,6 +23,8 @@ STOP_WORDS = frozenset({
 
 K1 = 1.2
 B = 0.75
+#: Keyword search scans the store once per term; words past this many are ignored.
+MAX_QUERY_TERMS = 32
 
 
 def words(text: str) -> list[str]:
@@ -30,10 +32,12 @@ def words(text: str) -> list[str]:
 
 
 def query_terms(text: str) -> list[str]:
-    """Distinct query words in order, without stop words when there are others."""
+    """Distinct query words in order, without stop words when there are others.
+
+    Each term costs one scan of the store, so only the first MAX_QUERY_TERMS count."""
     seen = list(dict.fromkeys(words(text)))
     content = [w for w in seen if w not in STOP_WORDS]
-    return content or seen
+    return (content or seen)[:MAX_QUERY_TERMS]
 
 
 def term_pattern(term: str) -> str:

@@ -257,13 +257,13 @@ class SqlMetadataStore:
 
     async def list(self, kind: str, *, parent: str | None = None, after: str | None = None,
                    before: str | None = None, limit: int | None = 20, order: Order = "desc",
-                   where: Where | None = None) -> Page:
+                   where: Where | None = None, offset: int = 0) -> Page:
         if order not in ("asc", "desc"):
             raise InvalidRequest(f"order must be 'asc' or 'desc', not {order!r}", param="order")
         if limit is not None and limit < 1:
             raise InvalidRequest("limit must be at least 1", param="limit")
         return await self._run(self._read, partial(self._list_sync, kind, parent, after, before,
-                                                   limit, order, where))
+                                                   limit, order, where, max(offset, 0)))
 
     def _cursor(self, conn: Connection, kind: str, parent: str | None, id: str, param: str) -> Any:
         row = conn.execute(select(documents.c.created_at, documents.c.seq)
@@ -273,7 +273,8 @@ class SqlMetadataStore:
         return row
 
     def _list_sync(self, kind: str, parent: str | None, after: str | None, before: str | None,
-                   limit: int | None, order: Order, where: Where | None, conn: Connection) -> Page:
+                   limit: int | None, order: Order, where: Where | None, offset: int,
+                   conn: Connection) -> Page:
         created, seq = documents.c.created_at, documents.c.seq
         clauses = self._scope(kind, parent, where)
         # "Later in the list" means newer for desc and older for asc.
@@ -290,6 +291,8 @@ class SqlMetadataStore:
         ascending = (order == "asc") != backwards
         query = select(documents.c.id, documents.c.data).where(*clauses).order_by(
             *((created.asc(), seq.asc()) if ascending else (created.desc(), seq.desc())))
+        if offset:
+            query = query.offset(offset)
         if limit is not None:
             query = query.limit(limit + 1)
         rows = conn.execute(query).all()

@@ -25,6 +25,8 @@ from ggstack.inference.openai_format import CompletionChunks, completion, new_id
 
 DIALECT = spec_dialect(OpenAICompletion, OpenAICompletionChoice)
 DEFAULT_MAX_TOKENS = 16
+#: Prompts times best_of: each is a generation queued on one model worker.
+MAX_GENERATIONS = 128
 
 
 async def openai_completion(body: OpenaiCompletionRequest, ctx: Context) -> dict | AsyncIterator[dict]:
@@ -42,6 +44,9 @@ async def openai_completion(body: OpenaiCompletionRequest, ctx: Context) -> dict
         raise InvalidRequest("best_of must be at least n", param="best_of")
     if best_of > n and body.stream:
         raise InvalidRequest("best_of cannot be used with stream", param="best_of")
+    if len(prompts) * best_of > MAX_GENERATIONS:
+        raise InvalidRequest(f"{len(prompts)} prompts x best_of {best_of} is more than the {MAX_GENERATIONS} "
+                             "generations one request may ask for", param="prompt")
     sampling = options.sampling_options(
         max_tokens=options.token_limit(("max_tokens", body.max_tokens)) or DEFAULT_MAX_TOKENS,
         temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=body.stop,

@@ -23,23 +23,20 @@ from handlers.vector_stores.common import (
     batch_object,
     chunking_strategy,
     cursor,
+    distinct_file_ids,
     file_object,
     list_order,
     new_file_doc,
     page_body,
 )
 
-MAX_BATCH_FILES = 2000
-
 
 async def openai_create_vector_store_file_batch(vector_store_id: str, body: OpenaiCreateVectorStoreFileBatchRequest,
                                                 ctx: Context) -> VectorStoreFileBatchObject:
     await active_store(ctx, vector_store_id)
-    file_ids = list(dict.fromkeys(body.file_ids))
+    file_ids = distinct_file_ids(body.file_ids)
     if not file_ids:
         raise InvalidRequest("file_ids must name at least one file", param="file_ids")
-    if len(file_ids) > MAX_BATCH_FILES:
-        raise InvalidRequest(f"a batch can hold at most {MAX_BATCH_FILES} files", param="file_ids")
     attributes = records.validate_attributes(body.attributes)
     strategy = chunking_strategy(body.chunking_strategy)
     files = [await records.get_file(ctx.metadata, ctx.files, file_id) for file_id in file_ids]

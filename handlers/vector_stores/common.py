@@ -23,6 +23,16 @@ DEFAULT_PAGE = 20
 #: How long an attach (or a create with file_ids) waits for indexing before answering
 #: `in_progress`. Llama Stack clients expect a finished file; OpenAI clients poll anyway.
 ATTACH_WAIT_SECONDS = 20.0
+#: Files one request may attach (a batch, or a store created with file_ids).
+MAX_ATTACH_FILES = 2000
+
+
+def distinct_file_ids(file_ids: list[str] | None) -> list[str]:
+    """Each id once, in order, and no more than MAX_ATTACH_FILES of them."""
+    distinct = list(dict.fromkeys(file_ids or []))
+    if len(distinct) > MAX_ATTACH_FILES:
+        raise InvalidRequest(f"at most {MAX_ATTACH_FILES} files can be attached at once", param="file_ids")
+    return distinct
 
 
 def list_order(order: str) -> str:

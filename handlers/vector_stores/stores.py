@@ -25,6 +25,7 @@ from handlers.vector_stores.common import (
     DEFAULT_PAGE,
     chunking_strategy,
     cursor,
+    distinct_file_ids,
     list_order,
     new_file_doc,
     page_body,
@@ -61,7 +62,7 @@ async def openai_create_vector_store(body: OpenaiCreateVectorStoreRequest, ctx: 
     strategy = chunking_strategy(body.chunking_strategy)
     expires_after = records.validate_store_expiry(body.expires_after)
     metadata = records.validate_metadata(body.metadata)
-    file_ids = list(dict.fromkeys(body.file_ids or []))
+    file_ids = distinct_file_ids(body.file_ids)
     files = [await records.get_file(ctx.metadata, ctx.files, file_id) for file_id in file_ids]
     store_id = records.new_id("vs_")
     # The index first: a crash before the record is written leaves only an unused collection.

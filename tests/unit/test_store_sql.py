@@ -208,3 +208,11 @@ async def test_documents_survive_reopen(tmp_path):
 def test_in_memory_sqlite_is_refused():
     with pytest.raises(ValueError):
         SqlMetadataStore.open("sqlite://")
+
+
+async def test_offset_pages_by_position_in_sql(store):
+    ids = await fill(store, 10)
+    page = await store.list("file", order="asc", offset=4, limit=3)
+    assert [doc["id"] for doc in page.items] == ids[4:7] and page.has_more
+    last = await store.list("file", order="asc", offset=8, limit=3)
+    assert [doc["id"] for doc in last.items] == ids[8:] and not last.has_more

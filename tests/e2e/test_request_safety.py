@@ -13,10 +13,11 @@ UPLOAD_LIMIT = 128 * 1024
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_embed_gguf):
+def server(tmp_path_factory, tiny_embed_gguf, tiny_chat_gguf):
     config = {"max_json_bytes": JSON_LIMIT, "max_upload_bytes": UPLOAD_LIMIT,
               "allowed_origins": ["https://app.example"], "allowed_hosts": ["ggstack.internal"],
-              "models": [{"identifier": "emb", "path": str(tiny_embed_gguf), "model_type": "embedding"}]}
+              "models": [{"identifier": "emb", "path": str(tiny_embed_gguf), "model_type": "embedding"},
+                         {"identifier": "tiny", "path": str(tiny_chat_gguf), "model_type": "llm"}]}
     server = Server(tmp_path_factory.mktemp("browser"), config=config).start()
     yield server
     server.stop()
@@ -162,3 +163,27 @@ def test_dollar_filter_key_is_400_not_500(server):
     answer = httpx.post(f"{server.url}/v1/vector_stores/{store['id']}/search", json=search)
     assert answer.status_code == 400
     assert "$and" in answer.json()["detail"]
+
+
+def test_prompt_list_times_best_of_is_capped(server):
+    body = {"model": "tiny", "prompt": ["a"] * 20, "best_of": 8, "max_tokens": 1}
+    answer = httpx.post(f"{server.url}/v1/completions", json=body)
+    assert answer.status_code == 400
+    assert "20 prompts x best_of 8" in answer.json()["detail"]
+
+
+def test_too_many_file_ids_is_400(server):
+    body = {"name": "many", "embedding_model": "emb", "file_ids": [f"file-{i}" for i in range(2001)]}
+    answer = httpx.post(f"{server.url}/v1/vector_stores", json=body)
+    assert answer.status_code == 400
+    assert "at most 2000 files" in answer.json()["detail"]
+
+
+def test_download_streams_with_its_length(server):
+    data = bytes(range(256)) * 400
+    uploaded = httpx.post(f"{server.url}/v1/files", files={"file": ("d.bin", data)},
+                          data={"purpose": "assistants"}).json()
+    with httpx.stream("GET", f"{server.url}/v1/files/{uploaded['id']}/content") as answer:
+        assert answer.headers["content-length"] == str(len(data))
+        assert answer.headers.get("transfer-encoding") is None
+        assert answer.read() == data
