@@ -20,7 +20,9 @@ from generated.models.dell_pro_ai_studio import Model as DellModel
 from generated.models.ggstack import ListModelsResponse, Model, RegisterModelRequest
 from generated.models.llama_stack_deprecated import OpenAIListModelsResponse, OpenAIModel
 from ggstack.core.context import Context
+from ggstack.core.errors import InvalidValueError
 from ggstack.core.lifespan import MODEL_KIND
+from ggstack.engines.admission import ModelDirs
 from ggstack.engines.registry import ModelSpec
 from ggstack.http.errors import InvalidRequest
 from ggstack.providers.catalog import ctransformers_available
@@ -32,13 +34,16 @@ PROVIDERS = ("llama-cpp", "ctransformers")
 SPEC_KEYS = ("context_length", "embedding_dimension", "engine", "options")
 
 
-def native_model(spec: ModelSpec) -> Model:
+def native_model(spec: ModelSpec, ctx: Context) -> Model:
+    """`provider_resource_id` is the file relative to its model directory: absolute paths tell a
+    client about the server's disk, and the relative name is what registration takes back."""
     facts: dict[str, Any] = dict(spec.metadata)
     if spec.context_length is not None:
         facts["context_length"] = spec.context_length
     if spec.embedding_dimension is not None:
         facts["embedding_dimension"] = spec.embedding_dimension
-    return Model(identifier=spec.identifier, provider_resource_id=str(spec.path), provider_id=spec.engine,
+    resource = ModelDirs(ctx.settings.model_directories).display(spec.path)
+    return Model(identifier=spec.identifier, provider_resource_id=resource, provider_id=spec.engine,
                  type="model", metadata=facts, model_type=spec.model_type)
 
 
@@ -59,14 +64,14 @@ def created_times(specs: list[ModelSpec]) -> list[int]:
 
 
 async def list_models(ctx: Context) -> ListModelsResponse:
-    return ListModelsResponse(data=[native_model(spec) for spec in ctx.models.list()])
+    return ListModelsResponse(data=[native_model(spec, ctx) for spec in ctx.models.list()])
 
 
 async def get_model(model_id: str, ctx: Context) -> Model:
-    return native_model(ctx.models.get(model_id))
+    return native_model(ctx.models.get(model_id), ctx)
 
 
-def spec_from_request(body: RegisterModelRequest) -> ModelSpec:
+def spec_from_request(body: RegisterModelRequest, dirs: ModelDirs) -> ModelSpec:
     """Map the Llama Stack registration onto a ModelSpec; every bad field is a 400 naming it."""
     metadata = dict(body.metadata or {})
     engine = metadata.pop("engine", None)
@@ -83,10 +88,13 @@ def spec_from_request(body: RegisterModelRequest) -> ModelSpec:
         raise InvalidRequest("the ctransformers provider only runs LLMs", param="model_type")
     if engine == "ctransformers" and not ctransformers_available():
         raise InvalidRequest("the ctransformers provider is not installed", param="provider_id")
-    path = Path(body.provider_model_id or body.model_id).expanduser()
+    try:
+        path = dirs.find(body.provider_model_id or body.model_id)
+    except InvalidValueError as exc:
+        raise InvalidRequest(exc.message, param="provider_model_id") from None
     fields: dict[str, Any] = {key: metadata.pop(key) for key in SPEC_KEYS if key in metadata}
     try:
-        return ModelSpec(identifier=body.model_id, path=path.absolute(), model_type=model_type,
+        return ModelSpec(identifier=body.model_id, path=path, model_type=model_type,
                          engine=engine or "llama-cpp", metadata=metadata, **fields)
     except ValidationError as exc:
         error = exc.errors()[0]
@@ -99,7 +107,7 @@ async def register_model(body: RegisterModelRequest, ctx: Context) -> Model:
     contradicts is refused as "Invalid value: ...", the house rule's 400 for valid data that
     refers to something that is not there."""
     try:
-        spec = spec_from_request(body)
+        spec = spec_from_request(body, ModelDirs(ctx.settings.model_directories))
         # register() reads the GGUF header to check the file, so it runs off the event loop.
         spec = await anyio.to_thread.run_sync(ctx.models.register, spec)
     except InvalidRequest as exc:
@@ -112,7 +120,7 @@ async def register_model(body: RegisterModelRequest, ctx: Context) -> Model:
     except BaseException:
         await ctx.models.unregister(spec.identifier)
         raise
-    return native_model(spec)
+    return native_model(spec, ctx)
 
 
 async def unregister_model(model_id: str, ctx: Context) -> None:

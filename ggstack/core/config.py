@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     chroma_url: str | None = Field(None, description="A Chroma server; default embedded in data_dir")
     default_models: bool = Field(True, description="Register the bundled SmolLM2 and all-MiniLM-L6-v2")
     models: list[ModelConfig] = Field(default_factory=list)
+    model_dirs: list[Path] = Field(default_factory=list, description=(
+        "Directories POST /v1/models may load files from; default data_dir/models"))
+    max_context_factor: float = Field(1.0, gt=0, description=(
+        "A model's context may be at most its trained context times this"))
     max_upload_bytes: int = 512 * 1024 * 1024
     max_json_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest JSON request body (413 past it)")
     allowed_hosts: list[str] = Field(default_factory=list, description=(
@@ -62,6 +66,10 @@ class Settings(BaseSettings):
     access_log: bool = Field(False, description="uvicorn's line per request; off by default because "
                              "writing it costs the cheapest routes a third of their rate (spans record every call)")
     log_level: str = "info"
+
+    @property
+    def model_directories(self) -> list[Path]:
+        return self.model_dirs or [self.data_dir / "models"]
 
     @property
     def sqlalchemy_url(self) -> str:

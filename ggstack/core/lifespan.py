@@ -16,6 +16,7 @@ import anyio.to_thread
 
 from ggstack.core.config import Settings
 from ggstack.core.context import Context
+from ggstack.engines.admission import ModelDirs
 from ggstack.engines.registry import ModelRegistry, ModelSpec, default_model_specs
 from ggstack.http.errors import ApiError
 from ggstack.http.operations import Operation
@@ -32,7 +33,7 @@ MODEL_KIND = "model"
 async def open_context(settings: Settings, operations: tuple[Operation, ...],
                        missing: frozenset[str]) -> AsyncIterator[Context]:
     async with open_stores(settings) as stores:
-        registry = ModelRegistry(max_queue=settings.max_queue)
+        registry = ModelRegistry(max_queue=settings.max_queue, context_factor=settings.max_context_factor)
         await register_models(registry, settings, stores.metadata)
         ingest = IngestWorker(metadata=stores.metadata, files=stores.files, vectors=stores.vectors,
                               models=registry)
@@ -56,9 +57,15 @@ async def register_models(registry: ModelRegistry, settings: Settings, metadata:
     for spec in specs:
         registry.register(spec, replace=True)
     page = await metadata.list(MODEL_KIND, limit=None, order="asc")
+    dirs = ModelDirs(settings.model_directories)
     for stored in page.items:
         try:
-            registry.register(ModelSpec.model_validate(stored["spec"]), replace=True)
+            spec = ModelSpec.model_validate(stored["spec"])
+            if dirs.inside(spec.path) is None:
+                # Registered when model_dirs said otherwise: the fence holds for old entries too.
+                log.warning("registered model %s is outside model_dirs and skipped", stored.get("id"))
+                continue
+            registry.register(spec, replace=True)
         except ApiError as exc:
             # A registered file that has since gone away must not stop the server.
             log.warning("registered model %s is unusable and skipped: %s", stored.get("id"), exc.message)

@@ -20,6 +20,8 @@ from typing import Any, Literal
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field
 
+from ggstack.core.errors import InvalidValueError
+from ggstack.engines.admission import bounded_options
 from ggstack.engines.base import ChatEngine, EmbeddingEngine
 from ggstack.engines.gguf_info import GGUFFormatError, inspect_gguf
 from ggstack.engines.worker import DEFAULT_MAX_QUEUE
@@ -56,12 +58,14 @@ class ModelRegistry:
     owner can persist specs; the registry itself keeps nothing on disk.
     """
 
-    def __init__(self, *, max_queue: int = DEFAULT_MAX_QUEUE, on_change: OnChange | None = None) -> None:
+    def __init__(self, *, max_queue: int = DEFAULT_MAX_QUEUE, on_change: OnChange | None = None,
+                 context_factor: float = 1.0) -> None:
         self._specs: dict[str, ModelSpec] = {}
         self._engines: dict[str, Any] = {}
         self._loading: dict[str, asyncio.Task[Any]] = {}
         self._max_queue = max_queue
         self._on_change = on_change
+        self._context_factor = context_factor
 
     # -- specs ---------------------------------------------------------------------------------
 
@@ -73,7 +77,7 @@ class ModelRegistry:
         """
         if spec.identifier in self._specs and not replace:
             raise Conflict(f"Model '{spec.identifier}' already exists", param="model_id")
-        spec = _completed(spec)
+        spec = _completed(spec, self._context_factor)
         if replace and spec.identifier in self._engines:
             log.info("model %s re-registered; the loaded engine is kept until unload", spec.identifier)
         self._specs[spec.identifier] = spec
@@ -156,16 +160,18 @@ class ModelRegistry:
         return engine
 
 
-def _completed(spec: ModelSpec) -> ModelSpec:
+def _completed(spec: ModelSpec, context_factor: float) -> ModelSpec:
     """Validate the file and fill context_length / embedding_dimension from it when not given."""
     if not spec.path.is_file():
-        raise InvalidRequest(f"model file {spec.path} does not exist", param="path")
+        raise InvalidRequest(f"model file {spec.path.name} does not exist", param="path")
     if spec.engine != "llama-cpp":
+        _bounded(spec, None, context_factor)
         return spec
     try:
         info = inspect_gguf(spec.path)
     except GGUFFormatError as exc:
         raise InvalidRequest(f"model file {spec.path.name} is not a usable GGUF: {exc}", param="path") from None
+    _bounded(spec, info.context_length, context_factor)
     updates: dict[str, Any] = {}
     if spec.context_length is None and info.context_length:
         default = 512 if spec.model_type == "embedding" else 4096
@@ -182,6 +188,14 @@ def _completed(spec: ModelSpec) -> ModelSpec:
     elif not info.has_chat_template:
         log.info("model %s has no chat template; only raw completions will work", spec.identifier)
     return spec.model_copy(update=updates) if updates else spec
+
+
+def _bounded(spec: ModelSpec, trained_context: int | None, context_factor: float) -> None:
+    try:
+        bounded_options(spec.options, engine=spec.engine, context_length=spec.context_length,
+                        trained_context=trained_context, context_factor=context_factor)
+    except InvalidValueError as exc:
+        raise InvalidRequest(exc.message, param=exc.field) from None
 
 
 async def _load_engine(spec: ModelSpec, max_queue: int) -> Any:

@@ -14,8 +14,10 @@ EMB = {"identifier": "emb", "model_type": "embedding"}
 CHAT = {"identifier": "chat", "model_type": "llm"}
 
 
-def run_config(tiny_embed_gguf, tiny_chat_gguf) -> dict:
-    return {"models": [{**EMB, "path": str(tiny_embed_gguf)}, {**CHAT, "path": str(tiny_chat_gguf)}]}
+def run_config(tiny_embed_gguf, tiny_chat_gguf, *model_dirs) -> dict:
+    """Run-config models come from anywhere; POST /v1/models only from `model_dirs`."""
+    return {"models": [{**EMB, "path": str(tiny_embed_gguf)}, {**CHAT, "path": str(tiny_chat_gguf)}],
+            "model_dirs": [str(d) for d in model_dirs]}
 
 
 def stopped(server: Server) -> None:
@@ -24,8 +26,13 @@ def stopped(server: Server) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_embed_gguf, tiny_chat_gguf):
-    config = run_config(tiny_embed_gguf, tiny_chat_gguf)
+def model_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("model-dir")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_embed_gguf, tiny_chat_gguf, model_dir):
+    config = run_config(tiny_embed_gguf, tiny_chat_gguf, model_dir)
     server = Server(tmp_path_factory.mktemp("models"), config=config).start()
     yield server
     stopped(server)
@@ -38,11 +45,16 @@ def http(server):
 
 
 @pytest.fixture
-def model_file(tmp_path, tiny_embed_gguf):
-    """A GGUF of the test's own, so a test may delete it."""
-    path = tmp_path / "copy-of-tiny-bert.gguf"
+def model_file(tmp_path, model_dir, tiny_embed_gguf):
+    """A GGUF of the test's own in the model directory, so a test may delete it."""
+    path = model_dir / tmp_path.name / "copy-of-tiny-bert.gguf"
+    path.parent.mkdir()
     shutil.copy(tiny_embed_gguf, path)
     return path
+
+
+def relative(path, model_dir) -> str:
+    return path.relative_to(model_dir).as_posix()
 
 
 def embed(http: httpx.Client, model: str, text: str = "hello world") -> httpx.Response:
@@ -50,8 +62,9 @@ def embed(http: httpx.Client, model: str, text: str = "hello world") -> httpx.Re
 
 
 def test_native_list_describes_each_model(http, tiny_embed_gguf, tiny_chat_gguf):
+    """A run-config model outside the model directories shows only its file name."""
     models = {m["identifier"]: m for m in http.get("/v1/models").json()["data"]}
-    assert models["emb"] == {"identifier": "emb", "provider_resource_id": str(tiny_embed_gguf),
+    assert models["emb"] == {"identifier": "emb", "provider_resource_id": tiny_embed_gguf.name,
                              "provider_id": "llama-cpp", "type": "model", "model_type": "embedding",
                              "metadata": {"embedding_dimension": 32, "context_length": 512}}
     assert models["chat"]["model_type"] == "llm"
@@ -84,12 +97,13 @@ def test_unknown_model_is_404(http):
         assert "not found" in response.json()["detail"]
 
 
-def test_register_use_get_unregister(http, model_file):
+def test_register_use_get_unregister(http, model_file, model_dir):
+    """By a path relative to the model directory; provider_resource_id gives back the same."""
     registered = http.post("/v1/models", json={
-        "model_id": "mine", "provider_model_id": str(model_file), "model_type": "embedding",
+        "model_id": "mine", "provider_model_id": relative(model_file, model_dir), "model_type": "embedding",
         "metadata": {"embedding_dimension": 32, "context_length": 256, "note": "kept"}})
     assert registered.status_code == 200, registered.text
-    assert registered.json() == {"identifier": "mine", "provider_resource_id": str(model_file),
+    assert registered.json() == {"identifier": "mine", "provider_resource_id": relative(model_file, model_dir),
                                  "provider_id": "llama-cpp", "type": "model", "model_type": "embedding",
                                  "metadata": {"note": "kept", "embedding_dimension": 32,
                                               "context_length": 256}}
@@ -114,7 +128,7 @@ def test_registering_a_taken_id_is_409(http, model_file):
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    ({"provider_model_id": "/no/such/model.gguf"}, "/no/such/model.gguf does not exist"),
+    ({"provider_model_id": "/no/such/model.gguf"}, "'/no/such/model.gguf' is not in the server's model dir"),
     ({"provider_id": "ollama"}, "provider_id: 'ollama' is not one of"),
     ({"metadata": {"embedding_dimension": 64}}, "embedding_dimension 64 does not match the model's 32"),
     ({"metadata": {"context_length": "long"}}, "context_length"),
@@ -129,8 +143,8 @@ def test_bad_registrations_are_400(http, model_file, body, message):
     assert http.get("/v1/models/bad").status_code == 404
 
 
-def test_a_file_that_is_not_a_gguf_is_400(http, tmp_path):
-    path = tmp_path / "notes.gguf"
+def test_a_file_that_is_not_a_gguf_is_400(http, model_dir):
+    path = model_dir / "notes.gguf"
     path.write_text("not a model")
     response = http.post("/v1/models", json={"model_id": "bad", "provider_model_id": str(path)})
     assert response.status_code == 400
@@ -150,7 +164,7 @@ def test_an_embedding_file_registered_as_llm_is_refused_for_embeddings(http, mod
 
 def test_registrations_survive_a_restart_and_config_models_come_back(tmp_path, tiny_embed_gguf,
                                                                      tiny_chat_gguf, model_file):
-    config = run_config(tiny_embed_gguf, tiny_chat_gguf)
+    config = run_config(tiny_embed_gguf, tiny_chat_gguf, model_file.parent, tmp_path)
     gone = tmp_path / "gone.gguf"
     shutil.copy(tiny_embed_gguf, gone)
     first = Server(tmp_path / "data", config=config).start()
@@ -174,7 +188,47 @@ def test_registrations_survive_a_restart_and_config_models_come_back(tmp_path, t
         with httpx.Client(base_url=second.url, timeout=30) as http:
             ids = {m["identifier"] for m in http.get("/v1/models").json()["data"]}
             assert ids == {"emb", "chat", "kept"}  # file-gone is skipped, not fatal
-            assert http.get("/v1/models/kept").json()["provider_resource_id"] == str(model_file)
+            assert http.get("/v1/models/kept").json()["provider_resource_id"] == model_file.name
             assert embed(http, "kept").json()["data"][0]["embedding"] == before
     finally:
         stopped(second)
+
+
+@pytest.mark.parametrize("name", ["../outside.gguf", "sub/../../outside.gguf", "link.gguf", "OUTSIDE"])
+def test_paths_out_of_the_model_directory_are_refused_alike(http, model_dir, tiny_embed_gguf, name):
+    """`..`, a symlink pointing out, and an absolute path outside all get the answer a missing file
+    gets, which names only what the client sent."""
+    outside = model_dir.parent / "outside.gguf"
+    shutil.copy(tiny_embed_gguf, outside)
+    link = model_dir / "link.gguf"
+    if not link.exists():
+        link.symlink_to(outside)
+    name = str(outside) if name == "OUTSIDE" else name
+    response = http.post("/v1/models", json={"model_id": "escape", "provider_model_id": name,
+                                             "model_type": "embedding"})
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail == (f"Invalid value: model file '{name}' is not in the server's model directories "
+                      "(model_dirs in the run config) (param: provider_model_id)")
+    assert http.get("/v1/models/escape").status_code == 404
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"n_threads": 10_000}, "options.n_threads 10000 is more than this machine's"),
+    ({"n_threads": "4"}, "options.n_threads must be a positive integer"),
+    ({"n_ctx": 1_000_000}, "options.n_ctx 1000000 is more than this model allows (512"),
+    ({"use_mmap": "yes"}, "options.use_mmap must be true or false"),
+    ({"rope_scale": 2}, "unknown llama-cpp option(s): rope_scale"),
+])
+def test_engine_options_out_of_bounds_are_400(http, model_file, model_dir, options, message):
+    response = http.post("/v1/models", json={"model_id": "opts", "provider_model_id": relative(model_file, model_dir),
+                                             "model_type": "embedding", "metadata": {"options": options}})
+    assert response.status_code == 400, response.text
+    assert message in response.json()["detail"]
+
+
+def test_context_length_past_trained_context_is_400(http, model_file, model_dir):
+    response = http.post("/v1/models", json={"model_id": "long", "provider_model_id": relative(model_file, model_dir),
+                                             "model_type": "embedding", "metadata": {"context_length": 4096}})
+    assert response.status_code == 400
+    assert "context_length 4096 is more than this model allows (512" in response.json()["detail"]
