@@ -193,7 +193,7 @@ def build_operation(spec: str, document: dict[str, Any], serving: dict[str, Any]
         summary=(op.get("summary") or op.get("description") or "").strip().split("\n")[0],
         parameters=tuple(parameters), body_model=body_model, body_media_type=body_media_type,
         body_required=body_required, status_codes=tuple(str(code) for code in responses),
-        streams=streams, error_shape=serving["error_shape"], sse_done=bool(serving.get("sse_done")),
+        streams=streams, error_shape=serving["error_shape"], sse_done=bool(serving.get("sse_done")) and tag not in serving.get("sse_done_except_tags", ()),
     )
 
 

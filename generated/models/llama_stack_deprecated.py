@@ -2195,6 +2195,10 @@ class ToolDef(BaseModel):
     metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
         None, description="(Optional) Additional metadata about the tool"
     )
+    tool_prompt_format: Literal["json", "function_tag", "python_list"] | None = Field(
+        None,
+        description="(Optional, ignored) How the client would like calls of this tool formatted; the server uses the model's own tool format.",
+    )
 
 
 class Image(BaseModel):

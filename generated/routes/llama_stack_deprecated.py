@@ -20,8 +20,8 @@ LIST_AGENTS = Operation(
     module="agents",
     summary="List all agents.",
     params=(
-        Param("start_index", "query", required=False, schema={"type": "integer"}),
-        Param("limit", "query", required=False, schema={"type": "integer"}),
+        Param("start_index", "query", required=False, schema={"type": "integer", "minimum": 0}),
+        Param("limit", "query", required=False, schema={"type": "integer", "minimum": 1}),
     ),
     body=None,
     body_media_type=None,
@@ -29,7 +29,7 @@ LIST_AGENTS = Operation(
     status_codes=("200", "400", "429", "500", "default"),
     streams=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 CREATE_AGENT = Operation(
@@ -47,7 +47,7 @@ CREATE_AGENT = Operation(
     status_codes=("200", "400", "429", "500", "default"),
     streams=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_AGENT = Operation(
@@ -67,7 +67,7 @@ GET_AGENT = Operation(
     status_codes=("200", "400", "429", "500", "default"),
     streams=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 DELETE_AGENT = Operation(
@@ -87,7 +87,7 @@ DELETE_AGENT = Operation(
     status_codes=("200", "400", "429", "500", "default"),
     streams=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 CREATE_AGENT_SESSION = Operation(
@@ -107,7 +107,7 @@ CREATE_AGENT_SESSION = Operation(
     status_codes=("200", "400", "429", "500", "default"),
     streams=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_AGENTS_SESSION = Operation(
@@ -129,7 +129,7 @@ GET_AGENTS_SESSION = Operation(
     status_codes=("200", "400", "429", "500", "default"),
     streams=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 DELETE_AGENTS_SESSION = Operation(
@@ -150,7 +150,7 @@ DELETE_AGENTS_SESSION = Operation(
     status_codes=("200", "400", "429", "500", "default"),
     streams=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 CREATE_AGENT_TURN = Operation(
@@ -174,7 +174,7 @@ CREATE_AGENT_TURN = Operation(
     status_codes=("200", "400", "429", "500", "default"),
     streams=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_AGENTS_TURN = Operation(
@@ -199,7 +199,7 @@ GET_AGENTS_TURN = Operation(
     status_codes=("200", "400", "429", "500", "default"),
     streams=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 RESUME_AGENT_TURN = Operation(
@@ -224,7 +224,7 @@ RESUME_AGENT_TURN = Operation(
     status_codes=("200", "400", "429", "500", "default"),
     streams=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_AGENTS_STEP = Operation(
@@ -250,7 +250,7 @@ GET_AGENTS_STEP = Operation(
     status_codes=("200", "400", "429", "500", "default"),
     streams=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LIST_AGENT_SESSIONS = Operation(
@@ -263,8 +263,8 @@ LIST_AGENT_SESSIONS = Operation(
     summary="List all session(s) of a given agent.",
     params=(
         Param("agent_id", "path", required=True, schema={"type": "string"}),
-        Param("start_index", "query", required=False, schema={"type": "integer"}),
-        Param("limit", "query", required=False, schema={"type": "integer"}),
+        Param("start_index", "query", required=False, schema={"type": "integer", "minimum": 0}),
+        Param("limit", "query", required=False, schema={"type": "integer", "minimum": 1}),
     ),
     body=None,
     body_media_type=None,
@@ -272,7 +272,7 @@ LIST_AGENT_SESSIONS = Operation(
     status_codes=("200", "400", "429", "500", "default"),
     streams=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 APPEND_ROWS = Operation(

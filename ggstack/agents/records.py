@@ -1,0 +1,79 @@
+"""Agents, sessions and turns as documents in the metadata store.
+
+An agent is kind `agent`; a session is kind `agent_session` under its agent; a turn is kind
+`agent_turn` under its session, holding the spec's `Turn` plus the loop's own state (its
+status, the inference count so far, the tool calls it waits for), so a turn paused for client
+tools can be resumed after a restart. Deleting an agent deletes its sessions and their turns.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from ggstack.http.errors import NotFound
+from ggstack.stores.base import MetadataStore
+
+AGENT = "agent"
+SESSION = "agent_session"
+TURN = "agent_turn"
+
+#: Turn statuses: running now, paused for client tool responses, finished.
+IN_PROGRESS, AWAITING_INPUT, COMPLETED = "in_progress", "awaiting_input", "completed"
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+async def get_agent(metadata: MetadataStore, agent_id: str) -> dict[str, Any]:
+    doc = await metadata.get(AGENT, agent_id)
+    if doc is None:
+        raise NotFound(f"Agent '{agent_id}' not found", param="agent_id")
+    return doc
+
+
+async def get_session(metadata: MetadataStore, agent_id: str, session_id: str) -> dict[str, Any]:
+    await get_agent(metadata, agent_id)
+    doc = await metadata.get(SESSION, session_id, parent=agent_id)
+    if doc is None:
+        raise NotFound(f"Session '{session_id}' not found for agent '{agent_id}'", param="session_id")
+    return doc
+
+
+async def get_turn(metadata: MetadataStore, agent_id: str, session_id: str, turn_id: str) -> dict[str, Any]:
+    await get_session(metadata, agent_id, session_id)
+    doc = await metadata.get(TURN, turn_id, parent=session_id)
+    if doc is None or doc["status"] == IN_PROGRESS:
+        raise NotFound(f"Turn '{turn_id}' not found in session '{session_id}'", param="turn_id")
+    return doc
+
+
+async def session_turns(metadata: MetadataStore, session_id: str) -> list[dict[str, Any]]:
+    """The session's finished or paused turns, oldest first (a turn still running is not yet one)."""
+    page = await metadata.list(TURN, parent=session_id, limit=None, order="asc")
+    return [doc for doc in page.items if doc["status"] != IN_PROGRESS]
+
+
+async def delete_session(metadata: MetadataStore, agent_id: str, session_id: str) -> None:
+    await metadata.delete_children(TURN, session_id)
+    await metadata.delete(SESSION, session_id, parent=agent_id)
+
+
+async def delete_agent(metadata: MetadataStore, agent_id: str) -> None:
+    sessions = await metadata.list(SESSION, parent=agent_id, limit=None, order="asc")
+    for session in sessions.items:
+        await delete_session(metadata, agent_id, session["session_id"])
+    await metadata.delete(AGENT, agent_id)
+
+
+def page(items: list[dict[str, Any]], start_index: int | None, limit: int | None) -> dict[str, Any]:
+    """A `PaginatedResponse` over `items` (the API pages by index, not by cursor)."""
+    start = start_index or 0  # the spec (overlaid) bounds start_index >= 0 and limit >= 1
+    end = len(items) if limit is None else start + limit
+    return {"data": items[start:end], "has_more": end < len(items)}
