@@ -24,7 +24,7 @@ from ggstack.core.errors import InvalidValueError
 from ggstack.core.lifespan import MODEL_KIND
 from ggstack.engines.admission import ModelDirs
 from ggstack.engines.registry import ModelSpec
-from ggstack.http.errors import InvalidRequest
+from ggstack.http.errors import Fields, InvalidRequest, from_domain
 from ggstack.providers.catalog import ctransformers_available
 
 #: `owned_by` in the OpenAI list, as Llama Stack reports its own models.
@@ -32,6 +32,8 @@ OWNER = "llama_stack"
 PROVIDERS = ("llama-cpp", "ctransformers")
 #: Metadata keys that set how the model runs rather than describe it; taken out into the spec.
 SPEC_KEYS = ("context_length", "embedding_dimension", "engine", "options")
+#: The registry calls the model file `path`; this request names it `provider_model_id`.
+REGISTER_FIELDS: Fields = {"path": "provider_model_id"}
 
 
 def native_model(spec: ModelSpec, ctx: Context) -> Model:
@@ -72,26 +74,23 @@ async def get_model(model_id: str, ctx: Context) -> Model:
 
 
 def spec_from_request(body: RegisterModelRequest, dirs: ModelDirs) -> ModelSpec:
-    """Map the Llama Stack registration onto a ModelSpec; every bad field is a 400 naming it."""
+    """Map the Llama Stack registration onto a ModelSpec; every bad field is refused naming it."""
     metadata = dict(body.metadata or {})
     engine = metadata.pop("engine", None)
     if body.provider_id is not None:
         if body.provider_id not in PROVIDERS:
-            raise InvalidRequest(f"provider_id must be one of {', '.join(PROVIDERS)} "
-                                 f"(got {body.provider_id})", param="provider_id")
+            raise InvalidValueError(f"provider_id must be one of {', '.join(PROVIDERS)} "
+                                    f"(got {body.provider_id})", field="provider_id")
         if engine is not None and engine != body.provider_id:
-            raise InvalidRequest(f"metadata.engine {engine!r} contradicts provider_id {body.provider_id!r}",
-                                 param="provider_id")
+            raise InvalidValueError(f"metadata.engine {engine!r} contradicts provider_id {body.provider_id!r}",
+                                    field="provider_id")
         engine = body.provider_id
     model_type = body.model_type.root if body.model_type else "llm"
     if engine == "ctransformers" and model_type != "llm":
-        raise InvalidRequest("the ctransformers provider only runs LLMs", param="model_type")
+        raise InvalidValueError("the ctransformers provider only runs LLMs", field="model_type")
     if engine == "ctransformers" and not ctransformers_available():
-        raise InvalidRequest("the ctransformers provider is not installed", param="provider_id")
-    try:
-        path = dirs.find(body.provider_model_id or body.model_id)
-    except InvalidValueError as exc:
-        raise InvalidRequest(exc.message, param="provider_model_id") from None
+        raise InvalidValueError("the ctransformers provider is not installed", field="provider_id")
+    path = dirs.find(body.provider_model_id or body.model_id)
     fields: dict[str, Any] = {key: metadata.pop(key) for key in SPEC_KEYS if key in metadata}
     try:
         return ModelSpec(identifier=body.model_id, path=path, model_type=model_type,
@@ -99,7 +98,7 @@ def spec_from_request(body: RegisterModelRequest, dirs: ModelDirs) -> ModelSpec:
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(part) for part in error["loc"]) or "metadata"
-        raise InvalidRequest(f"{field}: {error['msg']}", param=field) from None
+        raise InvalidValueError(f"{field}: {error['msg']}", field=field) from None
 
 
 async def register_model(body: RegisterModelRequest, ctx: Context) -> Model:
@@ -110,10 +109,9 @@ async def register_model(body: RegisterModelRequest, ctx: Context) -> Model:
         spec = spec_from_request(body, ModelDirs(ctx.settings.model_directories))
         # register() reads the GGUF header to check the file, so it runs off the event loop.
         spec = await anyio.to_thread.run_sync(ctx.models.register, spec)
-    except InvalidRequest as exc:
-        # "path" is the registry's name for what this request calls provider_model_id
-        param = "provider_model_id" if exc.param == "path" else exc.param
-        raise InvalidRequest(f"Invalid value: {exc.message}", param=param, code=exc.code) from None
+    except InvalidValueError as exc:
+        error = from_domain(exc, REGISTER_FIELDS)
+        raise InvalidRequest(f"Invalid value: {error.message}", param=error.param, code=error.code) from None
     try:
         await ctx.metadata.put(MODEL_KIND, spec.identifier,
                                {"id": spec.identifier, "spec": spec.model_dump(mode="json")})

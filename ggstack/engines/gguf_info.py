@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ggstack.core.errors import InvalidValueError
+
 GGUF_MAGIC = b"GGUF"
 
 # GGUF value types -> struct format of one element (strings and arrays are handled apart).
@@ -22,7 +24,7 @@ _MAX_KV = 100_000
 _MAX_STRING = 64 * 1024 * 1024
 
 
-class GGUFFormatError(ValueError):
+class GGUFFormatError(InvalidValueError):
     """The file is not a GGUF file, or its metadata section is truncated or corrupt."""
 
 

@@ -20,12 +20,11 @@ from typing import Any, Literal
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field
 
-from ggstack.core.errors import InvalidValueError
+from ggstack.core.errors import AlreadyExistsError, InvalidValueError, NotFoundError
 from ggstack.engines.admission import bounded_options
 from ggstack.engines.base import ChatEngine, EmbeddingEngine
 from ggstack.engines.gguf_info import GGUFFormatError, inspect_gguf
 from ggstack.engines.worker import DEFAULT_MAX_QUEUE
-from ggstack.http.errors import Conflict, InvalidRequest, NotFound
 
 log = logging.getLogger("ggstack.engines")
 
@@ -70,13 +69,13 @@ class ModelRegistry:
     # -- specs ---------------------------------------------------------------------------------
 
     def register(self, spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
-        """Add a model (Conflict if the id is taken and not `replace`); fills context/dimension from the GGUF.
+        """Add a model (AlreadyExistsError if the id is taken and not `replace`); fills context/dimension from the GGUF.
 
         Checks the file exists and, for llama-cpp, that it is a GGUF of a sensible kind, so a
         bad registration fails now rather than on some later request.
         """
         if spec.identifier in self._specs and not replace:
-            raise Conflict(f"Model '{spec.identifier}' already exists", param="model_id")
+            raise AlreadyExistsError(f"Model '{spec.identifier}' already exists")
         spec = _completed(spec, self._context_factor)
         if replace and spec.identifier in self._engines:
             log.info("model %s re-registered; the loaded engine is kept until unload", spec.identifier)
@@ -97,7 +96,7 @@ class ModelRegistry:
         try:
             return self._specs[identifier]
         except KeyError:
-            raise NotFound(f"Model '{identifier}' not found", param="model") from None
+            raise NotFoundError(f"Model '{identifier}' not found") from None
 
     def list(self) -> list[ModelSpec]:
         return [self._specs[k] for k in sorted(self._specs)]
@@ -108,17 +107,17 @@ class ModelRegistry:
     # -- engines -------------------------------------------------------------------------------
 
     async def chat(self, identifier: str) -> ChatEngine:
-        """The generation engine for an `llm` model (InvalidRequest for an embedding model)."""
+        """The generation engine for an `llm` model (InvalidValueError for an embedding model)."""
         spec = self.get(identifier)
         if spec.model_type != "llm":
-            raise InvalidRequest(f"Model '{identifier}' is an embedding model, not an LLM", param="model")
+            raise InvalidValueError(f"Model '{identifier}' is an embedding model, not an LLM", field="model")
         return await self._engine(spec)
 
     async def embedder(self, identifier: str) -> EmbeddingEngine:
-        """The embedding engine for an `embedding` model (InvalidRequest for an LLM)."""
+        """The embedding engine for an `embedding` model (InvalidValueError for an LLM)."""
         spec = self.get(identifier)
         if spec.model_type != "embedding":
-            raise InvalidRequest(f"Model '{identifier}' is not an embedding model", param="model")
+            raise InvalidValueError(f"Model '{identifier}' is not an embedding model", field="model")
         return await self._engine(spec)
 
     async def unload(self, identifier: str) -> bool:
@@ -163,14 +162,14 @@ class ModelRegistry:
 def _completed(spec: ModelSpec, context_factor: float) -> ModelSpec:
     """Validate the file and fill context_length / embedding_dimension from it when not given."""
     if not spec.path.is_file():
-        raise InvalidRequest(f"model file {spec.path.name} does not exist", param="path")
+        raise InvalidValueError(f"model file {spec.path.name} does not exist", field="path")
     if spec.engine != "llama-cpp":
         _bounded(spec, None, context_factor)
         return spec
     try:
         info = inspect_gguf(spec.path)
     except GGUFFormatError as exc:
-        raise InvalidRequest(f"model file {spec.path.name} is not a usable GGUF: {exc}", param="path") from None
+        raise InvalidValueError(f"model file {spec.path.name} is not a usable GGUF: {exc}", field="path") from None
     _bounded(spec, info.context_length, context_factor)
     updates: dict[str, Any] = {}
     if spec.context_length is None and info.context_length:
@@ -179,10 +178,10 @@ def _completed(spec: ModelSpec, context_factor: float) -> ModelSpec:
     if spec.model_type == "embedding":
         dim = spec.embedding_dimension or spec.metadata.get("embedding_dimension") or info.embedding_length
         if dim is None:
-            raise InvalidRequest(f"model file {spec.path.name} does not say its embedding size", param="path")
+            raise InvalidValueError(f"model file {spec.path.name} does not say its embedding size", field="path")
         if info.embedding_length and int(dim) != info.embedding_length:
-            raise InvalidRequest(f"embedding_dimension {dim} does not match the model's {info.embedding_length}",
-                                 param="embedding_dimension")
+            raise InvalidValueError(f"embedding_dimension {dim} does not match the model's {info.embedding_length}",
+                                    field="embedding_dimension")
         updates["embedding_dimension"] = int(dim)
         updates["metadata"] = {**spec.metadata, "embedding_dimension": int(dim)}
     elif not info.has_chat_template:
@@ -191,17 +190,14 @@ def _completed(spec: ModelSpec, context_factor: float) -> ModelSpec:
 
 
 def _bounded(spec: ModelSpec, trained_context: int | None, context_factor: float) -> None:
-    try:
-        bounded_options(spec.options, engine=spec.engine, context_length=spec.context_length,
-                        trained_context=trained_context, context_factor=context_factor)
-    except InvalidValueError as exc:
-        raise InvalidRequest(exc.message, param=exc.field) from None
+    bounded_options(spec.options, engine=spec.engine, context_length=spec.context_length,
+                    trained_context=trained_context, context_factor=context_factor)
 
 
 async def _load_engine(spec: ModelSpec, max_queue: int) -> Any:
     if spec.engine == "ctransformers":
         if spec.model_type != "llm":
-            raise InvalidRequest("the ctransformers engine only runs LLMs", param="engine")
+            raise InvalidValueError("the ctransformers engine only runs LLMs", field="engine")
         from ggstack.engines.ctransformers_engine import CTransformersChatEngine
 
         return await CTransformersChatEngine.load(spec.identifier, spec.path, options=spec.options,

@@ -1,11 +1,21 @@
-"""The errors handlers and backends raise; one place (ggstack.http.routing) renders them.
+"""HTTP errors: what handlers raise, and the one mapping from the domain's errors to them.
 
 Each class carries its HTTP status and a short title. The message names the problem and,
-when a request field is at fault, `param` names that field. Backends translate their own
-exceptions into these where they meet the handlers, never by matching message text.
+when a request field is at fault, `param` names that field. Lower layers raise
+`ggstack.core.errors` types instead (they know no statuses and no request fields);
+`from_domain` turns those into these, and ggstack.http.routing renders both.
 """
 
 from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import aclosing, contextmanager
+from typing import TypeVar
+
+from ggstack.core import errors as domain
+
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -99,8 +109,9 @@ class Overloaded(ApiError):
     title = "Too Many Requests"
     type = "rate_limit_error"
 
-    def __init__(self, message: str, *, retry_after: int = 1, **kwargs) -> None:
-        super().__init__(message, **kwargs)
+    def __init__(self, message: str, *, retry_after: int = 1, param: str | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message, param=param, code=code)
         self.headers.setdefault("Retry-After", str(retry_after))
 
 
@@ -110,3 +121,93 @@ class NotSupported(ApiError):
     status = 501
     title = "Not Implemented"
     type = "not_implemented_error"
+
+
+class Unavailable(ApiError):
+    """A dependency the operation needs (database, Chroma) cannot be reached (503)."""
+
+    status = 503
+    title = "Service Unavailable"
+    type = "server_error"
+
+
+#: Where this request names what a domain error is about: keyed by the error's type (the most
+#: specific match wins) or by the domain's own field name (`InvalidValueError.field`).
+Fields = Mapping[type[domain.DomainError] | str, str]
+
+
+def from_domain(exc: domain.DomainError, fields: Fields | None = None) -> ApiError:
+    """The HTTP error for a domain error: its status here, its field named as this request names it.
+
+    Without a match in `fields`, an InvalidValueError names its own `field` (engines and stores
+    use the request's words where they are the domain's too, e.g. `limit`).
+    """
+    param = _field_for(exc, fields or {})
+    code = exc.code
+    if isinstance(exc, domain.NotFoundError):
+        return NotFound(exc.message, param=param, code=code)
+    if isinstance(exc, domain.UnknownIdError):
+        # The reference server's words for a well-formed id that names nothing here.
+        return InvalidRequest(f"Invalid value: {exc.message}", param=param, code=code)
+    if isinstance(exc, domain.InvalidValueError):
+        return InvalidRequest(exc.message, param=param, code=code)
+    if isinstance(exc, domain.AlreadyExistsError):
+        return Conflict(exc.message, param=param, code=code)
+    if isinstance(exc, domain.TooLargeError):
+        return PayloadTooLarge(exc.message, param=param, code=code)
+    if isinstance(exc, domain.BusyError):
+        return Overloaded(exc.message, retry_after=exc.retry_after, param=param, code=code)
+    if isinstance(exc, domain.UnavailableError):
+        return Unavailable(exc.message, param=param, code=code)
+    if isinstance(exc, domain.UnsupportedError):
+        return NotSupported(exc.message, param=param, code=code)
+    return ApiError(exc.message, param=param, code=code)
+
+
+def _field_for(exc: domain.DomainError, fields: Fields) -> str | None:
+    for kind in type(exc).__mro__:
+        if kind in fields:
+            return fields[kind]
+    field = exc.field if isinstance(exc, domain.InvalidValueError) else None
+    return fields.get(field, field) if field is not None else None
+
+
+@contextmanager
+def naming(fields: Fields) -> Iterator[None]:
+    """Map a domain error raised inside the block with this request's field names."""
+    try:
+        yield
+    except domain.DomainError as exc:
+        raise from_domain(exc, fields) from exc
+    except ApiError as exc:
+        raise _renamed(exc, fields) from None
+
+
+def _renamed(exc: ApiError, fields: Fields) -> ApiError:
+    """Until the engines raise domain errors (the batching work converts them), their
+    ApiErrors name the chat request's fields; rename those the same way."""
+    if exc.code == "context_length_exceeded":
+        target = fields.get(domain.ContextOverflowError)
+    else:
+        target = fields.get(exc.param) if exc.param is not None else None
+    if target is None or target == exc.param:
+        return exc
+    renamed = copy.copy(exc)
+    renamed.param = target
+    return renamed
+
+
+async def naming_stream(events: AsyncIterator[T], fields: Fields) -> AsyncIterator[T]:
+    """`events`, with a domain error raised while iterating mapped with this request's field names.
+
+    A stream's errors arise after the handler has returned, so the handler cannot catch
+    them itself; this carries its field names to where they happen.
+    """
+    async with aclosing(events):  # type: ignore[type-var]
+        try:
+            async for event in events:
+                yield event
+        except domain.DomainError as exc:
+            raise from_domain(exc, fields) from exc
+        except ApiError as exc:
+            raise _renamed(exc, fields) from None

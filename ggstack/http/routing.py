@@ -23,9 +23,17 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from ggstack.core.errors import DomainError
 from ggstack.http import schemas
 from ggstack.http.bodies import capped_request, parse_json, read_capped, require_json
-from ggstack.http.errors import ApiError, InvalidRequest, NotSupported, PayloadTooLarge, UnsupportedMediaType
+from ggstack.http.errors import (
+    ApiError,
+    InvalidRequest,
+    NotSupported,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    from_domain,
+)
 from ggstack.http.operations import Operation
 from ggstack.http.render import SSE_DONE, Blob, dumps, error_body, error_response, jsonable, sse_frame
 
@@ -115,9 +123,11 @@ class EndpointBuilder:
                 if inspect.isawaitable(result):
                     result = await result
                 response = await render(operation, result)
-            except ApiError as exc:
-                log_api_error(operation, exc)
-                response = error_response(exc, operation.error_shape)
+            except (ApiError, DomainError) as exc:
+                # A domain error no handler mapped gets the default mapping (its own field name).
+                error = exc if isinstance(exc, ApiError) else from_domain(exc)
+                log_api_error(operation, error)
+                response = error_response(error, operation.error_shape)
             except Exception:  # noqa: BLE001 - any other failure is a logged 500, never str(exc)
                 response = server_error(operation.error_shape, operation.operation_id)
             if self.validator is not None:
@@ -333,9 +343,10 @@ async def stream(operation: Operation, chunks: AsyncIterator[Any]) -> Response:
                     yield sse_frame(jsonable(chunk))
             if operation.sse_done:
                 yield SSE_DONE
-        except ApiError as exc:
-            log_api_error(operation, exc)
-            yield sse_frame({"error": error_body(exc, operation.error_shape)})
+        except (ApiError, DomainError) as exc:
+            error = exc if isinstance(exc, ApiError) else from_domain(exc)
+            log_api_error(operation, error)
+            yield sse_frame({"error": error_body(error, operation.error_shape)})
         except Exception:
             request_id = uuid.uuid4().hex[:12]
             log.exception("stream of %s failed (request id %s)", operation.operation_id, request_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from ggstack.http.errors import InvalidRequest
+from ggstack.core.errors import InvalidValueError
 from ggstack.inference.generation import Generation, Prompt
 
 
@@ -15,7 +15,7 @@ def completion_prompts(prompt: str | Sequence[str] | Sequence[int] | Sequence[Se
         return [prompt]
     items = list(prompt)
     if not items:
-        raise InvalidRequest("prompt must not be empty", param="prompt")
+        raise InvalidValueError("prompt must not be empty", field="prompt")
     if all(isinstance(p, str) for p in items):
         return list(items)  # type: ignore[arg-type]
     if all(isinstance(p, int) and not isinstance(p, bool) for p in items):
@@ -23,16 +23,16 @@ def completion_prompts(prompt: str | Sequence[str] | Sequence[int] | Sequence[Se
     if all(isinstance(p, (list, tuple)) for p in items):
         prompts = [list(p) for p in items]  # type: ignore[arg-type]
         if any(not p for p in prompts):
-            raise InvalidRequest("prompt token arrays must not be empty", param="prompt")
+            raise InvalidValueError("prompt token arrays must not be empty", field="prompt")
         return prompts  # type: ignore[return-value]
-    raise InvalidRequest("prompt must be a string, a list of strings, a token array or a list of token arrays",
-                         param="prompt")
+    raise InvalidValueError("prompt must be a string, a list of strings, a token array or a list of token arrays",
+                            field="prompt")
 
 
 def choice_grammar(choices: Sequence[str]) -> str:
     """A GBNF grammar whose only sentences are `choices` (vLLM's `guided_choice`)."""
     if not choices or any(not isinstance(c, str) or not c for c in choices):
-        raise InvalidRequest("guided_choice must be a non-empty list of non-empty strings", param="guided_choice")
+        raise InvalidValueError("guided_choice must be a non-empty list of non-empty strings", field="guided_choice")
     return "root ::= " + " | ".join(gbnf_literal(c) for c in choices)
 
 

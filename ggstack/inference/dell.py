@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ggstack.http.errors import InvalidRequest
+from ggstack.core.errors import InvalidValueError
 from ggstack.inference.generation import ChoiceFinished, ChoiceStarted, Event, Generation, TextDelta
 from ggstack.inference.legacy import Sampling, legacy_messages, stop_reason, token_logprobs
 from ggstack.inference.messages import Message
@@ -30,7 +30,7 @@ def content_text(content: Any, *, param: str) -> str:
     for j, item in enumerate(items):
         if not isinstance(item, str):
             where = param if not isinstance(content, list) else f"{param}[{j}]"
-            raise InvalidRequest(f"{where} is an image; the local models read text only", param=where)
+            raise InvalidValueError(f"{where} is an image; the local models read text only", field=where)
     return "\n".join(items)
 
 

@@ -13,14 +13,12 @@ the request half of this module.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import aclosing
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ggstack.core.context import Context
-from ggstack.engines.base import MAX_TOP_LOGPROBS, ChatEngine, SamplingOptions
-from ggstack.http.errors import InvalidRequest, NotFound
+from ggstack.core.errors import InvalidValueError
+from ggstack.engines.base import MAX_TOP_LOGPROBS, SamplingOptions
 from ggstack.inference.generation import (
     ChoiceFinished,
     ChoiceStarted,
@@ -39,16 +37,6 @@ STOP_REASONS = {"stop": "end_of_turn", "length": "out_of_tokens", "tool_calls": 
 
 def stop_reason(finish_reason: str) -> str:
     return STOP_REASONS[finish_reason]
-
-
-async def chat_engine(ctx: Context, model_id: str) -> ChatEngine:
-    """The model's engine; errors about the model name the request's `model_id` field."""
-    try:
-        return await ctx.models.chat(model_id)
-    except (NotFound, InvalidRequest) as exc:
-        if exc.param != "model":
-            raise
-        raise type(exc)(exc.message, param="model_id", code=exc.code) from None
 
 
 # -- sampling ----------------------------------------------------------------------------------
@@ -95,8 +83,8 @@ class Sampling:
         elif self.strategy == "top_k":
             given.update(temperature=self.temperature, top_k=self.top_k, top_p=1.0, min_p=0.0)
         else:
-            raise InvalidRequest(f"sampling strategy {self.strategy!r} is not one of greedy, top_p, top_k",
-                                 param=self.strategy_param)
+            raise InvalidValueError(f"sampling strategy {self.strategy!r} is not one of greedy, top_p, top_k",
+                                    field=self.strategy_param)
         if self.repetition_penalty is not None and self.repetition_penalty != 1.0:
             given["repeat_penalty"] = self.repetition_penalty
         return sampling_options(max_tokens=self.max_tokens or None, stop=list(self.stop), logprobs=logprobs,
@@ -118,7 +106,7 @@ class Sampling:
         ]
         for ok, param, message in checks:
             if not ok:
-                raise InvalidRequest(f"{param} {message}", param=param)
+                raise InvalidValueError(f"{param} {message}", field=param)
 
 
 def logprobs_count(config: Mapping[str, Any] | None) -> int | None:
@@ -127,7 +115,7 @@ def logprobs_count(config: Mapping[str, Any] | None) -> int | None:
         return None
     top_k = config.get("top_k") or 0
     if not 0 <= top_k <= MAX_TOP_LOGPROBS:
-        raise InvalidRequest(f"logprobs.top_k must be between 0 and {MAX_TOP_LOGPROBS}", param="logprobs.top_k")
+        raise InvalidValueError(f"logprobs.top_k must be between 0 and {MAX_TOP_LOGPROBS}", field="logprobs.top_k")
     return top_k
 
 
@@ -154,8 +142,8 @@ def bnf_grammar(bnf: Mapping[str, Any]) -> str:
     if "root" in bnf and all(isinstance(v, str) for v in bnf.values()):
         rules = sorted(bnf.items(), key=lambda rule: rule[0] != "root")
         return "\n".join(f"{name} ::= {rhs}" for name, rhs in rules)
-    raise InvalidRequest("response_format.bnf must hold a GBNF grammar as {'gbnf': '<text>'} or rules as "
-                         "{'root': '<rhs>', '<name>': '<rhs>', ...}", param="response_format.bnf")
+    raise InvalidValueError("response_format.bnf must hold a GBNF grammar as {'gbnf': '<text>'} or rules as "
+                            "{'root': '<rhs>', '<name>': '<rhs>', ...}", field="response_format.bnf")
 
 
 # -- messages ----------------------------------------------------------------------------------
@@ -171,7 +159,7 @@ def legacy_messages(messages: Sequence[Mapping[str, Any]],
     """The message family -> `Message`s. System messages are concatenated into one leading system
     turn (as the spec says); a user message's RAG `context` follows its content after a blank line."""
     if not messages:
-        raise InvalidRequest("messages must not be empty", param="messages")
+        raise InvalidValueError("messages must not be empty", field="messages")
     system: list[str] = []
     turns: list[Message] = []
     for i, raw in enumerate(messages):
@@ -190,7 +178,7 @@ def legacy_messages(messages: Sequence[Mapping[str, Any]],
             calls = tuple(legacy_call(c) for c in raw.get("tool_calls") or ())
             turns.append(Message("assistant", text, tool_calls=calls))
         else:
-            raise InvalidRequest(f"{param}.role {role!r} is not a chat role", param=f"{param}.role")
+            raise InvalidValueError(f"{param}.role {role!r} is not a chat role", field=f"{param}.role")
     return [Message("system", "\n".join(system)), *turns] if system else turns
 
 
@@ -230,7 +218,7 @@ def legacy_tools(tools: Sequence[Mapping[str, Any]] | None) -> list[ToolSpec]:
     names = [s.name for s in specs]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate is not None:
-        raise InvalidRequest(f"tool name '{duplicate}' is given more than once", param="tools")
+        raise InvalidValueError(f"tool name '{duplicate}' is given more than once", field="tools")
     return specs
 
 
@@ -262,7 +250,7 @@ def legacy_tool_choice(config_choice: str | None, deprecated_choice: str | None,
     """`tool_config.tool_choice` (or the deprecated top-level `tool_choice`; both must agree when
     both are given): auto, required, none or a tool's name. Default: auto with tools, else none."""
     if config_choice is not None and deprecated_choice is not None and config_choice != deprecated_choice:
-        raise InvalidRequest("tool_choice and tool_config.tool_choice must match", param="tool_choice")
+        raise InvalidValueError("tool_choice and tool_config.tool_choice must match", field="tool_choice")
     value = config_choice or deprecated_choice or "auto"
     param = "tool_config.tool_choice" if config_choice is not None else "tool_choice"
     if value == "auto" and not tools:
@@ -380,15 +368,3 @@ class CompletionChunks:
             return [{"metrics": metrics(event.prompt_tokens, event.completion_tokens), "delta": "",
                      "stop_reason": stop_reason(event.finish_reason)}]
         return []
-
-
-async def renamed_overflow(events: AsyncIterator[Event], param: str) -> AsyncIterator[Event]:
-    """`events`, with a context overflow naming `param` (engines name a chat's `messages`)."""
-    async with aclosing(events):
-        try:
-            async for event in events:
-                yield event
-        except InvalidRequest as exc:
-            if exc.code != "context_length_exceeded":
-                raise
-            raise InvalidRequest(exc.message, param=param, code=exc.code) from None

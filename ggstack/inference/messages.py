@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ggstack.http.errors import InvalidRequest
+from ggstack.core.errors import InvalidValueError
 from ggstack.inference.tools import ToolCall, arguments_for_template, new_call_id, tool_call_text
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -45,15 +45,15 @@ def text_content(content: str | Sequence[Any] | None, *, param: str) -> str:
         elif kind == "refusal" and isinstance(part.get("refusal"), str):
             texts.append(part["refusal"])
         else:
-            raise InvalidRequest(f"{param}[{j}] has type {kind or 'unknown'}; the local models read text only",
-                                 param=f"{param}[{j}]")
+            raise InvalidValueError(f"{param}[{j}] has type {kind or 'unknown'}; the local models read text only",
+                                    field=f"{param}[{j}]")
     return "\n".join(texts)
 
 
 def openai_messages(messages: Sequence[Mapping[str, Any]]) -> list[Message]:
     """OpenAI chat `messages` (as plain dicts) -> `Message`s; `developer` is a system turn."""
     if not messages:
-        raise InvalidRequest("messages must not be empty", param="messages")
+        raise InvalidValueError("messages must not be empty", field="messages")
     out: list[Message] = []
     for i, raw in enumerate(messages):
         param = f"messages[{i}]"
@@ -71,7 +71,7 @@ def openai_messages(messages: Sequence[Mapping[str, Any]]) -> list[Message]:
             call_id = raw.get("tool_call_id") or ""
             out.append(Message("tool", content, name=name, tool_call_id=call_id))
         else:
-            raise InvalidRequest(f"{param}.role {role!r} is not a chat role", param=f"{param}.role")
+            raise InvalidValueError(f"{param}.role {role!r} is not a chat role", field=f"{param}.role")
     return out
 
 
@@ -79,7 +79,7 @@ def _openai_call(call: Mapping[str, Any], param: str) -> ToolCall:
     function = call.get("function") or {}
     name = function.get("name") if isinstance(function, Mapping) else None
     if not isinstance(name, str) or not name:
-        raise InvalidRequest(f"{param} has no function name", param=param)
+        raise InvalidValueError(f"{param} has no function name", field=param)
     arguments = function.get("arguments")
     if not isinstance(arguments, str):
         arguments = json.dumps(arguments if arguments is not None else {}, ensure_ascii=False)

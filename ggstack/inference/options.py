@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from ggstack.core.errors import InvalidValueError
 from ggstack.engines.base import MAX_TOP_LOGPROBS, SamplingOptions
-from ggstack.http.errors import InvalidRequest
 
 #: Seeds are taken modulo this (llama.cpp's seed is a uint32 and UINT32_MAX means "random").
 SEED_MODULUS = 2**32 - 1
@@ -32,7 +32,7 @@ def choice_count(n: int | None, *, param: str = "n") -> int:
     if n is None:
         return 1
     if not 1 <= n <= MAX_CHOICES:
-        raise InvalidRequest(f"{param} must be between 1 and {MAX_CHOICES}", param=param)
+        raise InvalidValueError(f"{param} must be between 1 and {MAX_CHOICES}", field=param)
     return n
 
 
@@ -41,7 +41,7 @@ def token_limit(*candidates: tuple[str, int | None]) -> int | None:
     for param, value in candidates:
         if value is not None:
             if value < 1:
-                raise InvalidRequest(f"{param} must be at least 1", param=param)
+                raise InvalidValueError(f"{param} must be at least 1", field=param)
             return value
     return None
 
@@ -50,9 +50,9 @@ def top_logprobs_count(logprobs: bool | None, top_logprobs: int | None) -> int |
     """OpenAI chat: `logprobs` switches them on, `top_logprobs` (0-20) asks for alternatives."""
     if top_logprobs is not None:
         if not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
-            raise InvalidRequest(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}", param="top_logprobs")
+            raise InvalidValueError(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}", field="top_logprobs")
         if not logprobs:
-            raise InvalidRequest("top_logprobs needs logprobs set to true", param="top_logprobs")
+            raise InvalidValueError("top_logprobs needs logprobs set to true", field="top_logprobs")
     if not logprobs:
         return None
     return top_logprobs or 0
@@ -67,7 +67,7 @@ def sampling_options(*, max_tokens: int | None = None, temperature: float | None
                      ) -> SamplingOptions:
     """Options from request values; None means "use the default". Errors name the OpenAI field."""
     if temperature is not None and not 0.0 <= temperature <= MAX_TEMPERATURE:
-        raise InvalidRequest(f"temperature must be between 0 and {MAX_TEMPERATURE:g}", param="temperature")
+        raise InvalidValueError(f"temperature must be between 0 and {MAX_TEMPERATURE:g}", field="temperature")
     given: dict[str, Any] = {
         "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "top_k": top_k, "min_p": min_p,
         "repeat_penalty": repeat_penalty, "presence_penalty": presence_penalty,
@@ -105,11 +105,11 @@ def response_format_schema(response_format: Mapping[str, Any] | None) -> dict[st
         if schema is None:
             return {"type": "object"}
         if not isinstance(schema, Mapping):
-            raise InvalidRequest("response_format.json_schema.schema must be a JSON schema object",
-                                 param="response_format")
+            raise InvalidValueError("response_format.json_schema.schema must be a JSON schema object",
+                                    field="response_format")
         return integral(dict(schema))
-    raise InvalidRequest(f"response_format type {kind!r} is not one of text, json_object, json_schema",
-                         param="response_format")
+    raise InvalidValueError(f"response_format type {kind!r} is not one of text, json_object, json_schema",
+                            field="response_format")
 
 
 def integral(value: Any) -> Any:

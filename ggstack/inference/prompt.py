@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ggstack.core.errors import InvalidValueError
 from ggstack.engines.base import ChatEngine, SamplingOptions
 from ggstack.http.errors import InvalidRequest
 from ggstack.inference.messages import (
@@ -32,6 +33,8 @@ from ggstack.inference.tools import (
 )
 
 NO_TOOLS = ToolChoice("none")
+#: What a chat template's refusal is raised as (InvalidRequest until the engines raise domain errors).
+ENGINE_REFUSALS = (InvalidValueError, InvalidRequest)
 
 
 @dataclass(frozen=True)
@@ -62,15 +65,15 @@ def plan_chat(engine: ChatEngine, messages: Sequence[Message], options: Sampling
     """Render the prompt and settle the options (a forced tool call becomes a JSON schema).
 
     `options` carries the response format (json_schema/grammar) already; a forced tool call
-    cannot be combined with one (InvalidRequest naming tool_choice).
+    cannot be combined with one (InvalidValueError on tool_choice).
     """
     choice = tool_choice or ToolChoice("auto" if tools else "none")
     check_tool_choice(choice, tools)
     active = tuple(tools) if choice.mode != "none" else ()
     if choice.forced:
         if options.json_schema is not None or options.grammar is not None:
-            raise InvalidRequest(f"tool_choice '{choice.name or choice.mode}' cannot be combined with a JSON "
-                                 "response_format", param="tool_choice")
+            raise InvalidValueError(f"tool_choice '{choice.name or choice.mode}' cannot be combined with a JSON "
+                                    "response_format", field="tool_choice")
         options = replace(options, json_schema=forced_call_schema(active, choice, parallel=parallel_tool_calls))
     probe = active or tuple(tools) or tuple(ToolSpec(n) for n in called_names(messages))
     native = bool(probe) and (bool(active) or has_tool_turns(messages)) and template_uses_tools(engine, probe)
@@ -91,7 +94,7 @@ def template_uses_tools(engine: ChatEngine, tools: Sequence[ToolSpec]) -> bool:
     try:
         with_tools = engine.render_chat(probe, tools=[t.as_openai() for t in tools])
         without = engine.render_chat(probe)
-    except InvalidRequest:
+    except ENGINE_REFUSALS:
         return False
     return with_tools != without
 
@@ -99,6 +102,6 @@ def template_uses_tools(engine: ChatEngine, tools: Sequence[ToolSpec]) -> bool:
 def _render_with_instructions(engine: ChatEngine, turns: list[dict[str, Any]], instructions: str) -> str:
     try:
         return engine.render_chat(with_system_text(turns, instructions))
-    except InvalidRequest:
+    except ENGINE_REFUSALS:
         # some templates (Gemma 2, Mistral v1) refuse a system turn
         return engine.render_chat(with_user_prefix(turns, instructions))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ggstack.http.errors import InvalidRequest
+from ggstack.core.errors import InvalidValueError, UnknownIdError
 from ggstack.inference.openai_format import Dialect
 from ggstack.stores.base import MetadataStore, Order, Page
 
@@ -29,7 +29,7 @@ async def get_chat_completion(metadata: MetadataStore, completion_id: str, diale
     """The stored completion (400 "Invalid value" when unknown, as Llama Stack answers)."""
     doc = await metadata.get(KIND, completion_id)
     if doc is None:
-        raise InvalidRequest(f"Invalid value: Chat completion '{completion_id}' not found", param="completion_id")
+        raise UnknownIdError(f"Chat completion '{completion_id}' not found", field="completion_id")
     return in_dialect(doc, dialect)
 
 
@@ -38,7 +38,7 @@ async def list_chat_completions(metadata: MetadataStore, dialect: Dialect, *, af
                                 order: Order = "desc") -> dict[str, Any]:
     """A `ListOpenAIChatCompletionResponse` body (first_id/last_id are "" for an empty page)."""
     if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}", param="limit")
+        raise InvalidValueError(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
     # an empty `after` or `model` (as form-filling clients send) means "not given"
     page: Page = await metadata.list(KIND, after=after or None, limit=limit, order=order,
                                      where={"model": model} if model else None)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ggstack.http.errors import InvalidRequest
+from ggstack.core.errors import InvalidValueError
 
 ToolChoiceMode = Literal["auto", "none", "required", "function"]
 
@@ -78,25 +78,25 @@ def openai_tools(tools: Sequence[Mapping[str, Any]] | None, functions: Sequence[
     if tools:
         for i, tool in enumerate(tools):
             if tool.get("type", "function") != "function" or not isinstance(tool.get("function"), Mapping):
-                raise InvalidRequest(f"tools[{i}] must be a function tool ({{'type': 'function', 'function': ...}})",
-                                     param=f"tools[{i}]")
+                raise InvalidValueError(f"tools[{i}] must be a function tool ({{'type': 'function', 'function': ...}})",
+                                        field=f"tools[{i}]")
             specs.append(_function_spec(tool["function"], f"tools[{i}].function"))
     elif functions:
         specs = [_function_spec(f, f"functions[{i}]") for i, f in enumerate(functions)]
     names = [s.name for s in specs]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate is not None:
-        raise InvalidRequest(f"tool name '{duplicate}' is given more than once", param="tools")
+        raise InvalidValueError(f"tool name '{duplicate}' is given more than once", field="tools")
     return specs
 
 
 def _function_spec(function: Mapping[str, Any], param: str) -> ToolSpec:
     name = function.get("name")
     if not isinstance(name, str) or not name:
-        raise InvalidRequest(f"{param}.name must be a non-empty string", param=f"{param}.name")
+        raise InvalidValueError(f"{param}.name must be a non-empty string", field=f"{param}.name")
     parameters = function.get("parameters")
     if parameters is not None and not isinstance(parameters, Mapping):
-        raise InvalidRequest(f"{param}.parameters must be a JSON schema object", param=f"{param}.parameters")
+        raise InvalidValueError(f"{param}.parameters must be a JSON schema object", field=f"{param}.parameters")
     description = function.get("description")
     return ToolSpec(name=name, description=description if isinstance(description, str) else "",
                     parameters=dict(parameters) if parameters else None)
@@ -112,14 +112,14 @@ def openai_tool_choice(choice: str | Mapping[str, Any] | None, tools: Sequence[T
         return ToolChoice("auto" if tools else "none")
     if isinstance(choice, str):
         if choice not in ("auto", "none", "required"):
-            raise InvalidRequest(f"{param} must be auto, none, required or a named function", param=param)
+            raise InvalidValueError(f"{param} must be auto, none, required or a named function", field=param)
         result = ToolChoice(choice)  # type: ignore[arg-type]
     else:
         function = choice.get("function") if "function" in choice else choice  # function_call: {"name": ...}
         name = function.get("name") if isinstance(function, Mapping) else None
         if not isinstance(name, str) or not name:
-            raise InvalidRequest(f"{param} must name a function: {{'type': 'function', 'function': {{'name': ...}}}}",
-                                 param=param)
+            raise InvalidValueError(f"{param} must name a function: {{'type': 'function', 'function': {{'name': ...}}}}",
+                                    field=param)
         result = ToolChoice("function", name)
     check_tool_choice(result, tools, param=param)
     return result
@@ -128,9 +128,9 @@ def openai_tool_choice(choice: str | Mapping[str, Any] | None, tools: Sequence[T
 def check_tool_choice(choice: ToolChoice, tools: Sequence[ToolSpec], *, param: str = "tool_choice") -> None:
     """A forced choice needs tools, and a named one a tool of that name."""
     if choice.forced and not tools:
-        raise InvalidRequest(f"{param} '{choice.name or choice.mode}' needs tools, and none were given", param=param)
+        raise InvalidValueError(f"{param} '{choice.name or choice.mode}' needs tools, and none were given", field=param)
     if choice.mode == "function" and all(t.name != choice.name for t in tools):
-        raise InvalidRequest(f"{param} names '{choice.name}', which is not one of the tools", param=param)
+        raise InvalidValueError(f"{param} names '{choice.name}', which is not one of the tools", field=param)
 
 
 # -- constraining and describing --------------------------------------------------------------

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ggstack.http.errors import InvalidRequest
+from ggstack.core.errors import InvalidValueError
 
 T = TypeVar("T")
 
@@ -34,17 +34,17 @@ class TextChunk:
 
 
 def validate_sizes(max_chunk_size_tokens: int, chunk_overlap_tokens: int) -> None:
-    """InvalidRequest naming the offending chunking_strategy parameter."""
+    """InvalidValueError naming the offending chunking_strategy parameter."""
     if not MIN_CHUNK_SIZE_TOKENS <= max_chunk_size_tokens <= MAX_CHUNK_SIZE_TOKENS:
-        raise InvalidRequest(
+        raise InvalidValueError(
             f"max_chunk_size_tokens must be between {MIN_CHUNK_SIZE_TOKENS} and "
             f"{MAX_CHUNK_SIZE_TOKENS}, not {max_chunk_size_tokens}",
-            param=f"{STATIC}.max_chunk_size_tokens")
+            field=f"{STATIC}.max_chunk_size_tokens")
     if chunk_overlap_tokens < 0 or chunk_overlap_tokens > max_chunk_size_tokens // 2:
-        raise InvalidRequest(
+        raise InvalidValueError(
             f"chunk_overlap_tokens must be between 0 and half of max_chunk_size_tokens "
             f"({max_chunk_size_tokens // 2}), not {chunk_overlap_tokens}",
-            param=f"{STATIC}.chunk_overlap_tokens")
+            field=f"{STATIC}.chunk_overlap_tokens")
 
 
 def chunking_params(strategy: Any) -> tuple[int, int]:
@@ -59,16 +59,16 @@ def chunking_params(strategy: Any) -> tuple[int, int]:
     if strategy is None or (isinstance(strategy, Mapping) and strategy.get("type", "auto") == "auto"):
         return DEFAULT_MAX_CHUNK_SIZE_TOKENS, DEFAULT_CHUNK_OVERLAP_TOKENS
     if not isinstance(strategy, Mapping) or strategy.get("type") != "static":
-        raise InvalidRequest("chunking_strategy.type must be 'auto' or 'static'",
-                             param="chunking_strategy.type")
+        raise InvalidValueError("chunking_strategy.type must be 'auto' or 'static'",
+                                field="chunking_strategy.type")
     static = strategy.get("static")
     if not isinstance(static, Mapping):
-        raise InvalidRequest("chunking_strategy.static is required for a static strategy", param=STATIC)
+        raise InvalidValueError("chunking_strategy.static is required for a static strategy", field=STATIC)
     size = static.get("max_chunk_size_tokens", DEFAULT_MAX_CHUNK_SIZE_TOKENS)
     overlap = static.get("chunk_overlap_tokens", DEFAULT_CHUNK_OVERLAP_TOKENS)
     for name, value in (("max_chunk_size_tokens", size), ("chunk_overlap_tokens", overlap)):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidRequest(f"{name} must be an integer", param=f"{STATIC}.{name}")
+            raise InvalidValueError(f"{name} must be an integer", field=f"{STATIC}.{name}")
     validate_sizes(size, overlap)
     return size, overlap
 

@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 
 import anyio.to_thread
 
-from ggstack.http.errors import InvalidRequest
+from ggstack.core.errors import InvalidValueError
 
 log = logging.getLogger("ggstack.ingest.extract")
 
@@ -49,7 +49,7 @@ BINARY_PREFIXES = ("image/", "audio/", "video/", "application/zip", "application
                    "application/x-tar", "application/vnd.", "application/msword")
 
 
-class ExtractionError(InvalidRequest):
+class ExtractionError(InvalidValueError):
     """The file could not be turned into text; the message fits a vector-store file's last_error.
 
     `code` is "unsupported_file" (a format we do not read) or "invalid_file" (a format we

@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ggstack.core.errors import BusyError, ContextOverflowError
 from ggstack.engines.base import EmbeddingEngine
-from ggstack.http.errors import InvalidRequest, Overloaded
+from ggstack.http import errors as http_errors
 from ggstack.ingest.chunking import TextChunk, chunk_units, text_units
 from ggstack.ingest.extract import extract
 from ggstack.stores.base import Chunk, Scalar, VectorStore
@@ -43,7 +44,7 @@ class Indexed:
     usage_bytes: int
 
 
-class EmbeddingBusy(Exception):
+class EmbeddingBusy(BusyError):
     """The embedding model stayed overloaded through every retry."""
 
 
@@ -90,19 +91,21 @@ async def embed_texts(engine: Any, texts: list[str], *, retry_overloaded: bool =
     """Embeddings for `texts`; an input longer than the model reads is cut at its limit.
 
     With `retry_overloaded`, a full model queue is waited out (background work yields to
-    requests); otherwise `Overloaded` reaches the caller as a 429.
+    requests); otherwise `BusyError` reaches the caller (a 429).
     """
     for delay in (*OVERLOAD_BACKOFF, None):
         try:
             vectors, _ = await engine.embed(texts)
             return vectors
-        except Overloaded:
+        except (BusyError, http_errors.Overloaded):  # the latter until the engines raise BusyError
             if not retry_overloaded:
                 raise
             if delay is None:
                 raise EmbeddingBusy("the embedding model stayed busy; try again later") from None
             await asyncio.sleep(delay)
-        except InvalidRequest as exc:
+        except ContextOverflowError:
+            return await _embed_truncated(engine, texts)
+        except http_errors.InvalidRequest as exc:  # until the engines raise ContextOverflowError
             if exc.code != "context_length_exceeded":
                 raise
             return await _embed_truncated(engine, texts)
@@ -127,7 +130,7 @@ async def index_file(*, data: bytes, content_type: str | None, filename: str | N
     """Replace `file_id`'s chunks in `store_id` with fresh ones.
 
     Raises ExtractionError for a file that cannot be read, EmbeddingBusy when the model
-    stays overloaded, NotFound when the store's index is gone.
+    stays overloaded, NotFoundError when the store's index is gone.
     """
     text = await extract(data, content_type=content_type, filename=filename)
     pieces = await chunk_for(engine, text, max_chunk_size_tokens, chunk_overlap_tokens)

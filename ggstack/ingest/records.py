@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ggstack.http.errors import InvalidRequest, NotFound
+from ggstack.core.errors import InvalidValueError, NotFoundError, UnknownIdError
 from ggstack.stores.base import FileStore, MetadataStore
 
 log = logging.getLogger("ggstack.ingest.records")
@@ -70,7 +70,7 @@ async def purge_file(metadata: MetadataStore, files: FileStore, doc: Mapping[str
     deleted = await metadata.delete(FILE, doc["id"])
     try:
         await files.delete(doc["key"])
-    except NotFound:
+    except NotFoundError:
         pass
     return deleted
 
@@ -82,7 +82,7 @@ async def get_file(metadata: MetadataStore, files: FileStore, file_id: str) -> d
         await purge_file(metadata, files, doc)
         doc = None
     if doc is None:
-        raise NotFound(f"File '{file_id}' not found", param="file_id")
+        raise NotFoundError(f"File '{file_id}' not found", kind="file", identifier=file_id)
     return doc
 
 
@@ -99,24 +99,24 @@ async def purge_expired_files(metadata: MetadataStore, files: FileStore) -> int:
 
 
 def file_expiry(expires_after: Any, created_at: int) -> int:
-    """`expires_at` for an upload; InvalidRequest when `expires_after` is out of range."""
+    """`expires_at` for an upload; InvalidValueError when `expires_after` is out of range."""
     if expires_after is None:
         return created_at + DEFAULT_FILE_TTL_SECONDS
     seconds = expires_after.seconds
     low, high = FILE_TTL_RANGE
     if not low <= seconds <= high:
-        raise InvalidRequest(f"expires_after.seconds must be between {low} and {high}, not {seconds}",
-                             param="expires_after.seconds")
+        raise InvalidValueError(f"expires_after.seconds must be between {low} and {high}, not {seconds}",
+                                field="expires_after.seconds")
     return created_at + seconds
 
 
 # -- vector stores ---------------------------------------------------------------------------
 
 
-def store_not_found(store_id: str) -> InvalidRequest:
+def store_not_found(store_id: str) -> UnknownIdError:
     # Llama Stack answers an unknown vector store with 400 "Invalid value", and clients expect it.
-    # No `param`: the Llama Stack family would append it to this exact, well-known text.
-    return InvalidRequest(f"Invalid value: Vector store '{store_id}' not found")
+    # No `field`: the Llama Stack family would append it to this exact, well-known text.
+    return UnknownIdError(f"Vector store '{store_id}' not found")
 
 
 async def get_vector_store(metadata: MetadataStore, store_id: str) -> dict[str, Any]:
@@ -146,18 +146,18 @@ def validate_store_expiry(expires_after: Any) -> dict[str, Any] | None:
     if isinstance(expires_after, BaseModel):  # the overlay gives the policy a model of its own
         expires_after = expires_after.model_dump(mode="json", exclude_none=True)
     if not isinstance(expires_after, Mapping):
-        raise InvalidRequest("expires_after must be an object", param=param)
+        raise InvalidValueError("expires_after must be an object", field=param)
     expires_after = plain_numbers(expires_after)
     if expires_after.get("anchor") != "last_active_at":
-        raise InvalidRequest("expires_after.anchor must be 'last_active_at'", param=f"{param}.anchor")
+        raise InvalidValueError("expires_after.anchor must be 'last_active_at'", field=f"{param}.anchor")
     days = expires_after.get("days")
     low, high = VECTOR_STORE_TTL_DAYS
     if isinstance(days, bool) or not isinstance(days, int) or not low <= days <= high:
-        raise InvalidRequest(f"expires_after.days must be an integer between {low} and {high}",
-                             param=f"{param}.days")
+        raise InvalidValueError(f"expires_after.days must be an integer between {low} and {high}",
+                                field=f"{param}.days")
     extra = set(expires_after) - {"anchor", "days"}
     if extra:
-        raise InvalidRequest(f"expires_after has unknown field(s): {', '.join(sorted(extra))}", param=param)
+        raise InvalidValueError(f"expires_after has unknown field(s): {', '.join(sorted(extra))}", field=param)
     return {"anchor": "last_active_at", "days": days}
 
 
@@ -224,15 +224,15 @@ def validate_metadata(metadata: Any, param: str = "metadata") -> dict[str, Any]:
     if metadata is None:
         return {}
     if not isinstance(metadata, Mapping):
-        raise InvalidRequest(f"{param} must be an object", param=param)
+        raise InvalidValueError(f"{param} must be an object", field=param)
     metadata = plain_numbers(metadata)
     if len(metadata) > MAX_MAP_KEYS:
-        raise InvalidRequest(f"{param} can hold at most {MAX_MAP_KEYS} keys", param=param)
+        raise InvalidValueError(f"{param} can hold at most {MAX_MAP_KEYS} keys", field=param)
     for key, value in metadata.items():
         if len(key) > MAX_KEY_CHARS:
-            raise InvalidRequest(f"{param} keys can be at most {MAX_KEY_CHARS} characters", param=param)
+            raise InvalidValueError(f"{param} keys can be at most {MAX_KEY_CHARS} characters", field=param)
         if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
-            raise InvalidRequest(f"{param}['{key}'] is longer than {MAX_VALUE_CHARS} characters", param=param)
+            raise InvalidValueError(f"{param}['{key}'] is longer than {MAX_VALUE_CHARS} characters", field=param)
     return dict(metadata)
 
 
@@ -245,10 +245,10 @@ def validate_attributes(attributes: Any, param: str = "attributes") -> dict[str,
     out: dict[str, str | int | float | bool] = {}
     for key, value in checked.items():
         if key.startswith(RESERVED_ATTRIBUTE_PREFIX):
-            raise InvalidRequest(f"{param} keys may not start with '{RESERVED_ATTRIBUTE_PREFIX}'", param=param)
+            raise InvalidValueError(f"{param} keys may not start with '{RESERVED_ATTRIBUTE_PREFIX}'", field=param)
         if value is None:
             continue
         if not isinstance(value, str | int | float | bool):
-            raise InvalidRequest(f"{param}['{key}'] must be a string, number or boolean", param=param)
+            raise InvalidValueError(f"{param}['{key}'] must be a string, number or boolean", field=param)
         out[key] = value
     return out

@@ -21,7 +21,8 @@ import logging
 import uuid
 from typing import Any
 
-from ggstack.http.errors import ApiError, NotFound
+from ggstack.core.errors import DomainError, NotFoundError
+from ggstack.http.errors import ApiError
 from ggstack.ingest import records
 from ggstack.ingest.chunking import chunking_params
 from ggstack.ingest.extract import ExtractionError
@@ -209,7 +210,7 @@ class IngestWorker:
             return failure(exc.message)
         except EmbeddingBusy as exc:
             return failure(str(exc), "rate_limit_exceeded")
-        except ApiError as exc:
+        except (DomainError, ApiError) as exc:  # ApiError until the engines raise domain errors
             return failure(exc.message)
         except Exception:
             log.exception("indexing %s into %s failed", doc["id"], store["id"])
@@ -231,10 +232,10 @@ class IngestWorker:
         final = await self.metadata.update(VECTOR_STORE_FILE, claimed["id"], change, parent=store_id)
         if final is None:
             # Detached (or the store deleted) while indexing: drop what this job wrote.
-            with contextlib.suppress(NotFound):
+            with contextlib.suppress(NotFoundError):
                 await self.vectors.delete_file(store_id, claimed["id"])
             return
         if applied and final["status"] == "completed" and final.get("attributes") != claimed.get("attributes"):
             # Attributes changed while indexing; the chunks were written with the old ones.
-            with contextlib.suppress(NotFound):
+            with contextlib.suppress(NotFoundError):
                 await self.vectors.set_file_attributes(store_id, claimed["id"], final.get("attributes") or {})

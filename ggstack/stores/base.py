@@ -72,13 +72,13 @@ class MetadataStore(Protocol):
         """Atomically read-modify-write; concurrent updates are serialised, none is lost.
 
         Returns the new document, or None when it does not exist. An exception raised by a
-        `change` function aborts the update and propagates (use it for Conflict checks).
+        `change` function aborts the update and propagates (use it for AlreadyExistsError checks).
         """
 
     async def list(self, kind: str, *, parent: str | None = None, after: str | None = None,
                    before: str | None = None, limit: int | None = 20, order: Order = "desc",
                    where: Where | None = None, offset: int = 0) -> Page:
-        """A page in `order`; `after`/`before` are ids of the same list (InvalidRequest if not).
+        """A page in `order`; `after`/`before` are ids of the same list (UnknownIdError if not).
 
         `offset` skips that many items first (in SQL, for position-addressed reads like dataset rows).
 
@@ -106,13 +106,13 @@ class FileStore(Protocol):
     """Uploaded bytes under generated keys; the client's filename is never a path."""
 
     async def save(self, chunks: AsyncIterator[bytes], *, max_bytes: int) -> StoredBlob:
-        """Stream to disk atomically. Over `max_bytes` -> PayloadTooLarge, nothing left behind."""
+        """Stream to disk atomically. Over `max_bytes` -> TooLargeError, nothing left behind."""
 
     async def read(self, key: str) -> bytes:
-        """The whole blob (NotFound if missing). Prefer `stream` for responses."""
+        """The whole blob (NotFoundError if missing). Prefer `stream` for responses."""
 
     def stream(self, key: str, *, chunk_size: int = 65536) -> AsyncIterator[bytes]:
-        """The blob in chunks (NotFound on first iteration if missing)."""
+        """The blob in chunks (NotFoundError on first iteration if missing)."""
 
     def path(self, key: str) -> Any:
         """Where the blob lives on disk (a pathlib.Path); the key is validated first."""
@@ -160,12 +160,12 @@ class VectorStore(Protocol):
     """Chunks and their embeddings, searchable by vector, keyword or both.
 
     Embeddings always come from our own models; the backend never embeds anything.
-    An operation on a store that was never created raises NotFound.
+    An operation on a store that was never created raises NotFoundError.
     """
 
     async def create(self, store_id: str, *, dimension: int,
                      metadata: Mapping[str, Scalar] | None = None) -> None:
-        """Create the store's index (idempotent; Conflict if it exists with another dimension)."""
+        """Create the store's index (idempotent; AlreadyExistsError if it exists with another dimension)."""
 
     async def drop(self, store_id: str) -> bool:
         """Remove the index and all chunks; False when there was none."""

@@ -24,9 +24,9 @@ import chromadb
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings
-from chromadb.errors import NotFoundError
+from chromadb.errors import NotFoundError as ChromaNotFound
 
-from ggstack.http.errors import Conflict, InvalidRequest, NotFound
+from ggstack.core.errors import AlreadyExistsError, InvalidValueError, NotFoundError
 from ggstack.stores import bm25
 from ggstack.stores.base import Chunk, Filters, Hit, Ranker, Scalar
 from ggstack.stores.filters import to_chroma_where, valid_key
@@ -61,11 +61,11 @@ def chunk_metadata(chunk: Chunk) -> dict[str, Scalar]:
         if value is None:
             continue
         if not valid_key(key):
-            raise InvalidRequest(f"attribute name {key!r} may not start with '$' or '#' or hold control "
-                                 "characters", param="attributes")
+            raise InvalidValueError(f"attribute name {key!r} may not start with '$' or '#' or hold control "
+                                    "characters", field="attributes")
         if not isinstance(value, str | int | float | bool):
-            raise InvalidRequest(f"attribute '{key}' must be a string, number or boolean",
-                                 param="attributes")
+            raise InvalidValueError(f"attribute '{key}' must be a string, number or boolean",
+                                    field="attributes")
         # Numbers are stored as floats: Chroma compares an int field with a float filter
         # value by truncating the value (n < 2.5 would miss n = 2), but a float field
         # compares exactly with ints and floats alike. `_chunk` turns whole ones back.
@@ -131,11 +131,11 @@ class ChromaVectorStore:
     async def _run(self, store_id: str, fn: Callable[..., T], *args: Any) -> T:
         try:
             return await anyio.to_thread.run_sync(partial(fn, *args))
-        except NotFoundError:
+        except ChromaNotFound:
             # Dropped (maybe by another process) since we cached the handle.
             with self._lock:
                 self._collections.pop(store_id, None)
-            raise NotFound(f"vector store {store_id} has no index") from None
+            raise NotFoundError(f"vector store {store_id} has no index", kind="vector store", identifier=store_id) from None
 
     def _collection(self, store_id: str) -> Collection:
         with self._lock:
@@ -151,21 +151,21 @@ class ChromaVectorStore:
     def _check_dimension(collection: Collection, vector: Sequence[float], param: str) -> list[float]:
         expected = (collection.metadata or {}).get(META_DIMENSION)
         if expected is not None and len(vector) != expected:
-            raise InvalidRequest(f"embedding has {len(vector)} dimensions; this vector store "
-                                 f"holds {expected}-dimensional embeddings", param=param)
+            raise InvalidValueError(f"embedding has {len(vector)} dimensions; this vector store "
+                                    f"holds {expected}-dimensional embeddings", field=param)
         return [float(x) for x in vector]
 
     @staticmethod
     def _check_k(k: int) -> None:
         if k < 1:
-            raise InvalidRequest("max_num_results must be at least 1", param="max_num_results")
+            raise InvalidValueError("max_num_results must be at least 1", field="max_num_results")
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def create(self, store_id: str, *, dimension: int,
                      metadata: Mapping[str, Scalar] | None = None) -> None:
         if dimension < 1:
-            raise InvalidRequest("embedding dimension must be positive", param="embedding_dimension")
+            raise InvalidValueError("embedding dimension must be positive", field="embedding_dimension")
         meta: dict[str, Scalar] = {k: v for k, v in (metadata or {}).items() if v is not None}
         meta.update({META_STORE_ID: store_id, META_DIMENSION: dimension})
 
@@ -175,8 +175,8 @@ class ChromaVectorStore:
                 metadata=meta, embedding_function=None)
             existing = (collection.metadata or {}).get(META_DIMENSION)
             if existing != dimension:
-                raise Conflict(f"vector store {store_id} exists with dimension {existing}, "
-                               f"not {dimension}")
+                raise AlreadyExistsError(f"vector store {store_id} exists with dimension {existing}, "
+                                         f"not {dimension}")
             with self._lock:
                 self._collections[store_id] = collection
 
@@ -188,7 +188,7 @@ class ChromaVectorStore:
                 self._collections.pop(store_id, None)
             try:
                 self._client.delete_collection(collection_name(store_id))
-            except NotFoundError:
+            except ChromaNotFound:
                 return False
             return True
 
@@ -197,7 +197,7 @@ class ChromaVectorStore:
     async def exists(self, store_id: str) -> bool:
         try:
             await self._run(store_id, self._collection, store_id)
-        except NotFound:
+        except NotFoundError:
             return False
         return True
 
@@ -313,11 +313,11 @@ class ChromaVectorStore:
                      impact_factor: float = 60.0, alpha: float = 0.5) -> list[Hit]:
         self._check_k(k)
         if ranker not in ("rrf", "weighted"):
-            raise InvalidRequest(f"ranker must be 'rrf' or 'weighted', not {ranker!r}", param="ranker")
+            raise InvalidValueError(f"ranker must be 'rrf' or 'weighted', not {ranker!r}", field="ranker")
         if not 0.0 <= alpha <= 1.0:
-            raise InvalidRequest("alpha must be between 0 and 1", param="alpha")
+            raise InvalidValueError("alpha must be between 0 and 1", field="alpha")
         if impact_factor <= 0:
-            raise InvalidRequest("impact_factor must be positive", param="impact_factor")
+            raise InvalidValueError("impact_factor must be positive", field="impact_factor")
         depth = max(3 * k, 20)
         vector_hits = await self.query(store_id, embedding, k=depth, where=where)
         keyword_hits = await self.keyword(store_id, text, k=depth, where=where)

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 import anyio.to_thread
 
-from ggstack.http.errors import NotFound, PayloadTooLarge
+from ggstack.core.errors import NotFoundError, TooLargeError
 from ggstack.stores.base import StoredBlob
 
 KEY_PATTERN = re.compile(r"[0-9a-f]{32}")
@@ -35,7 +35,7 @@ class DiskFileStore:
         # Keys come back from the metadata store; checking them keeps a corrupted or
         # hostile value from ever naming a path outside the root.
         if not KEY_PATTERN.fullmatch(key):
-            raise NotFound("stored file content not found")
+            raise NotFoundError("stored file content not found")
         return self.root / key[:2] / key
 
     async def save(self, chunks: AsyncIterator[bytes], *, max_bytes: int) -> StoredBlob:
@@ -48,9 +48,9 @@ class DiskFileStore:
             async for chunk in chunks:
                 size += len(chunk)
                 if size > max_bytes:
-                    raise PayloadTooLarge(
+                    raise TooLargeError(
                         f"file is larger than the upload limit of {max_bytes} bytes "
-                        f"(max_upload_bytes)", param="file")
+                        f"(max_upload_bytes)")
                 await anyio.to_thread.run_sync(_write_and_hash, handle, digest, chunk)
             await anyio.to_thread.run_sync(_finish, handle, tmp, self.path(key))
         except BaseException:
@@ -65,14 +65,14 @@ class DiskFileStore:
         try:
             return await anyio.to_thread.run_sync(path.read_bytes)
         except FileNotFoundError:
-            raise NotFound("stored file content not found") from None
+            raise NotFoundError("stored file content not found") from None
 
     async def stream(self, key: str, *, chunk_size: int = 65536) -> AsyncIterator[bytes]:
         path = self.path(key)
         try:
             handle: BinaryIO = await anyio.to_thread.run_sync(path.open, "rb")
         except FileNotFoundError:
-            raise NotFound("stored file content not found") from None
+            raise NotFoundError("stored file content not found") from None
         try:
             while chunk := await anyio.to_thread.run_sync(handle.read, chunk_size):
                 yield chunk

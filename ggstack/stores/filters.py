@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ggstack.http.errors import InvalidRequest
+from ggstack.core.errors import InvalidValueError
 
 COMPARISONS = {"eq": "$eq", "ne": "$ne", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte",
                "in": "$in", "nin": "$nin"}
@@ -34,7 +34,7 @@ def valid_key(key: str) -> bool:
 
 
 def to_chroma_where(filters: Any, *, param: str = "filters") -> dict[str, Any] | None:
-    """Translate; None or {} means "no filter". Bad input -> InvalidRequest naming `param`."""
+    """Translate; None or {} means "no filter". Bad input -> InvalidValueError naming `param`."""
     filters = _plain(filters)
     if filters is None or filters == {}:
         return None
@@ -43,33 +43,33 @@ def to_chroma_where(filters: Any, *, param: str = "filters") -> dict[str, Any] |
 
 def _translate(node: Any, param: str) -> dict[str, Any]:
     if not isinstance(node, Mapping):
-        raise InvalidRequest(f"{param} must be an object", param=param)
+        raise InvalidValueError(f"{param} must be an object", field=param)
     kind = node.get("type")
     if kind in COMPOUNDS:
         children = node.get("filters")
         if not isinstance(children, list) or not children:
-            raise InvalidRequest(f"{param}.filters must be a non-empty list", param=param)
+            raise InvalidValueError(f"{param}.filters must be a non-empty list", field=param)
         parts = [_translate(_plain(child), f"{param}.filters[{i}]") for i, child in enumerate(children)]
         # Chroma wants at least two operands under $and/$or.
         return parts[0] if len(parts) == 1 else {COMPOUNDS[kind]: parts}
     if kind not in COMPARISONS:
         expected = ", ".join([*COMPARISONS, *COMPOUNDS])
-        raise InvalidRequest(f"{param}.type must be one of {expected}, not {kind!r}", param=param)
+        raise InvalidValueError(f"{param}.type must be one of {expected}, not {kind!r}", field=param)
     key, value = node.get("key"), node.get("value")
     if not isinstance(key, str) or not key:
-        raise InvalidRequest(f"{param}.key must be a non-empty string", param=param)
+        raise InvalidValueError(f"{param}.key must be a non-empty string", field=param)
     if not valid_key(key):
-        raise InvalidRequest(f"{param}.key {key!r} is not an attribute name: it may not start with '$' or '#' "
-                             "or hold control characters", param=param)
+        raise InvalidValueError(f"{param}.key {key!r} is not an attribute name: it may not start with '$' or '#' "
+                                "or hold control characters", field=param)
     if kind in ("in", "nin"):
         if not isinstance(value, list) or not value or not all(_is_scalar(v) for v in value):
-            raise InvalidRequest(f"{param}.value must be a non-empty list of strings, numbers or "
-                                 f"booleans for '{kind}'", param=param)
+            raise InvalidValueError(f"{param}.value must be a non-empty list of strings, numbers or "
+                                    f"booleans for '{kind}'", field=param)
     elif kind in ORDERED:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidRequest(f"{param}.value must be a number for '{kind}'", param=param)
+            raise InvalidValueError(f"{param}.value must be a number for '{kind}'", field=param)
     elif not _is_scalar(value):
-        raise InvalidRequest(f"{param}.value must be a string, number or boolean", param=param)
+        raise InvalidValueError(f"{param}.value must be a string, number or boolean", field=param)
     return {key: {COMPARISONS[kind]: value}}
 
 

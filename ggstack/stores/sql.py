@@ -43,7 +43,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 
-from ggstack.http.errors import InvalidRequest
+from ggstack.core.errors import InvalidValueError, UnknownIdError
 from ggstack.stores.base import Order, Page, Update, Where
 
 log = logging.getLogger("ggstack.stores.sql")
@@ -259,9 +259,9 @@ class SqlMetadataStore:
                    before: str | None = None, limit: int | None = 20, order: Order = "desc",
                    where: Where | None = None, offset: int = 0) -> Page:
         if order not in ("asc", "desc"):
-            raise InvalidRequest(f"order must be 'asc' or 'desc', not {order!r}", param="order")
+            raise InvalidValueError(f"order must be 'asc' or 'desc', not {order!r}", field="order")
         if limit is not None and limit < 1:
-            raise InvalidRequest("limit must be at least 1", param="limit")
+            raise InvalidValueError("limit must be at least 1", field="limit")
         return await self._run(self._read, partial(self._list_sync, kind, parent, after, before,
                                                    limit, order, where, max(offset, 0)))
 
@@ -269,7 +269,7 @@ class SqlMetadataStore:
         row = conn.execute(select(documents.c.created_at, documents.c.seq)
                            .where(self._key(kind, id, parent))).first()
         if row is None:
-            raise InvalidRequest(f"Invalid value: {param}='{id}' is not an item of this list", param=param)
+            raise UnknownIdError(f"{param}='{id}' is not an item of this list", field=param)
         return row
 
     def _list_sync(self, kind: str, parent: str | None, after: str | None, before: str | None,

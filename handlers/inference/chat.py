@@ -16,7 +16,8 @@ from generated.models.llama_stack_deprecated import (
     OpenAIChunkChoice,
 )
 from ggstack.core.context import Context
-from ggstack.http.errors import InvalidRequest
+from ggstack.core.errors import ContextOverflowError, GrammarError
+from ggstack.http.errors import Fields, InvalidRequest, naming_stream
 from ggstack.inference import generation, options, stored_chat
 from ggstack.inference.messages import openai_messages
 from ggstack.inference.openai_format import OPENAI, ChatChunks, chat_completion, new_id, now, spec_dialect
@@ -24,6 +25,8 @@ from ggstack.inference.prompt import plan_chat
 from ggstack.inference.tools import openai_tool_choice, openai_tools
 
 DIALECT = spec_dialect(OpenAIChatCompletion, OpenAIChunkChoice)
+#: A chat's prompt is its `messages`; a schema the engine cannot use is its `response_format`.
+CHAT_FIELDS: Fields = {ContextOverflowError: "messages", GrammarError: "response_format"}
 
 
 async def openai_chat_completion(body: OpenaiChatCompletionRequest, ctx: Context) -> dict | AsyncIterator[dict]:
@@ -44,8 +47,9 @@ async def openai_chat_completion(body: OpenaiChatCompletionRequest, ctx: Context
         json_schema=options.response_format_schema(response_format))
     plan = plan_chat(engine, openai_messages(messages), sampling, tools=tools, tool_choice=tool_choice,
                      parallel_tool_calls=body.parallel_tool_calls is not False)
-    events = generation.generate_events(engine, [plan.prompt], plan.options, n=options.choice_count(body.n),
-                                        parser=plan.parser, parallel_tool_calls=plan.parallel_tool_calls)
+    events = naming_stream(generation.generate_events(
+        engine, [plan.prompt], plan.options, n=options.choice_count(body.n), parser=plan.parser,
+        parallel_tool_calls=plan.parallel_tool_calls), CHAT_FIELDS)
     completion_id, created, logprobs = new_id("chatcmpl-"), now(), bool(body.logprobs)
 
     async def keep(result: generation.Generation) -> dict[str, Any]:

@@ -16,8 +16,9 @@ from generated.models.llama_stack_deprecated import (
     OpenaiCompletionRequest,
 )
 from ggstack.core.context import Context
+from ggstack.core.errors import ContextOverflowError
 from ggstack.engines.base import ChatEngine
-from ggstack.http.errors import InvalidRequest
+from ggstack.http.errors import Fields, InvalidRequest, naming_stream
 from ggstack.inference import generation, options
 from ggstack.inference.completions import choice_grammar, completion_prompts, pick_best
 from ggstack.inference.generation import Prompt
@@ -27,6 +28,8 @@ DIALECT = spec_dialect(OpenAICompletion, OpenAICompletionChoice)
 DEFAULT_MAX_TOKENS = 16
 #: Prompts times best_of: each is a generation queued on one model worker.
 MAX_GENERATIONS = 128
+#: An overflow is about the `prompt` (the engines' chat-minded errors say `messages`).
+COMPLETION_FIELDS: Fields = {ContextOverflowError: "prompt"}
 
 
 async def openai_completion(body: OpenaiCompletionRequest, ctx: Context) -> dict | AsyncIterator[dict]:
@@ -55,7 +58,7 @@ async def openai_completion(body: OpenaiCompletionRequest, ctx: Context) -> dict
         grammar=choice_grammar(body.guided_choice) if body.guided_choice is not None else None)
     echo = await _echo_texts(engine, prompts) if body.echo else None
     completion_id, created, logprobs = new_id("cmpl-"), now(), bool(body.logprobs)
-    events = generation.generate_events(engine, prompts, sampling, n=best_of)
+    events = naming_stream(generation.generate_events(engine, prompts, sampling, n=best_of), COMPLETION_FIELDS)
     if body.stream:
         include_usage = bool((body.stream_options or {}).get("include_usage"))
         chunks = CompletionChunks(id=completion_id, created=created, model=body.model, logprobs=logprobs,

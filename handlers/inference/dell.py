@@ -18,12 +18,15 @@ from generated.models.dell_pro_ai_studio import (
     CreateChatCompletionResponse,
 )
 from ggstack.core.context import Context
-from ggstack.http.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest, naming_stream
 from ggstack.inference import dell, generation, legacy, options
 from ggstack.inference.messages import openai_messages
 from ggstack.inference.openai_format import ChatChunks, chat_completion, new_id, now, spec_dialect
 from ggstack.inference.prompt import plan_chat
 from ggstack.inference.tools import openai_tool_choice
+from handlers.inference.chat import CHAT_FIELDS
+from handlers.inference.legacy import CHAT_FIELDS as LEGACY_FIELDS
+from handlers.inference.legacy import chat_engine
 
 DIALECT = spec_dialect(CreateChatCompletionResponse, ChatCompletionChunkChoice)
 #: Dell's response enum has no `auto`; a request that names a tier is served at the default one.
@@ -43,7 +46,8 @@ async def dell_create_chat_completion(body: CreateChatCompletionRequest, ctx: Co
         logprobs=options.top_logprobs_count(request.get("logprobs"), request.get("top_logprobs")))
     plan = plan_chat(engine, openai_messages(request["messages"]), sampling,
                      tool_choice=openai_tool_choice(request.get("tool_choice"), []))
-    events = generation.generate_events(engine, [plan.prompt], plan.options, parser=plan.parser)
+    events = naming_stream(generation.generate_events(engine, [plan.prompt], plan.options, parser=plan.parser),
+                           CHAT_FIELDS)
     completion_id, created, logprobs = new_id("chatcmpl-"), now(), bool(request.get("logprobs"))
     tier = SERVICE_TIER if "service_tier" in request else None
     if body.stream:
@@ -60,13 +64,14 @@ async def dell_create_chat_completion(body: CreateChatCompletionRequest, ctx: Co
 async def dell_llamastack_chat_completion(body: ChatCompletionRequest, ctx: Context,
                                           X_LlamaStack_ProviderData: str | None = None,
                                           ) -> dict | AsyncIterator[dict]:
-    engine = await legacy.chat_engine(ctx, body.model_id)
+    engine = await chat_engine(ctx, body.model_id)
     request = body.model_dump(mode="json", exclude_none=True)
     json_schema, grammar = legacy.response_format(request.get("response_format"))
     sampling = dell.dell_sampling(request.get("sampling_params")).options(
         logprobs=legacy.logprobs_count(request.get("logprobs")), json_schema=json_schema, grammar=grammar)
     plan = plan_chat(engine, dell.dell_messages(request["messages"]), sampling)
-    events = generation.generate_events(engine, [plan.prompt], plan.options, parser=plan.parser)
+    events = naming_stream(generation.generate_events(engine, [plan.prompt], plan.options, parser=plan.parser),
+                           LEGACY_FIELDS)
     logprobs = body.logprobs is not None
     if body.stream:
         return generation.shaped_stream(events, dell.ChatChunks(logprobs=logprobs).chunks)

@@ -31,11 +31,14 @@ from generated.models.llama_stack_deprecated import (
     OpenAIEmbeddingUsage,
 )
 from ggstack.core.context import Context
-from ggstack.http.errors import InvalidRequest
+from ggstack.core.errors import ContextOverflowError
+from ggstack.http.errors import Fields, InvalidRequest, naming
 
 #: OpenAI's (and Dell's) limit on inputs per request.
 MAX_INPUTS = 2048
 ENCODINGS = ("float", "base64")
+#: An input longer than the model reads is about `input`.
+EMBED_FIELDS: Fields = {ContextOverflowError: "input"}
 SHAPES = "input must be a string, a list of strings, a token array or a list of token arrays"
 
 
@@ -108,7 +111,8 @@ async def embed(ctx: Context, model: str, inputs: list[str] | list[list[int]],
                 dimensions: int | None) -> tuple[np.ndarray, int]:
     engine = await ctx.models.embedder(model)
     check_dimensions(dimensions, engine.dimension, model)
-    vectors, tokens = await engine.embed(inputs)
+    with naming(EMBED_FIELDS):
+        vectors, tokens = await engine.embed(inputs)
     return shaped(vectors, dimensions), tokens
 
 

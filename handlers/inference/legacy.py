@@ -13,18 +13,30 @@ from collections.abc import AsyncIterator
 
 from generated.models.llama_stack_inference import ChatCompletionRequest, CompletionRequest
 from ggstack.core.context import Context
+from ggstack.core.errors import ContextOverflowError, NotFoundError
+from ggstack.engines.base import ChatEngine
+from ggstack.http.errors import Fields, naming, naming_stream
 from ggstack.inference import generation, legacy
 from ggstack.inference.prompt import plan_chat
 
+#: The legacy family names its model `model_id`; a chat's prompt is its `messages`.
+CHAT_FIELDS: Fields = {NotFoundError: "model_id", "model": "model_id", ContextOverflowError: "messages"}
+COMPLETION_FIELDS: Fields = {**CHAT_FIELDS, ContextOverflowError: "content"}
+
+
+async def chat_engine(ctx: Context, model_id: str) -> ChatEngine:
+    with naming(CHAT_FIELDS):
+        return await ctx.models.chat(model_id)
+
 
 async def completion(body: CompletionRequest, ctx: Context) -> dict | AsyncIterator[dict]:
-    engine = await legacy.chat_engine(ctx, body.model_id)
+    engine = await chat_engine(ctx, body.model_id)
     request = body.model_dump(mode="json", exclude_none=True)
     prompt = legacy.content_text(request["content"], param="content")
     json_schema, grammar = legacy.response_format(request.get("response_format"))
     sampling = legacy.Sampling.from_legacy(request.get("sampling_params")).options(
         logprobs=legacy.logprobs_count(request.get("logprobs")), json_schema=json_schema, grammar=grammar)
-    events = legacy.renamed_overflow(generation.generate_events(engine, [prompt], sampling), "content")
+    events = naming_stream(generation.generate_events(engine, [prompt], sampling), COMPLETION_FIELDS)
     logprobs = body.logprobs is not None
     if body.stream:
         return generation.shaped_stream(events, legacy.CompletionChunks(logprobs=logprobs).chunks)
@@ -32,7 +44,7 @@ async def completion(body: CompletionRequest, ctx: Context) -> dict | AsyncItera
 
 
 async def chat_completion(body: ChatCompletionRequest, ctx: Context) -> dict | AsyncIterator[dict]:
-    engine = await legacy.chat_engine(ctx, body.model_id)
+    engine = await chat_engine(ctx, body.model_id)
     request = body.model_dump(mode="json", exclude_none=True)
     tools = legacy.legacy_tools(request.get("tools"))
     config = body.tool_config
@@ -44,8 +56,8 @@ async def chat_completion(body: ChatCompletionRequest, ctx: Context) -> dict | A
         logprobs=legacy.logprobs_count(request.get("logprobs")), json_schema=json_schema, grammar=grammar)
     plan = plan_chat(engine, legacy.legacy_messages(request["messages"]), sampling, tools=tools,
                      tool_choice=tool_choice)
-    events = generation.generate_events(engine, [plan.prompt], plan.options, parser=plan.parser,
-                                        parallel_tool_calls=plan.parallel_tool_calls)
+    events = naming_stream(generation.generate_events(engine, [plan.prompt], plan.options, parser=plan.parser,
+                                                      parallel_tool_calls=plan.parallel_tool_calls), CHAT_FIELDS)
     logprobs = body.logprobs is not None
     if body.stream:
         return generation.shaped_stream(events, legacy.ChatChunks(logprobs=logprobs).chunks)

@@ -18,6 +18,7 @@ from generated.models.llama_stack_deprecated import (
     VectorStoreFileObject,
 )
 from ggstack.core.context import Context
+from ggstack.core.errors import NotFoundError
 from ggstack.http.errors import NotFound
 from ggstack.ingest import records
 from ggstack.ingest.records import VECTOR_STORE_FILE
@@ -84,7 +85,7 @@ async def openai_delete_vector_store_file(vector_store_id: str, file_id: str, ct
     await store_file(ctx, vector_store_id, file_id)
     await ctx.metadata.delete(VECTOR_STORE_FILE, file_id, parent=vector_store_id)
     # A job indexing this file right now removes its own chunks when it sees the record gone.
-    with contextlib.suppress(NotFound):
+    with contextlib.suppress(NotFoundError):
         await ctx.vectors.delete_file(vector_store_id, file_id)
     return VectorStoreFileDeleteResponse(id=file_id, object="vector_store.file.deleted", deleted=True)
 

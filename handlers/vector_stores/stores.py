@@ -17,7 +17,8 @@ from generated.models.llama_stack_deprecated import (
     VectorStoreObject,
 )
 from ggstack.core.context import Context
-from ggstack.http.errors import InvalidRequest, NotFound
+from ggstack.core.errors import NotFoundError
+from ggstack.http.errors import InvalidRequest
 from ggstack.ingest import records
 from ggstack.ingest.records import FILE_BATCH, VECTOR_STORE, VECTOR_STORE_FILE
 from handlers.vector_stores.common import (
@@ -127,7 +128,7 @@ async def openai_delete_vector_store(vector_store_id: str, ctx: Context) -> Vect
     # was interrupted can simply be sent again.
     try:
         await ctx.vectors.drop(vector_store_id)
-    except NotFound:
+    except NotFoundError:
         pass
     await ctx.metadata.delete_children(VECTOR_STORE_FILE, vector_store_id)
     await ctx.metadata.delete_children(FILE_BATCH, vector_store_id)

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from ggstack.http.errors import Conflict, InvalidRequest, NotFound
+from ggstack.core.errors import AlreadyExistsError, InvalidValueError, NotFoundError
 from ggstack.stores.base import Chunk
 from ggstack.stores.chroma import ChromaVectorStore
 
@@ -111,7 +111,7 @@ async def test_hybrid_fuses_vector_and_keyword(loaded):
     assert all(0 < h.score <= 1 for h in hits)
     weighted = await vectors.hybrid(store_id, embed("moon"), "rockets", k=3, ranker="weighted", alpha=0.0)
     assert weighted[0].chunk.id == "file-space:0"
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidValueError):
         await vectors.hybrid(store_id, embed("moon"), "rockets", ranker="borda")
 
 
@@ -134,7 +134,7 @@ async def test_filters_apply_to_vector_keyword_and_hybrid(loaded):
     hits = await vectors.query(store_id, embed("x"), k=10,
                                where={"type": "in", "key": "topic", "value": ["food", "space"]})
     assert len(hits) == 4
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidValueError):
         await vectors.query(store_id, embed("x"), where={"type": "gt", "key": "year", "value": "2020"})
 
 
@@ -169,27 +169,27 @@ async def test_file_chunks_in_order_and_delete_file(loaded):
 async def test_lifecycle_and_errors(vectors):
     store_id = f"vs_{uuid.uuid4().hex}"
     assert not await vectors.exists(store_id)
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundError):
         await vectors.query(store_id, embed("x"))
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundError):
         await vectors.upsert_chunks(store_id, CORPUS[:1])
     await vectors.create(store_id, dimension=DIM)
     await vectors.create(store_id, dimension=DIM)  # idempotent
     assert await vectors.exists(store_id)
     assert await vectors.query(store_id, embed("x")) == []
     assert await vectors.keyword(store_id, "x") == []
-    with pytest.raises(Conflict):
+    with pytest.raises(AlreadyExistsError):
         await vectors.create(store_id, dimension=DIM + 1)
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidValueError):
         await vectors.upsert_chunks(store_id, [Chunk("f", 0, "short", embedding=[1.0, 0.0])])
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidValueError):
         await vectors.query(store_id, [1.0, 0.0])
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidValueError):
         await vectors.query(store_id, embed("x"), k=0)
     assert await vectors.drop(store_id) is True
     assert await vectors.drop(store_id) is False
     assert not await vectors.exists(store_id)
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundError):
         await vectors.keyword(store_id, "x")
 
 

@@ -133,6 +133,15 @@ def test_bad_requests(client, http):
         client.completions.create(model="nope", prompt="x")
 
 
+def test_an_overflowing_prompt_is_named_prompt(http):
+    # The engines' overflow error is about "the prompt"; only chat handlers call that `messages`.
+    for stream in (False, True):
+        response = http.post("/completions", json={"model": "tiny", "prompt": "x" * 600, "stream": stream})
+        assert response.status_code == 400, response.text
+        detail = response.json()["detail"]  # a param is named in the detail unless the text names it
+        assert "prompt has" in detail and "messages" not in detail, detail
+
+
 @needs_smollm2
 def test_smollm2_completes_a_fact(client):
     result = client.completions.create(model=SMOL, prompt="The capital of France is", max_tokens=5, temperature=0)

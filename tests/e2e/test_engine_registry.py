@@ -7,9 +7,10 @@ import logging
 
 import pytest
 
+from ggstack.core.errors import AlreadyExistsError, InvalidValueError, NotFoundError
 from ggstack.engines.base import Finish, SamplingOptions
 from ggstack.engines.registry import ModelRegistry, ModelSpec
-from ggstack.http.errors import Conflict, InvalidRequest, NotFound, Overloaded
+from ggstack.http.errors import InvalidRequest, Overloaded
 
 pytestmark = pytest.mark.anyio
 
@@ -27,11 +28,11 @@ def specs(tiny_chat_gguf, tiny_embed_gguf):
 
 async def test_unknown_model_is_not_found(specs):
     registry = ModelRegistry()
-    with pytest.raises(NotFound, match="Model 'x' not found"):
+    with pytest.raises(NotFoundError, match="Model 'x' not found"):
         await registry.chat("x")
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundError):
         registry.get("x")
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundError):
         await registry.unregister("x")
 
 
@@ -39,9 +40,9 @@ async def test_wrong_kind_of_model_is_invalid_request(specs):
     registry = ModelRegistry()
     for spec in specs:
         registry.register(spec)
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidValueError):
         await registry.chat("emb")
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidValueError):
         await registry.embedder("chat")
     assert registry.loaded() == []
     await registry.close()
@@ -55,7 +56,7 @@ async def test_registration_fills_dimension_and_context_from_the_gguf(specs):
     assert (emb.embedding_dimension, emb.metadata["embedding_dimension"], emb.context_length) == (32, 32, 512)
     assert [s.identifier for s in registry.list()] == ["chat", "emb"]
     assert [c[0] for c in changes] == ["chat", "emb"]
-    with pytest.raises(Conflict):
+    with pytest.raises(AlreadyExistsError):
         registry.register(specs[0])
     await registry.unregister("chat")
     assert changes[-1] == ("chat", None)
@@ -64,13 +65,13 @@ async def test_registration_fills_dimension_and_context_from_the_gguf(specs):
 
 async def test_bad_registrations_fail_at_once(specs, tmp_path):
     registry = ModelRegistry()
-    with pytest.raises(InvalidRequest, match="does not exist"):
+    with pytest.raises(InvalidValueError, match="does not exist"):
         registry.register(ModelSpec(identifier="m", path=tmp_path / "missing.gguf"))
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(b"not a model at all")
-    with pytest.raises(InvalidRequest, match="not a usable GGUF"):
+    with pytest.raises(InvalidValueError, match="not a usable GGUF"):
         registry.register(ModelSpec(identifier="m", path=junk))
-    with pytest.raises(InvalidRequest, match="does not match"):
+    with pytest.raises(InvalidValueError, match="does not match"):
         registry.register(specs[1].model_copy(update={"embedding_dimension": 384}))
 
 

@@ -7,8 +7,9 @@ import json
 import jsonschema
 import pytest
 
+from ggstack.core.errors import InvalidValueError
 from ggstack.engines.base import SamplingOptions
-from ggstack.http.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest, naming
 from ggstack.inference import options
 from ggstack.inference.completions import choice_grammar, completion_prompts, gbnf_literal
 from ggstack.inference.messages import openai_messages, template_messages, with_system_text
@@ -45,7 +46,8 @@ def test_fields_map_and_stop_becomes_a_list_without_empties():
     ({"presence_penalty": 3}, "presence_penalty"), ({"frequency_penalty": -3}, "frequency_penalty"),
 ])
 def test_out_of_range_values_name_their_field(kwargs, param):
-    with pytest.raises(InvalidRequest) as info:
+    # Some are checked here, some by the engine layer; either way the HTTP error names the field.
+    with pytest.raises(InvalidRequest) as info, naming({}):
         options.sampling_options(**kwargs)
     assert info.value.param == param
 
@@ -58,9 +60,9 @@ def test_any_integer_seed_is_accepted_and_stays_reproducible():
 def test_token_limit_prefers_the_first_given_and_names_it():
     assert options.token_limit(("max_completion_tokens", None), ("max_tokens", 9)) == 9
     assert options.token_limit(("max_completion_tokens", 4), ("max_tokens", 9)) == 4
-    with pytest.raises(InvalidRequest) as info:
+    with pytest.raises(InvalidValueError) as info:
         options.token_limit(("max_completion_tokens", 0), ("max_tokens", 9))
-    assert info.value.param == "max_completion_tokens"
+    assert info.value.field == "max_completion_tokens"
 
 
 def test_top_logprobs_needs_logprobs_and_a_range():
@@ -68,16 +70,16 @@ def test_top_logprobs_needs_logprobs_and_a_range():
     assert options.top_logprobs_count(True, None) == 0
     assert options.top_logprobs_count(True, 5) == 5
     for logprobs, top in [(False, 2), (True, 21), (True, -1)]:
-        with pytest.raises(InvalidRequest) as info:
+        with pytest.raises(InvalidValueError) as info:
             options.top_logprobs_count(logprobs, top)
-        assert info.value.param == "top_logprobs"
+        assert info.value.field == "top_logprobs"
 
 
 def test_choice_count_bounds():
     assert options.choice_count(None) == 1
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidValueError):
         options.choice_count(0)
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidValueError):
         options.choice_count(options.MAX_CHOICES + 1)
 
 
@@ -94,7 +96,7 @@ def test_response_formats():
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
     assert options.response_format_schema({"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}) \
         == schema
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidValueError):
         options.response_format_schema({"type": "xml"})
 
 
@@ -121,7 +123,7 @@ def test_openai_tools_and_deprecated_functions():
 @pytest.mark.parametrize("tools", [[{"type": "retrieval"}], [{"type": "function", "function": {}}],
                                    [WEATHER, WEATHER]])
 def test_bad_tools_are_400(tools):
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidValueError):
         openai_tools(tools)
 
 
@@ -139,9 +141,9 @@ def test_tool_choice_forms_and_defaults():
 @pytest.mark.parametrize("choice", ["always", {"type": "function", "function": {"name": "nope"}}, "required"])
 def test_bad_tool_choice_is_400(choice):
     tools = [] if choice == "required" else openai_tools([WEATHER])
-    with pytest.raises(InvalidRequest) as info:
+    with pytest.raises(InvalidValueError) as info:
         openai_tool_choice(choice, tools)
-    assert info.value.param == "tool_choice"
+    assert info.value.field == "tool_choice"
 
 
 def test_forced_schemas_accept_calls_and_refuse_other_json():
@@ -200,12 +202,12 @@ def test_text_template_messages_write_calls_and_results_as_hermes_text():
 
 
 def test_non_text_parts_and_bad_roles_are_400():
-    with pytest.raises(InvalidRequest) as info:
+    with pytest.raises(InvalidValueError) as info:
         openai_messages([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}])
-    assert info.value.param == "messages[0].content[0]"
-    with pytest.raises(InvalidRequest):
+    assert info.value.field == "messages[0].content[0]"
+    with pytest.raises(InvalidValueError):
         openai_messages([{"role": "wizard", "content": "x"}])
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidValueError):
         openai_messages([])
 
 
@@ -218,12 +220,12 @@ def test_completion_prompt_forms():
     assert completion_prompts([1, 2, 3]) == [[1, 2, 3]]
     assert completion_prompts([[1], [2, 3]]) == [[1], [2, 3]]
     for bad in ([], [[]], ["a", 1]):
-        with pytest.raises(InvalidRequest):
+        with pytest.raises(InvalidValueError):
             completion_prompts(bad)
 
 
 def test_choice_grammar_escapes_literals():
     assert choice_grammar(["yes", "no"]) == 'root ::= "yes" | "no"'
     assert gbnf_literal('say "hi"\\\n\x01') == '"say \\"hi\\"\\\\\\n\\x01"'
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidValueError):
         choice_grammar([])

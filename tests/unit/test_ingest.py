@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ggstack.http.errors import InvalidRequest
+from ggstack.core.errors import InvalidValueError
 from ggstack.ingest.chunking import chunk_text, chunk_tokens, chunking_params
 from ggstack.ingest.extract import ExtractionError, extract, extract_text, html_to_text
 
@@ -114,7 +114,7 @@ def test_binary_and_unknown_types():
 
 
 def test_extraction_error_is_an_invalid_request():
-    assert issubclass(ExtractionError, InvalidRequest)
+    assert issubclass(ExtractionError, InvalidValueError)
 
 
 @pytest.mark.anyio
@@ -171,9 +171,9 @@ def test_chunk_tokens_defaults_are_openai_auto():
     (200, -1, "chunk_overlap_tokens"),
 ])
 def test_bad_chunk_sizes_name_the_param(size, overlap, param):
-    with pytest.raises(InvalidRequest) as err:
+    with pytest.raises(InvalidValueError) as err:
         chunk_tokens(list(range(10)), size, overlap)
-    assert err.value.param == f"chunking_strategy.static.{param}"
+    assert err.value.field == f"chunking_strategy.static.{param}"
 
 
 def test_chunk_text_with_a_tokenizer_pair():
@@ -192,11 +192,11 @@ def test_chunking_params_from_strategy():
     assert chunking_params({"type": "auto"}) == (800, 400)
     assert chunking_params({"type": "static", "static": {"max_chunk_size_tokens": 300,
                                                           "chunk_overlap_tokens": 0}}) == (300, 0)
-    with pytest.raises(InvalidRequest) as err:
+    with pytest.raises(InvalidValueError) as err:
         chunking_params({"type": "static", "static": {"max_chunk_size_tokens": 300,
                                                       "chunk_overlap_tokens": 200}})
-    assert err.value.param == "chunking_strategy.static.chunk_overlap_tokens"
-    with pytest.raises(InvalidRequest):
+    assert err.value.field == "chunking_strategy.static.chunk_overlap_tokens"
+    with pytest.raises(InvalidValueError):
         chunking_params({"type": "other"})
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidValueError):
         chunking_params({"type": "static"})

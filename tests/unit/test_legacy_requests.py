@@ -8,7 +8,7 @@ import pytest
 
 from generated.models import dell_pro_ai_studio as dell_models
 from generated.models import llama_stack_inference as models
-from ggstack.http.errors import InvalidRequest
+from ggstack.core.errors import InvalidValueError
 from ggstack.inference import dell, legacy
 from ggstack.inference.generation import (
     Choice,
@@ -48,24 +48,24 @@ def test_top_p_without_temperature_keeps_the_engines_default():
     ({"strategy": {"type": "greedy"}, "repetition_penalty": 0}, "sampling_params.repetition_penalty"),
 ])
 def test_bad_sampling_params_name_their_field(params, param):
-    with pytest.raises(InvalidRequest) as info:
+    with pytest.raises(InvalidValueError) as info:
         legacy.Sampling.from_legacy(params).options()
-    assert info.value.param == param
+    assert info.value.field == param
 
 
 def test_dell_sampling_uses_the_specs_defaults():
     params = dell_models.SamplingParams(strategy="top_p").model_dump(mode="json")
     options = dell.dell_sampling(params).options()
     assert options.temperature == 0.0 and options.top_p == 0.95  # Dell's default temperature is 0
-    with pytest.raises(InvalidRequest) as info:
+    with pytest.raises(InvalidValueError) as info:
         dell.dell_sampling(dell_models.SamplingParams(strategy="top_k").model_dump(mode="json")).options()
-    assert info.value.param == "sampling_params.top_k"
+    assert info.value.field == "sampling_params.top_k"
 
 
 def test_logprobs_count():
     assert legacy.logprobs_count(None) is None
     assert legacy.logprobs_count({}) == 0 and legacy.logprobs_count({"top_k": 3}) == 3
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidValueError):
         legacy.logprobs_count({"top_k": 21})
 
 
@@ -76,7 +76,7 @@ def test_response_formats():
     _, rules = legacy.response_format({"type": "grammar", "bnf": {"word": "[a-z]+", "root": "word"}})
     assert rules == "root ::= word\nword ::= [a-z]+"
     for bad in ({"word": "[a-z]+"}, {"root": 1}, {}):
-        with pytest.raises(InvalidRequest):
+        with pytest.raises(InvalidValueError):
             legacy.bnf_grammar(bad)
 
 
@@ -98,14 +98,14 @@ def test_messages_concatenate_system_turns_and_append_context():
 
 
 def test_images_and_empty_conversations_are_refused():
-    with pytest.raises(InvalidRequest) as info:
+    with pytest.raises(InvalidValueError) as info:
         legacy.legacy_messages([{"role": "user", "content": {"type": "image", "image": {"data": "eA=="}}}])
-    assert info.value.param == "messages[0].content[0]"
-    with pytest.raises(InvalidRequest):
+    assert info.value.field == "messages[0].content[0]"
+    with pytest.raises(InvalidValueError):
         legacy.legacy_messages([])
-    with pytest.raises(InvalidRequest) as info:
+    with pytest.raises(InvalidValueError) as info:
         dell.dell_messages([{"role": "user", "content": ["a", {"image": "http://x"}]}])
-    assert info.value.param == "messages[0].content[1]"
+    assert info.value.field == "messages[0].content[1]"
     assert dell.dell_messages([{"role": "user", "content": ["a", "b"]}])[0].content == "a\nb"
 
 
@@ -122,7 +122,7 @@ def test_tool_definitions_become_json_schemas():
         "properties": {"city": {"type": "string", "description": "where"}, "days": {"type": "integer", "default": 3},
                        "tags": {"type": "array"}, "odd": {}}})
     assert specs[1].parameters["properties"] == {"query": {"type": "string", "description": "The search query"}}
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidValueError):
         legacy.legacy_tools([{"tool_name": "f"}, {"tool_name": "f"}])
 
 
@@ -134,7 +134,7 @@ def test_tool_choice_from_config_or_the_deprecated_field():
     assert legacy.legacy_tool_choice(None, "required", tools) == ToolChoice("required")
     assert legacy.legacy_tool_choice("none", "none", tools) == ToolChoice("none")
     for config, deprecated, available in (("required", "auto", tools), ("h", None, tools), ("required", None, [])):
-        with pytest.raises(InvalidRequest):
+        with pytest.raises(InvalidValueError):
             legacy.legacy_tool_choice(config, deprecated, available)
 
 

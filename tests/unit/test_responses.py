@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from ggstack.core.errors import InvalidValueError, UnknownIdError
 from ggstack.http import schemas
-from ggstack.http.errors import InvalidRequest
+from ggstack.http.errors import from_domain
 from ggstack.inference.generation import (
     ChoiceFinished,
     ChoiceStarted,
@@ -70,9 +71,9 @@ def test_input_items_keep_given_ids_and_get_missing_ones():
     ([], "input"),
 ])
 def test_input_the_models_cannot_read_is_400_naming_it(bad, param):
-    with pytest.raises(InvalidRequest) as error:
+    with pytest.raises(InvalidValueError) as error:
         items.input_items(bad)
-    assert error.value.param == param
+    assert error.value.field == param
 
 
 def test_conversation_puts_system_first_and_calls_on_the_assistant_turn():
@@ -128,9 +129,9 @@ def test_tools_split_into_functions_and_file_searches():
     ([{"type": "file_search", "vector_store_ids": ["v"], "max_num_results": 0}], "tools[0].max_num_results"),
 ])
 def test_tools_ggstack_cannot_serve_are_400(tools, param):
-    with pytest.raises(InvalidRequest) as error:
+    with pytest.raises(InvalidValueError) as error:
         items.request_tools(tools)
-    assert error.value.param == param
+    assert error.value.field == param
 
 
 def test_text_format_gives_the_schema_to_enforce():
@@ -247,9 +248,9 @@ def test_input_item_pages_follow_order_and_cursors():
 
 
 def test_an_unknown_item_cursor_is_400():
-    with pytest.raises(InvalidRequest) as error:
+    with pytest.raises(UnknownIdError) as error:
         store.page_items(ITEMS, before="nope")
-    assert error.value.param == "before" and "Invalid value" in error.value.message
+    assert error.value.field == "before" and from_domain(error.value).message.startswith("Invalid value: ")
 
 
 # -- file search context -----------------------------------------------------------------------

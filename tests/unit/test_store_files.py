@@ -7,7 +7,8 @@ import hashlib
 import anyio
 import pytest
 
-from ggstack.http.errors import NotFound, PayloadTooLarge
+from ggstack.core.errors import NotFoundError, TooLargeError
+from ggstack.http.errors import from_domain
 from ggstack.stores.files import DiskFileStore
 
 pytestmark = pytest.mark.anyio
@@ -39,15 +40,15 @@ async def test_save_read_stream_delete(tmp_path):
     assert all_files(tmp_path) == [store.path(blob.key)]
     assert await store.delete(blob.key) is True
     assert await store.delete(blob.key) is False
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundError):
         await store.read(blob.key)
 
 
 async def test_upload_over_limit_is_payload_too_large_and_leaves_nothing(tmp_path):
     store = DiskFileStore(tmp_path / "files")
-    with pytest.raises(PayloadTooLarge) as err:
+    with pytest.raises(TooLargeError) as err:
         await store.save(chunks_of(b"x" * 5000), max_bytes=4096)
-    assert "4096" in err.value.message and err.value.status == 413
+    assert "4096" in err.value.message and from_domain(err.value).status == 413
     assert all_files(tmp_path) == []
 
 
@@ -85,5 +86,5 @@ async def test_empty_upload_is_a_blob(tmp_path):
 @pytest.mark.parametrize("key", ["../../etc/passwd", "", "ABCDEF", "0" * 31, "0" * 32 + "/x"])
 async def test_keys_that_are_not_ours_are_refused(tmp_path, key):
     store = DiskFileStore(tmp_path / "files")
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundError):
         await store.read(key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ggstack.http.errors import InvalidRequest
+from ggstack.core.errors import InvalidValueError
 from ggstack.stores import bm25
 from ggstack.stores.base import Chunk, Hit
 from ggstack.stores.chroma import chunk_metadata, collection_name, fuse
@@ -46,9 +46,9 @@ def test_compound_filters_nest_and_single_operands_unwrap():
     {"type": "eq", "key": "a\nb", "value": 1},
 ])
 def test_bad_filters_are_invalid_requests_naming_filters(bad):
-    with pytest.raises(InvalidRequest) as err:
+    with pytest.raises(InvalidValueError) as err:
         to_chroma_where(bad)
-    assert err.value.param.startswith("filters")
+    assert err.value.field.startswith("filters")
 
 
 def test_combine():
@@ -70,7 +70,7 @@ def test_collection_names_are_valid_and_distinct():
 def test_chunk_metadata_reserved_keys_win_and_values_are_checked():
     meta = chunk_metadata(Chunk("file-1", 3, "t", attributes={"_ggs_file_id": "evil", "k": 1, "n": None}))
     assert meta == {"_ggs_file_id": "file-1", "_ggs_index": 3, "k": 1}
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidValueError):
         chunk_metadata(Chunk("f", 0, "t", attributes={"bad": [1, 2]}))
 
 

@@ -7,7 +7,7 @@ import threading
 import anyio
 import pytest
 
-from ggstack.http.errors import Conflict, InvalidRequest
+from ggstack.core.errors import AlreadyExistsError, InvalidValueError
 from ggstack.stores.sql import SqlMetadataStore
 
 pytestmark = pytest.mark.anyio
@@ -89,10 +89,10 @@ async def test_pagination_asc_and_before(store):
 async def test_empty_list_and_unknown_cursor(store):
     page = await store.list("file")
     assert page.items == [] and not page.has_more and page.first_id is None and page.last_id is None
-    with pytest.raises(InvalidRequest) as err:
+    with pytest.raises(InvalidValueError) as err:
         await store.list("file", after="missing")
-    assert err.value.param == "after"
-    with pytest.raises(InvalidRequest):
+    assert err.value.field == "after"
+    with pytest.raises(InvalidValueError):
         await store.list("file", order="sideways")
 
 
@@ -142,10 +142,10 @@ async def test_update_that_raises_changes_nothing(store):
 
     def cancel(doc):
         if doc["status"] == "completed":
-            raise Conflict("batch already completed")
+            raise AlreadyExistsError("batch already completed")
         doc["status"] = "cancelled"
 
-    with pytest.raises(Conflict):
+    with pytest.raises(AlreadyExistsError):
         await store.update("batch", "b", cancel)
     assert (await store.get("batch", "b"))["status"] == "completed"
 

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from generated.models.llama_stack_deprecated import ExpiresAfter
-from ggstack.http.errors import InvalidRequest
+from ggstack.core.errors import InvalidValueError
+from ggstack.http.errors import from_domain
 from ggstack.ingest import records
 from ggstack.ingest.chunking import MAX_UNIT_CHARS, chunk_units, text_units
 from ggstack.ingest.pipeline import SPECIAL_TOKENS, window_sizes
@@ -72,7 +73,7 @@ def test_attributes_must_be_scalars_and_whole_numbers_come_back_as_ints():
     assert isinstance(records.validate_attributes({"n": 3.0})["n"], int)
     for bad in ({"nested": {"x": 1}}, {"list": [1]}, {"_ggs_file_id": "x"},
                 {f"k{i}": i for i in range(17)}, {"k" * 65: 1}, {"long": "v" * 513}):
-        with pytest.raises(InvalidRequest):
+        with pytest.raises(InvalidValueError):
             records.validate_attributes(bad)
     assert records.validate_metadata(None) == {}
     assert records.plain_numbers({"a": [1.0, {"b": 2.0}], "c": 1.5}) == {"a": [1, {"b": 2}], "c": 1.5}
@@ -82,10 +83,10 @@ def test_file_expiry_range():
     assert records.file_expiry(None, 1000) == 1000 + records.DEFAULT_FILE_TTL_SECONDS
     assert records.file_expiry(ExpiresAfter(anchor="created_at", seconds=3600), 1000) == 4600
     for seconds in (3599, 30 * 24 * 3600 + 1):
-        with pytest.raises(InvalidRequest) as err:
+        with pytest.raises(InvalidValueError) as err:
             # model_construct: the route's own validation would stop these before a handler.
             records.file_expiry(ExpiresAfter.model_construct(anchor="created_at", seconds=seconds), 1000)
-        assert err.value.param == "expires_after.seconds"
+        assert err.value.field == "expires_after.seconds"
     assert records.file_expired({"expires_at": 100}, at=100)
     assert not records.file_expired({"expires_at": 101}, at=100)
 
@@ -101,10 +102,10 @@ def test_vector_store_expiry_follows_activity():
     for bad in ({"anchor": "created_at", "days": 1}, {"anchor": "last_active_at", "days": 0},
                 {"anchor": "last_active_at", "days": 366}, {"anchor": "last_active_at", "days": 1.5},
                 {"anchor": "last_active_at", "days": 1, "extra": 1}, "soon"):
-        with pytest.raises(InvalidRequest):
+        with pytest.raises(InvalidValueError):
             records.validate_store_expiry(bad)
 
 
 def test_unknown_store_error_is_the_llama_stack_text():
-    error = records.store_not_found("vs_x")
+    error = from_domain(records.store_not_found("vs_x"))
     assert (error.status, error.message) == (400, "Invalid value: Vector store 'vs_x' not found")

@@ -7,12 +7,11 @@ Input items are given ids where the client sent none, so `input_items` can page 
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
-from contextlib import aclosing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from ggstack.http.errors import InvalidRequest
+from ggstack.core.errors import InvalidValueError
 from ggstack.inference.messages import Message, text_content
 from ggstack.inference.openai_format import new_id
 from ggstack.inference.options import integral, response_format_schema
@@ -23,12 +22,8 @@ ID_PREFIXES = {"message": "msg_", "function_call": "fc_", "function_call_output"
                "file_search_call": "fs_"}
 #: Input part types that are text, as the chat parts `text_content` reads.
 TEXT_PARTS = {"input_text": "text", "output_text": "text", "refusal": "refusal"}
-#: Fields the shared layer and the engines name in errors, as the Responses request calls them.
-FIELD_NAMES = {"response_format": "text.format"}
 DEFAULT_SEARCH_RESULTS = 10
 MAX_SEARCH_RESULTS = 50
-
-T = TypeVar("T")
 
 
 def input_items(value: str | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -40,13 +35,13 @@ def input_items(value: str | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
         return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}],
                  "id": new_id("msg_")}]
     if not value:
-        raise InvalidRequest("input must not be empty", param="input")
+        raise InvalidValueError("input must not be empty", field="input")
     items = []
     for i, raw in enumerate(value):
         kind = raw.get("type")
         if kind not in ID_PREFIXES:
-            raise InvalidRequest(f"input[{i}] has type {kind}; ggstack takes messages, function calls and their "
-                                 "outputs, and file search calls", param=f"input[{i}]")
+            raise InvalidValueError(f"input[{i}] has type {kind}; ggstack takes messages, function calls and their "
+                                    "outputs, and file search calls", field=f"input[{i}]")
         item = dict(raw)
         item.setdefault("id", new_id(ID_PREFIXES[kind]))
         if kind == "message":  # checked now, so a bad part is refused before anything is stored
@@ -118,29 +113,29 @@ def request_tools(tools: Sequence[Mapping[str, Any]] | None) -> tuple[list[ToolS
         kind, param = tool.get("type"), f"tools[{i}]"
         if kind == "function":
             if any(f.name == tool["name"] for f in functions):
-                raise InvalidRequest(f"tool name '{tool['name']}' is given more than once", param=f"{param}.name")
+                raise InvalidValueError(f"tool name '{tool['name']}' is given more than once", field=f"{param}.name")
             if not tool["name"]:
-                raise InvalidRequest(f"{param}.name must not be empty", param=f"{param}.name")
+                raise InvalidValueError(f"{param}.name must not be empty", field=f"{param}.name")
             description = tool.get("description")
             functions.append(ToolSpec(name=tool["name"], description=description if isinstance(description, str)
                                       else "", parameters=integral(tool.get("parameters")) or None))
         elif kind == "file_search":
             searches.append(file_search_tool(tool, param))
         else:
-            raise InvalidRequest(f"{param} has type {kind}; ggstack serves function and file_search tools only",
-                                 param=param)
+            raise InvalidValueError(f"{param} has type {kind}; ggstack serves function and file_search tools only",
+                                    field=param)
     return functions, searches
 
 
 def file_search_tool(tool: Mapping[str, Any], param: str) -> FileSearchTool:
     ids = tuple(tool.get("vector_store_ids") or ())
     if not ids:
-        raise InvalidRequest(f"{param}.vector_store_ids must name at least one vector store",
-                             param=f"{param}.vector_store_ids")
+        raise InvalidValueError(f"{param}.vector_store_ids must name at least one vector store",
+                                field=f"{param}.vector_store_ids")
     k = tool.get("max_num_results", DEFAULT_SEARCH_RESULTS)
     if not 1 <= k <= MAX_SEARCH_RESULTS:
-        raise InvalidRequest(f"{param}.max_num_results must be between 1 and {MAX_SEARCH_RESULTS}",
-                             param=f"{param}.max_num_results")
+        raise InvalidValueError(f"{param}.max_num_results must be between 1 and {MAX_SEARCH_RESULTS}",
+                                field=f"{param}.max_num_results")
     return FileSearchTool(vector_store_ids=ids, max_num_results=k, filters=tool.get("filters"),
                           ranking_options=tool.get("ranking_options"))
 
@@ -155,16 +150,3 @@ def text_format(text: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[st
         spec = {"schema": fmt["schema"]} if fmt.get("schema") is not None else {}
         return {"format": fmt}, response_format_schema({"type": "json_schema", "json_schema": spec})
     return {"format": fmt}, response_format_schema({"type": fmt["type"]})
-
-
-async def renamed_fields(events: AsyncGenerator[T, None]) -> AsyncIterator[T]:
-    """`events`, with errors that name a chat-completion field (a json_schema the engine cannot
-    turn into a grammar says `response_format`) naming the Responses field instead."""
-    async with aclosing(events):
-        try:
-            async for event in events:
-                yield event
-        except InvalidRequest as error:
-            if error.param not in FIELD_NAMES:
-                raise
-            raise InvalidRequest(error.message, param=FIELD_NAMES[error.param], code=error.code) from None

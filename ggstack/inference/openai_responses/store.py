@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ggstack.http.errors import InvalidRequest
+from ggstack.core.errors import UnknownIdError
 from ggstack.stores.base import MetadataStore, Order
 
 KIND = "openai_response"
@@ -31,7 +31,7 @@ async def response_doc(metadata: MetadataStore, response_id: str, *, param: str 
     """The stored response with its input (400 "Invalid value" when unknown, as Llama Stack answers)."""
     doc = await metadata.get(KIND, response_id)
     if doc is None:
-        raise InvalidRequest(f"Invalid value: Response '{response_id}' not found", param=param)
+        raise UnknownIdError(f"Response '{response_id}' not found", field=param)
     return doc
 
 
@@ -57,7 +57,7 @@ async def list_responses(metadata: MetadataStore, *, after: str | None = None, l
 
 async def delete_response(metadata: MetadataStore, response_id: str) -> dict[str, Any]:
     if not await metadata.delete(KIND, response_id):
-        raise InvalidRequest(f"Invalid value: Response '{response_id}' not found", param="response_id")
+        raise UnknownIdError(f"Response '{response_id}' not found", field="response_id")
     return {"id": response_id, "object": "response", "deleted": True}
 
 
@@ -72,8 +72,8 @@ def page_items(items: Sequence[Mapping[str, Any]], *, after: str | None = None, 
     start, stop = 0, len(ordered)
     for cursor, param in ((after, "after"), (before, "before")):
         if cursor is not None and cursor not in ids:
-            raise InvalidRequest(f"Invalid value: item '{cursor}' is not an input item of this response",
-                                 param=param)
+            raise UnknownIdError(f"item '{cursor}' is not an input item of this response",
+                                 field=param)
     if after is not None:
         start = ids.index(after) + 1
     if before is not None:
