@@ -11,6 +11,7 @@ import anyio.to_thread
 import jsonschema
 import pytest
 
+from ggstack.core.errors import InvalidValueError
 from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
 from ggstack.engines.llamacpp import LlamaCppChatEngine
 from ggstack.http.errors import InvalidRequest
@@ -161,10 +162,10 @@ async def test_a_forced_choice_always_yields_valid_calls(engine, choice, paralle
 
 
 async def test_forced_choice_and_json_response_format_do_not_mix(engine):
-    with pytest.raises(InvalidRequest) as info:
+    with pytest.raises(InvalidValueError) as info:
         plan_chat(engine, user("x"), SamplingOptions(json_schema={"type": "object"}),
                   tools=openai_tools([UNIT_TOOL]), tool_choice=ToolChoice("required"))
-    assert info.value.param == "tool_choice"
+    assert info.value.field == "tool_choice"
 
 
 async def test_json_schema_output_validates(engine):
