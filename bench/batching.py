@@ -8,7 +8,9 @@ In one run, one server at a time on the bundled SmolLM2-135M-Instruct:
    tokens after the first / time from first to last token), ratio printed;
 2. `--clients` streaming chat clients at once, each with its own prompt (so every request
    prefills), `--per-client` requests each: aggregate completion tok/s, TTFT p50/p95, ratios;
-3. resident memory of each server after the run, and the KV cache one slot costs.
+3. resident memory of each server after the run, and the KV cache one slot costs;
+4. in this process: how many greedy streams come out token-for-token the same batched as
+   alone (batched matrix products may differ in the last bits and so flip a near-tie).
 """
 
 from __future__ import annotations
@@ -86,6 +88,30 @@ async def single(url: str, path: str, model: str, tokens: int, runs: int) -> lis
     async with httpx.AsyncClient(base_url=url, timeout=900) as client:
         await stream_once(client, path, model, 0, 8)  # warm-up
         return [await stream_once(client, path, model, 100 + i, tokens) for i in range(runs)]
+
+
+async def agreement(gguf: Path, args: argparse.Namespace) -> tuple[int, list[int]]:
+    """Greedy streams run alone, then all at once: how many match, and where the others diverge."""
+    from ggstack.engines.base import Finish, SamplingOptions
+    from ggstack.engines.llamacpp import LlamaCppChatEngine
+
+    engine = await LlamaCppChatEngine.load(MODEL, gguf, context_length=args.ctx, options={
+        "parallel": args.parallel, "n_threads": args.threads, "n_threads_batch": args.threads})
+    greedy = SamplingOptions(temperature=0, max_tokens=args.tokens)
+
+    async def run(prompt: str) -> list[int]:
+        return [e.token_id async for e in engine.generate(prompt, greedy) if not isinstance(e, Finish)]
+
+    try:
+        prompts = [engine.render_chat(messages(i)) for i in range(len(TOPICS))]
+        alone = [await run(p) for p in prompts]
+        together = await asyncio.gather(*(run(p) for p in prompts))
+    finally:
+        await asyncio.to_thread(engine.close)
+    same = sum(a == b for a, b in zip(alone, together))
+    where = [next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+             for a, b in zip(alone, together) if a != b]
+    return same, where
 
 
 # -- servers -----------------------------------------------------------------------------------
@@ -222,6 +248,7 @@ def main() -> int:
                 memory[name] = rss_mib(process.pid)
             finally:
                 stop(process)
+    same, where = asyncio.run(agreement(gguf, args))
     ours, theirs = results["ggstack"], results["llama-server"]
     per_token = kv_bytes_per_token(gguf)
     print(f"{gguf.name}, greedy, {args.tokens} tokens, {args.threads} thread(s), "
@@ -240,6 +267,8 @@ def main() -> int:
           f"{ours['stream'] / theirs['stream']:>14.2f}")
     print(f"KV cache: {per_token / 1024:.1f} KiB per token, {per_token * args.ctx / 2**20:.1f} MiB per slot of "
           f"{args.ctx} tokens, {per_token * args.ctx * args.parallel / 2**20:.1f} MiB for {args.parallel} slots")
+    print(f"greedy batched vs alone ({len(TOPICS)} streams of {args.tokens} tokens, {args.parallel} slots): "
+          f"{same} identical" + (f"; the others first differ at tokens {where}" if where else ""))
     return 0
 
 

@@ -86,7 +86,8 @@ class BatchScheduler:
     """Owns a llama.cpp context with `n_slots` sequences and the thread that decodes them.
 
     `max_queue` bounds the requests waiting for a free slot; beyond that `submit` raises
-    `Overloaded` (429 with Retry-After).
+    `Overloaded` (429 with Retry-After). It is counted against the slots too, so a burst of
+    `n_slots + max_queue` requests is accepted before the thread has admitted any.
     """
 
     def __init__(self, name: str, model: Any, ctx: Any, *, n_slots: int, n_batch: int, max_queue: int) -> None:
@@ -102,7 +103,9 @@ class BatchScheduler:
         self.context_length: int = llama_cpp.llama_n_ctx_seq(ctx.ctx)
         self.slots = [Slot(i) for i in range(n_slots)]
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
-        self._waiting: queue.Queue[GenerationRequest] = queue.Queue(maxsize=max_queue)
+        self._waiting: queue.Queue[GenerationRequest] = queue.Queue()
+        self.max_queue = max_queue
+        self._capacity = threading.BoundedSemaphore(n_slots + max_queue)  # one per request not yet done
         self._controls: queue.Queue[tuple[Callable[[BatchScheduler], Any], concurrent.futures.Future[Any]]] = \
             queue.Queue()
         self._wake = threading.Event()
@@ -119,11 +122,10 @@ class BatchScheduler:
         """Queue a generation; Overloaded if `max_queue` requests already wait for a slot."""
         if self._closing:
             raise Overloaded(f"model '{self.name}' is being unloaded", retry_after=1)
-        try:
-            self._waiting.put_nowait(request)
-        except queue.Full:
-            raise Overloaded(f"model '{self.name}' has {self._waiting.maxsize} requests waiting; retry later",
-                             retry_after=1) from None
+        if not self._capacity.acquire(blocking=False):
+            raise Overloaded(f"model '{self.name}' has {self.max_queue} requests waiting; retry later",
+                             retry_after=1)
+        self._waiting.put(request)
         self._wake.set()
 
     def call(self, fn: Callable[[BatchScheduler], Any]) -> concurrent.futures.Future[Any]:
@@ -144,6 +146,7 @@ class BatchScheduler:
             if self._thread.is_alive():
                 log.warning("model thread %s did not stop within %.0fs", self.name, timeout)
                 return
+        self._abandon_all()  # a request submitted while the thread was stopping
         self._free()
 
     # ---- the model thread --------------------------------------------------------------------
@@ -191,14 +194,14 @@ class BatchScheduler:
             except queue.Empty:
                 return
             if request.channel.cancelled.is_set():
-                request.channel.end()
+                self._drop(request)
                 continue
             slot = max((s for s in self.slots if not s.busy),
                        key=lambda s: (s.shared_prefix(request.tokens), -s.last_used))
             try:
                 self._assign(slot, request)
             except Exception as exc:  # noqa: BLE001 - handed to the request's consumer
-                request.channel.end(exc)
+                self._drop(request, exc)
 
     def _assign(self, slot: Slot, request: GenerationRequest) -> None:
         tokens, o = request.tokens, request.options
@@ -318,11 +321,16 @@ class BatchScheduler:
     def _release(self, slot: Slot, error: BaseException | None = None) -> None:
         """End the slot's stream (with `error`, if any) and free the slot; its KV stays for prefix reuse."""
         if slot.request is not None:
-            slot.request.channel.end(error)
+            self._drop(slot.request, error)
         if slot.sampler is not None:
             self._lib.llama_sampler_free(slot.sampler)
         slot.request, slot.sampler = None, None
         slot.pending, slot.outbox = [], deque()
+
+    def _drop(self, request: GenerationRequest, error: BaseException | None = None) -> None:
+        """The request is over (done, failed or abandoned): end its stream and return its capacity."""
+        request.channel.end(error)
+        self._capacity.release()
 
     def _decode_failed(self, rc: int, slots: dict[int, Slot]) -> None:
         log.error("llama_decode returned %d on model %s; ending %d streams", rc, self.name, len(slots))
@@ -338,7 +346,7 @@ class BatchScheduler:
                 self._release(slot, gone)
         while True:
             try:
-                self._waiting.get_nowait().channel.end(gone)
+                self._drop(self._waiting.get_nowait(), gone)
             except queue.Empty:
                 break
         self._run_controls()

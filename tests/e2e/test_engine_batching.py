@@ -172,3 +172,10 @@ async def test_requests_beyond_slots_and_queue_are_overloaded(tiny_chat_gguf):
         assert isinstance(await asyncio.wait_for(waiting_first, 30), TokenEvent)
         await waiting.aclose()
         await running[1].aclose()
+
+
+async def test_a_burst_of_slots_plus_queue_requests_is_accepted(tiny_chat_gguf):
+    async with engine_with(tiny_chat_gguf, parallel=4, max_queue=1) as engine:
+        results = await asyncio.gather(*(collect(engine, c * 10, SamplingOptions(temperature=0, max_tokens=3))
+                                         for c in "abcde"))
+        assert [finish.completion_tokens for _, finish in results] == [3] * 5
