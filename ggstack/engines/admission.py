@@ -20,11 +20,12 @@ from typing import Any
 
 from ggstack.core.errors import InvalidValueError
 
-INT_OPTIONS = ("n_ctx", "n_batch", "n_threads", "n_threads_batch", "max_queue")
+INT_OPTIONS = ("n_ctx", "n_batch", "n_threads", "n_threads_batch", "max_queue", "parallel")
 BOOL_OPTIONS = ("flash_attn", "use_mmap")
 LLAMA_CPP_OPTIONS = frozenset({*INT_OPTIONS, *BOOL_OPTIONS, "pooling"})
 THREAD_OPTIONS = ("n_threads", "n_threads_batch")
 MAX_QUEUE_OPTION = 1024
+MAX_PARALLEL_OPTION = 64  # slots per chat model; each costs one context's KV cache
 #: When the file does not say its trained context, no model asks for more than this.
 UNKNOWN_CONTEXT_CAP = 131_072
 
@@ -79,6 +80,8 @@ def bounded_options(options: Mapping[str, Any], *, engine: str, context_length: 
                                     field=f"options.{key}")
     if options.get("max_queue", 0) > MAX_QUEUE_OPTION:
         raise InvalidValueError(f"options.max_queue may be at most {MAX_QUEUE_OPTION}", field="options.max_queue")
+    if options.get("parallel", 0) > MAX_PARALLEL_OPTION:
+        raise InvalidValueError(f"options.parallel may be at most {MAX_PARALLEL_OPTION}", field="options.parallel")
     ceiling = int(trained_context * context_factor) if trained_context else UNKNOWN_CONTEXT_CAP
     for key, value in (("context_length", context_length), ("options.n_ctx", options.get("n_ctx")),
                        ("options.n_batch", options.get("n_batch"))):

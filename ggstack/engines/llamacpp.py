@@ -27,6 +27,7 @@ from typing import Any
 import anyio.to_thread
 import numpy as np
 
+from ggstack.engines.admission import LLAMA_CPP_OPTIONS, MAX_PARALLEL_OPTION
 from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
 from ggstack.engines.gguf_info import GGUFFormatError, inspect_gguf
 from ggstack.engines.scheduler import BatchScheduler, GenerationRequest
@@ -42,7 +43,6 @@ DEFAULT_EMBEDDING_CONTEXT = 512
 # Slots per chat model: 4 sequences decode together at ~2.5x one stream's tokens/s on SmolLM2
 # (2 cores) and cost 4 contexts of KV (SmolLM2-135M: 22.5 KiB per token, 4 x 4096 = 360 MiB).
 DEFAULT_PARALLEL = 4
-MAX_PARALLEL = 64
 
 
 def check_embedding_batch(n_batch: int) -> None:
@@ -72,9 +72,7 @@ class LlamaCppOptions:
     @classmethod
     def from_spec(cls, options: Mapping[str, Any], *, context_length: int | None, embedding: bool,
                   trained_context: int | None) -> LlamaCppOptions:
-        known = {"n_ctx", "n_batch", "n_threads", "n_threads_batch", "flash_attn", "pooling", "use_mmap",
-                 "max_queue", "parallel"}
-        unknown = sorted(set(options) - known)
+        unknown = sorted(set(options) - LLAMA_CPP_OPTIONS)
         if unknown:
             raise InvalidRequest(f"unknown llama-cpp option(s): {', '.join(unknown)}", param="options")
         # Half the cores by default: on the 2-core target a 2-thread decode spin-waits against
@@ -97,8 +95,8 @@ class LlamaCppOptions:
         else:
             n_batch = min(int(options.get("n_batch", 512)), n_ctx)
         parallel = int(options.get("parallel", 1 if embedding else DEFAULT_PARALLEL))
-        if not 1 <= parallel <= MAX_PARALLEL or (embedding and parallel != 1):
-            raise InvalidRequest(f"parallel must be between 1 and {MAX_PARALLEL} (1 for embedding models)",
+        if not 1 <= parallel <= MAX_PARALLEL_OPTION or (embedding and parallel != 1):
+            raise InvalidRequest(f"parallel must be between 1 and {MAX_PARALLEL_OPTION} (1 for embedding models)",
                                  param="options")
         return cls(n_ctx=n_ctx, n_batch=n_batch, parallel=parallel,
                    n_threads=int(options.get("n_threads", cpus)),

@@ -51,7 +51,9 @@ def server(tmp_path_factory, tiny_chat_gguf, tiny_embed_gguf):
         # a second SmolLM2 with one slot and a queue that holds one waiting request, for the 429 test
         models.append({"identifier": "smol-q", "path": str(smollm2_path()), "model_type": "llm",
                        "context_length": 2048, "options": {"max_queue": 1, "parallel": 1}})
-    server = Server(tmp_path_factory.mktemp("chat"), config={"models": models, "default_models": True}).start()
+    # the tiny model is trained on 512 positions; 2048 lets the overflow test use a long prompt
+    server = Server(tmp_path_factory.mktemp("chat"), config={"models": models, "default_models": True,
+                                                              "max_context_factor": 4}).start()
     yield server
     server.stop()
 
