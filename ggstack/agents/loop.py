@@ -32,6 +32,7 @@ import anyio
 from ggstack.agents import records
 from ggstack.agents.history import input_messages, step_messages
 from ggstack.agents.spans import Span, turn_span
+from ggstack.core.errors import DomainError
 from ggstack.engines.base import ChatEngine, SamplingOptions
 from ggstack.http.errors import ApiError
 from ggstack.inference.generation import ChoiceFinished, TextDelta, ToolCallDelta, generate_events
@@ -269,5 +270,5 @@ async def _invoke(setup: TurnSetup, call: Mapping[str, Any]) -> dict[str, Any]:
     arguments = json.loads(call["arguments_json"])
     try:
         return await setup.runtime.invoke(tool.definition, {**arguments, **tool.args})
-    except ApiError as exc:
+    except (ApiError, DomainError) as exc:  # a tool's failure is the model's to read, not the turn's end
         return {"content": "", "error_message": exc.message}
