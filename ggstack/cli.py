@@ -28,11 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     codegen = commands.add_parser("codegen", help="regenerate generated/ from specs/")
     codegen.add_argument("--check", action="store_true", help="fail if generated/ is out of date")
 
+    commands.add_parser("hash-key", help="read an API key on stdin, print the sha256 the run config's "
+                                         "api_keys entry takes")
+
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_command(args)
     if args.command == "routes":
         return routes_command(args.missing)
+    if args.command == "hash-key":
+        return hash_key_command()
     return codegen_command(args.check)
 
 
@@ -69,6 +74,17 @@ def routes_command(missing_only: bool) -> int:
         for path in op.paths:
             rows.append(f"{state} {op.method:<6} {path:<75} {op.operation_id}")
     print("\n".join(rows))
+    return 0
+
+
+def hash_key_command() -> int:
+    from ggstack.core.access import key_digest
+
+    key = sys.stdin.readline().strip()
+    if not key:
+        print("ggstack: no key on stdin", file=sys.stderr)
+        return 2
+    print(key_digest(key))
     return 0
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from generated.models.llama_stack_deprecated import RegisterDatasetRequest
 from ggstack.core.context import Context
-from ggstack.datasets.rows import ROW_KIND, row_id, rows_from_source
+from ggstack.datasets.rows import ROW_KIND, add_rows, rows_from_source, rows_parent
 from ggstack.http.errors import Conflict, NotFound
 
 KIND = "dataset"
@@ -30,9 +30,10 @@ async def register_dataset(body: RegisterDatasetRequest, ctx: Context) -> dict[s
     dataset = {"identifier": dataset_id, "provider_resource_id": dataset_id, "provider_id": PROVIDER_ID,
                "type": "dataset", "purpose": data["purpose"], "source": data["source"],
                "metadata": data.get("metadata", {})}
+    stored = {**dataset, "readable": rows is not None, "rows_key": f"rows-{uuid.uuid4().hex}"}
     if rows:
-        await ctx.metadata.put_many(ROW_KIND, [(row_id(i), row) for i, row in enumerate(rows)], parent=dataset_id)
-    await ctx.metadata.put(KIND, dataset_id, {**dataset, "readable": rows is not None})
+        await add_rows(ctx.metadata, stored, rows)
+    await ctx.metadata.put(KIND, dataset_id, stored)
     return dataset
 
 
@@ -46,10 +47,10 @@ async def get_dataset(dataset_id: str, ctx: Context) -> dict[str, Any]:
 
 
 async def unregister_dataset(dataset_id: str, ctx: Context) -> None:
-    await find_dataset(ctx, dataset_id)
-    await ctx.metadata.delete_children(ROW_KIND, dataset_id)
+    dataset = await find_dataset(ctx, dataset_id)
+    await ctx.metadata.delete_children(ROW_KIND, rows_parent(dataset))
     await ctx.metadata.delete(KIND, dataset_id)
 
 
 def public(dataset: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in dataset.items() if k != "readable"}
+    return {k: v for k, v in dataset.items() if k not in ("readable", "rows_key")}

@@ -19,7 +19,7 @@ from generated.models.llama_stack_deprecated import (
     SaveSpansToDatasetRequest,
 )
 from ggstack.core.context import Context
-from ggstack.datasets.rows import ROW_KIND, row_id
+from ggstack.datasets.rows import add_rows
 from ggstack.http.errors import InvalidRequest, NotFound
 from ggstack.stores.base import MetadataStore
 from ggstack.telemetry.spans import SPAN_KIND
@@ -139,12 +139,10 @@ async def query_spans(body: QuerySpansRequest, ctx: Context) -> dict[str, Any]:
 async def save_spans_to_dataset(body: SaveSpansToDatasetRequest, ctx: Context) -> None:
     """Each matching span becomes one row holding the chosen attributes."""
     request = body.model_dump(mode="json", exclude_unset=True)
-    await find_dataset(ctx, request["dataset_id"])
+    dataset = await find_dataset(ctx, request["dataset_id"])
     spans = [s for s in await all_spans(ctx) if matches(s, request["attribute_filters"])]
     rows = [{k: s.get("attributes", {}).get(k, s.get(k)) for k in request["attributes_to_save"]} for s in spans]
-    count = await ctx.metadata.count(ROW_KIND, parent=request["dataset_id"])
-    await ctx.metadata.put_many(ROW_KIND, [(row_id(count + i), row) for i, row in enumerate(rows)],
-                                parent=request["dataset_id"])
+    await add_rows(ctx.metadata, dataset, rows)
 
 
 def label_matches(labels: dict[str, str], matchers: list[dict[str, Any]]) -> bool:

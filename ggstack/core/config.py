@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_REFERENCE = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?::=([^}]*))?\}")
@@ -35,6 +35,14 @@ class ModelConfig(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class ApiKeyConfig(BaseModel):
+    """A key the server accepts, kept as its SHA-256 (`ggstack hash-key` prints it)."""
+
+    name: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    admin: bool = Field(False, description="Sees every key's stored objects")
+
+
 class Settings(BaseSettings):
     """Everything configurable. Each field can also be set as GGSTACK_<FIELD> in the environment."""
 
@@ -53,6 +61,10 @@ class Settings(BaseSettings):
         "A model's context may be at most its trained context times this"))
     max_upload_bytes: int = 512 * 1024 * 1024
     max_json_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest JSON request body (413 past it)")
+    api_keys: list[ApiKeyConfig] = Field(default_factory=list, description=(
+        "When set (or api_key is), every route but /v1/health needs one of these keys"))
+    api_key: SecretStr | None = Field(None, description=(
+        "One admin key given in plain text, normally as GGSTACK_API_KEY; held only hashed"))
     allowed_hosts: list[str] = Field(default_factory=list, description=(
         "Host names the server answers besides loopback names and the bound address ('*': any)"))
     allowed_origins: list[str] = Field(default_factory=list, description=(

@@ -16,8 +16,10 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from generated.routes import OPERATIONS, all_routes
+from ggstack.core.access import Principal, key_digest
 from ggstack.core.config import Settings
 from ggstack.core.lifespan import open_context
+from ggstack.http.auth import ApiKeyAuth
 from ggstack.http.docs import docs_routes
 from ggstack.http.errors import ApiError, MethodNotAllowed, NotFound
 from ggstack.http.guard import BrowserGuard, HostPolicy
@@ -64,13 +66,25 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 
 def middleware(settings: Settings) -> list[Middleware]:
-    """Outermost first: the Host/Origin guard, then CORS for the configured origins only."""
+    """Outermost first: the Host/Origin guard, CORS for the configured origins only (its
+    preflights carry no key), then API keys when any are configured."""
     policy = HostPolicy(settings.allowed_hosts, settings.allowed_origins, bind_host=settings.host)
     stack = [Middleware(BrowserGuard, policy=policy)]
     if settings.allowed_origins:
         stack.append(Middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=["*"],
                                 allow_headers=["*"], expose_headers=["Retry-After"]))
+    keys = api_keys(settings)
+    if keys:
+        stack.append(Middleware(ApiKeyAuth, keys=keys))
     return stack
+
+
+def api_keys(settings: Settings) -> dict[str, Principal]:
+    """Digest -> who; the plain-text env key is hashed here and not kept."""
+    keys = {key.sha256: Principal(key.name, key.admin) for key in settings.api_keys}
+    if settings.api_key is not None:
+        keys[key_digest(settings.api_key.get_secret_value())] = Principal("admin", admin=True)
+    return keys
 
 
 def allowed_methods(request: Request) -> list[str]:

@@ -33,8 +33,10 @@ from sqlalchemy import (
     event,
     false,
     func,
+    inspect,
     or_,
     select,
+    text,
     type_coerce,
     update,
 )
@@ -43,7 +45,8 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 
-from ggstack.core.errors import InvalidValueError, UnknownIdError
+from ggstack.core.access import creator, owner_scope
+from ggstack.core.errors import AlreadyExistsError, InvalidValueError, UnknownIdError
 from ggstack.stores.base import Order, Page, Update, Where
 
 log = logging.getLogger("ggstack.stores.sql")
@@ -66,6 +69,8 @@ documents = Table(
     Column("id", String(255), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("data", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+    # The API key name that created a top-level document (ggstack.core.access); NULL: nobody's.
+    Column("owner", String(255), nullable=True),
     UniqueConstraint("kind", "parent", "id", name="uq_ggstack_documents_key"),
     Index("ix_ggstack_documents_order", "kind", "parent", "created_at", "seq"),
 )
@@ -107,6 +112,7 @@ class SqlMetadataStore:
         else:
             engine = create_engine(url, pool_pre_ping=True)
         _metadata.create_all(engine)
+        _add_owner_column(engine)
         return cls(engine)
 
     def close(self) -> None:
@@ -130,10 +136,10 @@ class SqlMetadataStore:
     @staticmethod
     def _key(kind: str, id: str, parent: str | None) -> Any:
         return and_(documents.c.kind == kind, documents.c.parent == (parent or NO_PARENT),
-                    documents.c.id == id)
+                    documents.c.id == id, *_owned(kind, parent))
 
     def _scope(self, kind: str, parent: str | None, where: Where | None) -> list[Any]:
-        clauses = [documents.c.kind == kind, documents.c.parent == (parent or NO_PARENT)]
+        clauses = [documents.c.kind == kind, documents.c.parent == (parent or NO_PARENT), *_owned(kind, parent)]
         for key, value in (where or {}).items():
             if value is None:
                 clauses.append(documents.c.data[key].as_string().is_(None))
@@ -170,17 +176,19 @@ class SqlMetadataStore:
         per document (batched telemetry spans write hundreds at a time).
         """
         now = int(time.time())
+        owner = creator() if parent is None else None
         # One row per id (a statement may not touch a row twice); the last one given wins.
         latest: dict[str, tuple[dict[str, Any], bool]] = {}
         for id, data in docs:
             stamp = self._created_at(data, created_at)
             latest[id] = ({"kind": kind, "parent": parent or NO_PARENT, "id": id, "data": dict(data),
-                           "created_at": now if stamp is None else stamp}, stamp is not None)
+                           "created_at": now if stamp is None else stamp, "owner": owner}, stamp is not None)
         # A stamped row sets created_at; one without keeps the stored created_at on update.
         groups = {stamped: [row for row, has in latest.values() if has == stamped] for stamped in (True, False)}
         upsert = sqlite_insert if self._engine.dialect.name == "sqlite" else postgresql_insert
 
         def work(conn: Connection) -> None:
+            self._refuse_others(conn, kind, parent, list(latest))
             for stamped, rows in groups.items():
                 if not rows:
                     continue
@@ -192,6 +200,17 @@ class SqlMetadataStore:
                                                              set_=changes), rows)
 
         self._write(work)
+
+    @staticmethod
+    def _refuse_others(conn: Connection, kind: str, parent: str | None, ids: list[str]) -> None:
+        """An id another key owns is taken: a write must neither replace nor reveal it."""
+        if parent is not None or owner_scope(kind) is None:
+            return
+        query = select(documents.c.id).where(documents.c.kind == kind, documents.c.parent == NO_PARENT,
+                                             documents.c.id.in_(ids), *_not_owned(kind))
+        taken = conn.execute(query).scalars().first()
+        if taken is not None:
+            raise AlreadyExistsError(f"'{taken}' already exists")
 
     async def put(self, kind: str, id: str, data: Mapping[str, Any], *, parent: str | None = None,
                   created_at: int | None = None) -> None:
@@ -302,6 +321,26 @@ class SqlMetadataStore:
             rows.reverse()
         return Page(items=[row.data for row in rows], has_more=has_more,
                     first_id=rows[0].id if rows else None, last_id=rows[-1].id if rows else None)
+
+
+def _owned(kind: str, parent: str | None) -> list[Any]:
+    """The clause that hides other keys' top-level documents (none for children: their parent
+    was checked to reach them)."""
+    owner = owner_scope(kind) if parent is None else None
+    return [] if owner is None else [documents.c.owner == owner]
+
+
+def _not_owned(kind: str) -> list[Any]:
+    owner = owner_scope(kind)
+    return [] if owner is None else [or_(documents.c.owner.is_(None), documents.c.owner != owner)]
+
+
+def _add_owner_column(engine: Engine) -> None:
+    """Databases made before access control get the column (NULL: visible to admin keys only)."""
+    if "owner" in {column["name"] for column in inspect(engine).get_columns(documents.name)}:
+        return
+    with engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {documents.name} ADD COLUMN owner VARCHAR(255)"))
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -7,7 +7,7 @@ import threading
 import anyio
 import pytest
 
-from ggstack.core.errors import AlreadyExistsError, InvalidValueError
+from ggstack.core.errors import AlreadyExistsError, InvalidValueError, UnknownIdError
 from ggstack.stores.sql import SqlMetadataStore
 
 pytestmark = pytest.mark.anyio
@@ -216,3 +216,61 @@ async def test_offset_pages_by_position_in_sql(store):
     assert [doc["id"] for doc in page.items] == ids[4:7] and page.has_more
     last = await store.list("file", order="asc", offset=8, limit=3)
     assert [doc["id"] for doc in last.items] == ids[8:] and not last.has_more
+
+
+async def test_each_key_sees_only_its_own_top_level_documents(store):
+    from ggstack.core.access import Principal, current_principal
+
+    def as_key(name: str | None, admin: bool = False):
+        return current_principal.set(Principal(name, admin) if name else None)
+
+    token = as_key("alice")
+    await store.put("file", "f-a", {"id": "f-a"})
+    await store.put("vector_store_file", "f-a", {"status": "done"}, parent="vs-a")
+    await store.put("model", "shared", {"id": "shared"})
+    current_principal.reset(token)
+    token = as_key("bob")
+    try:
+        assert await store.get("file", "f-a") is None
+        assert (await store.list("file")).items == []
+        assert await store.count("file") == 0
+        assert await store.update("file", "f-a", {"x": 1}) is None
+        assert await store.delete("file", "f-a") is False
+        with pytest.raises(AlreadyExistsError):
+            await store.put("file", "f-a", {"id": "f-a", "hijack": True})
+        with pytest.raises(UnknownIdError):
+            await store.list("file", after="f-a")
+        assert await store.get("model", "shared") == {"id": "shared"}
+        await store.put("file", "f-b", {"id": "f-b"})
+    finally:
+        current_principal.reset(token)
+    token = as_key("root", admin=True)
+    try:
+        assert {doc["id"] for doc in (await store.list("file")).items} == {"f-a", "f-b"}
+    finally:
+        current_principal.reset(token)
+    token = as_key("alice")
+    try:
+        assert await store.get("file", "f-a") == {"id": "f-a"}
+        assert await store.get("vector_store_file", "f-a", parent="vs-a") == {"status": "done"}
+        assert [doc["id"] for doc in (await store.list("file")).items] == ["f-a"]
+    finally:
+        current_principal.reset(token)
+    # No caller (start-up, workers): everything.
+    assert await store.count("file") == 2
+
+
+def test_an_old_database_gets_the_owner_column(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE ggstack_documents (seq INTEGER PRIMARY KEY, kind VARCHAR(64) NOT NULL, "
+                   "parent VARCHAR(255) NOT NULL, id VARCHAR(255) NOT NULL, created_at BIGINT NOT NULL, "
+                   "data JSON NOT NULL, CONSTRAINT uq_ggstack_documents_key UNIQUE (kind, parent, id))")
+        db.execute("INSERT INTO ggstack_documents VALUES (1, 'file', '', 'f', 5, '{\"id\": \"f\"}')")
+    store = SqlMetadataStore.open(f"sqlite:///{path}")
+    try:
+        assert anyio.run(store.get, "file", "f") == {"id": "f"}
+    finally:
+        store.close()
