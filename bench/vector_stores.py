@@ -3,7 +3,8 @@
 - Ingestion: 1 MB of English-like text through the real pipeline (word windows, the
   bundled all-MiniLM-L6-v2, Chroma upserts), "auto" chunking; chunks/s and MB/min.
 - Search: p50/p95 of vector, keyword and hybrid search at 10k and 100k chunks, query
-  embedding included. Those chunks carry random unit vectors, not MiniLM ones: embedding
+  embedding included; keyword search reads the SQL keyword index (ggstack.stores.keywords)
+  in a SQLite file, as the server does. Those chunks carry random unit vectors, not MiniLM ones: embedding
   100k chunks would take hours on a small CPU and does not change what a query costs.
 
 Run alone: `python bench/vector_stores.py [--mb 1] [--sizes 10000,100000] [--modes embedded,server]`.
@@ -35,6 +36,7 @@ from ggstack.ingest.chunking import DEFAULT_CHUNK_OVERLAP_TOKENS, DEFAULT_MAX_CH
 from ggstack.ingest.pipeline import chunk_for, embed_texts, index_file
 from ggstack.stores.base import Chunk
 from ggstack.stores.chroma import ChromaVectorStore
+from ggstack.stores.keywords import KeywordIndex
 
 WORDS = (
     "time", "person", "year", "way", "day", "thing", "man", "world", "life", "hand", "part", "child", "eye",
@@ -241,19 +243,24 @@ async def main_async(args: argparse.Namespace) -> int:
             if args.mb > 0:
                 rows.append(await chunking(engine, args.mb))
             for mode in modes:
-                if mode == "embedded":
-                    vectors = ChromaVectorStore.embedded(root / "chroma-embedded")
-                    try:
-                        rows += await run_mode(mode, vectors, engine, args.mb, sizes)
-                    finally:
-                        vectors.close()
-                else:
-                    with chroma_server(root) as url:
-                        vectors = ChromaVectorStore.server(url)
+                # The keyword index sits in a SQLite file, as beside the server's metadata.
+                keywords = KeywordIndex.open(f"sqlite:///{root / f'keywords-{mode}.db'}")
+                try:
+                    if mode == "embedded":
+                        vectors = ChromaVectorStore.embedded(root / "chroma-embedded", keywords)
                         try:
                             rows += await run_mode(mode, vectors, engine, args.mb, sizes)
                         finally:
                             vectors.close()
+                    else:
+                        with chroma_server(root) as url:
+                            vectors = ChromaVectorStore.server(url, keywords)
+                            try:
+                                rows += await run_mode(mode, vectors, engine, args.mb, sizes)
+                            finally:
+                                vectors.close()
+                finally:
+                    keywords.close()
         finally:
             await registry.close()
     print("\n".join(rows))

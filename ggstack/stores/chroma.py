@@ -30,6 +30,7 @@ from ggstack.core.errors import AlreadyExistsError, InvalidValueError, NotFoundE
 from ggstack.stores import bm25
 from ggstack.stores.base import Chunk, Filters, Hit, Ranker, Scalar
 from ggstack.stores.filters import to_chroma_where, valid_key
+from ggstack.stores.keywords import IndexedChunk, KeywordIndex
 
 log = logging.getLogger("ggstack.stores.chroma")
 
@@ -40,8 +41,10 @@ RESERVED_INDEX = "_ggs_index"
 META_STORE_ID = "ggstack_store_id"
 META_DIMENSION = "ggstack_dimension"
 
-#: How many keyword candidates are fetched and scored at most, per query.
+#: How many keyword candidates are fetched and scored at most, per query (regex scan only).
 KEYWORD_CANDIDATES = 1000
+#: Chunks read from Chroma per page while a keyword index is rebuilt.
+REINDEX_PAGE = 2000
 
 
 def collection_name(store_id: str) -> str:
@@ -100,20 +103,22 @@ def _replacing(collection: Collection, ids: list[str], metadatas: list[dict[str,
 class ChromaVectorStore:
     """Build with `embedded(path)` or `server(url)`; `close()` when done."""
 
-    def __init__(self, client: ClientAPI) -> None:
+    def __init__(self, client: ClientAPI, keywords: KeywordIndex | None = None) -> None:
         self._client = client
+        # Without an index (a bare store in a test), keyword search scans with regexes.
+        self._keywords = keywords
         # Collection handles, so a query costs one round trip to a server, not two.
         self._collections: dict[str, Collection] = {}
         self._lock = threading.Lock()
         self._batch_size: int | None = None
 
     @classmethod
-    def embedded(cls, path: str | Any) -> ChromaVectorStore:
+    def embedded(cls, path: str | Any, keywords: KeywordIndex | None = None) -> ChromaVectorStore:
         settings = Settings(anonymized_telemetry=False)
-        return cls(chromadb.PersistentClient(path=str(path), settings=settings))
+        return cls(chromadb.PersistentClient(path=str(path), settings=settings), keywords)
 
     @classmethod
-    def server(cls, url: str) -> ChromaVectorStore:
+    def server(cls, url: str, keywords: KeywordIndex | None = None) -> ChromaVectorStore:
         """`url` like http://localhost:8000 (https for TLS)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -121,7 +126,7 @@ class ChromaVectorStore:
         ssl = parts.scheme == "https"
         port = parts.port or (443 if ssl else 8000)
         settings = Settings(anonymized_telemetry=False)
-        return cls(chromadb.HttpClient(host=parts.hostname, port=port, ssl=ssl, settings=settings))
+        return cls(chromadb.HttpClient(host=parts.hostname, port=port, ssl=ssl, settings=settings), keywords)
 
     def close(self) -> None:
         self._client.close()
@@ -186,6 +191,8 @@ class ChromaVectorStore:
         def work() -> bool:
             with self._lock:
                 self._collections.pop(store_id, None)
+            if self._keywords is not None:
+                self._keywords.drop(store_id)
             try:
                 self._client.delete_collection(collection_name(store_id))
             except ChromaNotFound:
@@ -226,6 +233,8 @@ class ChromaVectorStore:
                 ids = [c.id for c in chunks[part]]
                 collection.upsert(ids=ids, embeddings=embeddings[part], documents=[c.text for c in chunks[part]],
                                   metadatas=_replacing(collection, ids, metadatas[part]))
+            if self._keywords is not None:
+                self._keywords.upsert(store_id, [IndexedChunk(c.id, c.file_id, c.text) for c in chunks])
 
         await self._run(store_id, work)
 
@@ -243,8 +252,12 @@ class ChromaVectorStore:
         await self._run(store_id, work)
 
     async def delete_file(self, store_id: str, file_id: str) -> None:
-        await self._run(store_id, lambda: self._collection(store_id).delete(
-            where={RESERVED_FILE: file_id}))
+        def work() -> None:
+            self._collection(store_id).delete(where={RESERVED_FILE: file_id})
+            if self._keywords is not None:
+                self._keywords.delete_file(store_id, file_id)
+
+        await self._run(store_id, work)
 
     async def file_chunks(self, store_id: str, file_id: str, *,
                           with_embeddings: bool = False) -> list[Chunk]:
@@ -284,7 +297,35 @@ class ChromaVectorStore:
         terms = bm25.query_terms(text)
         if not terms:
             return []
+        if self._keywords is not None:
+            return await self._run(store_id, self._indexed_keyword_sync, store_id, terms, k, chroma_where)
         return await self._run(store_id, self._keyword_sync, store_id, terms, k, chroma_where)
+
+    def _indexed_keyword_sync(self, store_id: str, terms: list[str], k: int,
+                              where: dict[str, Any] | None) -> list[Hit]:
+        assert self._keywords is not None
+        collection = self._collection(store_id)
+        if not self._keywords.indexed(store_id):
+            self._reindex(store_id, collection)
+        # A filter lives in Chroma's metadata: it names the chunks the index may rank.
+        allowed = None if where is None else collection.get(where=where, include=[])["ids"]
+        scored = self._keywords.search(store_id, terms, k, allowed)
+        if not scored:
+            return []
+        got = collection.get(ids=[s.chunk_id for s in scored], include=["documents", "metadatas"])
+        found = {doc_id: _chunk(text, meta) for doc_id, text, meta in zip(got["ids"], got["documents"], got["metadatas"])}
+        return [Hit(found[s.chunk_id], s.bm25 / (1.0 + s.bm25)) for s in scored if s.chunk_id in found]
+
+    def _reindex(self, store_id: str, collection: Collection) -> None:
+        """Index every chunk Chroma holds for a store that has none (see ggstack.stores.keywords)."""
+        assert self._keywords is not None
+        total = collection.count()
+        log.info("building the keyword index of vector store %s (%d chunks)", store_id, total)
+        step = REINDEX_PAGE
+        for offset in range(0, max(total, 1), step):
+            got = collection.get(include=["documents", "metadatas"], limit=step, offset=offset)
+            self._keywords.upsert(store_id, [IndexedChunk(doc_id, str((meta or {}).get(RESERVED_FILE, "")), text or "")
+                                             for doc_id, text, meta in zip(got["ids"], got["documents"], got["metadatas"])])
 
     def _keyword_sync(self, store_id: str, terms: list[str], k: int,
                       where: dict[str, Any] | None) -> list[Hit]:

@@ -11,6 +11,7 @@ import anyio.to_thread
 from ggstack.core.config import Settings
 from ggstack.stores.chroma import ChromaVectorStore
 from ggstack.stores.files import DiskFileStore
+from ggstack.stores.keywords import KeywordIndex
 from ggstack.stores.sql import SqlMetadataStore
 
 
@@ -31,13 +32,18 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     metadata = await anyio.to_thread.run_sync(SqlMetadataStore.open, settings.sqlalchemy_url)
     try:
         files = await anyio.to_thread.run_sync(DiskFileStore, data_dir / "files")
-        if settings.chroma_url:
-            vectors = await anyio.to_thread.run_sync(ChromaVectorStore.server, settings.chroma_url)
-        else:
-            vectors = await anyio.to_thread.run_sync(ChromaVectorStore.embedded, data_dir / "chroma")
+        # The keyword index lives in the metadata database, beside what it indexes the files of.
+        keywords = await anyio.to_thread.run_sync(KeywordIndex.open, settings.sqlalchemy_url)
         try:
-            yield Stores(metadata=metadata, files=files, vectors=vectors)
+            if settings.chroma_url:
+                vectors = await anyio.to_thread.run_sync(ChromaVectorStore.server, settings.chroma_url, keywords)
+            else:
+                vectors = await anyio.to_thread.run_sync(ChromaVectorStore.embedded, data_dir / "chroma", keywords)
+            try:
+                yield Stores(metadata=metadata, files=files, vectors=vectors)
+            finally:
+                await anyio.to_thread.run_sync(vectors.close)
         finally:
-            await anyio.to_thread.run_sync(vectors.close)
+            await anyio.to_thread.run_sync(keywords.close)
     finally:
         await anyio.to_thread.run_sync(metadata.close)

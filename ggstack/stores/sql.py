@@ -107,8 +107,8 @@ class SqlMetadataStore:
                 # Each pooled connection would get its own empty in-memory database.
                 raise ValueError("SqlMetadataStore needs a SQLite file, not an in-memory database")
             engine = create_engine(url, connect_args={"timeout": 30})
-            event.listen(engine, "connect", _sqlite_on_connect)
-            event.listen(engine, "begin", _sqlite_on_begin)
+            event.listen(engine, "connect", sqlite_on_connect)
+            event.listen(engine, "begin", sqlite_on_begin)
         else:
             engine = create_engine(url, pool_pre_ping=True)
         _metadata.create_all(engine)
@@ -343,8 +343,8 @@ def _add_owner_column(engine: Engine) -> None:
         conn.execute(text(f"ALTER TABLE {documents.name} ADD COLUMN owner VARCHAR(255)"))
 
 
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # Take BEGIN away from the sqlite3 driver (it skips it for SELECT) so _sqlite_on_begin
+def sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take BEGIN away from the sqlite3 driver (it skips it for SELECT) so sqlite_on_begin
     # can choose IMMEDIATE for writers; WAL lets readers run while a writer holds the lock.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
@@ -354,6 +354,6 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_on_begin(conn: Connection) -> None:
+def sqlite_on_begin(conn: Connection) -> None:
     immediate = conn.get_execution_options().get("ggstack_write", False)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -12,6 +12,7 @@ import pytest
 from ggstack.core.errors import AlreadyExistsError, InvalidValueError, NotFoundError
 from ggstack.stores.base import Chunk
 from ggstack.stores.chroma import ChromaVectorStore
+from ggstack.stores.keywords import KeywordIndex
 
 pytestmark = pytest.mark.anyio
 
@@ -61,7 +62,18 @@ def server(chroma_server_url):
     store.close()
 
 
-@pytest.fixture(params=["embedded", "server"])
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory):
+    """Embedded Chroma with the SQL keyword index, as the server opens it."""
+    root = tmp_path_factory.mktemp("chroma-indexed")
+    keywords = KeywordIndex.open(f"sqlite:///{root / 'ggstack.db'}")
+    store = ChromaVectorStore.embedded(root / "chroma", keywords)
+    yield store
+    store.close()
+    keywords.close()
+
+
+@pytest.fixture(params=["embedded", "server", "indexed"])
 def vectors(request) -> ChromaVectorStore:
     return request.getfixturevalue(request.param)
 
