@@ -17,7 +17,6 @@ import yaml
 from codegen.specs import OVERLAYS_DIR, SPEC_NAMES, SPECS_DIR, load_spec
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
-STREAMING_MEDIA_TYPE = "text/event-stream"
 
 
 @dataclass(frozen=True)
@@ -42,8 +41,6 @@ class Operation:
     body_model: str | None
     body_media_type: str | None
     body_required: bool
-    status_codes: tuple[str, ...]
-    streams: bool
     error_shape: str
     sse_done: bool
 
@@ -184,16 +181,12 @@ def build_operation(spec: str, document: dict[str, Any], serving: dict[str, Any]
         body_required = bool(body.get("required", False))
         body_media_type, media = next(iter(body["content"].items()))
         body_model = class_name(media["schema"]["$ref"].rsplit("/", 1)[1])
-    responses = op.get("responses", {})
-    streams = any(STREAMING_MEDIA_TYPE in resolve_ref(document, r).get("content", {})
-                  for r in responses.values())
     return Operation(
         spec=spec, operation_id=operation_id, method=method.upper(), spec_path=spec_path,
         paths=served_paths(spec_path, tag, operation_id, serving), tag=tag, module=snake(tag),
         summary=(op.get("summary") or op.get("description") or "").strip().split("\n")[0],
         parameters=tuple(parameters), body_model=body_model, body_media_type=body_media_type,
-        body_required=body_required, status_codes=tuple(str(code) for code in responses),
-        streams=streams, error_shape=serving["error_shape"], sse_done=bool(serving.get("sse_done")) and tag not in serving.get("sse_done_except_tags", ()),
+        body_required=body_required, error_shape=serving["error_shape"], sse_done=bool(serving.get("sse_done")) and tag not in serving.get("sse_done_except_tags", ()),
     )
 
 

@@ -23,8 +23,6 @@ DELL_LIST_MODELS = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "403", "500", "default"),
-    streams=False,
     error_shape="dell",
     sse_done=True,
 )
@@ -43,8 +41,6 @@ DELL_RETRIEVE_MODEL = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "403", "500", "default"),
-    streams=False,
     error_shape="dell",
     sse_done=True,
 )
@@ -61,8 +57,6 @@ DELL_CREATE_TRANSCRIPTION = Operation(
     body=models.CreateTranscriptionRequest,
     body_media_type="multipart/form-data",
     body_required=True,
-    status_codes=("200", "400", "403", "500", "default"),
-    streams=False,
     error_shape="dell",
     sse_done=True,
 )
@@ -79,8 +73,6 @@ DELL_CREATE_TRANSLATION = Operation(
     body=models.CreateTranslationRequest,
     body_media_type="multipart/form-data",
     body_required=True,
-    status_codes=("501", "default"),
-    streams=False,
     error_shape="dell",
     sse_done=True,
 )
@@ -97,8 +89,6 @@ DELL_CREATE_CHAT_COMPLETION = Operation(
     body=models.CreateChatCompletionRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "403", "500", "default"),
-    streams=True,
     error_shape="dell",
     sse_done=True,
 )
@@ -115,8 +105,6 @@ DELL_CREATE_EMBEDDING = Operation(
     body=models.CreateEmbeddingRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "403", "500", "default"),
-    streams=False,
     error_shape="dell",
     sse_done=True,
 )
@@ -133,8 +121,6 @@ DELL_CREATE_IMAGE_VARIATION = Operation(
     body=models.CreateImageVariationRequest,
     body_media_type="multipart/form-data",
     body_required=True,
-    status_codes=("200", "400", "403", "500", "default"),
-    streams=False,
     error_shape="dell",
     sse_done=True,
 )
@@ -153,8 +139,6 @@ DELL_LLAMASTACK_CHAT_COMPLETION = Operation(
     body=models.ChatCompletionRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "403", "500", "default"),
-    streams=True,
     error_shape="dell",
     sse_done=True,
 )
@@ -171,8 +155,6 @@ DELL_PERFORMANCE = Operation(
     body=models.PerformanceRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "500", "default"),
-    streams=False,
     error_shape="dell",
     sse_done=True,
 )

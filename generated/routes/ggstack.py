@@ -23,8 +23,6 @@ HEALTH = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=False,
 )
@@ -41,8 +39,6 @@ VERSION = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=False,
 )
@@ -59,8 +55,6 @@ LIST_ROUTES = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=False,
 )
@@ -77,8 +71,6 @@ LIST_PROVIDERS = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=False,
 )
@@ -97,8 +89,6 @@ INSPECT_PROVIDER = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "404", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=False,
 )
@@ -115,8 +105,6 @@ LIST_MODELS = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=False,
 )
@@ -133,8 +121,6 @@ REGISTER_MODEL = Operation(
     body=models.RegisterModelRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=False,
 )
@@ -153,8 +139,6 @@ GET_MODEL = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "404", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=False,
 )
@@ -173,8 +157,6 @@ UNREGISTER_MODEL = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "404", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=False,
 )

@@ -26,8 +26,6 @@ LIST_AGENTS = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=False,
 )
@@ -44,8 +42,6 @@ CREATE_AGENT = Operation(
     body=models.CreateAgentRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=False,
 )
@@ -64,8 +60,6 @@ GET_AGENT = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=False,
 )
@@ -84,8 +78,6 @@ DELETE_AGENT = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=False,
 )
@@ -104,8 +96,6 @@ CREATE_AGENT_SESSION = Operation(
     body=models.CreateAgentSessionRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=False,
 )
@@ -126,8 +116,6 @@ GET_AGENTS_SESSION = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=False,
 )
@@ -147,8 +135,6 @@ DELETE_AGENTS_SESSION = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=False,
 )
@@ -171,8 +157,6 @@ CREATE_AGENT_TURN = Operation(
     body=models.CreateAgentTurnRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=True,
     error_shape="llama_stack",
     sse_done=False,
 )
@@ -196,8 +180,6 @@ GET_AGENTS_TURN = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=False,
 )
@@ -221,8 +203,6 @@ RESUME_AGENT_TURN = Operation(
     body=models.ResumeAgentTurnRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=True,
     error_shape="llama_stack",
     sse_done=False,
 )
@@ -247,8 +227,6 @@ GET_AGENTS_STEP = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=False,
 )
@@ -269,8 +247,6 @@ LIST_AGENT_SESSIONS = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=False,
 )
@@ -289,8 +265,6 @@ APPEND_ROWS = Operation(
     body=models.AppendRowsRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -311,8 +285,6 @@ ITERROWS = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -329,8 +301,6 @@ LIST_DATASETS = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -347,8 +317,6 @@ REGISTER_DATASET = Operation(
     body=models.RegisterDatasetRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -367,8 +335,6 @@ GET_DATASET = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -387,8 +353,6 @@ UNREGISTER_DATASET = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -405,8 +369,6 @@ LIST_BENCHMARKS = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -423,8 +385,6 @@ REGISTER_BENCHMARK = Operation(
     body=models.RegisterBenchmarkRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -443,8 +403,6 @@ GET_BENCHMARK = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -463,8 +421,6 @@ UNREGISTER_BENCHMARK = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -486,8 +442,6 @@ EVALUATE_ROWS = Operation(
     body=models.EvaluateRowsRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -506,8 +460,6 @@ RUN_EVAL = Operation(
     body=models.RunEvalRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -530,8 +482,6 @@ JOB_STATUS = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -554,8 +504,6 @@ JOB_CANCEL = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -578,8 +526,6 @@ JOB_RESULT = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -606,8 +552,6 @@ LIST_CHAT_COMPLETIONS = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -624,8 +568,6 @@ OPENAI_CHAT_COMPLETION = Operation(
     body=models.OpenaiChatCompletionRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=True,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -644,8 +586,6 @@ GET_CHAT_COMPLETION = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -662,8 +602,6 @@ OPENAI_COMPLETION = Operation(
     body=models.OpenaiCompletionRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=True,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -680,8 +618,6 @@ OPENAI_EMBEDDINGS = Operation(
     body=models.OpenaiEmbeddingsRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -713,8 +649,6 @@ OPENAI_LIST_FILES = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -731,8 +665,6 @@ OPENAI_UPLOAD_FILE = Operation(
     body=models.OpenaiUploadFileRequest,
     body_media_type="multipart/form-data",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -751,8 +683,6 @@ OPENAI_RETRIEVE_FILE = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -771,8 +701,6 @@ OPENAI_DELETE_FILE = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -791,8 +719,6 @@ OPENAI_RETRIEVE_FILE_CONTENT = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -809,8 +735,6 @@ OPENAI_LIST_MODELS = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -827,8 +751,6 @@ RUN_MODERATION = Operation(
     body=models.RunModerationRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -855,8 +777,6 @@ LIST_OPENAI_RESPONSES = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -873,8 +793,6 @@ CREATE_OPENAI_RESPONSE = Operation(
     body=models.CreateOpenaiResponseRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=True,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -893,8 +811,6 @@ GET_OPENAI_RESPONSE = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -913,8 +829,6 @@ DELETE_OPENAI_RESPONSE = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -943,8 +857,6 @@ LIST_OPENAI_RESPONSE_INPUT_ITEMS = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -966,8 +878,6 @@ OPENAI_LIST_VECTOR_STORES = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -984,8 +894,6 @@ OPENAI_CREATE_VECTOR_STORE = Operation(
     body=models.OpenaiCreateVectorStoreRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1004,8 +912,6 @@ OPENAI_RETRIEVE_VECTOR_STORE = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1024,8 +930,6 @@ OPENAI_UPDATE_VECTOR_STORE = Operation(
     body=models.OpenaiUpdateVectorStoreRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1044,8 +948,6 @@ OPENAI_DELETE_VECTOR_STORE = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1067,8 +969,6 @@ OPENAI_CREATE_VECTOR_STORE_FILE_BATCH = Operation(
     body=models.OpenaiCreateVectorStoreFileBatchRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1091,8 +991,6 @@ OPENAI_RETRIEVE_VECTOR_STORE_FILE_BATCH = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1115,8 +1013,6 @@ OPENAI_CANCEL_VECTOR_STORE_FILE_BATCH = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1144,8 +1040,6 @@ OPENAI_LIST_FILES_IN_VECTOR_STORE_FILE_BATCH = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1176,8 +1070,6 @@ OPENAI_LIST_FILES_IN_VECTOR_STORE = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1196,8 +1088,6 @@ OPENAI_ATTACH_FILE_TO_VECTOR_STORE = Operation(
     body=models.OpenaiAttachFileToVectorStoreRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1220,8 +1110,6 @@ OPENAI_RETRIEVE_VECTOR_STORE_FILE = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1244,8 +1132,6 @@ OPENAI_UPDATE_VECTOR_STORE_FILE = Operation(
     body=models.OpenaiUpdateVectorStoreFileRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1268,8 +1154,6 @@ OPENAI_DELETE_VECTOR_STORE_FILE = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1292,8 +1176,6 @@ OPENAI_RETRIEVE_VECTOR_STORE_FILE_CONTENTS = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1312,8 +1194,6 @@ OPENAI_SEARCH_VECTOR_STORE = Operation(
     body=models.OpenaiSearchVectorStoreRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1332,8 +1212,6 @@ GET_TRAINING_JOB_ARTIFACTS = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1350,8 +1228,6 @@ CANCEL_TRAINING_JOB = Operation(
     body=models.CancelTrainingJobRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1370,8 +1246,6 @@ GET_TRAINING_JOB_STATUS = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1388,8 +1262,6 @@ GET_TRAINING_JOBS = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1406,8 +1278,6 @@ PREFERENCE_OPTIMIZE = Operation(
     body=models.PreferenceOptimizeRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1424,8 +1294,6 @@ SUPERVISED_FINE_TUNE = Operation(
     body=models.SupervisedFineTuneRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1444,8 +1312,6 @@ QUERY_METRICS = Operation(
     body=models.QueryMetricsRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1462,8 +1328,6 @@ QUERY_SPANS = Operation(
     body=models.QuerySpansRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1480,8 +1344,6 @@ SAVE_SPANS_TO_DATASET = Operation(
     body=models.SaveSpansToDatasetRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1500,8 +1362,6 @@ GET_SPAN_TREE = Operation(
     body=models.GetSpanTreeRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1518,8 +1378,6 @@ QUERY_TRACES = Operation(
     body=models.QueryTracesRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1538,8 +1396,6 @@ GET_TRACE = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )
@@ -1562,8 +1418,6 @@ GET_SPAN = Operation(
     body=None,
     body_media_type=None,
     body_required=False,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=False,
     error_shape="llama_stack",
     sse_done=True,
 )

@@ -23,8 +23,6 @@ COMPLETION = Operation(
     body=models.CompletionRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=True,
     error_shape="llama_stack",
     sse_done=False,
 )
@@ -41,8 +39,6 @@ CHAT_COMPLETION = Operation(
     body=models.ChatCompletionRequest,
     body_media_type="application/json",
     body_required=True,
-    status_codes=("200", "400", "429", "500", "default"),
-    streams=True,
     error_shape="llama_stack",
     sse_done=False,
 )

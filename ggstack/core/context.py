@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ggstack.core.config import Settings
 from ggstack.http.operations import Operation
@@ -17,15 +17,16 @@ if TYPE_CHECKING:
 
 @dataclass
 class Context:
-    """Created once in the app's lifespan; tests get a fresh one per app."""
+    """Created once in the app's lifespan (every field but `spans` is set before the first
+    request); tests get a fresh one per app."""
 
     settings: Settings
     operations: tuple[Operation, ...]
     missing: frozenset[str]
-    models: ModelRegistry | None = None
-    metadata: MetadataStore | None = None
-    files: FileStore | None = None
-    vectors: VectorStore | None = None
-    ingest: IngestWorker | None = None
+    models: ModelRegistry
+    metadata: MetadataStore
+    files: FileStore
+    vectors: VectorStore
+    ingest: IngestWorker
+    #: None when telemetry is off.
     spans: SpanRecorder | None = None
-    extras: dict[str, Any] = field(default_factory=dict)

@@ -1,7 +1,7 @@
 """Which models exist (specs) and which are loaded (engines), keyed by identifier.
 
-Specs are cheap and live in memory; the caller persists them (the `on_change` hook is told
-about every register/unregister). An engine is loaded on first use, once, even when many
+Specs are cheap and live in memory; the caller persists them (the models handlers write
+registrations to the metadata store, and the lifespan reads them back). An engine is loaded on first use, once, even when many
 requests ask at the same moment, and stays resident until `unload` or `close`.
 """
 
@@ -12,7 +12,6 @@ import contextlib
 import importlib.util
 import logging
 import time
-from collections.abc import Callable
 from importlib import import_module
 from pathlib import Path
 from typing import Any, Literal
@@ -47,23 +46,14 @@ class ModelSpec(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-OnChange = Callable[[str, ModelSpec | None], None]
-
-
 class ModelRegistry:
-    """Model specs plus lazily loaded, resident engines.
+    """Model specs plus lazily loaded, resident engines; the registry itself keeps nothing on disk."""
 
-    `on_change(identifier, spec_or_None)` is called after each register/unregister so the
-    owner can persist specs; the registry itself keeps nothing on disk.
-    """
-
-    def __init__(self, *, max_queue: int = DEFAULT_MAX_QUEUE, on_change: OnChange | None = None,
-                 context_factor: float = 1.0) -> None:
+    def __init__(self, *, max_queue: int = DEFAULT_MAX_QUEUE, context_factor: float = 1.0) -> None:
         self._specs: dict[str, ModelSpec] = {}
         self._engines: dict[str, Any] = {}
         self._loading: dict[str, asyncio.Task[Any]] = {}
         self._max_queue = max_queue
-        self._on_change = on_change
         self._context_factor = context_factor
 
     # -- specs ---------------------------------------------------------------------------------
@@ -80,8 +70,6 @@ class ModelRegistry:
         if replace and spec.identifier in self._engines:
             log.info("model %s re-registered; the loaded engine is kept until unload", spec.identifier)
         self._specs[spec.identifier] = spec
-        if self._on_change:
-            self._on_change(spec.identifier, spec)
         return spec
 
     async def unregister(self, identifier: str) -> None:
@@ -89,8 +77,6 @@ class ModelRegistry:
         self.get(identifier)
         await self.unload(identifier)
         del self._specs[identifier]
-        if self._on_change:
-            self._on_change(identifier, None)
 
     def get(self, identifier: str) -> ModelSpec:
         try:

@@ -60,8 +60,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware(settings),
                     exception_handlers={HTTPException: http_exception})
     app.router = PrefixRouter(routes=routes, lifespan=lifespan)
-    app.state.settings = settings
-    app.state.missing = missing
     return app
 
 

@@ -58,8 +58,6 @@ class Operation:
     body: type[BaseModel] | None
     body_media_type: str | None
     body_required: bool
-    status_codes: tuple[str, ...]
-    streams: bool
     error_shape: str
     sse_done: bool
 
