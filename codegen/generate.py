@@ -24,6 +24,7 @@ import jinja2
 import ggstack
 from codegen.context import SpecContext, build_context
 from codegen.merge import merge_specs
+from codegen.validate import check_document
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "generated"
@@ -137,12 +138,17 @@ def write_tree(out: Path) -> None:
     env = environment()
     write(out / "__init__.py", '"""Code generated from specs/ by `ggstack codegen`; never edited by hand."""\n')
     write(out / "models" / "__init__.py", '"""Pydantic models, one module per spec."""\n')
+    merged = merge_specs(specs, ggstack.__version__)
     for spec in specs:
         write(out / "openapi" / f"{spec.name}.json", as_json(spec.document))
-    write(out / "openapi" / "merged.json", as_json(merge_specs(specs, ggstack.__version__)))
+    write(out / "openapi" / "merged.json", as_json(merged))
     with ThreadPoolExecutor(max_workers=len(specs)) as pool:
         jobs = [pool.submit(run_datamodel_codegen, out / "openapi" / f"{spec.name}.json",
                             out / "models" / f"{spec.module}.py", spec.title) for spec in specs]
+        # While the model generators run (in subprocesses): nothing invalid gets generated from.
+        for spec in specs:
+            check_document(spec.source, spec.document)
+        check_document("merged.json (all documents merged)", merged)
         for job in jobs:
             job.result()
     for spec in specs:

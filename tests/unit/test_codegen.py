@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from codegen.context import build_context, served_paths, snake
 from generated.routes import OPERATIONS
 
@@ -88,3 +90,15 @@ def test_merged_document_is_valid_openapi() -> None:
     from ggstack.http.docs import spec_document
 
     assert spec_errors(spec_document("merged")) == []
+
+
+def test_an_invalid_overlaid_document_fails_naming_it_and_the_place():
+    from codegen.validate import InvalidDocument, check_document
+
+    document = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"},
+                "paths": {"/x": {"get": {"responses": {"200": {"description": 5}}}}}}
+    with pytest.raises(InvalidDocument) as info:
+        check_document("specs/x.yaml with specs/overlays/x.yaml", document)
+    message = str(info.value)
+    assert message.startswith("specs/x.yaml with specs/overlays/x.yaml:") and "description" in message
+    check_document("fixed", {**document, "paths": {"/x": {"get": {"responses": {"200": {"description": "ok"}}}}}})
