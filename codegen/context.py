@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from codegen.specs import OVERLAYS_DIR, SPEC_NAMES, SPECS_DIR, load_spec
+from codegen.specs import SPEC_NAMES, SPECS_DIR, load_spec, overlay_names
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 
@@ -59,8 +59,8 @@ class SpecContext:
 
     @property
     def source(self) -> str:
-        overlay = OVERLAYS_DIR / f"{self.name}.yaml"
-        return f"specs/{self.name}.yaml" + (f" with specs/overlays/{overlay.name}" if overlay.exists() else "")
+        overlays = " and ".join(f"specs/overlays/{name}.yaml" for name in overlay_names(self.name))
+        return f"specs/{self.name}.yaml" + (f" with {overlays}" if overlays else "")
 
 
 def snake(name: str) -> str:
@@ -209,14 +209,20 @@ def build_context() -> list[SpecContext]:
 
 
 def check_unique(contexts: list[SpecContext]) -> None:
-    """Two operations may not share an operationId, nor a (method, served path)."""
-    seen_ids: dict[str, str] = {}
+    """A (method, served path) has one operation; an operationId one handler module.
+
+    Two documents may define the same operation (one operationId, at two paths); the handler
+    is found by module and operationId, so both must name the same module. (Within one
+    document, operationIds are unique by OpenAPI's own rule, which the spec check enforces.)
+    """
+    seen_ids: dict[str, tuple[str, str]] = {}
     seen_routes: dict[tuple[str, str], str] = {}
     for ctx in contexts:
         for op in ctx.operations:
-            if op.operation_id in seen_ids:
-                raise ValueError(f"operationId {op.operation_id} is in {seen_ids[op.operation_id]} and {ctx.name}")
-            seen_ids[op.operation_id] = ctx.name
+            spec, module = seen_ids.setdefault(op.operation_id, (ctx.name, op.module))
+            if module != op.module:
+                raise ValueError(f"operationId {op.operation_id} is in handlers.{module} ({spec}) "
+                                 f"and handlers.{op.module} ({ctx.name})")
             for path in op.paths:
                 key = (op.method, re.sub(r"\{[^}]+\}", "{}", path))
                 if key in seen_routes:

@@ -2,8 +2,8 @@
 
 Components keep their names unless two specs define the same name differently; then the later
 spec's copy gets the spec's prefix and its `$ref`s follow. An operation served at several paths
-appears at each; only the first keeps its operationId (they must be unique in a document) and
-the copies say `x-alias-of`.
+appears at each, and so does one that two specs define; only the first keeps its operationId
+(they must be unique in a document) and the copies say `x-alias-of`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from typing import Any
 from codegen.context import SpecContext
 
 COMPONENT_PREFIX = {
+    "llama-stack-stable": "Stable",
+    "llama-stack-experimental": "Experimental",
     "llama-stack-deprecated": "LlamaStack",
     "llama-stack-inference": "Inference",
     "dell-pro-ai-studio": "Dell",
-    "ggstack": "Ggstack",
 }
 
 
@@ -44,6 +45,7 @@ def merge_specs(specs: list[SpecContext], version: str) -> dict[str, Any]:
         "tags": [],
     }
     tag_names: set[str] = set()
+    operation_ids: set[str] = set()
     for spec in specs:
         document = rename_clashing_components(spec, merged["components"])
         for section, items in document.get("components", {}).items():
@@ -56,11 +58,12 @@ def merge_specs(specs: list[SpecContext], version: str) -> dict[str, Any]:
             path_item = document["paths"][op.spec_path]
             operation = path_item[op.method.lower()]
             shared = {k: v for k, v in path_item.items() if k in ("parameters", "summary", "description")}
-            for index, path in enumerate(op.paths):
+            for path in op.paths:
                 copy_ = dict(operation)
-                if index:
+                if op.operation_id in operation_ids:
                     copy_.pop("operationId", None)
                     copy_["x-alias-of"] = op.operation_id
+                operation_ids.add(op.operation_id)
                 merged["paths"].setdefault(path, dict(shared))[op.method.lower()] = copy_
     return merged
 

@@ -191,7 +191,8 @@ def merge(target: dict[str, Any], update: dict[str, Any]) -> None:
             target[key] = clone(value)
 
 
-def _apply_action(document: dict[str, Any], action: dict[str, Any], label: str) -> None:
+def _apply_action(document: dict[str, Any], action: dict[str, Any], label: str, *, required: bool = True) -> bool:
+    """Apply one action; False when its target matches nothing and `required` is off."""
     target = action.get("target")
     if not isinstance(target, str):
         raise OverlayError(f"{label}: no target")
@@ -200,6 +201,8 @@ def _apply_action(document: dict[str, Any], action: dict[str, Any], label: str) 
         raise OverlayError(f"{label}: needs `update` or `remove: true`")
     nodes = query(document, target)
     if not nodes:
+        if not required:
+            return False
         raise OverlayError(f"{label}: target {target} matches nothing")
     if remove:
         # Delete array elements from the highest index down so earlier indexes stay valid.
@@ -207,7 +210,7 @@ def _apply_action(document: dict[str, Any], action: dict[str, Any], label: str) 
             if parent is None:
                 raise OverlayError(f"{label}: cannot remove the document root")
             del parent[key]
-        return
+        return True
     update = action["update"]
     for _, _, value in nodes:
         if isinstance(value, dict):
@@ -218,10 +221,17 @@ def _apply_action(document: dict[str, Any], action: dict[str, Any], label: str) 
             value.append(clone(update))
         else:
             raise OverlayError(f"{label}: target {target} selects a {type(value).__name__}, not an object or array")
+    return True
 
 
-def apply_overlay(document: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `document` with every action of `overlay` applied in order; the inputs are untouched."""
+def apply_overlay(document: dict[str, Any], overlay: dict[str, Any],
+                  unmatched: list[str] | None = None) -> dict[str, Any]:
+    """A copy of `document` with every action of `overlay` applied in order; the inputs are untouched.
+
+    With an `unmatched` list, an action whose target matches nothing is skipped and its target
+    appended there instead of failing: an overlay shared by several documents fixes schemas
+    that only some of them have, and the caller checks that each action fits one of them.
+    """
     version = str(overlay.get("overlay", ""))
     if not re.fullmatch(r"1\.0\.\d+", version):
         raise OverlayError(f"unsupported overlay version {version!r} (want 1.0.x)")
@@ -231,5 +241,7 @@ def apply_overlay(document: dict[str, Any], overlay: dict[str, Any]) -> dict[str
     result = clone(document)
     for number, action in enumerate(actions, start=1):
         description = action.get("description") or action.get("target", "")
-        _apply_action(result, action, f"overlay action {number} ({description})")
+        label = f"overlay action {number} ({description})"
+        if not _apply_action(result, action, label, required=unmatched is None):
+            unmatched.append(action["target"])
     return result

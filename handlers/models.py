@@ -17,8 +17,8 @@ from pydantic import ValidationError
 
 from generated.models.dell_pro_ai_studio import ListModelsResponse as DellListModelsResponse
 from generated.models.dell_pro_ai_studio import Model as DellModel
-from generated.models.ggstack import ListModelsResponse, Model, RegisterModelRequest
 from generated.models.llama_stack_deprecated import OpenAIListModelsResponse, OpenAIModel
+from generated.models.llama_stack_stable import ListModelsResponse, Model, RegisterModelRequest
 from ggstack.core.context import Context
 from ggstack.core.errors import InvalidValueError
 from ggstack.core.lifespan import MODEL_KIND

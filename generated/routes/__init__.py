@@ -8,30 +8,34 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from ggstack.http.operations import EndpointFactory, Operation
+from generated.routes import llama_stack_stable
+from generated.routes import llama_stack_experimental
 from generated.routes import llama_stack_deprecated
 from generated.routes import llama_stack_inference
 from generated.routes import dell_pro_ai_studio
-from generated.routes import ggstack
 
 SPECS = {
+    "llama-stack-stable": llama_stack_stable,
+    "llama-stack-experimental": llama_stack_experimental,
     "llama-stack-deprecated": llama_stack_deprecated,
     "llama-stack-inference": llama_stack_inference,
     "dell-pro-ai-studio": dell_pro_ai_studio,
-    "ggstack": ggstack,
 }
 
 OPERATIONS: tuple[Operation, ...] = (
+    *llama_stack_stable.OPERATIONS,
+    *llama_stack_experimental.OPERATIONS,
     *llama_stack_deprecated.OPERATIONS,
     *llama_stack_inference.OPERATIONS,
     *dell_pro_ai_studio.OPERATIONS,
-    *ggstack.OPERATIONS,
 )
 
 
 def all_routes(endpoint: EndpointFactory) -> list[Route]:
     return [
+        *llama_stack_stable.routes(endpoint),
+        *llama_stack_experimental.routes(endpoint),
         *llama_stack_deprecated.routes(endpoint),
         *llama_stack_inference.routes(endpoint),
         *dell_pro_ai_studio.routes(endpoint),
-        *ggstack.routes(endpoint),
     ]

@@ -101,16 +101,19 @@ class EndpointBuilder:
         self.validator = validator
         self.recorder = recorder
         self.missing: list[Operation] = []
-        self._endpoints: dict[str, Callable[[Request], Awaitable[Response]]] = {}
+        # Keyed by spec too: an operation two specs define has one handler but two endpoints,
+        # each validating and rendering errors as its own spec says.
+        self._endpoints: dict[tuple[str, str], Callable[[Request], Awaitable[Response]]] = {}
 
     def __call__(self, operation: Operation) -> Callable[[Request], Awaitable[Response]]:
-        if operation.operation_id not in self._endpoints:
+        key = (operation.spec, operation.operation_id)
+        if key not in self._endpoints:
             handler = find_handler(operation)
             if handler is None:
                 self.missing.append(operation)
                 handler = not_implemented(operation)
-            self._endpoints[operation.operation_id] = self._endpoint(operation, handler)
-        return self._endpoints[operation.operation_id]
+            self._endpoints[key] = self._endpoint(operation, handler)
+        return self._endpoints[key]
 
     def _endpoint(self, operation: Operation, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         is_async = inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler)

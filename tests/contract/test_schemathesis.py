@@ -29,7 +29,10 @@ def contract_server(tmp_path_factory: pytest.TempPathFactory, tiny_chat_gguf: Pa
     """Tiny models, so inference and vector-store operations answer for real, not just 404."""
     models = [{"identifier": "tiny", "path": str(tiny_chat_gguf), "model_type": "llm"},
               {"identifier": "tiny-embed", "path": str(tiny_embed_gguf), "model_type": "embedding"}]
-    server = Server(tmp_path_factory.mktemp("contract"), config={"models": models}).start()
+    # Span queries answer every matching span; a few hundred keep those answers (each checked
+    # against the spec) quick after thousands of fuzzed requests.
+    config = {"models": models, "telemetry_max_spans": 500}
+    server = Server(tmp_path_factory.mktemp("contract"), config=config).start()
     yield server
     server.stop()
     assert not server.mismatches(), "\n".join(server.mismatches())
@@ -75,10 +78,23 @@ def run_case(case, server: Server, spec: str) -> None:
 fuzz = settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
                 derandomize=not os.environ.get("GGSTACK_FUZZ_RANDOM"))
 
+llama_stack_stable = spec_for("llama-stack-stable")
+llama_stack_experimental = spec_for("llama-stack-experimental")
 llama_stack = spec_for("llama-stack-deprecated")
 llama_stack_inference = spec_for("llama-stack-inference")
 dell = spec_for("dell-pro-ai-studio")
-ggstack = spec_for("ggstack")
+
+
+@llama_stack_stable.parametrize()
+@fuzz
+def test_llama_stack_stable(case, contract_server: Server) -> None:
+    run_case(case, contract_server, "llama-stack-stable")
+
+
+@llama_stack_experimental.parametrize()
+@fuzz
+def test_llama_stack_experimental(case, contract_server: Server) -> None:
+    run_case(case, contract_server, "llama-stack-experimental")
 
 
 @llama_stack.parametrize()
@@ -97,12 +113,6 @@ def test_llama_stack_inference(case, contract_server: Server) -> None:
 @fuzz
 def test_dell(case, contract_server: Server) -> None:
     run_case(case, contract_server, "dell-pro-ai-studio")
-
-
-@ggstack.parametrize()
-@fuzz
-def test_ggstack(case, contract_server: Server) -> None:
-    run_case(case, contract_server, "ggstack")
 
 
 def test_report_unimplemented(contract_server: Server) -> None:

@@ -78,7 +78,7 @@ def test_check_passes_on_a_clean_tree_and_fails_after_a_one_line_spec_edit(tmp_p
     project = copy_project(tmp_path)
     clean = run_check(project)
     assert clean.returncode == 0, clean.stdout + clean.stderr
-    spec = project / "specs" / "ggstack.yaml"
+    spec = project / "specs" / "llama-stack-inference.yaml"
     spec.write_text(spec.read_text() + "x-edited-by-test: true\n")
     drifted = run_check(project)
     assert drifted.returncode == 1, drifted.stdout + drifted.stderr

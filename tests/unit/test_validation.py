@@ -8,8 +8,8 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from generated.routes import ggstack as ggstack_routes
 from generated.routes import llama_stack_deprecated as llama_routes
+from generated.routes import llama_stack_stable as stable_routes
 from ggstack.http.validation import ResponseValidator
 
 
@@ -25,11 +25,11 @@ def check(operation, response, path_params=None):
 
 def test_a_conforming_body_passes_unchanged() -> None:
     response = JSONResponse({"status": "OK"})
-    assert check(ggstack_routes.HEALTH, response) is response
+    assert check(stable_routes.HEALTH, response) is response
 
 
 def test_a_body_with_the_wrong_type_becomes_a_500_naming_the_problem() -> None:
-    answer = check(ggstack_routes.HEALTH, JSONResponse({"status": 5}))
+    answer = check(stable_routes.HEALTH, JSONResponse({"status": 5}))
     assert answer.status_code == 500
     assert b"does not allow" in answer.body and b"health" in answer.body
 
