@@ -437,7 +437,10 @@ class RegisterModelRequest(BaseModel):
     )
     model_id: str = Field(..., description="The identifier of the model to register.")
     provider_model_id: str | None = Field(None, description="The identifier of the model in the provider.")
-    provider_id: str | None = Field(None, description="The identifier of the provider.")
+    provider_id: Literal["llama-cpp", "ctransformers"] | None = Field(
+        None,
+        description="The engine to serve the model: llama-cpp (the default) runs GGUF files, ctransformers legacy GGML files.",
+    )
     metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
         None, description="Any additional metadata for this model."
     )

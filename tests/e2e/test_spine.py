@@ -94,6 +94,6 @@ def test_version_and_providers(server: Server, tmp_path: Path) -> None:
 
 
 def test_one_spec_by_name_and_unknown_name_is_404(server: Server) -> None:
-    assert httpx.get(f"{server.url}/openapi/ggstack.json").json()["info"]["title"]
+    assert httpx.get(f"{server.url}/openapi/llama-stack-stable.json").json()["info"]["title"]
     answer = httpx.get(f"{server.url}/openapi/nope.json")
     assert answer.status_code == 404 and set(answer.json()) == {"status", "title", "detail"}
