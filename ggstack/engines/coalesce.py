@@ -20,8 +20,8 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from ggstack.core.errors import BusyError
 from ggstack.engines.worker import ModelWorker
-from ggstack.http.errors import Overloaded
 
 M = TypeVar("M")
 
@@ -35,7 +35,7 @@ class Waiter:
 class Coalescer(Generic[M]):
     """`await call(items)` runs `run(model, all waiting items)` on the worker; returns this call's rows.
 
-    At most `max_waiting` requests may wait; the next one is `Overloaded` (429), as a full
+    At most `max_waiting` requests may wait; the next one is `BusyError` (429), as a full
     worker queue is.
     """
 
@@ -52,14 +52,14 @@ class Coalescer(Generic[M]):
         waiter = Waiter(items)
         with self._lock:
             if len(self._waiting) >= self._max_waiting:
-                raise Overloaded(f"model '{self._worker.name}' has {self._max_waiting} requests waiting; "
-                                 "retry later", retry_after=1)
+                raise BusyError(f"model '{self._worker.name}' has {self._max_waiting} requests waiting; "
+                                "retry later", retry_after=1)
             self._waiting.append(waiter)
             schedule, self._scheduled = not self._scheduled, True
         if schedule:
             try:
                 job = self._worker.submit(self._drain)
-            except Overloaded as exc:
+            except BusyError as exc:
                 self._fail_waiting(exc)
                 raise
             job.result.add_done_callback(self._after_job)
@@ -91,7 +91,7 @@ class Coalescer(Generic[M]):
         """A job that never ran (the model was unloaded) must not strand its waiters."""
         if job.cancelled() or job.exception() is not None:
             error = job.exception() if not job.cancelled() else None
-            self._fail_waiting(error or Overloaded(f"model '{self._worker.name}' was unloaded", retry_after=1))
+            self._fail_waiting(error or BusyError(f"model '{self._worker.name}' was unloaded", retry_after=1))
 
     def _fail_waiting(self, exc: BaseException) -> None:
         for w in self._take():

@@ -3,7 +3,7 @@
 ctransformers is unmaintained and its loader can segfault on files it half-understands,
 which would take the whole server down. So a file is first loaded once in a throwaway
 subprocess; only if that exits cleanly is it loaded in-process. Grammars and JSON schemas
-are not supported by ctransformers (NotSupported, 501). Install with
+are not supported by ctransformers (UnsupportedError, 501). Install with
 `pip install --no-deps ctransformers==0.2.27` (its py-cpuinfo/huggingface-hub dependencies
 are not needed: the CPU variant is chosen here from /proc/cpuinfo).
 """
@@ -20,10 +20,10 @@ from typing import Any
 import anyio
 import numpy as np
 
+from ggstack.core.errors import InvalidValueError, UnsupportedError
 from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
 from ggstack.engines.streaming import Channel, StopBuffer, StreamingChatEngine
 from ggstack.engines.worker import DEFAULT_MAX_QUEUE, ModelWorker
-from ggstack.http.errors import InvalidRequest, NotSupported
 
 log = logging.getLogger("ggstack.engines")
 
@@ -50,19 +50,19 @@ def ctransformers_available() -> bool:
 
 
 async def probe(path: Path, model_type: str, context_length: int, lib: str) -> None:
-    """Load the file in a subprocess; a crash or failure there becomes InvalidRequest here."""
+    """Load the file in a subprocess; a crash or failure there becomes InvalidValueError here."""
     try:
         with anyio.fail_after(PROBE_TIMEOUT_S):
             result = await anyio.run_process([sys.executable, "-c", _PROBE, str(path), model_type,
                                               str(context_length), lib], check=False)
     except TimeoutError:
-        raise InvalidRequest(f"cannot load {path.name} with ctransformers: loading took over "
-                             f"{PROBE_TIMEOUT_S}s", param="path") from None
+        raise InvalidValueError(f"cannot load {path.name} with ctransformers: loading took over "
+                                f"{PROBE_TIMEOUT_S}s", field="path") from None
     if result.returncode != 0:
         how = f"crashed (signal {-result.returncode})" if result.returncode < 0 else "failed"
         log.warning("ctransformers probe of %s %s: %s", path, how, result.stderr.decode(errors="replace")[-500:])
-        raise InvalidRequest(f"cannot load {path.name} as a {model_type} model: the ctransformers loader {how}",
-                             param="path")
+        raise InvalidValueError(f"cannot load {path.name} as a {model_type} model: the ctransformers loader {how}",
+                                field="path")
 
 
 class CTransformersChatEngine(StreamingChatEngine):
@@ -76,12 +76,12 @@ class CTransformersChatEngine(StreamingChatEngine):
                    context_length: int | None = None, max_queue: int = DEFAULT_MAX_QUEUE
                    ) -> CTransformersChatEngine:
         if not ctransformers_available():
-            raise NotSupported("the ctransformers engine is not installed "
-                               "(pip install --no-deps ctransformers==0.2.27)", param="engine")
+            raise UnsupportedError("the ctransformers engine is not installed "
+                                   "(pip install --no-deps ctransformers==0.2.27)")
         options = dict(options or {})
         unknown = sorted(set(options) - {"model_type", "threads", "chat_template", "max_queue"})
         if unknown:
-            raise InvalidRequest(f"unknown ctransformers option(s): {', '.join(unknown)}", param="options")
+            raise InvalidValueError(f"unknown ctransformers option(s): {', '.join(unknown)}", field="options")
         model_type = str(options.get("model_type", "gpt2"))
         n_ctx, lib = int(context_length or 2048), cpu_library()
         await probe(path, model_type, n_ctx, lib)
@@ -118,7 +118,7 @@ class CTransformersChatEngine(StreamingChatEngine):
     def render_chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
                     add_generation_prompt: bool = True) -> str:
         if not self._template:
-            raise InvalidRequest(f"model {self.identifier} has no chat template", param="model")
+            raise InvalidValueError(f"model {self.identifier} has no chat template", field="model")
         from jinja2 import TemplateError
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -126,16 +126,15 @@ class CTransformersChatEngine(StreamingChatEngine):
             formatter = Jinja2ChatFormatter(self._template, "", "", add_generation_prompt=add_generation_prompt)
             return formatter(messages=messages, tools=tools).prompt
         except (TemplateError, ValueError, TypeError, KeyError) as exc:
-            raise InvalidRequest(f"the chat template of model {self.identifier} rejected the messages: {exc}",
-                                 param="messages") from None
+            raise InvalidValueError(f"the chat template of model {self.identifier} rejected the messages: {exc}",
+                                    field="messages") from None
 
     async def _start(self, tokens: list[int], options: SamplingOptions, channel: Channel[TokenEvent | Finish]
                      ) -> None:
         if options.grammar is not None or options.json_schema is not None:
-            raise NotSupported("the ctransformers engine cannot constrain output with a grammar or schema",
-                               param="response_format")
+            raise UnsupportedError("the ctransformers engine cannot constrain output with a grammar or schema")
         if options.logit_bias:
-            raise NotSupported("the ctransformers engine has no logit bias", param="logit_bias")
+            raise UnsupportedError("the ctransformers engine has no logit bias")
         job = self._worker.submit(lambda llm: _run_generation(llm, tokens, options, channel),
                                   cancelled=channel.cancelled)
         job.result.add_done_callback(lambda fut: channel.end(None if fut.cancelled() else fut.exception()))

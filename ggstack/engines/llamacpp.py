@@ -27,6 +27,7 @@ from typing import Any
 import anyio.to_thread
 import numpy as np
 
+from ggstack.core.errors import ContextOverflowError, GrammarError, InvalidValueError
 from ggstack.engines.admission import LLAMA_CPP_OPTIONS, MAX_PARALLEL_OPTION
 from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
 from ggstack.engines.coalesce import Coalescer
@@ -34,7 +35,6 @@ from ggstack.engines.gguf_info import GGUFFormatError, inspect_gguf
 from ggstack.engines.scheduler import BatchScheduler, GenerationRequest
 from ggstack.engines.streaming import Channel, StreamingChatEngine, check_token_ids
 from ggstack.engines.worker import DEFAULT_MAX_QUEUE, ModelWorker
-from ggstack.http.errors import InvalidRequest
 
 log = logging.getLogger("ggstack.engines")
 
@@ -53,8 +53,8 @@ def check_embedding_batch(n_batch: int) -> None:
     n_batch is above 256 and not a multiple of 256, so this must be checked before `Llama()`.
     """
     if n_batch < 1 or (n_batch > 256 and n_batch % 256):
-        raise InvalidRequest(f"embedding context {n_batch} must be at most 256 or a multiple of 256",
-                             param="context_length")
+        raise InvalidValueError(f"embedding context {n_batch} must be at most 256 or a multiple of 256",
+                                field="context_length")
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class LlamaCppOptions:
                   trained_context: int | None) -> LlamaCppOptions:
         unknown = sorted(set(options) - LLAMA_CPP_OPTIONS)
         if unknown:
-            raise InvalidRequest(f"unknown llama-cpp option(s): {', '.join(unknown)}", param="options")
+            raise InvalidValueError(f"unknown llama-cpp option(s): {', '.join(unknown)}", field="options")
         # Half the cores by default: on the 2-core target a 2-thread decode spin-waits against
         # any other busy process and fell from ~50 to ~5 tok/s on SmolLM2 (1 thread: 40-57 tok/s).
         # An encoder only runs big batches, which scale with cores: all of them (with OpenMP's
@@ -88,10 +88,10 @@ class LlamaCppOptions:
             # gets the cap when the user did not ask for more explicitly
             n_ctx = min(n_ctx, trained_context)
         if n_ctx < 8:
-            raise InvalidRequest(f"context length {n_ctx} is too small", param="context_length")
+            raise InvalidValueError(f"context length {n_ctx} is too small", field="context_length")
         pooling = str(options.get("pooling", "unspecified")).lower()
         if pooling not in POOLING_TYPES or (embedding and pooling == "none"):
-            raise InvalidRequest(f"pooling must be one of mean, cls, last (got {pooling})", param="options")
+            raise InvalidValueError(f"pooling must be one of mean, cls, last (got {pooling})", field="options")
         if embedding:
             n_batch = n_ctx  # an encoder sees a whole input in one ubatch
             check_embedding_batch(n_batch)
@@ -99,8 +99,8 @@ class LlamaCppOptions:
             n_batch = min(int(options.get("n_batch", 512)), n_ctx)
         parallel = int(options.get("parallel", 1 if embedding else DEFAULT_PARALLEL))
         if not 1 <= parallel <= MAX_PARALLEL_OPTION or (embedding and parallel != 1):
-            raise InvalidRequest(f"parallel must be between 1 and {MAX_PARALLEL_OPTION} (1 for embedding models)",
-                                 param="options")
+            raise InvalidValueError(f"parallel must be between 1 and {MAX_PARALLEL_OPTION} (1 for embedding models)",
+                                    field="options")
         return cls(n_ctx=n_ctx, n_batch=n_batch, parallel=parallel,
                    n_threads=int(options.get("n_threads", cpus)),
                    n_threads_batch=int(options.get("n_threads_batch", cpus)),
@@ -112,7 +112,7 @@ async def _trained_context(path: Path) -> int | None:
     try:
         info = await anyio.to_thread.run_sync(inspect_gguf, path)
     except GGUFFormatError as exc:
-        raise InvalidRequest(f"cannot load model file {path.name}: {exc}", param="path") from None
+        raise InvalidValueError(f"cannot load model file {path.name}: {exc}", field="path") from None
     return info.context_length
 
 
@@ -129,7 +129,7 @@ def _new_llama(path: Path, opts: LlamaCppOptions, *, embedding: bool) -> Any:
             embedding=embedding, pooling_type=opts.pooling_type, use_mmap=opts.use_mmap, verbose=False)
     except (ValueError, RuntimeError) as exc:
         log.warning("llama.cpp could not load %s: %s", path, exc)
-        raise InvalidRequest(f"cannot load model file {path.name}: llama.cpp rejected it") from None
+        raise InvalidValueError(f"cannot load model file {path.name}: llama.cpp rejected it", field="path") from None
 
 
 class LlamaCppChatEngine(StreamingChatEngine):
@@ -188,7 +188,7 @@ class LlamaCppChatEngine(StreamingChatEngine):
     def render_chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
                     add_generation_prompt: bool = True) -> str:
         if not self._template:
-            raise InvalidRequest(f"model {self.identifier} has no chat template", param="model")
+            raise InvalidValueError(f"model {self.identifier} has no chat template", field="model")
         from jinja2 import TemplateError
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -198,15 +198,15 @@ class LlamaCppChatEngine(StreamingChatEngine):
                 formatter = Jinja2ChatFormatter(self._template, self._eos_text, self._bos_text,
                                                 add_generation_prompt=add_generation_prompt)
             except TemplateError:
-                raise InvalidRequest(f"model {self.identifier} has a chat template that does not parse",
-                                     param="model") from None
+                raise InvalidValueError(f"model {self.identifier} has a chat template that does not parse",
+                                        field="model") from None
             self._formatters[add_generation_prompt] = formatter
         try:
             return formatter(messages=messages, tools=tools).prompt
         except (TemplateError, ValueError, TypeError, KeyError) as exc:
             # the template's own raise_exception() messages are written for the caller
-            raise InvalidRequest(f"the chat template of model {self.identifier} rejected the messages: {exc}",
-                                 param="messages") from None
+            raise InvalidValueError(f"the chat template of model {self.identifier} rejected the messages: {exc}",
+                                    field="messages") from None
 
     async def _encode_prompt(self, text: str) -> list[int]:
         tokens = await self.tokenize(text, add_bos=True, special=True)
@@ -226,15 +226,15 @@ class LlamaCppChatEngine(StreamingChatEngine):
             try:
                 text = json_schema_to_gbnf(json.dumps(options.json_schema))
             except Exception as exc:  # noqa: BLE001 - the converter raises bare Exceptions on bad schemas
-                raise InvalidRequest(f"the JSON schema cannot be turned into a grammar: {exc}",
-                                     param="response_format") from None
-            param = "response_format"
+                raise GrammarError(f"the JSON schema cannot be turned into a grammar: {exc}",
+                                   field="json_schema") from None
+            field = "json_schema"
         elif options.grammar is not None:
-            text, param = options.grammar, "grammar"
+            text, field = options.grammar, "grammar"
         else:
             return None
         if not await anyio.to_thread.run_sync(self._grammar_parses, text):
-            raise InvalidRequest("the grammar does not parse (GBNF with a 'root' rule expected)", param=param)
+            raise GrammarError("the grammar does not parse (GBNF with a 'root' rule expected)", field=field)
         return text
 
     def _grammar_parses(self, text: str) -> bool:
@@ -274,7 +274,7 @@ def _new_batched_context(path: Path, opts: LlamaCppOptions) -> tuple[Any, Any]:
         model = LlamaModel(path_model=str(path), params=model_params, verbose=False)
     except ValueError as exc:
         log.warning("llama.cpp could not load %s: %s", path, exc)
-        raise InvalidRequest(f"cannot load model file {path.name}: llama.cpp rejected it") from None
+        raise InvalidValueError(f"cannot load model file {path.name}: llama.cpp rejected it", field="path") from None
     params = llama_cpp.llama_context_default_params()
     params.n_ctx = opts.n_ctx * opts.parallel
     params.n_seq_max = opts.parallel
@@ -290,8 +290,8 @@ def _new_batched_context(path: Path, opts: LlamaCppOptions) -> tuple[Any, Any]:
     except ValueError as exc:
         model.close()
         log.warning("llama.cpp could not make a context for %s: %s", path, exc)
-        raise InvalidRequest(f"cannot load model file {path.name}: llama.cpp could not create a context "
-                             f"of {opts.parallel} x {opts.n_ctx} tokens") from None
+        raise InvalidValueError(f"cannot load model file {path.name}: llama.cpp could not create a context "
+                                f"of {opts.parallel} x {opts.n_ctx} tokens", field="options") from None
     return model, ctx
 
 
@@ -312,8 +312,8 @@ class LlamaCppEmbeddingEngine:
         engine = cls(identifier, worker, llama, max_waiting=int(options.get("max_queue", max_queue)))
         if llama.pooling_type() == POOLING_TYPES["none"]:
             await anyio.to_thread.run_sync(engine.close)
-            raise InvalidRequest(f"model {identifier} has no pooling; set options.pooling to mean or cls",
-                                 param="options")
+            raise InvalidValueError(f"model {identifier} has no pooling; set options.pooling to mean or cls",
+                                    field="options")
         return engine
 
     def __init__(self, identifier: str, worker: ModelWorker[Any], llama: Any, *,
@@ -338,16 +338,16 @@ class LlamaCppEmbeddingEngine:
         else:
             token_lists = [list(x) for x in inputs if not isinstance(x, str)]
             if len(token_lists) != len(inputs):
-                raise InvalidRequest("input must be all strings or all token arrays", param="input")
+                raise InvalidValueError("input must be all strings or all token arrays", field="input")
             for toks in token_lists:
                 check_token_ids(toks, self.n_vocab, "input")
         for i, toks in enumerate(token_lists):
             if not toks:
-                raise InvalidRequest(f"input {i} is empty", param="input")
+                raise InvalidValueError(f"input {i} is empty", field="input")
             if len(toks) > self.context_length:
-                raise InvalidRequest(
+                raise ContextOverflowError(
                     f"input {i} has {len(toks)} tokens, more than this model's maximum context length of "
-                    f"{self.context_length} tokens", param="input", code="context_length_exceeded")
+                    f"{self.context_length} tokens", tokens=len(toks), limit=self.context_length)
         vectors = await self._batches.call(token_lists)
         vectors = vectors.astype(np.float64)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)

@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from ggstack.core.errors import BusyError
 from ggstack.engines.base import Finish, FinishReason, SamplingOptions, TokenEvent
 from ggstack.engines.streaming import Channel, StopBuffer
-from ggstack.http.errors import Overloaded
 
 log = logging.getLogger("ggstack.engines")
 
@@ -86,7 +86,7 @@ class BatchScheduler:
     """Owns a llama.cpp context with `n_slots` sequences and the thread that decodes them.
 
     `max_queue` bounds the requests waiting for a free slot; beyond that `submit` raises
-    `Overloaded` (429 with Retry-After). It is counted against the slots too, so a burst of
+    `BusyError` (429 with Retry-After). It is counted against the slots too, so a burst of
     `n_slots + max_queue` requests is accepted before the thread has admitted any.
     """
 
@@ -119,11 +119,11 @@ class BatchScheduler:
         self._thread.start()
 
     def submit(self, request: GenerationRequest) -> None:
-        """Queue a generation; Overloaded if `max_queue` requests already wait for a slot."""
+        """Queue a generation; BusyError if `max_queue` requests already wait for a slot."""
         if self._closing:
-            raise Overloaded(f"model '{self.name}' is being unloaded", retry_after=1)
+            raise BusyError(f"model '{self.name}' is being unloaded", retry_after=1)
         if not self._capacity.acquire(blocking=False):
-            raise Overloaded(f"model '{self.name}' has {self.max_queue} requests waiting; retry later",
+            raise BusyError(f"model '{self.name}' has {self.max_queue} requests waiting; retry later",
                              retry_after=1)
         self._waiting.put(request)
         self._wake.set()
@@ -136,7 +136,7 @@ class BatchScheduler:
         return future
 
     def close(self, timeout: float = 30.0) -> None:
-        """Stop the thread (blocking); running and waiting requests end with Overloaded."""
+        """Stop the thread (blocking); running and waiting requests end with BusyError."""
         if self._closing:
             return
         self._closing = True
@@ -340,7 +340,7 @@ class BatchScheduler:
             self._release(slot, RuntimeError(f"llama_decode failed ({rc})"))
 
     def _abandon_all(self) -> None:
-        gone = Overloaded(f"model '{self.name}' was unloaded", retry_after=1)
+        gone = BusyError(f"model '{self.name}' was unloaded", retry_after=1)
         for slot in self.slots:
             if slot.request is not None:
                 self._release(slot, gone)

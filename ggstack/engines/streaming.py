@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Generic, TypeVar
 
+from ggstack.core.errors import BusyError, ContextOverflowError, InvalidValueError
 from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
-from ggstack.http.errors import InvalidRequest, Overloaded
 
 T = TypeVar("T")
 
@@ -139,11 +139,11 @@ class Channel(Generic[T]):
         self.cancelled.set()
 
 
-def check_token_ids(tokens: list[int], n_vocab: int, param: str) -> None:
+def check_token_ids(tokens: list[int], n_vocab: int, field: str) -> None:
     """Refuse ids outside the vocabulary: llama.cpp throws across the C boundary on them, aborting the process."""
     bad = next((t for t in tokens if not isinstance(t, int) or not 0 <= t < n_vocab), None)
     if bad is not None:
-        raise InvalidRequest(f"token id {bad!r} is not in the model's vocabulary of {n_vocab}", param=param)
+        raise InvalidValueError(f"token id {bad!r} is not in the model's vocabulary of {n_vocab}", field=field)
 
 
 class StreamingChatEngine(abc.ABC):
@@ -179,15 +179,15 @@ class StreamingChatEngine(abc.ABC):
             tokens = list(prompt)
             self._check_ids(tokens, "prompt")
         if not tokens:
-            raise InvalidRequest("the prompt is empty", param="prompt")
+            raise InvalidValueError("the prompt is empty", field="prompt")
         if len(tokens) >= self.context_length:
-            raise InvalidRequest(
+            raise ContextOverflowError(
                 f"This model's maximum context length is {self.context_length} tokens, but the prompt has "
-                f"{len(tokens)} tokens", param="messages", code="context_length_exceeded")
+                f"{len(tokens)} tokens", tokens=len(tokens), limit=self.context_length)
         return tokens
 
-    def _check_ids(self, tokens: list[int], param: str) -> None:
-        check_token_ids(tokens, self.n_vocab, param)
+    def _check_ids(self, tokens: list[int], field: str) -> None:
+        check_token_ids(tokens, self.n_vocab, field)
 
     async def _encode_prompt(self, text: str) -> list[int]:
         """The prompt's token ids (a subclass may fix up what its tokenizer makes of a template)."""
@@ -204,6 +204,6 @@ class StreamingChatEngine(abc.ABC):
                 yield item
                 if isinstance(item, Finish):
                     return
-            raise Overloaded(f"model '{self.identifier}' was unloaded during generation", retry_after=1)
+            raise BusyError(f"model '{self.identifier}' was unloaded during generation", retry_after=1)
         finally:
             channel.close()

@@ -2,7 +2,7 @@
 
 A llama.cpp context is not thread-safe and a decode blocks for milliseconds to seconds, so
 the model object lives on, and is only touched from, its own thread. Requests never hold a
-lock: they put a job in the queue and await its result; a full queue is `Overloaded` at once.
+lock: they put a job in the queue and await its result; a full queue is `BusyError` at once.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from ggstack.http.errors import Overloaded
+from ggstack.core.errors import BusyError
 
 log = logging.getLogger("ggstack.engines")
 
@@ -39,7 +39,7 @@ class ModelWorker(Generic[M]):
     """Owns one model object on one daemon thread.
 
     `max_queue` counts jobs waiting behind the running one; submitting to a full queue raises
-    `Overloaded` (429 with Retry-After) rather than letting latency grow without bound.
+    `BusyError` (429 with Retry-After) rather than letting latency grow without bound.
     """
 
     def __init__(self, name: str, factory: Callable[[], M], *, max_queue: int = DEFAULT_MAX_QUEUE) -> None:
@@ -59,14 +59,14 @@ class ModelWorker(Generic[M]):
         return await asyncio.wrap_future(self._loaded)
 
     def submit(self, run: Callable[[M], R], *, cancelled: threading.Event | None = None) -> Job[M]:
-        """Queue `run(model)`; raise Overloaded if `max_queue` jobs are already waiting."""
+        """Queue `run(model)`; raise BusyError if `max_queue` jobs are already waiting."""
         if self._closed:
-            raise Overloaded(f"model '{self.name}' is being unloaded", retry_after=1)
+            raise BusyError(f"model '{self.name}' is being unloaded", retry_after=1)
         job: Job[M] = Job(run, cancelled or threading.Event())
         try:
             self._jobs.put_nowait(job)
         except queue.Full:
-            raise Overloaded(f"model '{self.name}' has {self._jobs.maxsize} requests waiting; retry later",
+            raise BusyError(f"model '{self.name}' has {self._jobs.maxsize} requests waiting; retry later",
                              retry_after=1) from None
         return job
 
@@ -91,7 +91,7 @@ class ModelWorker(Generic[M]):
             if job is not None:
                 job.cancelled.set()
                 if job.result.set_running_or_notify_cancel():
-                    job.result.set_exception(Overloaded(f"model '{self.name}' was unloaded", retry_after=1))
+                    job.result.set_exception(BusyError(f"model '{self.name}' was unloaded", retry_after=1))
         current = self._current
         if current is not None:
             current.cancelled.set()

@@ -14,7 +14,6 @@ from typing import Any
 
 from ggstack.core.errors import InvalidValueError
 from ggstack.engines.base import ChatEngine, SamplingOptions
-from ggstack.http.errors import InvalidRequest
 from ggstack.inference.messages import (
     Message,
     called_names,
@@ -33,8 +32,8 @@ from ggstack.inference.tools import (
 )
 
 NO_TOOLS = ToolChoice("none")
-#: What a chat template's refusal is raised as (InvalidRequest until the engines raise domain errors).
-ENGINE_REFUSALS = (InvalidValueError, InvalidRequest)
+#: What a chat template's refusal is raised as.
+ENGINE_REFUSALS = (InvalidValueError,)
 
 
 @dataclass(frozen=True)

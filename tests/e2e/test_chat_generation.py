@@ -11,10 +11,9 @@ import anyio.to_thread
 import jsonschema
 import pytest
 
-from ggstack.core.errors import InvalidValueError
+from ggstack.core.errors import ContextOverflowError, InvalidValueError
 from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
 from ggstack.engines.llamacpp import LlamaCppChatEngine
-from ggstack.http.errors import InvalidRequest
 from ggstack.inference import (
     ChoiceStarted,
     Finished,
@@ -182,7 +181,7 @@ async def test_json_schema_output_validates(engine):
 
 async def test_errors_come_before_the_first_event(engine):
     events = generate_events(engine, ["x" * 3000], SamplingOptions(max_tokens=4))
-    with pytest.raises(InvalidRequest) as info:
+    with pytest.raises(ContextOverflowError) as info:
         await anext(events)
     assert info.value.code == "context_length_exceeded"
 

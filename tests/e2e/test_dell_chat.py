@@ -24,7 +24,7 @@ LLAMASTACK = "/llamastack/inference/chat-completion"
 def server(tmp_path_factory, tiny_chat_gguf, tiny_embed_gguf):
     models = [{"identifier": "tiny", "path": str(tiny_chat_gguf), "model_type": "llm", "context_length": 2048},
               {"identifier": "tiny-embed", "path": str(tiny_embed_gguf), "model_type": "embedding"}]
-    server = Server(tmp_path_factory.mktemp("dell-chat"), config={"models": models}).start()
+    server = Server(tmp_path_factory.mktemp("dell-chat"), config={"models": models, "max_context_factor": 4}).start()
     yield server
     server.stop()
     assert server.mismatches() == [], "\n".join(server.mismatches())

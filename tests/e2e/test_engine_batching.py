@@ -16,9 +16,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from ggstack.core.errors import BusyError, InvalidValueError
 from ggstack.engines.base import SamplingOptions, TokenEvent
 from ggstack.engines.llamacpp import LlamaCppChatEngine
-from ggstack.http.errors import InvalidRequest, Overloaded
 from tests.e2e.test_engine_llamacpp import chat_engine, collect
 
 pytestmark = pytest.mark.anyio
@@ -43,7 +43,7 @@ async def test_parallel_option_makes_slots_of_one_context_each(tiny_chat_gguf):
     async with engine_with(tiny_chat_gguf, parallel=3, n_ctx=256) as engine:
         assert engine.parallel == 3 and engine.context_length == 256
         assert [s.busy for s in await engine.slots()] == [False] * 3
-    with pytest.raises(InvalidRequest, match="parallel"):
+    with pytest.raises(InvalidValueError, match="parallel"):
         await LlamaCppChatEngine.load("bad", tiny_chat_gguf, options={"parallel": 0})
 
 
@@ -153,7 +153,7 @@ async def test_logit_bias_forces_and_bans_tokens(tiny_chat_gguf):
             collect(engine, "hello", SamplingOptions(temperature=0, max_tokens=5, logit_bias={plain[0].token_id: -100})))
         assert ids(forced[0]) == [forced_id] * 5
         assert banned[0][0].token_id != plain[0].token_id
-        with pytest.raises(InvalidRequest):
+        with pytest.raises(InvalidValueError):
             await collect(engine, "hello", SamplingOptions(max_tokens=2, logit_bias={10**6: 1.0}))
 
 
@@ -166,7 +166,7 @@ async def test_requests_beyond_slots_and_queue_are_overloaded(tiny_chat_gguf):
         waiting = engine.generate("c" * 10, endless)
         waiting_first = asyncio.create_task(waiting.__anext__())
         await asyncio.sleep(0.2)
-        with pytest.raises(Overloaded):
+        with pytest.raises(BusyError):
             await collect(engine, "d" * 10, endless)
         await running[0].aclose()
         assert isinstance(await asyncio.wait_for(waiting_first, 30), TokenEvent)

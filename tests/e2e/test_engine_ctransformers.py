@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from ggstack.core.errors import ContextOverflowError, InvalidValueError, UnsupportedError
 from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
 from ggstack.engines.registry import ModelRegistry, ModelSpec
-from ggstack.http.errors import InvalidRequest, NotSupported
 from tests.fixtures.gguf_builder import build_tiny_gpt2_ggml
 
 pytest.importorskip("ctransformers")
@@ -55,9 +55,9 @@ async def test_legacy_gpt2_generates_streams_and_stops(gpt2_file):
         sampled, _ = await run(engine, "hello", SamplingOptions(temperature=0.9, max_tokens=10, seed=5, logprobs=2))
         assert isinstance(sampled, str)
         assert engine.render_chat([{"role": "user", "content": "hi"}]) == "hi"
-        with pytest.raises(NotSupported):
+        with pytest.raises(UnsupportedError):
             await run(engine, "hello", SamplingOptions(grammar='root ::= "a"'))
-        with pytest.raises(InvalidRequest) as err:
+        with pytest.raises(ContextOverflowError) as err:
             await run(engine, "x" * 200, greedy)
         assert err.value.code == "context_length_exceeded"
     finally:
@@ -69,7 +69,7 @@ async def test_a_file_ctransformers_cannot_load_is_invalid_request_not_a_crash(t
     bogus.write_bytes(b"\x6c\x6d\x67\x67" + b"\xff" * 64)  # ggml magic, then garbage hyperparameters
     registry = ModelRegistry()
     registry.register(ModelSpec(identifier="bogus", path=bogus, engine="ctransformers"))
-    with pytest.raises(InvalidRequest, match="cannot load"):
+    with pytest.raises(InvalidValueError, match="cannot load"):
         await registry.chat("bogus")
     assert registry.loaded() == []
 
@@ -79,7 +79,7 @@ async def test_ctransformers_model_without_template_has_no_chat(gpt2_file):
     registry.register(ModelSpec(identifier="g", path=gpt2_file, engine="ctransformers", context_length=64))
     engine = await registry.chat("g")
     try:
-        with pytest.raises(InvalidRequest, match="has no chat template"):
+        with pytest.raises(InvalidValueError, match="has no chat template"):
             engine.render_chat([{"role": "user", "content": "hi"}])
     finally:
         await registry.close()

@@ -13,9 +13,9 @@ import anyio.to_thread
 import jsonschema
 import pytest
 
+from ggstack.core.errors import BusyError, ContextOverflowError, GrammarError, InvalidValueError
 from ggstack.engines.base import ChatEngine, EmbeddingEngine, Finish, SamplingOptions, TokenEvent
 from ggstack.engines.llamacpp import LlamaCppChatEngine, LlamaCppEmbeddingEngine
-from ggstack.http.errors import InvalidRequest, Overloaded
 from tests.fixtures.gguf_builder import build_tiny_chat_gguf
 
 pytestmark = pytest.mark.anyio
@@ -124,7 +124,7 @@ async def test_running_into_the_context_end_gives_length_not_silence(tiny_chat_g
 async def test_prompt_longer_than_context_is_refused_before_generation(tiny_chat_gguf):
     async with chat_engine(tiny_chat_gguf, context_length=256) as engine:
         stream = engine.generate("y" * 300, GREEDY)
-        with pytest.raises(InvalidRequest) as err:
+        with pytest.raises(ContextOverflowError) as err:
             await stream.__anext__()
         assert err.value.code == "context_length_exceeded"
         assert "256" in err.value.message and "300" in err.value.message
@@ -173,9 +173,9 @@ async def test_full_queue_is_overloaded_with_retry_after(tiny_chat_gguf):
         await asyncio.sleep(0.3)
         assert not waiting_first.done()
         third = engine.generate("c" * 10, options)
-        with pytest.raises(Overloaded) as err:
+        with pytest.raises(BusyError) as err:
             await third.__anext__()
-        assert err.value.status == 429 and err.value.headers["Retry-After"]
+        assert err.value.retry_after >= 1
         await running.aclose()
         assert isinstance(await asyncio.wait_for(waiting_first, 10), TokenEvent)
         await waiting.aclose()
@@ -203,9 +203,9 @@ async def test_gbnf_grammar_is_enforced(tiny_chat_gguf):
 
 async def test_bad_grammar_is_invalid_request_not_a_crash(tiny_chat_gguf):
     async with chat_engine(tiny_chat_gguf) as engine:
-        with pytest.raises(InvalidRequest) as err:
+        with pytest.raises(GrammarError) as err:
             await collect(engine, "q", SamplingOptions(grammar="root ::= ("))
-        assert err.value.param == "grammar"
+        assert err.value.field == "grammar"
         events, _ = await collect(engine, "q", SamplingOptions(max_tokens=3))
         assert len(events) == 3
 
@@ -232,9 +232,9 @@ async def test_token_id_prompt_and_round_trip(tiny_chat_gguf):
         by_text, _ = await collect(engine, text, SamplingOptions(temperature=0, max_tokens=8))
         by_ids, _ = await collect(engine, tokens, SamplingOptions(temperature=0, max_tokens=8))
         assert text_of(by_text) == text_of(by_ids)
-        with pytest.raises(InvalidRequest):
+        with pytest.raises(InvalidValueError):
             await collect(engine, [1, 2, 10**6], GREEDY)
-        with pytest.raises(InvalidRequest):
+        with pytest.raises(InvalidValueError):
             await engine.detokenize([-1])
 
 
@@ -253,7 +253,7 @@ async def test_render_chat_uses_the_gguf_template(tiny_chat_gguf):
 async def test_model_without_chat_template_says_so(tmp_path):
     path = build_tiny_chat_gguf(tmp_path / "no-template.gguf", chat_template=None)
     async with chat_engine(path) as engine:
-        with pytest.raises(InvalidRequest, match="model tiny-chat has no chat template"):
+        with pytest.raises(InvalidValueError, match="model tiny-chat has no chat template"):
             engine.render_chat([{"role": "user", "content": "hi"}])
         events, _ = await collect(engine, "raw prompt", SamplingOptions(max_tokens=2))
         assert len(events) == 2
@@ -317,13 +317,13 @@ async def test_token_array_inputs_match_text_inputs(tiny_embed_gguf):
         (by_text,), _ = await engine.embed(["hello world"])
         assert by_ids == pytest.approx(by_text, abs=1e-6) and n == len(ids)
         assert await engine.embed([]) == ([], 0)
-        with pytest.raises(InvalidRequest):
+        with pytest.raises(InvalidValueError):
             await engine.embed([[10**6]])
 
 
 async def test_embedding_input_longer_than_context_names_both_counts(tiny_embed_gguf):
     async with embed_engine(tiny_embed_gguf, context_length=64) as engine:
-        with pytest.raises(InvalidRequest) as err:
+        with pytest.raises(ContextOverflowError) as err:
             await engine.embed(["ok", "a " * 100])
         assert err.value.code == "context_length_exceeded"
         assert "input 1" in err.value.message and "102" in err.value.message and "64" in err.value.message
@@ -365,6 +365,6 @@ async def test_more_waiting_embedding_requests_than_allowed_are_refused(tiny_emb
         tokens = await engine_tokens(engine, "a short text")
         # Token arrays reach the queue without a thread hop, so all six arrive at once.
         results = await asyncio.gather(*(engine.embed([tokens]) for _ in range(6)), return_exceptions=True)
-        refused = [r for r in results if isinstance(r, Overloaded)]
+        refused = [r for r in results if isinstance(r, BusyError)]
         served = [r for r in results if not isinstance(r, BaseException)]
         assert refused and served and len(refused) + len(served) == 6

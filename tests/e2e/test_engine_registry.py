@@ -7,10 +7,9 @@ import logging
 
 import pytest
 
-from ggstack.core.errors import AlreadyExistsError, InvalidValueError, NotFoundError
+from ggstack.core.errors import AlreadyExistsError, BusyError, InvalidValueError, NotFoundError
 from ggstack.engines.base import Finish, SamplingOptions
 from ggstack.engines.registry import ModelRegistry, ModelSpec
-from ggstack.http.errors import InvalidRequest, Overloaded
 
 pytestmark = pytest.mark.anyio
 
@@ -108,7 +107,7 @@ async def test_a_failed_load_is_reported_and_retried(tmp_path, tiny_chat_gguf):
     bad.write_bytes(tiny_chat_gguf.read_bytes()[:-5000])  # valid metadata, tensors cut off
     registry.register(ModelSpec(identifier="bad", path=bad))
     for _ in range(2):
-        with pytest.raises(InvalidRequest, match="cannot load"):
+        with pytest.raises(InvalidValueError, match="cannot load"):
             await registry.chat("bad")
     assert registry.loaded() == []
 
@@ -120,7 +119,7 @@ async def test_unload_during_generation_ends_the_stream(specs):
     stream = engine.generate("x" * 10, SamplingOptions(temperature=0, max_tokens=200))
     await stream.__anext__()
     await registry.unload("chat")
-    with pytest.raises(Overloaded) as err:
+    with pytest.raises(BusyError) as err:
         async for _ in stream:
             pass
     assert "unloaded" in str(err.value)

@@ -42,7 +42,8 @@ def server(tmp_path_factory, tiny_chat_gguf, tiny_embed_gguf):
     models = [{"identifier": "tiny", "path": str(tiny_chat_gguf), "model_type": "llm", "context_length": 8192},
               {"identifier": "tiny-embed", "path": str(tiny_embed_gguf), "model_type": "embedding"}]
     server = Server(tmp_path_factory.mktemp("legacy"),
-                    config={"models": models, "default_models": smollm2_installed()}).start()
+                    config={"models": models, "default_models": smollm2_installed(),
+                            "max_context_factor": 16}).start()
     yield server
     server.stop()
     assert server.mismatches() == [], "\n".join(server.mismatches())

@@ -35,7 +35,7 @@ def server(tmp_path_factory, tiny_chat_gguf, tiny_embed_gguf):
               # room for the tool instructions; used with short (json_schema) answers only
               {"identifier": "tiny-2k", "path": str(tiny_chat_gguf), "model_type": "llm", "context_length": 2048},
               {"identifier": "tiny-embed", "path": str(tiny_embed_gguf), "model_type": "embedding"}]
-    config = {"models": models, "default_models": smollm2_path() is not None}
+    config = {"models": models, "default_models": smollm2_path() is not None, "max_context_factor": 4}
     server = Server(tmp_path_factory.mktemp("responses"), config=config).start()
     yield server
     server.stop()

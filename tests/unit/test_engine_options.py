@@ -6,11 +6,11 @@ import struct
 
 import pytest
 
+from ggstack.core.errors import InvalidValueError
 from ggstack.engines.base import SamplingOptions, TokenEvent
 from ggstack.engines.gguf_info import GGUFFormatError, inspect_gguf, read_gguf_metadata
 from ggstack.engines.llamacpp import LlamaCppOptions, check_embedding_batch
 from ggstack.engines.streaming import StopBuffer
-from ggstack.http.errors import InvalidRequest
 from tests.fixtures.gguf_builder import build_tiny_bert_gguf, build_tiny_chat_gguf
 
 
@@ -21,7 +21,7 @@ def test_embedding_batch_at_most_256_or_multiple_of_256_is_accepted(n_batch):
 
 @pytest.mark.parametrize("n_batch", [0, 257, 300, 384, 500, 1000])
 def test_embedding_batch_that_would_abort_llama_cpp_is_refused(n_batch):
-    with pytest.raises(InvalidRequest) as err:
+    with pytest.raises(InvalidValueError) as err:
         check_embedding_batch(n_batch)
     assert str(n_batch) in err.value.message
 
@@ -37,7 +37,7 @@ def test_embedding_context_is_capped_at_the_trained_positions():
 
 
 def test_embedding_context_of_300_is_refused_before_loading():
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidValueError):
         LlamaCppOptions.from_spec({}, context_length=300, embedding=True, trained_context=512)
 
 
@@ -47,13 +47,13 @@ def test_chat_options_default_context_is_capped_by_the_trained_one():
 
 
 def test_unknown_engine_option_is_an_error_naming_it():
-    with pytest.raises(InvalidRequest) as err:
+    with pytest.raises(InvalidValueError) as err:
         LlamaCppOptions.from_spec({"n_gpu": 3}, context_length=None, embedding=False, trained_context=None)
     assert "n_gpu" in err.value.message
 
 
 def test_embedding_model_cannot_use_pooling_none():
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidValueError):
         LlamaCppOptions.from_spec({"pooling": "none"}, context_length=256, embedding=True, trained_context=512)
 
 
@@ -63,13 +63,13 @@ def test_embedding_model_cannot_use_pooling_none():
     ("stop", [""]), ("logprobs", 21), ("logprobs", -1),
 ])
 def test_sampling_option_out_of_range_names_the_field(field, value):
-    with pytest.raises(InvalidRequest) as err:
+    with pytest.raises(InvalidValueError) as err:
         SamplingOptions(**{field: value})
-    assert err.value.param == field
+    assert err.value.field == field
 
 
 def test_grammar_and_json_schema_together_are_refused():
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidValueError):
         SamplingOptions(grammar='root ::= "a"', json_schema={"type": "string"})
 
 
