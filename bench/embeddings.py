@@ -331,8 +331,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="timed runs per measurement (best is kept)")
     parser.add_argument("--threads", type=int, default=None,
                         help="llama.cpp threads for the model (default: the engine's own default)")
-    parser.add_argument("--weights", choices=("f32", "f16"), default="f32",
-                        help="the bundled GGUF as converted (f32) or requantised to F16 by llama.cpp")
+    parser.add_argument("--weights", choices=("converted", "f16"), default="converted",
+                        help="the bundled GGUF as our converter writes it (F16 layer matrices) or "
+                             "requantised to F16 throughout by llama.cpp")
     parser.add_argument("--no-install", action="store_true", help="never pip-install sentence-transformers")
     args = parser.parse_args()
 
@@ -344,7 +345,7 @@ def main() -> int:
     best, tokens = measure(args, workloads, batches, st_problem)
     print(f"\n{machine()}, {datetime.date.today().isoformat()}, "
           f"llama.cpp threads: {args.threads or 'engine default'}, weights {args.weights}, "
-          f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
+          f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'PASSIVE (the ggstack default)')}, "
           f"load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after, best of {args.runs} runs")
     report(best, workloads, batches, tokens, st_problem)
     return 0

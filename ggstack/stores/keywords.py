@@ -23,7 +23,8 @@ All methods block; callers run them in worker threads.
 from __future__ import annotations
 
 import math
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,8 @@ from ggstack.stores.sql import sqlite_on_begin, sqlite_on_connect
 POSTING = np.dtype([("doc", "<i8"), ("tf", "<i4"), ("length", "<i4")])
 #: SQL IN lists are sent in pieces of this many values.
 IN_BATCH = 500
+#: Postings kept in memory between queries, at most (bytes, all stores together).
+CACHE_BYTES = 256 * 1024 * 1024
 
 _metadata = MetaData()
 
@@ -83,11 +86,13 @@ keyword_terms = Table(
 )
 
 keyword_stats = Table(
-    "ggstack_keyword_stats",
+    "ggstack_keyword_stores",
     _metadata,
     Column("store_id", String(255), primary_key=True),
     Column("n_docs", BigInteger, nullable=False),
     Column("total_length", BigInteger, nullable=False),
+    # Bumped by every write: a reader's cached postings of an older version are stale.
+    Column("version", BigInteger, nullable=False),
 )
 
 
@@ -118,9 +123,10 @@ def unpack(blob: bytes | None) -> np.ndarray:
 class KeywordIndex:
     """Build with `KeywordIndex.open(url)` (the metadata store's URL); `close()` when done."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, cache_bytes: int = CACHE_BYTES) -> None:
         self._engine = engine
         self._insert = sqlite_insert if engine.dialect.name == "sqlite" else postgresql_insert
+        self._cache = PostingsCache(cache_bytes)
 
     @classmethod
     def open(cls, url: str) -> KeywordIndex:
@@ -147,7 +153,7 @@ class KeywordIndex:
     def _lock_stats(self, conn: Connection, store_id: str) -> Any:
         """The store's statistics row, locked: writers of one store take turns (on PostgreSQL
         by the row lock; on SQLite every writer already holds the database's write lock)."""
-        conn.execute(self._insert(keyword_stats).values(store_id=store_id, n_docs=0, total_length=0)
+        conn.execute(self._insert(keyword_stats).values(store_id=store_id, n_docs=0, total_length=0, version=0)
                      .on_conflict_do_nothing(index_elements=["store_id"]))
         return conn.execute(select(keyword_stats).where(keyword_stats.c.store_id == store_id)
                             .with_for_update()).one()
@@ -173,7 +179,7 @@ class KeywordIndex:
             self._rewrite(conn, store_id, removed.docs, added)
             conn.execute(update(keyword_stats).where(keyword_stats.c.store_id == store_id).values(
                 n_docs=stats.n_docs - removed.count + len(rows),
-                total_length=stats.total_length - removed.length + length))
+                total_length=stats.total_length - removed.length + length, version=stats.version + 1))
 
         self._write(work)
 
@@ -183,7 +189,8 @@ class KeywordIndex:
             removed = self._forget(conn, store_id, [file_id], keyword_docs.c.file_id)
             self._rewrite(conn, store_id, removed.docs, {})
             conn.execute(update(keyword_stats).where(keyword_stats.c.store_id == store_id).values(
-                n_docs=stats.n_docs - removed.count, total_length=stats.total_length - removed.length))
+                n_docs=stats.n_docs - removed.count, total_length=stats.total_length - removed.length,
+                version=stats.version + 1))
 
         self._write(work)
 
@@ -270,7 +277,7 @@ class KeywordIndex:
             stats = conn.execute(select(keyword_stats).where(keyword_stats.c.store_id == store_id)).first()
             if stats is None or stats.n_docs == 0:
                 return []
-            postings = self._postings(conn, store_id, terms)
+            postings = self._cached_postings(conn, store_id, stats.version, terms)
             n_docs, avgdl = stats.n_docs, stats.total_length / stats.n_docs
             if allowed is not None:
                 keep = np.fromiter(self._numbers(conn, store_id, allowed).values(), dtype="<i8")
@@ -289,6 +296,17 @@ class KeywordIndex:
             seen.update(zip(p["doc"].tolist(), p["length"].tolist()))
         return sum(seen.values()) / len(seen) if seen and len(keep) else fallback
 
+    def _cached_postings(self, conn: Connection, store_id: str, version: int,
+                         terms: Sequence[str]) -> dict[str, np.ndarray]:
+        found = {term: p for term in terms if (p := self._cache.get(store_id, version, term)) is not None}
+        missing = [term for term in terms if term not in found]
+        if missing:
+            read = self._postings(conn, store_id, missing)
+            for term in missing:
+                found[term] = read.get(term, np.empty(0, dtype=POSTING))
+                self._cache.put(store_id, version, term, found[term])
+        return found
+
     def _chunk_ids(self, conn: Connection, docs: Sequence[int]) -> dict[int, str]:
         if not docs:
             return {}
@@ -299,6 +317,49 @@ class KeywordIndex:
         with self._engine.connect() as conn:
             n = conn.execute(select(keyword_stats.c.n_docs).where(keyword_stats.c.store_id == store_id)).scalar()
         return int(n or 0)
+
+
+class PostingsCache:
+    """Recently read postings, least recently used out first, tagged with the store's version.
+
+    A frequent term's postings run to hundreds of kilobytes; reading them back from the
+    database for every query cost more than scoring them. Any write bumps the store's version
+    (in the database, so a write by another process counts too), and a query that sees a newer
+    version drops what was cached for that store.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._versions: dict[str, int] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, store_id: str, version: int, term: str) -> np.ndarray | None:
+        with self._lock:
+            if self._versions.get(store_id) != version:
+                self._drop_store(store_id)
+                self._versions[store_id] = version
+                return None
+            found = self._entries.get((store_id, term))
+            if found is not None:
+                self._entries.move_to_end((store_id, term))
+            return found
+
+    def put(self, store_id: str, version: int, term: str, postings: np.ndarray) -> None:
+        with self._lock:
+            if self._versions.get(store_id) != version or postings.nbytes > self.max_bytes:
+                return
+            old = self._entries.pop((store_id, term), None)
+            self._bytes += postings.nbytes - (old.nbytes if old is not None else 0)
+            self._entries[(store_id, term)] = postings
+            while self._bytes > self.max_bytes:
+                _, evicted = self._entries.popitem(last=False)
+                self._bytes -= evicted.nbytes
+
+    def _drop_store(self, store_id: str) -> None:
+        for key in [key for key in self._entries if key[0] == store_id]:
+            self._bytes -= self._entries.pop(key).nbytes
 
 
 @dataclass
@@ -317,17 +378,18 @@ def rank(postings: dict[str, np.ndarray], n_docs: int, avgdl: float, k: int) -> 
     if not live:
         return []
     docs = np.concatenate([p["doc"] for p in live.values()])
-    tf = np.concatenate([p["tf"] for p in live.values()]).astype(np.float64)
-    length = np.concatenate([p["length"] for p in live.values()]).astype(np.float64)
-    idf = np.concatenate([np.full(len(p), bm25.idf(n_docs, len(p))) for p in live.values()])
+    tf = np.concatenate([p["tf"] for p in live.values()]).astype(np.float32)
+    length = np.concatenate([p["length"] for p in live.values()]).astype(np.float32)
+    idf = np.concatenate([np.full(len(p), bm25.idf(n_docs, len(p)), dtype=np.float32) for p in live.values()])
     norm = bm25.K1 * (1.0 - bm25.B + bm25.B * length / avgdl) if avgdl > 0 else bm25.K1
     contribution = idf * tf * (bm25.K1 + 1.0) / (tf + norm)
-    unique, inverse = np.unique(docs, return_inverse=True)
-    scores = np.bincount(inverse, weights=contribution)
-    if len(scores) > k:
-        top = np.argpartition(-scores, k - 1)[:k]
-    else:
-        top = np.arange(len(scores))
-    return [(int(unique[i]), float(scores[i])) for i in top if scores[i] > 0 and not math.isnan(scores[i])]
+    # Document numbers of one store are nearly contiguous, so summing by (number - smallest)
+    # with bincount avoids sorting hundreds of thousands of postings (np.unique).
+    first = int(docs.min())
+    scores = np.bincount(docs - first, weights=contribution)
+    held = np.flatnonzero(scores > 0)
+    if len(held) > k:
+        held = held[np.argpartition(-scores[held], k - 1)[:k]]
+    return [(first + int(i), float(scores[i])) for i in held if not math.isnan(scores[i])]
 
 

@@ -110,3 +110,20 @@ async def test_drop_removes_the_index(setup):
     await vectors.drop(store_id)
     assert not keywords.indexed(store_id)
     assert keywords.search(store_id, ["alpha"], 10) == []
+
+
+def test_cached_postings_follow_a_write_by_another_process(tmp_path):
+    from ggstack.stores.keywords import IndexedChunk
+
+    url = f"sqlite:///{tmp_path / 'ggstack.db'}"
+    reader, writer = KeywordIndex.open(url), KeywordIndex.open(url)  # two servers on one database
+    try:
+        writer.upsert("vs", [IndexedChunk("f:0", "f", "red apples"), IndexedChunk("f:1", "f", "green pears")])
+        assert [s.chunk_id for s in reader.search("vs", ["apples"], 10)] == ["f:0"]
+        writer.upsert("vs", [IndexedChunk("g:0", "g", "apples apples apples")])
+        assert [s.chunk_id for s in reader.search("vs", ["apples"], 10)] == ["g:0", "f:0"]
+        writer.delete_file("vs", "g")
+        assert [s.chunk_id for s in reader.search("vs", ["apples"], 10)] == ["f:0"]
+    finally:
+        reader.close()
+        writer.close()
