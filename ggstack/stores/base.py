@@ -134,11 +134,15 @@ class Chunk:
     text: str
     embedding: Sequence[float] | None = None
     attributes: dict[str, Scalar] = field(default_factory=dict)
+    #: A chunk a client inserted itself (vector-io) has the client's id and its whole chunk
+    #: as JSON (content, metadata of any shape, chunk_metadata); a file's chunks have neither.
+    chunk_id: str | None = None
+    source: str | None = None
 
     @property
     def id(self) -> str:
         """Deterministic, so re-ingesting a file after a crash overwrites instead of duplicating."""
-        return f"{self.file_id}:{self.index}"
+        return self.chunk_id or f"{self.file_id}:{self.index}"
 
 
 @dataclass(frozen=True)

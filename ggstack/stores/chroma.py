@@ -38,6 +38,8 @@ T = TypeVar("T")
 
 RESERVED_FILE = "_ggs_file_id"
 RESERVED_INDEX = "_ggs_index"
+RESERVED_CHUNK_ID = "_ggs_chunk_id"
+RESERVED_SOURCE = "_ggs_chunk"
 META_STORE_ID = "ggstack_store_id"
 META_DIMENSION = "ggstack_dimension"
 
@@ -76,6 +78,10 @@ def chunk_metadata(chunk: Chunk) -> dict[str, Scalar]:
     # Written last so an attribute can never shadow them.
     meta[RESERVED_FILE] = chunk.file_id
     meta[RESERVED_INDEX] = chunk.index
+    if chunk.chunk_id is not None:
+        meta[RESERVED_CHUNK_ID] = chunk.chunk_id
+    if chunk.source is not None:
+        meta[RESERVED_SOURCE] = chunk.source
     return meta
 
 
@@ -84,8 +90,10 @@ def _chunk(text: str | None, meta: Mapping[str, Any] | None, embedding: Any = No
             for key, value in (meta or {}).items()}
     file_id = str(meta.pop(RESERVED_FILE, ""))
     index = int(meta.pop(RESERVED_INDEX, 0))
+    chunk_id, source = meta.pop(RESERVED_CHUNK_ID, None), meta.pop(RESERVED_SOURCE, None)
     vector = [float(x) for x in embedding] if embedding is not None else None
-    return Chunk(file_id=file_id, index=index, text=text or "", embedding=vector, attributes=meta)
+    return Chunk(file_id=file_id, index=index, text=text or "", embedding=vector, attributes=meta,
+                 chunk_id=chunk_id, source=source)
 
 
 def _replacing(collection: Collection, ids: list[str], metadatas: list[dict[str, Scalar]]) -> list[dict[str, Any]]:

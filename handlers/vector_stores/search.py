@@ -77,6 +77,7 @@ async def openai_search_vector_store(vector_store_id: str, body: OpenaiSearchVec
                                       content=[VectorStoreContent(type="text", text=hit.chunk.text)])
             for hit in hits
             # A file detached while this search ran has no record left: leave its chunks out.
-            if hit.score >= threshold and filenames[hit.chunk.file_id] is not None]
+            # Chunks inserted through vector-io (`source`) belong to no file and stay.
+            if hit.score >= threshold and (filenames[hit.chunk.file_id] is not None or hit.chunk.source is not None)]
     return VectorStoreSearchResponsePage(object="vector_store.search_results.page", search_query=query, data=data,
                                          has_more=False)

@@ -55,6 +55,34 @@ def embedding_model(ctx: Context, requested: str | None, dimension: int | None) 
     return spec.identifier, model_dimension
 
 
+async def create_store(ctx: Context, store_id: str, *, name: str | None, model: str, dimension: int,
+                       strategy: dict[str, Any] | None = None, expires_after: dict[str, Any] | None = None,
+                       metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Chroma index and the store record; a vector DB (vector-dbs) is made the same way."""
+    # The index first: a crash before the record is written leaves only an unused collection.
+    await ctx.vectors.create(store_id, dimension=dimension)
+    stamp = records.now()
+    doc = {"id": store_id, "object": "vector_store", "created_at": stamp, "name": name,
+           "metadata": metadata or {}, "expires_after": expires_after, "last_active_at": stamp,
+           "embedding_model": model, "embedding_dimension": dimension,
+           "chunking_strategy": strategy or chunking_strategy(None), "provider_id": PROVIDER_ID}
+    doc = {k: v for k, v in doc.items() if v is not None}
+    await ctx.metadata.put(VECTOR_STORE, store_id, doc)
+    return doc
+
+
+async def delete_store(ctx: Context, store_id: str) -> None:
+    """Index, then children, then the record: each step is safe to repeat, so a delete that
+    was interrupted can simply be sent again."""
+    try:
+        await ctx.vectors.drop(store_id)
+    except NotFoundError:
+        pass
+    await ctx.metadata.delete_children(VECTOR_STORE_FILE, store_id)
+    await ctx.metadata.delete_children(FILE_BATCH, store_id)
+    await ctx.metadata.delete(VECTOR_STORE, store_id)
+
+
 async def openai_create_vector_store(body: OpenaiCreateVectorStoreRequest, ctx: Context) -> VectorStoreObject:
     if body.provider_id and body.provider_id != PROVIDER_ID:
         raise InvalidRequest(f"Invalid value: unknown vector_io provider '{body.provider_id}'; this server has "
@@ -66,14 +94,8 @@ async def openai_create_vector_store(body: OpenaiCreateVectorStoreRequest, ctx: 
     file_ids = distinct_file_ids(body.file_ids)
     files = [await records.get_file(ctx.metadata, ctx.files, file_id) for file_id in file_ids]
     store_id = records.new_id("vs_")
-    # The index first: a crash before the record is written leaves only an unused collection.
-    await ctx.vectors.create(store_id, dimension=dimension)
-    stamp = records.now()
-    doc = {"id": store_id, "object": "vector_store", "created_at": stamp, "name": body.name,
-           "metadata": metadata, "expires_after": expires_after, "last_active_at": stamp,
-           "embedding_model": model, "embedding_dimension": dimension, "chunking_strategy": strategy,
-           "provider_id": PROVIDER_ID}
-    await ctx.metadata.put(VECTOR_STORE, store_id, {k: v for k, v in doc.items() if v is not None})
+    await create_store(ctx, store_id, name=body.name, model=model, dimension=dimension, strategy=strategy,
+                       expires_after=expires_after, metadata=metadata)
     if files:
         await ctx.metadata.put_many(VECTOR_STORE_FILE, [
             (file["id"], new_file_doc(store_id, file, {}, strategy)) for file in files], parent=store_id)
@@ -124,13 +146,5 @@ async def openai_update_vector_store(vector_store_id: str, body: OpenaiUpdateVec
 
 async def openai_delete_vector_store(vector_store_id: str, ctx: Context) -> VectorStoreDeleteResponse:
     await records.get_vector_store(ctx.metadata, vector_store_id)
-    # Index, then children, then the record: each step is safe to repeat, so a delete that
-    # was interrupted can simply be sent again.
-    try:
-        await ctx.vectors.drop(vector_store_id)
-    except NotFoundError:
-        pass
-    await ctx.metadata.delete_children(VECTOR_STORE_FILE, vector_store_id)
-    await ctx.metadata.delete_children(FILE_BATCH, vector_store_id)
-    await ctx.metadata.delete(VECTOR_STORE, vector_store_id)
+    await delete_store(ctx, vector_store_id)
     return VectorStoreDeleteResponse(id=vector_store_id, object="vector_store.deleted", deleted=True)
