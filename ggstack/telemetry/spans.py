@@ -116,10 +116,11 @@ class SpanRecorder:
             return response
         trace_id, parent = trace_context(request)
         ended_ns = time.time_ns()
+        # Timestamps are formatted at flush time, off the event loop (see `finished`).
         span = {"span_id": random_hex(8), "trace_id": trace_id, "name": operation.operation_id,
-                "start_time": iso(started_ns), "end_time": iso(ended_ns),
+                "end_ns": ended_ns,
                 "attributes": {"operation_id": operation.operation_id, "http.method": request.method,
-                               "http.route": operation.spec_path, "http.path": request.url.path,
+                               "http.route": operation.spec_path, "http.path": request.scope["path"],
                                "http.status_code": response.status_code},
                 "status": "error" if response.status_code >= 500 else "ok",
                 "duration_ms": (ended_ns - started_ns) / 1e6, "start_ns": started_ns,
@@ -157,7 +158,7 @@ class SpanRecorder:
             if not taken:
                 return 0
             try:
-                docs = await anyio.to_thread.run_sync(with_usage, taken)
+                docs = await anyio.to_thread.run_sync(finished, taken)
                 await self._store.put_many(SPAN_KIND, docs)
             except Exception:
                 log.exception("could not store %d spans", len(taken))
@@ -183,10 +184,11 @@ class SpanRecorder:
         return len(oldest.items)
 
 
-def with_usage(taken: list[tuple[dict[str, Any], bytes | None]]) -> list[tuple[str, dict[str, Any]]]:
-    """(id, span) pairs ready to store, token usage parsed out of the kept bodies."""
+def finished(taken: list[tuple[dict[str, Any], bytes | None]]) -> list[tuple[str, dict[str, Any]]]:
+    """(id, span) pairs ready to store: ISO times, and token usage parsed out of the kept bodies."""
     docs = []
     for span, body in taken:
+        span["start_time"], span["end_time"] = iso(span["start_ns"]), iso(span.pop("end_ns"))
         span["attributes"].update(usage_attributes(body))
         docs.append((span["span_id"], span))
     return docs
