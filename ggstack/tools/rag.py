@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from generated.models.llama_stack_deprecated import (
@@ -35,11 +35,16 @@ DEFAULT_MAX_CHUNKS = 5
 MAX_CHUNKS = 50
 DEFAULT_MAX_TOKENS = 4096
 MODES = ("vector", "keyword", "hybrid")
+GENERATORS = ("default", "llm")
+#: Tokens the `llm` query generator may write.
+QUERY_TOKENS = 64
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 TEMPLATE_FIELDS = ("index", "chunk.content", "metadata", "chunk.metadata")
 
 #: (vector_store_id, request) -> the page the vector-store search operation answers.
 Search = Callable[[str, OpenaiSearchVectorStoreRequest], Awaitable[VectorStoreSearchResponsePage]]
+#: (model, prompt) -> the model's answer, at most QUERY_TOKENS long (the `llm` query generator).
+WriteQuery = Callable[[str, str], Awaitable[str]]
 
 KNOWLEDGE_SEARCH_TOOL = ToolDefinition(
     name=KNOWLEDGE_SEARCH,
@@ -61,19 +66,23 @@ class QueryConfig:
     chunk_template: str = DEFAULT_TEMPLATE
     mode: str = "vector"
     ranker: Mapping[str, Any] | None = None
+    generator: Mapping[str, Any] = field(default_factory=lambda: {"type": "default"})
 
     @classmethod
     def from_request(cls, config: Mapping[str, Any] | None, param: str = "query_config") -> QueryConfig:
         config = dict(config or {})
-        generator = config.get("query_generator_config") or {"type": "default"}
-        if generator.get("type", "default") != "default":
-            raise InvalidRequest(f"{param}.query_generator_config type {generator.get('type')!r} is not supported "
-                                 "here: the query is used as given (type 'default')",
+        generator = dict(config.get("query_generator_config") or {"type": "default"})
+        kind = generator.get("type", "default")
+        if kind not in GENERATORS:
+            raise InvalidRequest(f"{param}.query_generator_config type must be default or llm, not {kind!r}",
+                                 param=f"{param}.query_generator_config")
+        if kind == "llm" and not (isinstance(generator.get("model"), str) and isinstance(generator.get("template"), str)):
+            raise InvalidRequest(f"{param}.query_generator_config of type llm needs a model and a template",
                                  param=f"{param}.query_generator_config")
         result = cls(max_chunks=_int(config, "max_chunks", DEFAULT_MAX_CHUNKS, param),
                      max_tokens_in_context=_int(config, "max_tokens_in_context", DEFAULT_MAX_TOKENS, param),
                      chunk_template=config.get("chunk_template") or DEFAULT_TEMPLATE,
-                     mode=config.get("mode") or "vector", ranker=config.get("ranker"))
+                     mode=config.get("mode") or "vector", ranker=config.get("ranker"), generator=generator)
         if not 1 <= result.max_chunks <= MAX_CHUNKS:
             raise InvalidRequest(f"{param}.max_chunks must be between 1 and {MAX_CHUNKS}", param=f"{param}.max_chunks")
         if result.max_tokens_in_context < 1:
@@ -130,10 +139,23 @@ def vector_db_ids_of(args: Mapping[str, Any], param: str = "vector_db_ids") -> l
     return ids
 
 
-async def query(content: str, vector_db_ids: Sequence[str], config: QueryConfig, search: Search) -> dict[str, Any]:
+async def search_query(content: str, config: QueryConfig, write: WriteQuery | None) -> str:
+    """The text searched for: `content` itself, or (generator `llm`) what the model makes of the
+    template, whose `{messages}` is replaced by the content."""
+    if config.generator.get("type") != "llm":
+        return content
+    if write is None:
+        raise InvalidRequest("the llm query generator is not available here", param="query_generator_config")
+    prompt = config.generator["template"].replace("{messages}", content)
+    return (await write(config.generator["model"], prompt)).strip() or content
+
+
+async def query(content: str, vector_db_ids: Sequence[str], config: QueryConfig, search: Search,
+                write: WriteQuery | None = None) -> dict[str, Any]:
     """A `RAGQueryResult`: {content: [TextContentItem...], metadata: {document_ids, chunks, scores, ...}}."""
     if not content.strip():
         raise InvalidRequest("the query must not be empty", param="query")
+    content = await search_query(content, config, write)
     request = config.search_request(content)
     hits: list[tuple[float, str, str, dict[str, Any]]] = []
     for store_id in vector_db_ids:

@@ -40,10 +40,12 @@ BUILTIN_GROUPS = {rag.GROUP_ID: {"identifier": rag.GROUP_ID, "provider_resource_
 
 @dataclass
 class ToolRuntime:
-    """The groups of one server; `search` is the vector-store search operation (for RAG)."""
+    """The groups of one server; `search` is the vector-store search operation and `write_query`
+    a short chat generation (both for RAG)."""
 
     metadata: MetadataStore
     search: rag.Search
+    write_query: rag.WriteQuery | None = None
 
     # -- groups --------------------------------------------------------------------------------
 
@@ -129,7 +131,8 @@ class ToolRuntime:
             if not isinstance(query, str):
                 raise InvalidRequest("knowledge_search needs a query string", param="kwargs.query")
             config = rag.QueryConfig.from_request(args.get("query_config"), "kwargs.query_config")
-            return await rag.query(query, rag.vector_db_ids_of(args, "kwargs.vector_db_ids"), config, self.search)
+            return await rag.query(query, rag.vector_db_ids_of(args, "kwargs.vector_db_ids"), config, self.search,
+                                   self.write_query)
         if provider == MCP_PROVIDER:
             return await mcp.call_tool(group["mcp_endpoint"]["uri"], tool.name, kwargs)
         raise InvalidRequest(f"Tool '{tool.name}' ({provider}) needs the internet, which this server does not use",
@@ -137,3 +140,8 @@ class ToolRuntime:
 
     async def invoke_by_name(self, tool_name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         return await self.invoke(await self.tool(tool_name), kwargs)
+
+    async def rag_query(self, content: str, vector_db_ids: list[str], config: Mapping[str, Any] | None,
+                        ) -> dict[str, Any]:
+        return await rag.query(content, vector_db_ids, rag.QueryConfig.from_request(config), self.search,
+                               self.write_query)

@@ -21,15 +21,8 @@ from ggstack.inference.tools import ToolChoice, check_tool_choice
 from ggstack.tools import rag
 from ggstack.tools.definitions import from_tool_def
 from ggstack.tools.runtime import ToolRuntime
-from handlers.agents.documents import insert_documents, new_store
-from handlers.vector_stores import openai_search_vector_store
-
-
-def tool_runtime(ctx: Context) -> ToolRuntime:
-    async def search(store_id: str, request: Any):
-        return await openai_search_vector_store(store_id, request, ctx)
-
-    return ToolRuntime(ctx.metadata, search)
+from handlers.tool_runtime import tool_runtime
+from handlers.vector_stores.documents import insert_documents, new_store
 
 
 def check_shields(config: Mapping[str, Any]) -> None:
