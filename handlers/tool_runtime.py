@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from ggstack.core.context import Context
-from ggstack.http.errors import InvalidRequest
 from ggstack.inference.generation import generate
 from ggstack.inference.legacy import content_text
 from ggstack.inference.messages import Message
@@ -16,6 +15,7 @@ from ggstack.tools import mcp, rag
 from ggstack.tools.definitions import ToolDefinition
 from ggstack.tools.runtime import ToolRuntime
 from handlers.vector_stores import openai_search_vector_store
+from handlers.vector_stores.common import active_store
 from handlers.vector_stores.documents import insert_documents
 
 
@@ -56,16 +56,17 @@ async def invoke_tool(body: Any, ctx: Context) -> dict[str, Any]:
 
 
 async def rag_tool_insert(body: Any, ctx: Context) -> None:
-    request = body.model_dump(mode="json", exclude_none=True)
-    if request["chunk_size_in_tokens"] < 1:
-        raise InvalidRequest("chunk_size_in_tokens must be at least 1", param="chunk_size_in_tokens")
+    request = body.model_dump(mode="json", exclude_none=True)  # chunk size bounded by the (overlaid) spec
     await insert_documents(ctx, request["vector_db_id"], request["documents"],
                            chunk_size_tokens=request["chunk_size_in_tokens"])
 
 
 async def rag_tool_query(body: Any, ctx: Context) -> dict[str, Any]:
     request = body.model_dump(mode="json", exclude_none=True)
-    content = content_text(request["content"], param="content")
-    if not request["vector_db_ids"]:
-        raise InvalidRequest("vector_db_ids must name at least one vector DB", param="vector_db_ids")
+    for store_id in request["vector_db_ids"]:
+        await active_store(ctx, store_id)  # an unknown store is the first thing wrong
+    generator = (request.get("query_config") or {}).get("query_generator_config") or {}
+    parts = request["content"] if isinstance(request["content"], list) else [request["content"]]
+    # the default generator's query is the content's parts joined by its separator
+    content = generator.get("separator", " ").join(content_text(p, param="content") for p in parts)
     return await tool_runtime(ctx).rag_query(content, request["vector_db_ids"], request.get("query_config"))

@@ -153,8 +153,6 @@ async def search_query(content: str, config: QueryConfig, write: WriteQuery | No
 async def query(content: str, vector_db_ids: Sequence[str], config: QueryConfig, search: Search,
                 write: WriteQuery | None = None) -> dict[str, Any]:
     """A `RAGQueryResult`: {content: [TextContentItem...], metadata: {document_ids, chunks, scores, ...}}."""
-    if not content.strip():
-        raise InvalidRequest("the query must not be empty", param="query")
     content = await search_query(content, config, write)
     request = config.search_request(content)
     hits: list[tuple[float, str, str, dict[str, Any]]] = []

@@ -23,7 +23,9 @@ from ggstack.http.errors import InvalidRequest
 from ggstack.inference.legacy import content_text
 from ggstack.ingest import records
 from ggstack.ingest.records import FILE
-from handlers.vector_stores import openai_attach_file_to_vector_store, openai_create_vector_store
+from handlers.vector_stores.common import active_store
+from handlers.vector_stores.files import openai_attach_file_to_vector_store
+from handlers.vector_stores.stores import openai_create_vector_store
 
 TEXT_TYPES = {"text/plain": ".txt", "text/markdown": ".md", "text/html": ".html", "application/json": ".json",
               "text/csv": ".csv", "application/pdf": ".pdf"}
@@ -78,6 +80,7 @@ async def attach(ctx: Context, store_id: str, file_id: str, attributes: Mapping[
 async def insert_documents(ctx: Context, store_id: str, documents: Sequence[Mapping[str, Any]], *,
                            param: str = "documents", chunk_size_tokens: int | None = None) -> list[str]:
     """Index each document in the store; returns their document ids. All are read before any is saved."""
+    await active_store(ctx, store_id)  # an unknown store is the first thing wrong
     prepared = []
     for i, document in enumerate(documents):
         data, found_type = document_bytes(document["content"], f"{param}[{i}].content")
