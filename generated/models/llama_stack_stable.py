@@ -2727,7 +2727,7 @@ class InsertRequest(BaseModel):
     documents: list[RAGDocument] = Field(..., description="List of documents to index in the RAG system")
     vector_db_id: str = Field(..., description="ID of the vector database to store the document embeddings")
     chunk_size_in_tokens: int = Field(
-        ..., description="(Optional) Size in tokens for document chunking during indexing"
+        ..., description="(Optional) Size in tokens for document chunking during indexing", ge=100, le=4096
     )
 
 
@@ -3257,11 +3257,12 @@ class RAGQueryConfig(BaseModel):
     query_generator_config: DefaultRAGQueryGeneratorConfig | LLMRAGQueryGeneratorConfig = Field(
         ..., description="Configuration for the query generator.", discriminator="type"
     )
-    max_tokens_in_context: int = Field(..., description="Maximum number of tokens in the context.")
-    max_chunks: int = Field(..., description="Maximum number of chunks to retrieve.")
+    max_tokens_in_context: int = Field(..., description="Maximum number of tokens in the context.", ge=1)
+    max_chunks: int = Field(..., description="Maximum number of chunks to retrieve.", ge=1, le=50)
     chunk_template: str = Field(
         ...,
         description='Template for formatting each retrieved chunk in the context. Available placeholders: {index} (1-based chunk ordinal), {chunk.content} (chunk content string), {metadata} (chunk metadata dict). Default: "Result {index}\\nContent: {chunk.content}\\nMetadata: {metadata}\\n"',
+        pattern="^([^{}]|\\{\\{|\\}\\}|\\{(index|chunk\\.content|chunk\\.metadata|metadata)\\})*$",
     )
     mode: RAGSearchMode | None = Field(
         "vector",
@@ -3280,7 +3281,9 @@ class QueryRequest(BaseModel):
     content: InterleavedContent = Field(
         ..., description="The query content to search for in the indexed documents"
     )
-    vector_db_ids: list[str] = Field(..., description="List of vector database IDs to search within")
+    vector_db_ids: list[str] = Field(
+        ..., description="List of vector database IDs to search within", min_length=1
+    )
     query_config: RAGQueryConfig | None = Field(
         None, description="(Optional) Configuration parameters for the query operation"
     )
