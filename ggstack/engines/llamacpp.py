@@ -41,8 +41,9 @@ log = logging.getLogger("ggstack.engines")
 POOLING_TYPES = {"unspecified": -1, "none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}
 DEFAULT_CHAT_CONTEXT = 4096
 DEFAULT_EMBEDDING_CONTEXT = 512
-# Slots per chat model: 4 sequences decode together at ~2.5x one stream's tokens/s on SmolLM2
-# (2 cores) and cost 4 contexts of KV (SmolLM2-135M: 22.5 KiB per token, 4 x 4096 = 360 MiB).
+# Slots per chat model: 4 requests are served at once instead of queueing (docs/benchmarks.md,
+# "Continuous batching"); each costs one context of KV (SmolLM2-135M: 22.5 KiB per token, so
+# 4 x 4096 tokens = 360 MiB).
 DEFAULT_PARALLEL = 4
 
 

@@ -58,13 +58,22 @@ def top_logprobs_count(logprobs: bool | None, top_logprobs: int | None) -> int |
     return top_logprobs or 0
 
 
+def token_biases(logit_bias: Mapping[str, float]) -> dict[int, float]:
+    """OpenAI's logit_bias (token ids as JSON object keys) as the engine's {token id: bias}."""
+    try:
+        return {int(token): float(bias) for token, bias in logit_bias.items()}
+    except (TypeError, ValueError):
+        raise InvalidValueError("logit_bias keys must be token ids and its values numbers",
+                                field="logit_bias") from None
+
+
 def sampling_options(*, max_tokens: int | None = None, temperature: float | None = None,
                      top_p: float | None = None, top_k: int | None = None, min_p: float | None = None,
                      repeat_penalty: float | None = None, presence_penalty: float | None = None,
                      frequency_penalty: float | None = None, seed: int | None = None,
                      stop: str | Sequence[str] | None = None, logprobs: int | None = None,
-                     json_schema: Mapping[str, Any] | None = None, grammar: str | None = None
-                     ) -> SamplingOptions:
+                     json_schema: Mapping[str, Any] | None = None, grammar: str | None = None,
+                     logit_bias: Mapping[str, float] | None = None) -> SamplingOptions:
     """Options from request values; None means "use the default". Errors name the OpenAI field."""
     if temperature is not None and not 0.0 <= temperature <= MAX_TEMPERATURE:
         raise InvalidValueError(f"temperature must be between 0 and {MAX_TEMPERATURE:g}", field="temperature")
@@ -74,6 +83,7 @@ def sampling_options(*, max_tokens: int | None = None, temperature: float | None
         "frequency_penalty": frequency_penalty, "logprobs": logprobs, "grammar": grammar,
         "seed": None if seed is None else seed % SEED_MODULUS,
         "json_schema": dict(json_schema) if json_schema is not None else None,
+        "logit_bias": token_biases(logit_bias) if logit_bias else None,
     }
     return SamplingOptions(stop=stop_list(stop), **{k: v for k, v in given.items() if v is not None})
 

@@ -1,7 +1,7 @@
 """OpenAI chat completions (whole and streamed) and the stored chat completions.
 
 Not in the spec's words: every completion, streamed or not, is stored with its input
-messages before the answer ends; `logit_bias` is refused (the engines have no logit bias);
+messages before the answer ends; `logit_bias` works on llama.cpp models (ctransformers: 501);
 `user` is accepted and ignored.
 """
 
@@ -17,7 +17,7 @@ from generated.models.llama_stack_deprecated import (
 )
 from ggstack.core.context import Context
 from ggstack.core.errors import ContextOverflowError, GrammarError
-from ggstack.http.errors import Fields, InvalidRequest, naming_stream
+from ggstack.http.errors import Fields, naming_stream
 from ggstack.inference import generation, options, stored_chat
 from ggstack.inference.messages import openai_messages
 from ggstack.inference.openai_format import OPENAI, ChatChunks, chat_completion, new_id, now, spec_dialect
@@ -31,8 +31,6 @@ CHAT_FIELDS: Fields = {ContextOverflowError: "messages", GrammarError: "response
 
 async def openai_chat_completion(body: OpenaiChatCompletionRequest, ctx: Context) -> dict | AsyncIterator[dict]:
     engine = await ctx.models.chat(body.model)
-    if body.logit_bias:
-        raise InvalidRequest("logit_bias is not supported by the local engines", param="logit_bias")
     messages = [m.model_dump(mode="json", by_alias=True, exclude_none=True) for m in body.messages]
     tools = openai_tools(body.tools, body.functions)
     tool_choice = openai_tool_choice(body.tool_choice, tools, function_call=body.function_call)
@@ -44,7 +42,7 @@ async def openai_chat_completion(body: OpenaiChatCompletionRequest, ctx: Context
         temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=body.stop,
         presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
         logprobs=options.top_logprobs_count(body.logprobs, body.top_logprobs),
-        json_schema=options.response_format_schema(response_format))
+        json_schema=options.response_format_schema(response_format), logit_bias=body.logit_bias)
     plan = plan_chat(engine, openai_messages(messages), sampling, tools=tools, tool_choice=tool_choice,
                      parallel_tool_calls=body.parallel_tool_calls is not False)
     events = naming_stream(generation.generate_events(

@@ -2,8 +2,9 @@
 
 Not in the spec's words: `max_tokens` defaults to 16, as OpenAI's does; `logprobs: true`
 gives each generated token's logprob (echoed prompt tokens have none: the engine keeps
-logits for the last position only); `suffix` (fill-in-the-middle), `prompt_logprobs` and
-`logit_bias` are refused with a 400; `guided_choice` (vLLM's) is enforced by a grammar.
+logits for the last position only); `suffix` (fill-in-the-middle) and `prompt_logprobs` are
+refused with a 400; `logit_bias` works on llama.cpp models; `guided_choice` (vLLM's) is
+enforced by a grammar.
 """
 
 from __future__ import annotations
@@ -35,8 +36,7 @@ COMPLETION_FIELDS: Fields = {ContextOverflowError: "prompt"}
 async def openai_completion(body: OpenaiCompletionRequest, ctx: Context) -> dict | AsyncIterator[dict]:
     engine = await ctx.models.chat(body.model)
     refused = [("suffix", body.suffix, "fill-in-the-middle (suffix) is not supported by the local engines"),
-               ("prompt_logprobs", body.prompt_logprobs, "prompt_logprobs is not supported by the local engines"),
-               ("logit_bias", body.logit_bias or None, "logit_bias is not supported by the local engines")]
+               ("prompt_logprobs", body.prompt_logprobs, "prompt_logprobs is not supported by the local engines")]
     for param, value, message in refused:
         if value is not None:
             raise InvalidRequest(message, param=param)
@@ -54,7 +54,7 @@ async def openai_completion(body: OpenaiCompletionRequest, ctx: Context) -> dict
         max_tokens=options.token_limit(("max_tokens", body.max_tokens)) or DEFAULT_MAX_TOKENS,
         temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=body.stop,
         presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
-        logprobs=0 if body.logprobs or best_of > n else None,
+        logprobs=0 if body.logprobs or best_of > n else None, logit_bias=body.logit_bias,
         grammar=choice_grammar(body.guided_choice) if body.guided_choice is not None else None)
     echo = await _echo_texts(engine, prompts) if body.echo else None
     completion_id, created, logprobs = new_id("cmpl-"), now(), bool(body.logprobs)

@@ -19,6 +19,7 @@ import pytest
 
 from generated.models.llama_stack_deprecated import OpenAIChatCompletion
 from ggstack.engines.registry import smollm2_path
+from tests.fixtures.gguf_builder import chat_vocab
 from tests.server import Server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -266,6 +267,16 @@ def test_json_schema_response_format_is_enforced(client):
 # -- errors ------------------------------------------------------------------------------------
 
 
+def test_logit_bias_forces_and_bans_tokens(client):
+    z = chat_vocab()[0].index("z")  # the tiny vocabulary's token ids are its list positions
+    forced = client.chat.completions.create(model="tiny", messages=HI, max_tokens=4, temperature=0,
+                                            logit_bias={str(z): 100})
+    assert forced.choices[0].message.content == "zzzz"
+    banned = client.chat.completions.create(model="tiny", messages=HI, max_tokens=4, temperature=0,
+                                            logit_bias={str(z): -100})
+    assert "z" not in banned.choices[0].message.content
+
+
 def test_unknown_model_is_404(client):
     with pytest.raises(openai.NotFoundError) as info:
         client.chat.completions.create(model="no-such-model", messages=HI)
@@ -279,7 +290,9 @@ def test_bad_requests_are_400(client, http):
         ({"model": "tiny", "messages": HI, "tool_choice": "required"}, "tool_choice"),
         ({"model": "tiny", "messages": HI, "tools": [UNIT_TOOL],
           "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "nope"),
-        ({"model": "tiny", "messages": HI, "logit_bias": {"5": 1.0}}, "logit_bias"),
+        ({"model": "tiny", "messages": HI, "logit_bias": {"x": 1.0}}, "logit_bias keys must be token ids"),
+        ({"model": "tiny", "messages": HI, "logit_bias": {"5": 200}}, "logit_bias maps token ids to values"),
+        ({"model": "tiny", "messages": HI, "logit_bias": {"99999": 1}}, "not in the model's vocabulary"),
         ({"model": "tiny", "messages": HI, "top_logprobs": 3}, "top_logprobs"),
         ({"model": "tiny", "messages": HI, "temperature": 3}, "temperature"),
         ({"model": "tiny", "messages": HI, "n": 0}, "n must be"),
