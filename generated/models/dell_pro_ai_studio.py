@@ -384,7 +384,7 @@ class ToolParamDefinition(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    default: bool | float | str | list[Any] | dict[str, Any] | None = None
+    default: Any | None = None
     description: str | None = None
     param_type: str
     required: bool | None = True
@@ -573,7 +573,7 @@ class JsonSchemaResponseFormat(BaseModel):
         extra="forbid",
     )
     type: Literal["json_schema"]
-    json_schema: dict[str, bool | float | str | list[Any] | dict[str, Any] | None]
+    json_schema: dict[str, Any]
 
 
 class GrammarResponseFormat(BaseModel):
@@ -581,7 +581,7 @@ class GrammarResponseFormat(BaseModel):
         extra="forbid",
     )
     type: Literal["grammar"]
-    bnf: dict[str, bool | float | str | list[Any] | dict[str, Any] | None]
+    bnf: dict[str, Any]
 
 
 class ImageObject(BaseModel):

@@ -34,9 +34,7 @@ class PaginatedResponse(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    data: list[dict[str, bool | float | str | list[Any] | dict[str, Any] | None]] = Field(
-        ..., description="The list of items for the current page"
-    )
+    data: list[dict[str, Any]] = Field(..., description="The list of items for the current page")
     has_more: bool = Field(..., description="Whether there are more items available after this set")
     url: str | None = Field(None, description="The URL for accessing this list")
 
@@ -50,7 +48,7 @@ class GrammarResponseFormat(BaseModel):
         extra="forbid",
     )
     type: Literal["grammar"] = Field(..., description='Must be "grammar" to identify this format type')
-    bnf: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
+    bnf: dict[str, Any] = Field(
         ..., description="The BNF grammar specification the response should conform to"
     )
 
@@ -77,7 +75,7 @@ class JsonSchemaResponseFormat(BaseModel):
     type: Literal["json_schema"] = Field(
         ..., description='Must be "json_schema" to identify this format type'
     )
-    json_schema: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
+    json_schema: dict[str, Any] = Field(
         ...,
         description="The JSON schema the response should conform to. In a Python SDK, this is often a `pydantic` model.",
     )
@@ -125,7 +123,7 @@ class ToolParameter(BaseModel):
         None, description="Type of the elements when parameter_type is array"
     )
     title: str | None = Field(None, description="(Optional) Title of the parameter")
-    default: bool | float | str | list[Any] | dict[str, Any] | None = Field(
+    default: Any | None = Field(
         None, description="(Optional) Default value for the parameter if not provided"
     )
 
@@ -240,9 +238,7 @@ class AgentTurnResponseStepStartPayload(BaseModel):
         ..., description="Type of step being executed"
     )
     step_id: str = Field(..., description="Unique identifier for the step within a turn")
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None, description="(Optional) Additional metadata for the step"
-    )
+    metadata: dict[str, Any] | None = Field(None, description="(Optional) Additional metadata for the step")
 
 
 class AgentTurnResponseTurnStartPayload(BaseModel):
@@ -306,9 +302,7 @@ class AppendRowsRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    rows: list[dict[str, bool | float | str | list[Any] | dict[str, Any] | None]] = Field(
-        ..., description="The rows to append to the dataset."
-    )
+    rows: list[dict[str, Any]] = Field(..., description="The rows to append to the dataset.")
 
 
 class RowsDataSource(BaseModel):
@@ -320,7 +314,7 @@ class RowsDataSource(BaseModel):
         extra="forbid",
     )
     type: Literal["rows"]
-    rows: list[dict[str, bool | float | str | list[Any] | dict[str, Any] | None]] = Field(
+    rows: list[dict[str, Any]] = Field(
         ...,
         description='The dataset is stored in rows. E.g. - [ {"messages": [{"role": "user", "content": "Hello, world!"}, {"role": "assistant", "content": "Hello, world!"}]} ]',
     )
@@ -359,7 +353,7 @@ class RegisterDatasetRequest(BaseModel):
         ...,
         description='The data source of the dataset. Ensure that the data source schema is compatible with the purpose of the dataset. Examples: - { "type": "uri", "uri": "https://mywebsite.com/mydata.jsonl" } - { "type": "uri", "uri": "lsfs://mydata.jsonl" } - { "type": "uri", "uri": "data:csv;base64,{base64_content}" } - { "type": "uri", "uri": "huggingface://llamastack/simpleqa?split=train" } - { "type": "rows", "rows": [ { "messages": [ {"role": "user", "content": "Hello, world!"}, {"role": "assistant", "content": "Hello, world!"}, ] } ] }',
     )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    metadata: dict[str, Any] | None = Field(
         None, description='The metadata for the dataset. - E.g. {"description": "My dataset"}.'
     )
     dataset_id: str | None = Field(
@@ -383,9 +377,7 @@ class Benchmark(BaseModel):
     scoring_functions: list[str] = Field(
         ..., description="List of scoring function identifiers to apply during evaluation"
     )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="Metadata for this evaluation task"
-    )
+    metadata: dict[str, Any] = Field(..., description="Metadata for this evaluation task")
 
 
 class ListBenchmarksResponse(BaseModel):
@@ -406,9 +398,7 @@ class RegisterBenchmarkRequest(BaseModel):
         None, description="The ID of the provider benchmark to use for the benchmark."
     )
     provider_id: str | None = Field(None, description="The ID of the provider to use for the benchmark.")
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None, description="The metadata to use for the benchmark."
-    )
+    metadata: dict[str, Any] | None = Field(None, description="The metadata to use for the benchmark.")
 
 
 class AggregationFunctionType(
@@ -503,12 +493,10 @@ class ScoringResult(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    score_rows: list[dict[str, bool | float | str | list[Any] | dict[str, Any] | None]] = Field(
+    score_rows: list[dict[str, Any]] = Field(
         ..., description="The scoring result for each row. Each row is a map of column name to value."
     )
-    aggregated_results: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="Map of metric name to aggregated value"
-    )
+    aggregated_results: dict[str, Any] = Field(..., description="Map of metric name to aggregated value")
 
 
 class Job(BaseModel):
@@ -654,7 +642,7 @@ class OpenAIJSONSchema(BaseModel):
     strict: bool | None = Field(
         None, description="(Optional) Whether to enforce strict adherence to the schema"
     )
-    schema_: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    schema_: dict[str, Any] | None = Field(
         None, alias="schema", description="(Optional) The JSON schema definition"
     )
 
@@ -719,9 +707,7 @@ class OpenaiCompletionRequest(BaseModel):
     seed: int | None = Field(None, description="(Optional) The seed to use.")
     stop: str | list[str] | None = Field(None, description="(Optional) The stop tokens to use.")
     stream: bool | None = Field(None, description="(Optional) Whether to stream the response.")
-    stream_options: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None, description="(Optional) The stream options to use."
-    )
+    stream_options: dict[str, Any] | None = Field(None, description="(Optional) The stream options to use.")
     temperature: float | None = Field(None, description="(Optional) The temperature to use.")
     top_p: float | None = Field(None, description="(Optional) The top p to use.")
     user: str | None = Field(None, description="(Optional) The user to use.")
@@ -938,7 +924,7 @@ class ModerationObjectResults(BaseModel):
         None, description="A list of the categories along with their scores as predicted by model."
     )
     user_message: str | None = None
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None]
+    metadata: dict[str, Any]
 
 
 class OpenAIResponseAnnotationCitation(BaseModel):
@@ -1112,7 +1098,7 @@ class Result(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    attributes: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
+    attributes: dict[str, Any] = Field(
         ..., description="(Optional) Key-value attributes associated with the file"
     )
     file_id: str = Field(..., description="Unique identifier of the file containing the result")
@@ -1183,9 +1169,7 @@ class Tool(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    input_schema: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="JSON schema defining the tool's input parameters"
-    )
+    input_schema: dict[str, Any] = Field(..., description="JSON schema defining the tool's input parameters")
     name: str = Field(..., description="Name of the tool")
     description: str | None = Field(None, description="(Optional) Description of what the tool does")
 
@@ -1233,7 +1217,7 @@ class Format(BaseModel):
         ..., description='Must be "text", "json_schema", or "json_object" to identify the format type'
     )
     name: str | None = Field(None, description="The name of the response format. Only used for json_schema.")
-    schema_: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    schema_: dict[str, Any] | None = Field(
         None,
         alias="schema",
         description="The JSON schema the response should conform to. In a Python SDK, this is often a `pydantic` model. Only used for json_schema.",
@@ -1271,7 +1255,7 @@ class OpenAIResponseInputToolFunction(BaseModel):
     type: Literal["function"] = Field(..., description='Tool type identifier, always "function"')
     name: str = Field(..., description="Name of the function that can be called")
     description: str | None = Field(None, description="(Optional) Description of what the function does")
-    parameters: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    parameters: dict[str, Any] | None = Field(
         None, description="(Optional) JSON schema defining the function's parameters"
     )
     strict: bool | None = Field(None, description="(Optional) Whether to enforce strict parameter validation")
@@ -1317,7 +1301,7 @@ class OpenAIResponseInputToolMCP(BaseModel):
     type: Literal["mcp"] = Field(..., description='Tool type identifier, always "mcp"')
     server_label: str = Field(..., description="Label to identify this MCP server")
     server_url: str = Field(..., description="URL endpoint of the MCP server")
-    headers: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    headers: dict[str, Any] | None = Field(
         None, description="(Optional) HTTP headers to include when connecting to the server"
     )
     require_approval: Literal["always"] | Literal["never"] | RequireApproval = Field(
@@ -1643,14 +1627,14 @@ class VectorStoreObject(BaseModel):
         ..., description="File processing status counts for the vector store"
     )
     status: str = Field(..., description="Current status of the vector store")
-    expires_after: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    expires_after: dict[str, Any] | None = Field(
         None, description="(Optional) Expiration policy for the vector store"
     )
     expires_at: int | None = Field(None, description="(Optional) Timestamp when the vector store will expire")
     last_active_at: int | None = Field(
         None, description="(Optional) Timestamp of last activity on the vector store"
     )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
+    metadata: dict[str, Any] = Field(
         ..., description="Set of key-value pairs that can be attached to the vector store"
     )
 
@@ -1715,7 +1699,7 @@ class OpenaiUpdateVectorStoreFileRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    attributes: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
+    attributes: dict[str, Any] = Field(
         ..., description="The updated key-value attributes to store with the file."
     )
 
@@ -1755,9 +1739,7 @@ class VectorStoreFileContentsResponse(BaseModel):
     )
     file_id: str = Field(..., description="Unique identifier for the file")
     filename: str = Field(..., description="Name of the file")
-    attributes: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="Key-value attributes associated with the file"
-    )
+    attributes: dict[str, Any] = Field(..., description="Key-value attributes associated with the file")
     content: list[VectorStoreContent] = Field(..., description="List of content items from the file")
 
 
@@ -1999,7 +1981,7 @@ class Span(BaseModel):
     end_time: str | None = Field(
         None, description="(Optional) Timestamp when the operation finished, if completed"
     )
-    attributes: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    attributes: dict[str, Any] | None = Field(
         None, description="(Optional) Key-value pairs containing additional metadata about the span"
     )
 
@@ -2049,7 +2031,7 @@ class SpanWithStatus(BaseModel):
     end_time: str | None = Field(
         None, description="(Optional) Timestamp when the operation finished, if completed"
     )
-    attributes: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    attributes: dict[str, Any] | None = Field(
         None, description="(Optional) Key-value pairs containing additional metadata about the span"
     )
     status: SpanStatus | None = Field(None, description="(Optional) The current status of the span")
@@ -2100,7 +2082,7 @@ class AgentToolGroupWithArgs(BaseModel):
         extra="forbid",
     )
     name: str
-    args: dict[str, bool | float | str | list[Any] | dict[str, Any] | None]
+    args: dict[str, Any]
 
 
 class SearchRankingOptions(BaseModel):
@@ -2192,9 +2174,7 @@ class ToolDef(BaseModel):
     parameters: list[ToolParameter] | None = Field(
         None, description="(Optional) List of parameters this tool accepts"
     )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None, description="(Optional) Additional metadata about the tool"
-    )
+    metadata: dict[str, Any] | None = Field(None, description="(Optional) Additional metadata about the tool")
     tool_prompt_format: Literal["json", "function_tag", "python_list"] | None = Field(
         None,
         description="(Optional, ignored) How the client would like calls of this tool formatted; the server uses the model's own tool format.",
@@ -2248,7 +2228,7 @@ class SafetyViolation(BaseModel):
     user_message: str | None = Field(
         None, description="(Optional) Message to convey to the user about the violation"
     )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
+    metadata: dict[str, Any] = Field(
         ..., description="Additional metadata including specific violation codes for debugging and telemetry"
     )
 
@@ -2335,9 +2315,7 @@ class Dataset(BaseModel):
     source: URIDataSource | RowsDataSource = Field(
         ..., description="Data source configuration for the dataset", discriminator="type"
     )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="Additional metadata for the dataset"
-    )
+    metadata: dict[str, Any] = Field(..., description="Additional metadata for the dataset")
 
 
 class ListDatasetsResponse(BaseModel):
@@ -2359,9 +2337,7 @@ class EvaluateResponse(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    generations: list[dict[str, bool | float | str | list[Any] | dict[str, Any] | None]] = Field(
-        ..., description="The generations from the evaluation."
-    )
+    generations: list[dict[str, Any]] = Field(..., description="The generations from the evaluation.")
     scores: dict[str, ScoringResult] = Field(..., description="The scores from the evaluation.")
 
 
@@ -2526,7 +2502,7 @@ class OpenAIResponseInputToolFileSearch(BaseModel):
     )
     type: Literal["file_search"] = Field(..., description='Tool type identifier, always "file_search"')
     vector_store_ids: list[str] = Field(..., description="List of vector store identifiers to search within")
-    filters: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    filters: dict[str, Any] | None = Field(
         None, description="(Optional) Additional filters to apply to the search"
     )
     max_num_results: int | None = Field(
@@ -2672,11 +2648,11 @@ class OpenaiCreateVectorStoreRequest(BaseModel):
         None,
         description="A list of File IDs that the vector store should use. Useful for tools like `file_search` that can access files.",
     )
-    chunking_strategy: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    chunking_strategy: dict[str, Any] | None = Field(
         None,
         description="The chunking strategy used to chunk the file(s). If not set, will use the `auto` strategy.",
     )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    metadata: dict[str, Any] | None = Field(
         None, description="Set of 16 key-value pairs that can be attached to an object."
     )
     embedding_model: str | None = Field(None, description="The embedding model to use for this vector store.")
@@ -2692,7 +2668,7 @@ class OpenaiUpdateVectorStoreRequest(BaseModel):
         extra="forbid",
     )
     name: str | None = Field(None, description="The name of the vector store.")
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    metadata: dict[str, Any] | None = Field(
         None, description="Set of 16 key-value pairs that can be attached to an object."
     )
     expires_after: VectorStoreExpirationPolicy | None = None
@@ -2738,9 +2714,7 @@ class VectorStoreFileObject(BaseModel):
     )
     id: str = Field(..., description="Unique identifier for the file")
     object: str = Field(..., description='Object type identifier, always "vector_store.file"')
-    attributes: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="Key-value attributes associated with the file"
-    )
+    attributes: dict[str, Any] = Field(..., description="Key-value attributes associated with the file")
     chunking_strategy: VectorStoreChunkingStrategyAuto | VectorStoreChunkingStrategyStatic = Field(
         ..., description="Strategy used for splitting the file into chunks", discriminator="type"
     )
@@ -2794,7 +2768,7 @@ class OpenaiSearchVectorStoreRequest(BaseModel):
         extra="forbid",
     )
     query: str | list[str] = Field(..., description="The query string or array for performing the search.")
-    filters: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    filters: dict[str, Any] | None = Field(
         None, description="Filters based on file attributes to narrow the search results."
     )
     max_num_results: int | None = Field(
@@ -2862,7 +2836,7 @@ class PostTrainingJobStatusResponse(BaseModel):
     completed_at: str | None = Field(
         None, description="(Optional) Timestamp when the job finished, if completed"
     )
-    resources_allocated: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    resources_allocated: dict[str, Any] | None = Field(
         None, description="(Optional) Information about computational resources allocated to the job"
     )
     checkpoints: list[Checkpoint] = Field(
@@ -2964,12 +2938,8 @@ class PreferenceOptimizeRequest(BaseModel):
     finetuned_model: str = Field(..., description="The model to fine-tune.")
     algorithm_config: DPOAlignmentConfig = Field(..., description="The algorithm configuration.")
     training_config: TrainingConfig = Field(..., description="The training configuration.")
-    hyperparam_search_config: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = (
-        Field(..., description="The hyperparam search configuration.")
-    )
-    logger_config: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="The logger configuration."
-    )
+    hyperparam_search_config: dict[str, Any] = Field(..., description="The hyperparam search configuration.")
+    logger_config: dict[str, Any] = Field(..., description="The logger configuration.")
 
 
 class AlgorithmConfig(RootModel[LoraFinetuningConfig | QATFinetuningConfig]):
@@ -2982,12 +2952,8 @@ class SupervisedFineTuneRequest(BaseModel):
     )
     job_uuid: str = Field(..., description="The UUID of the job to create.")
     training_config: TrainingConfig = Field(..., description="The training configuration.")
-    hyperparam_search_config: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = (
-        Field(..., description="The hyperparam search configuration.")
-    )
-    logger_config: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="The logger configuration."
-    )
+    hyperparam_search_config: dict[str, Any] = Field(..., description="The hyperparam search configuration.")
+    logger_config: dict[str, Any] = Field(..., description="The logger configuration.")
     model: str | None = Field(None, description="The model to fine-tune.")
     checkpoint_dir: str | None = Field(None, description="The directory to save checkpoint(s) to.")
     algorithm_config: AlgorithmConfig | None = Field(None, description="The algorithm configuration.")
@@ -3003,9 +2969,7 @@ class QueryCondition(BaseModel):
     )
     key: str = Field(..., description="The attribute key to filter on")
     op: QueryConditionOp = Field(..., description="The comparison operator to apply")
-    value: bool | float | str | list[Any] | dict[str, Any] | None = Field(
-        ..., description="The value to compare against"
-    )
+    value: Any = Field(..., description="The value to compare against")
 
 
 class QuerySpansRequest(BaseModel):
@@ -3139,7 +3103,7 @@ class ToolResponse(BaseModel):
         ..., description="Name of the tool that was invoked"
     )
     content: InterleavedContent = Field(..., description="The response content from the tool")
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    metadata: dict[str, Any] | None = Field(
         None, description="(Optional) Additional metadata about the tool response"
     )
 
@@ -3496,7 +3460,7 @@ class OpenaiCreateVectorStoreFileBatchRequest(BaseModel):
         extra="forbid",
     )
     file_ids: list[str] = Field(..., description="A list of File IDs that the vector store should use.")
-    attributes: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    attributes: dict[str, Any] | None = Field(
         None, description="(Optional) Key-value attributes to store with the files."
     )
     chunking_strategy: VectorStoreChunkingStrategy | None = Field(
@@ -3509,7 +3473,7 @@ class OpenaiAttachFileToVectorStoreRequest(BaseModel):
         extra="forbid",
     )
     file_id: str = Field(..., description="The ID of the file to attach to the vector store.")
-    attributes: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    attributes: dict[str, Any] | None = Field(
         None, description="The key-value attributes stored with the file, which can be used for filtering."
     )
     chunking_strategy: VectorStoreChunkingStrategy | None = Field(
@@ -3728,12 +3692,10 @@ class OpenaiChatCompletionRequest(BaseModel):
     )
     messages: list[OpenAIMessageParam] = Field(..., description="List of messages in the conversation.")
     frequency_penalty: float | None = Field(None, description="(Optional) The penalty for repeated tokens.")
-    function_call: str | dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    function_call: str | dict[str, Any] | None = Field(
         None, description="(Optional) The function call to use."
     )
-    functions: list[dict[str, bool | float | str | list[Any] | dict[str, Any] | None]] | None = Field(
-        None, description="(Optional) List of functions to use."
-    )
+    functions: list[dict[str, Any]] | None = Field(None, description="(Optional) List of functions to use.")
     logit_bias: dict[str, float] | None = Field(None, description="(Optional) The logit bias to use.")
     logprobs: bool | None = Field(None, description="(Optional) The log probabilities to use.")
     max_completion_tokens: int | None = Field(
@@ -3751,16 +3713,10 @@ class OpenaiChatCompletionRequest(BaseModel):
     seed: int | None = Field(None, description="(Optional) The seed to use.")
     stop: str | list[str] | None = Field(None, description="(Optional) The stop tokens to use.")
     stream: bool | None = Field(None, description="(Optional) Whether to stream the response.")
-    stream_options: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None, description="(Optional) The stream options to use."
-    )
+    stream_options: dict[str, Any] | None = Field(None, description="(Optional) The stream options to use.")
     temperature: float | None = Field(None, description="(Optional) The temperature to use.")
-    tool_choice: str | dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None, description="(Optional) The tool choice to use."
-    )
-    tools: list[dict[str, bool | float | str | list[Any] | dict[str, Any] | None]] | None = Field(
-        None, description="(Optional) The tools to use."
-    )
+    tool_choice: str | dict[str, Any] | None = Field(None, description="(Optional) The tool choice to use.")
+    tools: list[dict[str, Any]] | None = Field(None, description="(Optional) The tools to use.")
     top_logprobs: int | None = Field(None, description="(Optional) The top log probabilities to use.")
     top_p: float | None = Field(None, description="(Optional) The top p to use.")
     user: str | None = Field(None, description="(Optional) The user to use.")
@@ -3926,9 +3882,7 @@ class EvaluateRowsRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    input_rows: list[dict[str, bool | float | str | list[Any] | dict[str, Any] | None]] = Field(
-        ..., description="The rows to evaluate."
-    )
+    input_rows: list[dict[str, Any]] = Field(..., description="The rows to evaluate.")
     scoring_functions: list[str] = Field(..., description="The scoring functions to use for the evaluation.")
     benchmark_config: BenchmarkConfig = Field(..., description="The configuration for the benchmark.")
 

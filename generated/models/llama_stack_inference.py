@@ -119,7 +119,7 @@ class JsonSchemaResponseFormat(BaseModel):
     type: Literal["json_schema"] = Field(
         ..., description='Must be "json_schema" to identify this format type'
     )
-    json_schema: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
+    json_schema: dict[str, Any] = Field(
         ...,
         description="The JSON schema the response should conform to. In a Python SDK, this is often a `pydantic` model.",
     )
@@ -134,7 +134,7 @@ class GrammarResponseFormat(BaseModel):
         extra="forbid",
     )
     type: Literal["grammar"] = Field(..., description='Must be "grammar" to identify this format type')
-    bnf: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
+    bnf: dict[str, Any] = Field(
         ..., description="The BNF grammar specification the response should conform to"
     )
 
@@ -156,7 +156,7 @@ class ToolParamDefinition(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    default: bool | float | str | list[Any] | dict[str, Any] | None = None
+    default: Any | None = None
     description: str | None = None
     param_type: str
     required: bool | None = True

@@ -29,7 +29,7 @@ from ggstack.inference.generation import (
 )
 from ggstack.inference.logprobs import TokenLogprob, logprobs_by_token
 from ggstack.inference.messages import Message, text_content
-from ggstack.inference.options import MAX_TEMPERATURE, integral, sampling_options
+from ggstack.inference.options import MAX_TEMPERATURE, sampling_options
 from ggstack.inference.tools import ToolCall, ToolChoice, ToolSpec, check_tool_choice, new_call_id
 
 STOP_REASONS = {"stop": "end_of_turn", "length": "out_of_tokens", "tool_calls": "end_of_message"}
@@ -130,7 +130,7 @@ def response_format(fmt: Mapping[str, Any] | None) -> tuple[dict[str, Any] | Non
     if not fmt:
         return None, None
     if fmt["type"] == "json_schema":
-        return integral(dict(fmt["json_schema"])), None
+        return dict(fmt["json_schema"]), None
     return None, bnf_grammar(fmt["bnf"])
 
 
@@ -235,7 +235,7 @@ def parameters_schema(parameters: Mapping[str, Mapping[str, Any]]) -> dict[str, 
         if definition.get("description"):
             prop["description"] = definition["description"]
         if definition.get("default") is not None:
-            prop["default"] = integral(definition["default"])
+            prop["default"] = definition["default"]
         properties[name] = prop
         if definition.get("required", True):
             required.append(name)

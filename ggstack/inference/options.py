@@ -117,22 +117,6 @@ def response_format_schema(response_format: Mapping[str, Any] | None) -> dict[st
         if not isinstance(schema, Mapping):
             raise InvalidValueError("response_format.json_schema.schema must be a JSON schema object",
                                     field="response_format")
-        return integral(dict(schema))
+        return dict(schema)
     raise InvalidValueError(f"response_format type {kind!r} is not one of text, json_object, json_schema",
                             field="response_format")
-
-
-def integral(value: Any) -> Any:
-    """Whole floats back to ints, all through a JSON value.
-
-    The generated request models type free-form JSON as `bool | float | str | ...`, so a
-    top-level `"minLength": 4000` arrives as 4000.0, which grammar converters cannot repeat.
-    In JSON Schema 4000.0 and 4000 are the same number, so this changes no meaning.
-    """
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, Mapping):
-        return {k: integral(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [integral(v) for v in value]
-    return value

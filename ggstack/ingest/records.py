@@ -147,7 +147,6 @@ def validate_store_expiry(expires_after: Any) -> dict[str, Any] | None:
         expires_after = expires_after.model_dump(mode="json", exclude_none=True)
     if not isinstance(expires_after, Mapping):
         raise InvalidValueError("expires_after must be an object", field=param)
-    expires_after = plain_numbers(expires_after)
     if expires_after.get("anchor") != "last_active_at":
         raise InvalidValueError("expires_after.anchor must be 'last_active_at'", field=f"{param}.anchor")
     days = expires_after.get("days")
@@ -202,30 +201,12 @@ async def usage_bytes(metadata: MetadataStore, store_id: str) -> int:
 # -- metadata and attributes -----------------------------------------------------------------
 
 
-def plain_numbers(value: Any) -> Any:
-    """Whole floats back to ints, all the way down.
-
-    The generated models type free-form maps as `bool | float | str | ...`, so a JSON 3
-    arrives as 3.0. Chroma keeps ints and floats apart (3.0 does not equal a stored 3), and
-    clients expect their 3 back, so attributes, metadata and filters go through this.
-    """
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, Mapping):
-        return {key: plain_numbers(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain_numbers(item) for item in value]
-    return value
-
-
-
 def validate_metadata(metadata: Any, param: str = "metadata") -> dict[str, Any]:
     """OpenAI's rules: at most 16 keys of up to 64 characters, string values up to 512."""
     if metadata is None:
         return {}
     if not isinstance(metadata, Mapping):
         raise InvalidValueError(f"{param} must be an object", field=param)
-    metadata = plain_numbers(metadata)
     if len(metadata) > MAX_MAP_KEYS:
         raise InvalidValueError(f"{param} can hold at most {MAX_MAP_KEYS} keys", field=param)
     for key, value in metadata.items():

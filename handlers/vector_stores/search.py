@@ -53,7 +53,7 @@ async def openai_search_vector_store(vector_store_id: str, body: OpenaiSearchVec
         raise InvalidRequest(f"search_mode must be one of {', '.join(MODES)}, not {mode!r}", param="search_mode")
     ranker = ranker_of(body.ranking_options)
     threshold = (body.ranking_options.score_threshold if body.ranking_options else None) or 0.0
-    filters = records.plain_numbers(body.filters)
+    filters = body.filters
 
     hits: list[Hit]
     if mode == "keyword":

@@ -102,3 +102,16 @@ def test_an_invalid_overlaid_document_fails_naming_it_and_the_place():
     message = str(info.value)
     assert message.startswith("specs/x.yaml with specs/overlays/x.yaml:") and "description" in message
     check_document("fixed", {**document, "paths": {"/x": {"get": {"responses": {"200": {"description": "ok"}}}}}})
+
+
+def test_free_form_json_reaches_handlers_as_sent():
+    # The specs spell "any JSON value" as a oneOf of the six types; the models keep values unchanged.
+    from generated.models.llama_stack_deprecated import (
+        OpenaiAttachFileToVectorStoreRequest,
+        OpenaiSearchVectorStoreRequest,
+    )
+
+    attach = OpenaiAttachFileToVectorStoreRequest(file_id="f", attributes={"n": 3, "x": 2.5, "s": "3"})
+    assert attach.attributes == {"n": 3, "x": 2.5, "s": "3"} and isinstance(attach.attributes["n"], int)
+    search = OpenaiSearchVectorStoreRequest(query="q", filters={"type": "eq", "key": "n", "value": 3})
+    assert search.filters is not None and type(search.filters["value"]) is int

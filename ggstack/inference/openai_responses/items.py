@@ -14,7 +14,7 @@ from typing import Any
 from ggstack.core.errors import InvalidValueError
 from ggstack.inference.messages import Message, text_content
 from ggstack.inference.openai_format import new_id
-from ggstack.inference.options import integral, response_format_schema
+from ggstack.inference.options import response_format_schema
 from ggstack.inference.tools import ToolCall, ToolSpec
 
 #: Id prefixes of items the client sent without one (OpenAI's, where it has them).
@@ -118,7 +118,7 @@ def request_tools(tools: Sequence[Mapping[str, Any]] | None) -> tuple[list[ToolS
                 raise InvalidValueError(f"{param}.name must not be empty", field=f"{param}.name")
             description = tool.get("description")
             functions.append(ToolSpec(name=tool["name"], description=description if isinstance(description, str)
-                                      else "", parameters=integral(tool.get("parameters")) or None))
+                                      else "", parameters=tool.get("parameters") or None))
         elif kind == "file_search":
             searches.append(file_search_tool(tool, param))
         else:
@@ -145,7 +145,7 @@ def file_search_tool(tool: Mapping[str, Any], param: str) -> FileSearchTool:
 
 def text_format(text: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The `text` the response reports, and the JSON schema the output must follow (None for text)."""
-    fmt = integral(dict((text or {}).get("format") or {"type": "text"}))
+    fmt = dict((text or {}).get("format") or {"type": "text"})
     if fmt["type"] == "json_schema":
         spec = {"schema": fmt["schema"]} if fmt.get("schema") is not None else {}
         return {"format": fmt}, response_format_schema({"type": "json_schema", "json_schema": spec})
