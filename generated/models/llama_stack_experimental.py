@@ -30,9 +30,7 @@ class AppendRowsRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    rows: list[dict[str, bool | float | str | list[Any] | dict[str, Any] | None]] = Field(
-        ..., description="The rows to append to the dataset."
-    )
+    rows: list[dict[str, Any]] = Field(..., description="The rows to append to the dataset.")
 
 
 class PaginatedResponse(BaseModel):
@@ -43,9 +41,7 @@ class PaginatedResponse(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    data: list[dict[str, bool | float | str | list[Any] | dict[str, Any] | None]] = Field(
-        ..., description="The list of items for the current page"
-    )
+    data: list[dict[str, Any]] = Field(..., description="The list of items for the current page")
     has_more: bool = Field(..., description="Whether there are more items available after this set")
     url: str | None = Field(None, description="The URL for accessing this list")
 
@@ -59,7 +55,7 @@ class RowsDataSource(BaseModel):
         extra="forbid",
     )
     type: Literal["rows"]
-    rows: list[dict[str, bool | float | str | list[Any] | dict[str, Any] | None]] = Field(
+    rows: list[dict[str, Any]] = Field(
         ...,
         description='The dataset is stored in rows. E.g. - [ {"messages": [{"role": "user", "content": "Hello, world!"}, {"role": "assistant", "content": "Hello, world!"}]} ]',
     )
@@ -98,7 +94,7 @@ class RegisterDatasetRequest(BaseModel):
         ...,
         description='The data source of the dataset. Ensure that the data source schema is compatible with the purpose of the dataset. Examples: - { "type": "uri", "uri": "https://mywebsite.com/mydata.jsonl" } - { "type": "uri", "uri": "lsfs://mydata.jsonl" } - { "type": "uri", "uri": "data:csv;base64,{base64_content}" } - { "type": "uri", "uri": "huggingface://llamastack/simpleqa?split=train" } - { "type": "rows", "rows": [ { "messages": [ {"role": "user", "content": "Hello, world!"}, {"role": "assistant", "content": "Hello, world!"}, ] } ] }',
     )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    metadata: dict[str, Any] | None = Field(
         None, description='The metadata for the dataset. - E.g. {"description": "My dataset"}.'
     )
     dataset_id: str | None = Field(
@@ -115,7 +111,7 @@ class GrammarResponseFormat(BaseModel):
         extra="forbid",
     )
     type: Literal["grammar"] = Field(..., description='Must be "grammar" to identify this format type')
-    bnf: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
+    bnf: dict[str, Any] = Field(
         ..., description="The BNF grammar specification the response should conform to"
     )
 
@@ -142,7 +138,7 @@ class JsonSchemaResponseFormat(BaseModel):
     type: Literal["json_schema"] = Field(
         ..., description='Must be "json_schema" to identify this format type'
     )
-    json_schema: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
+    json_schema: dict[str, Any] = Field(
         ...,
         description="The JSON schema the response should conform to. In a Python SDK, this is often a `pydantic` model.",
     )
@@ -190,7 +186,7 @@ class ToolParameter(BaseModel):
         None, description="Type of the elements when parameter_type is array"
     )
     title: str | None = Field(None, description="(Optional) Title of the parameter")
-    default: bool | float | str | list[Any] | dict[str, Any] | None = Field(
+    default: Any | None = Field(
         None, description="(Optional) Default value for the parameter if not provided"
     )
 
@@ -305,9 +301,7 @@ class AgentTurnResponseStepStartPayload(BaseModel):
         ..., description="Type of step being executed"
     )
     step_id: str = Field(..., description="Unique identifier for the step within a turn")
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None, description="(Optional) Additional metadata for the step"
-    )
+    metadata: dict[str, Any] | None = Field(None, description="(Optional) Additional metadata for the step")
 
 
 class AgentTurnResponseTurnStartPayload(BaseModel):
@@ -383,9 +377,7 @@ class Benchmark(BaseModel):
     scoring_functions: list[str] = Field(
         ..., description="List of scoring function identifiers to apply during evaluation"
     )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="Metadata for this evaluation task"
-    )
+    metadata: dict[str, Any] = Field(..., description="Metadata for this evaluation task")
 
 
 class ListBenchmarksResponse(BaseModel):
@@ -406,9 +398,7 @@ class RegisterBenchmarkRequest(BaseModel):
         None, description="The ID of the provider benchmark to use for the benchmark."
     )
     provider_id: str | None = Field(None, description="The ID of the provider to use for the benchmark.")
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None, description="The metadata to use for the benchmark."
-    )
+    metadata: dict[str, Any] | None = Field(None, description="The metadata to use for the benchmark.")
 
 
 class AggregationFunctionType(
@@ -503,12 +493,10 @@ class ScoringResult(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    score_rows: list[dict[str, bool | float | str | list[Any] | dict[str, Any] | None]] = Field(
+    score_rows: list[dict[str, Any]] = Field(
         ..., description="The scoring result for each row. Each row is a map of column name to value."
     )
-    aggregated_results: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="Map of metric name to aggregated value"
-    )
+    aggregated_results: dict[str, Any] = Field(..., description="Map of metric name to aggregated value")
 
 
 class Job(BaseModel):
@@ -781,7 +769,7 @@ class Span(BaseModel):
     end_time: str | None = Field(
         None, description="(Optional) Timestamp when the operation finished, if completed"
     )
-    attributes: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    attributes: dict[str, Any] | None = Field(
         None, description="(Optional) Key-value pairs containing additional metadata about the span"
     )
 
@@ -831,7 +819,7 @@ class SpanWithStatus(BaseModel):
     end_time: str | None = Field(
         None, description="(Optional) Timestamp when the operation finished, if completed"
     )
-    attributes: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    attributes: dict[str, Any] | None = Field(
         None, description="(Optional) Key-value pairs containing additional metadata about the span"
     )
     status: SpanStatus | None = Field(None, description="(Optional) The current status of the span")
@@ -882,7 +870,7 @@ class AgentToolGroupWithArgs(BaseModel):
         extra="forbid",
     )
     name: str
-    args: dict[str, bool | float | str | list[Any] | dict[str, Any] | None]
+    args: dict[str, Any]
 
 
 class SearchRankingOptions(BaseModel):
@@ -942,9 +930,7 @@ class Dataset(BaseModel):
     source: URIDataSource | RowsDataSource = Field(
         ..., description="Data source configuration for the dataset", discriminator="type"
     )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="Additional metadata for the dataset"
-    )
+    metadata: dict[str, Any] = Field(..., description="Additional metadata for the dataset")
 
 
 class ListDatasetsResponse(BaseModel):
@@ -1002,9 +988,7 @@ class ToolDef(BaseModel):
     parameters: list[ToolParameter] | None = Field(
         None, description="(Optional) List of parameters this tool accepts"
     )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None, description="(Optional) Additional metadata about the tool"
-    )
+    metadata: dict[str, Any] | None = Field(None, description="(Optional) Additional metadata about the tool")
     tool_prompt_format: Literal["json", "function_tag", "python_list"] | None = Field(
         None,
         description="(Optional, ignored) How the client would like calls of this tool formatted; the server uses the model's own tool format.",
@@ -1058,7 +1042,7 @@ class SafetyViolation(BaseModel):
     user_message: str | None = Field(
         None, description="(Optional) Message to convey to the user about the violation"
     )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
+    metadata: dict[str, Any] = Field(
         ..., description="Additional metadata including specific violation codes for debugging and telemetry"
     )
 
@@ -1135,9 +1119,7 @@ class EvaluateResponse(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    generations: list[dict[str, bool | float | str | list[Any] | dict[str, Any] | None]] = Field(
-        ..., description="The generations from the evaluation."
-    )
+    generations: list[dict[str, Any]] = Field(..., description="The generations from the evaluation.")
     scores: dict[str, ScoringResult] = Field(..., description="The scores from the evaluation.")
 
 
@@ -1226,7 +1208,7 @@ class PostTrainingJobStatusResponse(BaseModel):
     completed_at: str | None = Field(
         None, description="(Optional) Timestamp when the job finished, if completed"
     )
-    resources_allocated: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    resources_allocated: dict[str, Any] | None = Field(
         None, description="(Optional) Information about computational resources allocated to the job"
     )
     checkpoints: list[Checkpoint] = Field(
@@ -1328,12 +1310,8 @@ class PreferenceOptimizeRequest(BaseModel):
     finetuned_model: str = Field(..., description="The model to fine-tune.")
     algorithm_config: DPOAlignmentConfig = Field(..., description="The algorithm configuration.")
     training_config: TrainingConfig = Field(..., description="The training configuration.")
-    hyperparam_search_config: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = (
-        Field(..., description="The hyperparam search configuration.")
-    )
-    logger_config: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="The logger configuration."
-    )
+    hyperparam_search_config: dict[str, Any] = Field(..., description="The hyperparam search configuration.")
+    logger_config: dict[str, Any] = Field(..., description="The logger configuration.")
 
 
 class AlgorithmConfig(RootModel[LoraFinetuningConfig | QATFinetuningConfig]):
@@ -1346,12 +1324,8 @@ class SupervisedFineTuneRequest(BaseModel):
     )
     job_uuid: str = Field(..., description="The UUID of the job to create.")
     training_config: TrainingConfig = Field(..., description="The training configuration.")
-    hyperparam_search_config: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = (
-        Field(..., description="The hyperparam search configuration.")
-    )
-    logger_config: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="The logger configuration."
-    )
+    hyperparam_search_config: dict[str, Any] = Field(..., description="The hyperparam search configuration.")
+    logger_config: dict[str, Any] = Field(..., description="The logger configuration.")
     model: str | None = Field(None, description="The model to fine-tune.")
     checkpoint_dir: str | None = Field(None, description="The directory to save checkpoint(s) to.")
     algorithm_config: AlgorithmConfig | None = Field(None, description="The algorithm configuration.")
@@ -1367,9 +1341,7 @@ class QueryCondition(BaseModel):
     )
     key: str = Field(..., description="The attribute key to filter on")
     op: QueryConditionOp = Field(..., description="The comparison operator to apply")
-    value: bool | float | str | list[Any] | dict[str, Any] | None = Field(
-        ..., description="The value to compare against"
-    )
+    value: Any = Field(..., description="The value to compare against")
 
 
 class QuerySpansRequest(BaseModel):
@@ -1503,7 +1475,7 @@ class ToolResponse(BaseModel):
         ..., description="Name of the tool that was invoked"
     )
     content: InterleavedContent = Field(..., description="The response content from the tool")
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    metadata: dict[str, Any] | None = Field(
         None, description="(Optional) Additional metadata about the tool response"
     )
 
@@ -1831,9 +1803,7 @@ class EvaluateRowsRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    input_rows: list[dict[str, bool | float | str | list[Any] | dict[str, Any] | None]] = Field(
-        ..., description="The rows to evaluate."
-    )
+    input_rows: list[dict[str, Any]] = Field(..., description="The rows to evaluate.")
     scoring_functions: list[str] = Field(..., description="The scoring functions to use for the evaluation.")
     benchmark_config: BenchmarkConfig = Field(..., description="The configuration for the benchmark.")
 

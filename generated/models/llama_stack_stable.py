@@ -155,7 +155,7 @@ class OpenAIJSONSchema(BaseModel):
     strict: bool | None = Field(
         None, description="(Optional) Whether to enforce strict adherence to the schema"
     )
-    schema_: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    schema_: dict[str, Any] | None = Field(
         None, alias="schema", description="(Optional) The JSON schema definition"
     )
 
@@ -220,9 +220,7 @@ class OpenaiCompletionRequest(BaseModel):
     seed: int | None = Field(None, description="(Optional) The seed to use.")
     stop: str | list[str] | None = Field(None, description="(Optional) The stop tokens to use.")
     stream: bool | None = Field(None, description="(Optional) Whether to stream the response.")
-    stream_options: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None, description="(Optional) The stream options to use."
-    )
+    stream_options: dict[str, Any] | None = Field(None, description="(Optional) The stream options to use.")
     temperature: float | None = Field(None, description="(Optional) The temperature to use.")
     top_p: float | None = Field(None, description="(Optional) The top p to use.")
     user: str | None = Field(None, description="(Optional) The user to use.")
@@ -441,9 +439,7 @@ class RegisterModelRequest(BaseModel):
         None,
         description="The engine to serve the model: llama-cpp (the default) runs GGUF files, ctransformers legacy GGML files.",
     )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None, description="Any additional metadata for this model."
-    )
+    metadata: dict[str, Any] | None = Field(None, description="Any additional metadata for this model.")
     model_type: ModelType | None = Field(None, description="The type of model to register.")
 
 
@@ -477,7 +473,7 @@ class ModerationObjectResults(BaseModel):
         None, description="A list of the categories along with their scores as predicted by model."
     )
     user_message: str | None = None
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None]
+    metadata: dict[str, Any]
 
 
 class Prompt(BaseModel):
@@ -553,12 +549,8 @@ class ProviderInfo(BaseModel):
     api: str = Field(..., description="The API name this provider implements")
     provider_id: str = Field(..., description="Unique identifier for the provider")
     provider_type: str = Field(..., description="The type of provider implementation")
-    config: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="Configuration parameters for the provider"
-    )
-    health: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="Current health status of the provider"
-    )
+    config: dict[str, Any] = Field(..., description="Configuration parameters for the provider")
+    health: dict[str, Any] = Field(..., description="Current health status of the provider")
 
 
 class ListProvidersResponse(BaseModel):
@@ -743,7 +735,7 @@ class Result(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    attributes: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
+    attributes: dict[str, Any] = Field(
         ..., description="(Optional) Key-value attributes associated with the file"
     )
     file_id: str = Field(..., description="Unique identifier of the file containing the result")
@@ -814,9 +806,7 @@ class Tool(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    input_schema: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="JSON schema defining the tool's input parameters"
-    )
+    input_schema: dict[str, Any] = Field(..., description="JSON schema defining the tool's input parameters")
     name: str = Field(..., description="Name of the tool")
     description: str | None = Field(None, description="(Optional) Description of what the tool does")
 
@@ -864,7 +854,7 @@ class Format(BaseModel):
         ..., description='Must be "text", "json_schema", or "json_object" to identify the format type'
     )
     name: str | None = Field(None, description="The name of the response format. Only used for json_schema.")
-    schema_: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    schema_: dict[str, Any] | None = Field(
         None,
         alias="schema",
         description="The JSON schema the response should conform to. In a Python SDK, this is often a `pydantic` model. Only used for json_schema.",
@@ -902,7 +892,7 @@ class OpenAIResponseInputToolFunction(BaseModel):
     type: Literal["function"] = Field(..., description='Tool type identifier, always "function"')
     name: str = Field(..., description="Name of the function that can be called")
     description: str | None = Field(None, description="(Optional) Description of what the function does")
-    parameters: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    parameters: dict[str, Any] | None = Field(
         None, description="(Optional) JSON schema defining the function's parameters"
     )
     strict: bool | None = Field(None, description="(Optional) Whether to enforce strict parameter validation")
@@ -948,7 +938,7 @@ class OpenAIResponseInputToolMCP(BaseModel):
     type: Literal["mcp"] = Field(..., description='Tool type identifier, always "mcp"')
     server_label: str = Field(..., description="Label to identify this MCP server")
     server_url: str = Field(..., description="URL endpoint of the MCP server")
-    headers: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    headers: dict[str, Any] | None = Field(
         None, description="(Optional) HTTP headers to include when connecting to the server"
     )
     require_approval: Literal["always"] | Literal["never"] | RequireApproval = Field(
@@ -1532,9 +1522,7 @@ class ScoreRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    input_rows: list[dict[str, bool | float | str | list[Any] | dict[str, Any] | None]] = Field(
-        ..., description="The rows to score."
-    )
+    input_rows: list[dict[str, Any]] = Field(..., description="The rows to score.")
     scoring_functions: dict[str, ScoringFnParams | None] = Field(
         ..., description="The scoring functions to use for the scoring."
     )
@@ -1548,12 +1536,10 @@ class ScoringResult(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    score_rows: list[dict[str, bool | float | str | list[Any] | dict[str, Any] | None]] = Field(
+    score_rows: list[dict[str, Any]] = Field(
         ..., description="The scoring result for each row. Each row is a map of column name to value."
     )
-    aggregated_results: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="Map of metric name to aggregated value"
-    )
+    aggregated_results: dict[str, Any] = Field(..., description="Map of metric name to aggregated value")
 
 
 class ScoreBatchRequest(BaseModel):
@@ -1595,7 +1581,7 @@ class Shield(BaseModel):
     provider_resource_id: str | None = None
     provider_id: str
     type: Literal["shield"] = Field(..., description="The resource type, always shield")
-    params: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    params: dict[str, Any] | None = Field(
         None, description="(Optional) Configuration parameters for the shield"
     )
 
@@ -1614,9 +1600,7 @@ class RegisterShieldRequest(BaseModel):
     shield_id: str = Field(..., description="The identifier of the shield to register.")
     provider_shield_id: str | None = Field(None, description="The identifier of the shield in the provider.")
     provider_id: str | None = Field(None, description="The identifier of the provider.")
-    params: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None, description="The parameters of the shield."
-    )
+    params: dict[str, Any] | None = Field(None, description="The parameters of the shield.")
 
 
 class SyntheticDataGenerationResponse(BaseModel):
@@ -1627,10 +1611,10 @@ class SyntheticDataGenerationResponse(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    synthetic_data: list[dict[str, bool | float | str | list[Any] | dict[str, Any] | None]] = Field(
+    synthetic_data: list[dict[str, Any]] = Field(
         ..., description="List of generated synthetic data samples that passed the filtering criteria"
     )
-    statistics: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    statistics: dict[str, Any] | None = Field(
         None,
         description="(Optional) Statistical information about the generation process and filtering results",
     )
@@ -1725,9 +1709,7 @@ class InvokeToolRequest(BaseModel):
         extra="forbid",
     )
     tool_name: str = Field(..., description="The name of the tool to invoke.")
-    kwargs: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="A dictionary of arguments to pass to the tool."
-    )
+    kwargs: dict[str, Any] = Field(..., description="A dictionary of arguments to pass to the tool.")
 
 
 class ToolParameter(BaseModel):
@@ -1746,7 +1728,7 @@ class ToolParameter(BaseModel):
         None, description="Type of the elements when parameter_type is array"
     )
     title: str | None = Field(None, description="(Optional) Title of the parameter")
-    default: bool | float | str | list[Any] | dict[str, Any] | None = Field(
+    default: Any | None = Field(
         None, description="(Optional) Default value for the parameter if not provided"
     )
 
@@ -1829,7 +1811,7 @@ class ToolGroup(BaseModel):
     mcp_endpoint: URL | None = Field(
         None, description="(Optional) Model Context Protocol endpoint for remote tools"
     )
-    args: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    args: dict[str, Any] | None = Field(
         None, description="(Optional) Additional arguments for the tool group"
     )
 
@@ -1852,7 +1834,7 @@ class RegisterToolGroupRequest(BaseModel):
     toolgroup_id: str = Field(..., description="The ID of the tool group to register.")
     provider_id: str = Field(..., description="The ID of the provider to use for the tool group.")
     mcp_endpoint: URL | None = Field(None, description="The MCP endpoint to use for the tool group.")
-    args: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    args: dict[str, Any] | None = Field(
         None, description="A dictionary of arguments to pass to the tool group."
     )
 
@@ -1872,9 +1854,7 @@ class Tool1(BaseModel):
     toolgroup_id: str = Field(..., description="ID of the tool group this tool belongs to")
     description: str = Field(..., description="Human-readable description of what the tool does")
     parameters: list[ToolParameter] = Field(..., description="List of parameters this tool accepts")
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None, description="(Optional) Additional metadata about the tool"
-    )
+    metadata: dict[str, Any] | None = Field(None, description="(Optional) Additional metadata about the tool")
 
 
 class ListToolsResponse(BaseModel):
@@ -2006,14 +1986,14 @@ class VectorStoreObject(BaseModel):
         ..., description="File processing status counts for the vector store"
     )
     status: str = Field(..., description="Current status of the vector store")
-    expires_after: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    expires_after: dict[str, Any] | None = Field(
         None, description="(Optional) Expiration policy for the vector store"
     )
     expires_at: int | None = Field(None, description="(Optional) Timestamp when the vector store will expire")
     last_active_at: int | None = Field(
         None, description="(Optional) Timestamp of last activity on the vector store"
     )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
+    metadata: dict[str, Any] = Field(
         ..., description="Set of key-value pairs that can be attached to the vector store"
     )
 
@@ -2078,7 +2058,7 @@ class OpenaiUpdateVectorStoreFileRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    attributes: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
+    attributes: dict[str, Any] = Field(
         ..., description="The updated key-value attributes to store with the file."
     )
 
@@ -2118,9 +2098,7 @@ class VectorStoreFileContentsResponse(BaseModel):
     )
     file_id: str = Field(..., description="Unique identifier for the file")
     filename: str = Field(..., description="Name of the file")
-    attributes: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="Key-value attributes associated with the file"
-    )
+    attributes: dict[str, Any] = Field(..., description="Key-value attributes associated with the file")
     content: list[VectorStoreContent] = Field(..., description="List of content items from the file")
 
 
@@ -2176,7 +2154,7 @@ class AgentToolGroupWithArgs(BaseModel):
         extra="forbid",
     )
     name: str
-    args: dict[str, bool | float | str | list[Any] | dict[str, Any] | None]
+    args: dict[str, Any]
 
 
 class SearchRankingOptions(BaseModel):
@@ -2331,9 +2309,7 @@ class Model(BaseModel):
     )
     provider_id: str = Field(..., description="ID of the provider that owns this resource")
     type: Literal["model"] = Field(..., description="The resource type, always 'model' for model resources")
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="Any additional metadata for this model"
-    )
+    metadata: dict[str, Any] = Field(..., description="Any additional metadata for this model")
     model_type: ModelType = Field(..., description="The type of model (LLM or embedding model)")
 
 
@@ -2412,7 +2388,7 @@ class OpenAIResponseInputToolFileSearch(BaseModel):
     )
     type: Literal["file_search"] = Field(..., description='Tool type identifier, always "file_search"')
     vector_store_ids: list[str] = Field(..., description="List of vector store identifiers to search within")
-    filters: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    filters: dict[str, Any] | None = Field(
         None, description="(Optional) Additional filters to apply to the search"
     )
     max_num_results: int | None = Field(
@@ -2577,7 +2553,7 @@ class SafetyViolation(BaseModel):
     user_message: str | None = Field(
         None, description="(Optional) Message to convey to the user about the violation"
     )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
+    metadata: dict[str, Any] = Field(
         ..., description="Additional metadata including specific violation codes for debugging and telemetry"
     )
 
@@ -2595,7 +2571,7 @@ class ScoringFn(BaseModel):
     provider_id: str
     type: Literal["scoring_function"] = Field(..., description="The resource type, always scoring_function")
     description: str | None = None
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None]
+    metadata: dict[str, Any]
     return_type: (
         StringType
         | NumberType
@@ -2682,9 +2658,7 @@ class ToolDef(BaseModel):
     parameters: list[ToolParameter] | None = Field(
         None, description="(Optional) List of parameters this tool accepts"
     )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None, description="(Optional) Additional metadata about the tool"
-    )
+    metadata: dict[str, Any] | None = Field(None, description="(Optional) Additional metadata about the tool")
     tool_prompt_format: Literal["json", "function_tag", "python_list"] | None = Field(
         None,
         description="(Optional, ignored) How the client would like calls of this tool formatted; the server uses the model's own tool format.",
@@ -2715,9 +2689,7 @@ class RAGDocument(BaseModel):
         ..., description="The content of the document."
     )
     mime_type: str | None = Field(None, description="The MIME type of the document.")
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="Additional metadata for the document."
-    )
+    metadata: dict[str, Any] = Field(..., description="Additional metadata for the document.")
 
 
 class InsertRequest(BaseModel):
@@ -2763,11 +2735,11 @@ class OpenaiCreateVectorStoreRequest(BaseModel):
         None,
         description="A list of File IDs that the vector store should use. Useful for tools like `file_search` that can access files.",
     )
-    chunking_strategy: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    chunking_strategy: dict[str, Any] | None = Field(
         None,
         description="The chunking strategy used to chunk the file(s). If not set, will use the `auto` strategy.",
     )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    metadata: dict[str, Any] | None = Field(
         None, description="Set of 16 key-value pairs that can be attached to an object."
     )
     embedding_model: str | None = Field(None, description="The embedding model to use for this vector store.")
@@ -2783,7 +2755,7 @@ class OpenaiUpdateVectorStoreRequest(BaseModel):
         extra="forbid",
     )
     name: str | None = Field(None, description="The name of the vector store.")
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    metadata: dict[str, Any] | None = Field(
         None, description="Set of 16 key-value pairs that can be attached to an object."
     )
     expires_after: VectorStoreExpirationPolicy | None = None
@@ -2829,9 +2801,7 @@ class VectorStoreFileObject(BaseModel):
     )
     id: str = Field(..., description="Unique identifier for the file")
     object: str = Field(..., description='Object type identifier, always "vector_store.file"')
-    attributes: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="Key-value attributes associated with the file"
-    )
+    attributes: dict[str, Any] = Field(..., description="Key-value attributes associated with the file")
     chunking_strategy: VectorStoreChunkingStrategyAuto | VectorStoreChunkingStrategyStatic = Field(
         ..., description="Strategy used for splitting the file into chunks", discriminator="type"
     )
@@ -2885,7 +2855,7 @@ class OpenaiSearchVectorStoreRequest(BaseModel):
         extra="forbid",
     )
     query: str | list[str] = Field(..., description="The query string or array for performing the search.")
-    filters: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    filters: dict[str, Any] | None = Field(
         None, description="Filters based on file attributes to narrow the search results."
     )
     max_num_results: int | None = Field(
@@ -3241,7 +3211,7 @@ class ToolInvocationResult(BaseModel):
     error_code: int | None = Field(
         None, description="(Optional) Numeric error code if the tool execution failed"
     )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    metadata: dict[str, Any] | None = Field(
         None, description="(Optional) Additional metadata about the tool execution"
     )
 
@@ -3300,9 +3270,7 @@ class RAGQueryResult(BaseModel):
     content: InterleavedContent | None = Field(
         None, description="(Optional) The retrieved content from the query"
     )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="Additional metadata about the query result"
-    )
+    metadata: dict[str, Any] = Field(..., description="Additional metadata about the query result")
 
 
 class Chunk(BaseModel):
@@ -3316,7 +3284,7 @@ class Chunk(BaseModel):
     content: InterleavedContent = Field(
         ..., description="The content of the chunk, which can be interleaved text, images, or other types."
     )
-    metadata: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
+    metadata: dict[str, Any] = Field(
         ...,
         description="Metadata associated with the chunk that will be used in the model context during inference.",
     )
@@ -3353,9 +3321,7 @@ class QueryChunksRequest(BaseModel):
     )
     vector_db_id: str = Field(..., description="The identifier of the vector database to query.")
     query: InterleavedContent = Field(..., description="The query to search for.")
-    params: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None, description="The parameters of the query."
-    )
+    params: dict[str, Any] | None = Field(None, description="The parameters of the query.")
 
 
 class QueryChunksResponse(BaseModel):
@@ -3383,7 +3349,7 @@ class OpenaiCreateVectorStoreFileBatchRequest(BaseModel):
         extra="forbid",
     )
     file_ids: list[str] = Field(..., description="A list of File IDs that the vector store should use.")
-    attributes: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    attributes: dict[str, Any] | None = Field(
         None, description="(Optional) Key-value attributes to store with the files."
     )
     chunking_strategy: VectorStoreChunkingStrategy | None = Field(
@@ -3396,7 +3362,7 @@ class OpenaiAttachFileToVectorStoreRequest(BaseModel):
         extra="forbid",
     )
     file_id: str = Field(..., description="The ID of the file to attach to the vector store.")
-    attributes: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    attributes: dict[str, Any] | None = Field(
         None, description="The key-value attributes stored with the file, which can be used for filtering."
     )
     chunking_strategy: VectorStoreChunkingStrategy | None = Field(
@@ -3454,12 +3420,10 @@ class OpenaiChatCompletionRequest(BaseModel):
     )
     messages: list[OpenAIMessageParam] = Field(..., description="List of messages in the conversation.")
     frequency_penalty: float | None = Field(None, description="(Optional) The penalty for repeated tokens.")
-    function_call: str | dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
+    function_call: str | dict[str, Any] | None = Field(
         None, description="(Optional) The function call to use."
     )
-    functions: list[dict[str, bool | float | str | list[Any] | dict[str, Any] | None]] | None = Field(
-        None, description="(Optional) List of functions to use."
-    )
+    functions: list[dict[str, Any]] | None = Field(None, description="(Optional) List of functions to use.")
     logit_bias: dict[str, float] | None = Field(None, description="(Optional) The logit bias to use.")
     logprobs: bool | None = Field(None, description="(Optional) The log probabilities to use.")
     max_completion_tokens: int | None = Field(
@@ -3477,16 +3441,10 @@ class OpenaiChatCompletionRequest(BaseModel):
     seed: int | None = Field(None, description="(Optional) The seed to use.")
     stop: str | list[str] | None = Field(None, description="(Optional) The stop tokens to use.")
     stream: bool | None = Field(None, description="(Optional) Whether to stream the response.")
-    stream_options: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None, description="(Optional) The stream options to use."
-    )
+    stream_options: dict[str, Any] | None = Field(None, description="(Optional) The stream options to use.")
     temperature: float | None = Field(None, description="(Optional) The temperature to use.")
-    tool_choice: str | dict[str, bool | float | str | list[Any] | dict[str, Any] | None] | None = Field(
-        None, description="(Optional) The tool choice to use."
-    )
-    tools: list[dict[str, bool | float | str | list[Any] | dict[str, Any] | None]] | None = Field(
-        None, description="(Optional) The tools to use."
-    )
+    tool_choice: str | dict[str, Any] | None = Field(None, description="(Optional) The tool choice to use.")
+    tools: list[dict[str, Any]] | None = Field(None, description="(Optional) The tools to use.")
     top_logprobs: int | None = Field(None, description="(Optional) The top log probabilities to use.")
     top_p: float | None = Field(None, description="(Optional) The top p to use.")
     user: str | None = Field(None, description="(Optional) The user to use.")
@@ -3615,9 +3573,7 @@ class RunShieldRequest(BaseModel):
     )
     shield_id: str = Field(..., description="The identifier of the shield to run.")
     messages: list[Message] = Field(..., description="The messages to run the shield on.")
-    params: dict[str, bool | float | str | list[Any] | dict[str, Any] | None] = Field(
-        ..., description="The parameters of the shield."
-    )
+    params: dict[str, Any] = Field(..., description="The parameters of the shield.")
 
 
 class SyntheticDataGenerateRequest(BaseModel):
