@@ -7,6 +7,7 @@ import json
 import jsonschema
 import pytest
 
+from generated.models.llama_stack_deprecated import OpenaiChatCompletionRequest
 from ggstack.core.errors import InvalidValueError
 from ggstack.engines.base import SamplingOptions
 from ggstack.http.errors import InvalidRequest, naming
@@ -100,13 +101,17 @@ def test_response_formats():
         options.response_format_schema({"type": "xml"})
 
 
-def test_schema_numbers_the_request_model_made_floats_are_ints_again():
-    # OpenAIJSONSchema.schema_ types its top-level values as bool | float | str | ..., so 4000 -> 4000.0
-    fmt = {"type": "json_schema", "json_schema": {"name": "s", "schema": {"type": "string", "minLength": 4000.0,
-                                                                         "enum": [1.5, 2.0, True]}}}
-    schema = options.response_format_schema(fmt)
+def test_schema_numbers_reach_the_engine_as_sent():
+    # Free-form JSON is Any in the generated models: a schema's 4000 stays an int (grammar
+    # converters repeat a rule `minLength` times and cannot take 4000.0).
+    body = OpenaiChatCompletionRequest.model_validate({
+        "model": "m", "messages": [{"role": "user", "content": "x"}],
+        "response_format": {"type": "json_schema", "json_schema": {
+            "name": "s", "schema": {"type": "string", "minLength": 4000, "enum": [1.5, 2, True]}}}})
+    assert body.response_format is not None
+    schema = options.response_format_schema(body.response_format.model_dump(by_alias=True, exclude_none=True))
     assert schema == {"type": "string", "minLength": 4000, "enum": [1.5, 2, True]}
-    assert type(schema["minLength"]) is int and schema["enum"][2] is True
+    assert type(schema["minLength"]) is int and type(schema["enum"][1]) is int and schema["enum"][2] is True
 
 
 # -- tools -------------------------------------------------------------------------------------
