@@ -7,6 +7,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -24,9 +26,7 @@ FACT = "The secret launch code of the Zorblax mission is PURPLE-HARBOR-42."
 OTHER = "Bananas are yellow fruit that grow in tropical climates."
 
 
-@pytest.fixture(scope="module")
-def mcp_url():
-    """A Streamable HTTP MCP server with one tool, `add`."""
+def math_server() -> MCPServer:
     tools = MCPServer("ggstack-test")
 
     @tools.tool()
@@ -34,18 +34,39 @@ def mcp_url():
         """Add two integers."""
         return a + b
 
+    return tools
+
+
+@contextmanager
+def serving(app) -> Iterator[int]:
+    """`app` on 127.0.0.1 in a thread; yields the port."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(tools.streamable_http_app(), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/mcp"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def mcp_url():
+    """A Streamable HTTP MCP server with one tool, `add`."""
+    with serving(math_server().streamable_http_app()) as port:
+        yield f"http://127.0.0.1:{port}/mcp"
+
+
+@pytest.fixture(scope="module")
+def mcp_sse_url():
+    """The same tool over the older HTTP+SSE transport."""
+    with serving(math_server().sse_app()) as port:
+        yield f"http://127.0.0.1:{port}/sse"
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +113,14 @@ def test_an_mcp_group_is_listed_and_invoked(client, mcp_url):
     client.toolgroups.unregister("mcp::math")
     with pytest.raises(NotFoundError):
         client.toolgroups.get("mcp::math")
+
+
+def test_an_mcp_group_over_sse(client, mcp_sse_url):
+    client.toolgroups.register(toolgroup_id="mcp::sse", provider_id="model-context-protocol",
+                               mcp_endpoint={"uri": mcp_sse_url})
+    assert [t.identifier for t in client.tools.list(toolgroup_id="mcp::sse")] == ["add"]
+    assert client.tool_runtime.invoke_tool(tool_name="add", kwargs={"a": 1, "b": 1}).content[0].text == "2"
+    client.toolgroups.unregister("mcp::sse")
 
 
 def test_unusable_groups_are_clear_400s(client, http):
