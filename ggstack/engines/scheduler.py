@@ -242,7 +242,7 @@ class BatchScheduler:
             return False
         rc = self._lib.llama_decode(self._ctx.ctx, batch)
         if rc != 0:
-            self._decode_failed(rc, {id(s): s for s, _ in sampled} | {id(s): s for s in active if s.busy})
+            self._decode_failed(rc, [s for s in active if s.busy])
             return True
         for slot, index in sampled:
             if slot.busy:
@@ -277,11 +277,10 @@ class BatchScheduler:
             return
         slot.produced += 1
         slot.next_token = token
-        event = TokenEvent(slot.decoder.decode(token_piece(self._lib, self._vocab, token)), int(token))
-        if logprobs is not None:
-            event = TokenEvent(event.text, event.token_id, *top_logprobs(self._lib, self._vocab, logprobs, token,
-                                                                          o.logprobs or 0))
-        released, stopped = slot.held.push(event)
+        logprob, top = top_logprobs(self._lib, self._vocab, logprobs, token, o.logprobs or 0) \
+            if logprobs is not None else (None, None)
+        text = slot.decoder.decode(token_piece(self._lib, self._vocab, token))
+        released, stopped = slot.held.push(TokenEvent(text, int(token), logprob, top))
         slot.outbox.extend(released)
         if stopped:
             self._finish(slot, "stop", hit_stop=True)
@@ -332,9 +331,9 @@ class BatchScheduler:
         request.channel.end(error)
         self._capacity.release()
 
-    def _decode_failed(self, rc: int, slots: dict[int, Slot]) -> None:
+    def _decode_failed(self, rc: int, slots: list[Slot]) -> None:
         log.error("llama_decode returned %d on model %s; ending %d streams", rc, self.name, len(slots))
-        for slot in slots.values():
+        for slot in slots:
             self._lib.llama_memory_seq_rm(self._ctx.memory, slot.seq_id, -1, -1)
             slot.cached = []
             self._release(slot, RuntimeError(f"llama_decode failed ({rc})"))

@@ -1,5 +1,8 @@
 """One thread per loaded model, running that model's jobs one at a time from a bounded queue.
 
+Embedding models and ctransformers models run on this; llama.cpp chat models have a
+`scheduler.BatchScheduler` instead, which decodes several requests together.
+
 A llama.cpp context is not thread-safe and a decode blocks for milliseconds to seconds, so
 the model object lives on, and is only touched from, its own thread. Requests never hold a
 lock: they put a job in the queue and await its result; a full queue is `BusyError` at once.

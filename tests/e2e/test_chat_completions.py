@@ -7,6 +7,7 @@ chat-completion schema (specs/upstream/chat-completion-responses.fragment.json).
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import threading
 import time
@@ -184,6 +185,22 @@ def test_stream_is_the_same_answer_in_chunks(client, http):
     assert text == whole.choices[0].message.content
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
     assert all(not c["choices"][0]["finish_reason"] for c in chunks[:-1])
+
+
+def test_concurrent_streams_each_get_their_own_answer(client):
+    """Six streams at once share the model's 4 slots (and its decode batches); each answer is the
+    one the same request gets alone."""
+    def streamed(i: int) -> str:
+        stream = client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": f"story {i} " * (1 + i)}], max_tokens=16,
+            temperature=0, stream=True)
+        return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    alone = [streamed(i) for i in range(6)]
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(streamed, range(6)))
+    assert together == alone
+    assert len(set(alone)) > 1
 
 
 def test_stream_with_the_sdk_and_include_usage(client):
