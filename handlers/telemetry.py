@@ -18,10 +18,12 @@ from generated.models.llama_stack_deprecated import (
     QueryTracesRequest,
     SaveSpansToDatasetRequest,
 )
+from generated.models.llama_stack_stable import LogEventRequest
 from ggstack.core.context import Context
 from ggstack.datasets.rows import add_rows
 from ggstack.http.errors import InvalidRequest, NotFound
 from ggstack.stores.base import MetadataStore
+from ggstack.telemetry.events import CLIENT, end_span, point_span, started_span
 from ggstack.telemetry.spans import SPAN_KIND
 from handlers.datasets import find_dataset
 
@@ -168,20 +170,57 @@ def bucket_seconds(granularity: str | None) -> int | None:
     return max(int(match.group(1)) * UNIT_SECONDS[match.group(2)], 1)
 
 
+def server_point(span: dict[str, Any], metric_name: str) -> float | None:
+    """What one server span adds to a server metric; client spans add nothing."""
+    if span.get("origin") == CLIENT:
+        return None
+    if metric_name == "requests":
+        return 1.0
+    return span.get("duration_ms") if metric_name == "duration_ms" else span.get("attributes", {}).get(metric_name)
+
+
+def metric_point(span: dict[str, Any], metric_name: str) -> float | None:
+    """The value of a client's metric event (ggstack.telemetry.events) of that name."""
+    attributes = span.get("attributes", {})
+    if span.get("origin") == CLIENT and span["name"] == "metric" and attributes.get("metric") == metric_name:
+        return attributes["value"]
+    return None
+
+
+async def log_event(body: LogEventRequest, ctx: Context) -> None:
+    """Stored as spans (ggstack.telemetry.events); `ttl_seconds` is accepted, and client spans
+    are kept as the server's are: the newest `telemetry_max_spans` of them all."""
+    event = body.event.model_dump(mode="json", exclude_none=True)
+    store = await span_store(ctx)
+    if event["type"] == "structured_log" and event["payload"]["type"] == "span_end":
+        if await store.update(SPAN_KIND, event["span_id"], lambda span: end_span(span, event)) is None:
+            raise InvalidRequest(f"Invalid value: span '{event['span_id']}' was never started",
+                                 param="event.span_id")
+        return
+    span = started_span(event) if event["type"] == "structured_log" else point_span(event)
+    await store.put(SPAN_KIND, span["span_id"], span)
+    if ctx.spans is not None:
+        await ctx.spans.prune(store)
+
+
 async def query_metrics(metric_name: str, body: QueryMetricsRequest, ctx: Context) -> dict[str, Any]:
-    if metric_name not in METRICS:
-        raise NotFound(f"Metric '{metric_name}' not found; known metrics: {', '.join(METRICS)}", param="metric_name")
+    spans = await all_spans(ctx)
+    client_metric = metric_name not in METRICS
+    if client_metric and not any(metric_point(span, metric_name) is not None for span in spans):
+        raise NotFound(f"Metric '{metric_name}' not found; the server's metrics are {', '.join(METRICS)}, and no "
+                       "client has logged one of that name", param="metric_name")
+    unit = METRICS.get(metric_name) or next(span["attributes"]["unit"] for span in spans
+                                            if metric_point(span, metric_name) is not None)
     request = body.model_dump(mode="json", exclude_unset=True)
     start, end = request["start_time"], request.get("end_time")
     step = bucket_seconds(request.get("granularity"))
     series: dict[tuple[tuple[str, str], ...], dict[int, float]] = defaultdict(lambda: defaultdict(float))
-    for span in await all_spans(ctx):
+    for span in spans:
         at = span["start_ns"] // 1_000_000_000
         if at < start or (end is not None and at > end):
             continue
         attributes = span.get("attributes", {})
-        value = 1.0 if metric_name == "requests" else (
-            span.get("duration_ms") if metric_name == "duration_ms" else attributes.get(metric_name))
+        value = metric_point(span, metric_name) if client_metric else server_point(span, metric_name)
         if value is None:
             continue
         labels = {"operation_id": str(attributes.get("operation_id", ""))}
@@ -193,6 +232,6 @@ async def query_metrics(metric_name: str, body: QueryMetricsRequest, ctx: Contex
         series[tuple(sorted(labels.items()))][timestamp] += float(value)
     return {"data": [
         {"metric": metric_name, "labels": [{"name": k, "value": v} for k, v in labels],
-         "values": [{"timestamp": t, "value": v, "unit": METRICS[metric_name]} for t, v in sorted(points.items())]}
+         "values": [{"timestamp": t, "value": v, "unit": unit} for t, v in sorted(points.items())]}
         for labels, points in sorted(series.items())
     ]}
