@@ -137,6 +137,7 @@ async def run(setup: TurnSetup, state: TurnState, *, resumed_with: list[dict[str
     """The turn's events. Storing happens here; closing the iterator abandons the turn."""
     span = turn_span(state.agent_id, state.session_id, state.turn["turn_id"])
     before = json.loads(json.dumps(state.doc)) if resumed_with is not None else None
+    state.doc["status"] = records.IN_PROGRESS
     outcome = "cancelled"  # unless it ends or fails: the client went away
     try:
         yield payload({"event_type": "turn_start", "turn_id": state.turn["turn_id"]})
@@ -153,8 +154,10 @@ async def run(setup: TurnSetup, state: TurnState, *, resumed_with: list[dict[str
         raise
     finally:
         with anyio.CancelScope(shield=True):
-            if outcome != "ok":
+            if state.doc["status"] == records.IN_PROGRESS:  # not stored as finished or paused
                 await _abandon(setup.metadata, state, before)
+            else:
+                outcome = "ok"  # stored; the client left after the last event
             await span.end(setup.metadata, outcome)
 
 
