@@ -8,7 +8,6 @@ when a request field is at fault, `param` names that field. Lower layers raise
 
 from __future__ import annotations
 
-import copy
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import aclosing, contextmanager
 from typing import TypeVar
@@ -179,22 +178,6 @@ def naming(fields: Fields) -> Iterator[None]:
         yield
     except domain.DomainError as exc:
         raise from_domain(exc, fields) from exc
-    except ApiError as exc:
-        raise _renamed(exc, fields) from None
-
-
-def _renamed(exc: ApiError, fields: Fields) -> ApiError:
-    """Until the engines raise domain errors (the batching work converts them), their
-    ApiErrors name the chat request's fields; rename those the same way."""
-    if exc.code == "context_length_exceeded":
-        target = fields.get(domain.ContextOverflowError)
-    else:
-        target = fields.get(exc.param) if exc.param is not None else None
-    if target is None or target == exc.param:
-        return exc
-    renamed = copy.copy(exc)
-    renamed.param = target
-    return renamed
 
 
 async def naming_stream(events: AsyncIterator[T], fields: Fields) -> AsyncIterator[T]:
@@ -209,5 +192,3 @@ async def naming_stream(events: AsyncIterator[T], fields: Fields) -> AsyncIterat
                 yield event
         except domain.DomainError as exc:
             raise from_domain(exc, fields) from exc
-        except ApiError as exc:
-            raise _renamed(exc, fields) from None

@@ -32,8 +32,6 @@ from ggstack.inference.tools import (
 )
 
 NO_TOOLS = ToolChoice("none")
-#: What a chat template's refusal is raised as.
-ENGINE_REFUSALS = (InvalidValueError,)
 
 
 @dataclass(frozen=True)
@@ -93,7 +91,7 @@ def template_uses_tools(engine: ChatEngine, tools: Sequence[ToolSpec]) -> bool:
     try:
         with_tools = engine.render_chat(probe, tools=[t.as_openai() for t in tools])
         without = engine.render_chat(probe)
-    except ENGINE_REFUSALS:
+    except InvalidValueError:
         return False
     return with_tools != without
 
@@ -101,6 +99,6 @@ def template_uses_tools(engine: ChatEngine, tools: Sequence[ToolSpec]) -> bool:
 def _render_with_instructions(engine: ChatEngine, turns: list[dict[str, Any]], instructions: str) -> str:
     try:
         return engine.render_chat(with_system_text(turns, instructions))
-    except ENGINE_REFUSALS:
+    except InvalidValueError:
         # some templates (Gemma 2, Mistral v1) refuse a system turn
         return engine.render_chat(with_user_prefix(turns, instructions))

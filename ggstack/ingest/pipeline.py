@@ -15,7 +15,6 @@ from typing import Any
 
 from ggstack.core.errors import BusyError, ContextOverflowError
 from ggstack.engines.base import EmbeddingEngine
-from ggstack.http import errors as http_errors
 from ggstack.ingest.chunking import TextChunk, chunk_units, text_units
 from ggstack.ingest.extract import extract
 from ggstack.stores.base import Chunk, Scalar, VectorStore
@@ -97,17 +96,13 @@ async def embed_texts(engine: Any, texts: list[str], *, retry_overloaded: bool =
         try:
             vectors, _ = await engine.embed(texts)
             return vectors
-        except (BusyError, http_errors.Overloaded):  # the latter until the engines raise BusyError
+        except BusyError:
             if not retry_overloaded:
                 raise
             if delay is None:
                 raise EmbeddingBusy("the embedding model stayed busy; try again later") from None
             await asyncio.sleep(delay)
         except ContextOverflowError:
-            return await _embed_truncated(engine, texts)
-        except http_errors.InvalidRequest as exc:  # until the engines raise ContextOverflowError
-            if exc.code != "context_length_exceeded":
-                raise
             return await _embed_truncated(engine, texts)
     raise AssertionError("unreachable")
 

@@ -22,7 +22,6 @@ import uuid
 from typing import Any
 
 from ggstack.core.errors import DomainError, NotFoundError
-from ggstack.http.errors import ApiError
 from ggstack.ingest import records
 from ggstack.ingest.chunking import chunking_params
 from ggstack.ingest.extract import ExtractionError
@@ -210,7 +209,7 @@ class IngestWorker:
             return failure(exc.message)
         except EmbeddingBusy as exc:
             return failure(str(exc), "rate_limit_exceeded")
-        except (DomainError, ApiError) as exc:  # ApiError until the engines raise domain errors
+        except DomainError as exc:
             return failure(exc.message)
         except Exception:
             log.exception("indexing %s into %s failed", doc["id"], store["id"])

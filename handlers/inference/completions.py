@@ -29,7 +29,7 @@ DIALECT = spec_dialect(OpenAICompletion, OpenAICompletionChoice)
 DEFAULT_MAX_TOKENS = 16
 #: Prompts times best_of: each is a generation queued on one model worker.
 MAX_GENERATIONS = 128
-#: An overflow is about the `prompt` (the engines' chat-minded errors say `messages`).
+#: An overflow is about the `prompt` (chat handlers call the same thing `messages`).
 COMPLETION_FIELDS: Fields = {ContextOverflowError: "prompt"}
 
 
