@@ -136,8 +136,8 @@ def test_chat_without_sampling_params_is_greedy_and_deterministic(http):
 
 def test_chat_top_p_and_top_k_sample(http):
     for strategy in ({"type": "top_p", "temperature": 1.5, "top_p": 0.99}, {"type": "top_k", "top_k": 50}):
-        texts = {chat(http, sampling_params={"strategy": strategy, "max_tokens": 8})["completion_message"]["content"]
-                 for _ in range(4)}
+        texts = {chat(http, sampling_params={"strategy": strategy, "max_tokens": 16})["completion_message"]["content"]
+                 for _ in range(8)}
         assert len(texts) > 1, strategy
 
 
