@@ -26,8 +26,8 @@ from handlers.vector_stores.common import (
     distinct_file_ids,
     file_object,
     list_order,
-    new_file_doc,
     page_body,
+    store_file_docs,
 )
 
 
@@ -39,19 +39,19 @@ async def openai_create_vector_store_file_batch(vector_store_id: str, body: Open
         raise InvalidRequest("file_ids must name at least one file", param="file_ids")
     attributes = records.validate_attributes(body.attributes)
     strategy = chunking_strategy(body.chunking_strategy)
-    files = [await records.get_file(ctx.metadata, ctx.files, file_id) for file_id in file_ids]
     batch_id = records.new_id("vsfb_")
+    docs = await store_file_docs(ctx, vector_store_id, file_ids, attributes, strategy, batch_id)
     # Files first: if the server dies before the batch record exists, the files are still
     # indexed on restart, and the client (who got no answer) never saw the batch.
-    await ctx.metadata.put_many(VECTOR_STORE_FILE, [
-        (file["id"], new_file_doc(vector_store_id, file, attributes, strategy, batch_id)) for file in files],
-        parent=vector_store_id)
+    await ctx.metadata.put_many(VECTOR_STORE_FILE, [(file_doc["id"], file_doc) for file_doc in docs],
+                                parent=vector_store_id)
     doc = {"id": batch_id, "object": "vector_store.file_batch", "vector_store_id": vector_store_id,
            "created_at": records.now(), "file_ids": file_ids, "cancelled": False}
     await ctx.metadata.put(FILE_BATCH, batch_id, doc, parent=vector_store_id)
     await records.touch_store(ctx.metadata, vector_store_id)
-    for file in files:
-        ctx.ingest.submit(vector_store_id, file["id"])
+    for file_doc in docs:
+        if file_doc["status"] == "in_progress":
+            ctx.ingest.submit(vector_store_id, file_doc["id"])
     return await batch_object(ctx, doc)
 
 

@@ -13,10 +13,12 @@ from generated.models.llama_stack_deprecated import (
     VectorStoreObject,
 )
 from ggstack.core.context import Context
+from ggstack.core.errors import NotFoundError
 from ggstack.http.errors import InvalidRequest, NotFound
 from ggstack.ingest import records
 from ggstack.ingest.chunking import chunking_params
 from ggstack.ingest.records import FILE_BATCH, VECTOR_STORE_FILE
+from ggstack.ingest.worker import failure
 
 DEFAULT_PAGE = 20
 
@@ -99,6 +101,23 @@ def new_file_doc(store_id: str, file: dict[str, Any], attributes: dict[str, Any]
             "created_at": records.now(), "attributes": attributes, "chunking_strategy": strategy,
             "status": "in_progress", "usage_bytes": 0, "filename": file["filename"], "batch_id": batch_id,
             "generation": uuid.uuid4().hex, "attempts": 0}
+
+
+async def store_file_docs(ctx: Context, store_id: str, file_ids: list[str], attributes: dict[str, Any],
+                          strategy: dict[str, Any], batch_id: str | None = None) -> list[dict[str, Any]]:
+    """A document per file entering the store. A file id that names no file does not refuse the
+    request (as in the reference and OpenAI): it enters the store already `failed`, with a
+    `last_error` that says why, is counted as failed, and can be deleted like any other."""
+    docs = []
+    for file_id in file_ids:
+        try:
+            file = await records.get_file(ctx.metadata, ctx.files, file_id)
+        except NotFoundError as missing:
+            doc = new_file_doc(store_id, {"id": file_id, "filename": ""}, attributes, strategy, batch_id)
+            docs.append({**doc, **failure(missing.message)})
+        else:
+            docs.append(new_file_doc(store_id, file, attributes, strategy, batch_id))
+    return docs
 
 
 async def store_object(ctx: Context, doc: dict[str, Any]) -> VectorStoreObject:

@@ -28,8 +28,8 @@ from handlers.vector_stores.common import (
     cursor,
     distinct_file_ids,
     list_order,
-    new_file_doc,
     page_body,
+    store_file_docs,
     store_object,
 )
 
@@ -92,18 +92,18 @@ async def openai_create_vector_store(body: OpenaiCreateVectorStoreRequest, ctx: 
     expires_after = records.validate_store_expiry(body.expires_after)
     metadata = records.validate_metadata(body.metadata)
     file_ids = distinct_file_ids(body.file_ids)
-    files = [await records.get_file(ctx.metadata, ctx.files, file_id) for file_id in file_ids]
     store_id = records.new_id("vs_")
+    docs = await store_file_docs(ctx, store_id, file_ids, {}, strategy)
     await create_store(ctx, store_id, name=body.name, model=model, dimension=dimension, strategy=strategy,
                        expires_after=expires_after, metadata=metadata)
-    if files:
-        await ctx.metadata.put_many(VECTOR_STORE_FILE, [
-            (file["id"], new_file_doc(store_id, file, {}, strategy)) for file in files], parent=store_id)
-        for file in files:
-            ctx.ingest.submit(store_id, file["id"])
+    if docs:
+        await ctx.metadata.put_many(VECTOR_STORE_FILE, [(doc["id"], doc) for doc in docs], parent=store_id)
+        queued = [doc["id"] for doc in docs if doc["status"] == "in_progress"]
+        for file_id in queued:
+            ctx.ingest.submit(store_id, file_id)
         deadline = time.monotonic() + ATTACH_WAIT_SECONDS
-        await asyncio.gather(*(ctx.ingest.wait(store_id, file["id"], max(0.0, deadline - time.monotonic()))
-                               for file in files))
+        await asyncio.gather(*(ctx.ingest.wait(store_id, file_id, max(0.0, deadline - time.monotonic()))
+                               for file_id in queued))
     return await store_object(ctx, await records.get_vector_store(ctx.metadata, store_id))
 
 

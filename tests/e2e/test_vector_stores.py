@@ -136,8 +136,22 @@ def test_create_validates_model_dimension_and_expiry(client):
             client.vector_stores.create(expires_after=bad)
     with pytest.raises(openai.BadRequestError):
         client.vector_stores.create(metadata={f"k{i}": "v" for i in range(17)})
-    with pytest.raises(openai.NotFoundError):
-        client.vector_stores.create(file_ids=["file-nope"])
+
+
+def test_a_missing_file_id_fails_that_file_not_the_store(client):
+    """As the reference and OpenAI do: the store is made, the file is `failed` with a reason."""
+    good = upload(client, "here.txt", "This file exists.")
+    store = client.vector_stores.create(name="partly", file_ids=[good, "file-nope"])
+    counts = store.file_counts
+    assert (counts.completed, counts.failed, counts.total) == (1, 1, 2)
+    missing = client.vector_stores.files.retrieve(vector_store_id=store.id, file_id="file-nope")
+    assert missing.status == "failed" and "file-nope" in missing.last_error.message
+    assert missing.last_error.code == "server_error"
+    listed = client.vector_stores.files.list(vector_store_id=store.id, filter="failed")
+    assert [f.id for f in listed.data] == ["file-nope"]
+    assert client.vector_stores.files.delete(vector_store_id=store.id, file_id="file-nope").deleted
+    counts = client.vector_stores.retrieve(store.id).file_counts
+    assert (counts.completed, counts.failed, counts.total) == (1, 0, 1)
 
 
 def test_every_format_is_indexed_and_its_chunks_readable(client, server):
@@ -326,8 +340,10 @@ def test_batch_indexes_in_the_background_with_counts(client):
     assert client.vector_stores.retrieve(store.id).file_counts.completed == 5
     with pytest.raises(openai.BadRequestError):
         client.vector_stores.file_batches.cancel(batch_id=batch.id, vector_store_id=store.id)
-    with pytest.raises(openai.NotFoundError):
-        client.vector_stores.file_batches.create(vector_store_id=store.id, file_ids=["file-nope"])
+    failed = client.vector_stores.file_batches.create(vector_store_id=store.id, file_ids=["file-nope"])
+    assert failed.status == "failed" and (failed.file_counts.failed, failed.file_counts.total) == (1, 1)
+    (entry,) = client.vector_stores.file_batches.list_files(batch_id=failed.id, vector_store_id=store.id).data
+    assert entry.id == "file-nope" and entry.status == "failed" and "not found" in entry.last_error.message
 
 
 def test_cancel_stops_files_not_yet_started(client, server):
