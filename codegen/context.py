@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from codegen.pointers import follow, resolve_ref
 from codegen.specs import SPEC_NAMES, SPECS_DIR, load_spec, overlay_names
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
@@ -124,21 +125,6 @@ def lift_request_bodies(document: dict[str, Any]) -> dict[str, Any]:
                 schemas[name] = schema
                 media["schema"] = {"$ref": f"#/components/schemas/{name}"}
     return document
-
-
-def follow(document: dict[str, Any], ref: str) -> Any:
-    """The node a local JSON pointer `#/a/b~1c` names."""
-    target: Any = document
-    for part in ref.removeprefix("#/").split("/"):
-        target = target[part.replace("~1", "/").replace("~0", "~")]
-    return target
-
-
-def resolve_ref(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
-    """Follow `$ref`s until a node that is not one (response and requestBody objects)."""
-    while "$ref" in node:
-        node = follow(document, node["$ref"])
-    return node
 
 
 def served_paths(spec_path: str, tag: str, operation_id: str, serving: dict[str, Any]) -> tuple[str, ...]:

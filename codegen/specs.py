@@ -15,6 +15,7 @@ import yaml
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from codegen.overlay import apply_overlay
+from codegen.requests import relax_request_schemas
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 OVERLAYS_DIR = SPECS_DIR / "overlays"
@@ -51,7 +52,8 @@ def overlay_names(name: str) -> list[str]:
 
 
 def load_spec(name: str, unmatched: list[str] | None = None) -> dict[str, Any]:
-    """`specs/<name>.yaml` with its overlays applied (`overlay_names`).
+    """`specs/<name>.yaml` with its overlays applied (`overlay_names`), then the request-schema
+    rules (codegen/requests.py) that hold for every document.
 
     The shared overlay's actions that match nothing here are appended to `unmatched`.
     """
@@ -62,7 +64,7 @@ def load_spec(name: str, unmatched: list[str] | None = None) -> dict[str, Any]:
         document = apply_overlay(document, read_yaml(OVERLAYS_DIR / f"{overlay}.yaml"), skipped)
         if shared and unmatched is not None:
             unmatched.extend(skipped or [])
-    return document
+    return relax_request_schemas(document)
 
 
 def stale_shared_actions() -> list[str]:

@@ -19,7 +19,8 @@ from generated.models.llama_stack_deprecated import (
 )
 from ggstack.core.context import Context
 from ggstack.core.errors import GrammarError
-from ggstack.http.errors import Fields, naming_stream
+from ggstack.http.errors import ApiError, Fields, naming_stream
+from ggstack.http.render import error_body
 from ggstack.inference import generation, options
 from ggstack.inference.openai_format import new_id, now
 from ggstack.inference.openai_responses import file_search, items, store
@@ -74,11 +75,25 @@ async def create_openai_response(body: CreateOpenaiResponseRequest, ctx: Context
 
     stream = generation.shaped_stream(events, builder.events, keep)
     if body.stream:
-        return stream
+        return opened_stream(builder, stream)
     async with aclosing(stream):
         async for _ in stream:
             pass
     return builder.response()
+
+
+async def opened_stream(builder: ResponseBuilder, stream: AsyncIterator[dict]) -> AsyncIterator[dict]:
+    """created and in_progress first, before the prompt is processed (clients show the response
+    at once); a request error after that point ends the stream with response.failed."""
+    for event in builder.opening():
+        yield event
+    async with aclosing(stream):
+        try:
+            async for event in stream:
+                yield event
+        except ApiError as error:
+            # the detail the error would have had as a status (it names the field at fault)
+            yield builder.failed(error.code or error.type, error_body(error, "llama_stack")["detail"])
 
 
 async def get_openai_response(response_id: str, ctx: Context) -> dict:

@@ -572,7 +572,7 @@ class JsonSchemaResponseFormat(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    type: Literal["json_schema"]
+    type: Literal["json_schema"] = "json_schema"
     json_schema: dict[str, Any]
 
 
@@ -580,7 +580,7 @@ class GrammarResponseFormat(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    type: Literal["grammar"]
+    type: Literal["grammar"] = "grammar"
     bnf: dict[str, Any]
 
 
@@ -833,7 +833,7 @@ class UserMessage(BaseModel):
     )
     content: str | ImageMedia | list[str | ImageMedia]
     context: str | ImageMedia | list[str | ImageMedia] | None = None
-    role: Literal["user"]
+    role: Literal["user"] = "user"
 
 
 class SystemMessage(BaseModel):
@@ -841,7 +841,7 @@ class SystemMessage(BaseModel):
         extra="forbid",
     )
     content: str | ImageMedia | list[str | ImageMedia]
-    role: Literal["system"]
+    role: Literal["system"] = "system"
 
 
 class ToolResponseMessage(BaseModel):
@@ -859,7 +859,7 @@ class CompletionMessage(BaseModel):
         extra="forbid",
     )
     content: str | ImageMedia | list[str | ImageMedia]
-    role: Literal["assistant"]
+    role: Literal["assistant"] = "assistant"
     stop_reason: StopReason
     tool_calls: list[ToolCall]
 
@@ -870,7 +870,7 @@ class SamplingParams(BaseModel):
     )
     max_tokens: int | None = 0
     repetition_penalty: float | None = 1.0
-    strategy: SamplingStrategy
+    strategy: SamplingStrategy | None = Field("greedy", validate_default=True)
     temperature: float | None = 0.0
     top_k: int | None = 0
     top_p: float | None = 0.95

@@ -118,7 +118,7 @@ class ToolParameter(BaseModel):
     name: str = Field(..., description="Name of the parameter")
     parameter_type: str = Field(..., description="Type of the parameter (e.g., string, integer)")
     description: str = Field(..., description="Human-readable description of what the parameter does")
-    required: bool = Field(..., description="Whether this parameter is required for tool invocation")
+    required: bool | None = Field(True, description="Whether this parameter is required for tool invocation")
     items: dict[str, Any] | None = Field(
         None, description="Type of the elements when parameter_type is array"
     )
@@ -685,39 +685,6 @@ class OpenAIResponseFormatText(BaseModel):
     type: Literal["text"] = Field(..., description='Must be "text" to indicate plain text response format')
 
 
-class OpenaiCompletionRequest(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    model: str = Field(
-        ...,
-        description="The identifier of the model to use. The model must be registered with Llama Stack and available via the /models endpoint.",
-    )
-    prompt: str | list[str] | list[int] | list[list[int]] = Field(
-        ..., description="The prompt to generate a completion for."
-    )
-    best_of: int | None = Field(None, description="(Optional) The number of completions to generate.")
-    echo: bool | None = Field(None, description="(Optional) Whether to echo the prompt.")
-    frequency_penalty: float | None = Field(None, description="(Optional) The penalty for repeated tokens.")
-    logit_bias: dict[str, float] | None = Field(None, description="(Optional) The logit bias to use.")
-    logprobs: bool | None = Field(None, description="(Optional) The log probabilities to use.")
-    max_tokens: int | None = Field(None, description="(Optional) The maximum number of tokens to generate.")
-    n: int | None = Field(None, description="(Optional) The number of completions to generate.")
-    presence_penalty: float | None = Field(None, description="(Optional) The penalty for repeated tokens.")
-    seed: int | None = Field(None, description="(Optional) The seed to use.")
-    stop: str | list[str] | None = Field(None, description="(Optional) The stop tokens to use.")
-    stream: bool | None = Field(None, description="(Optional) Whether to stream the response.")
-    stream_options: dict[str, Any] | None = Field(None, description="(Optional) The stream options to use.")
-    temperature: float | None = Field(None, description="(Optional) The temperature to use.")
-    top_p: float | None = Field(None, description="(Optional) The top p to use.")
-    user: str | None = Field(None, description="(Optional) The user to use.")
-    guided_choice: list[str] | None = None
-    prompt_logprobs: int | None = None
-    suffix: str | None = Field(
-        None, description="(Optional) The suffix that should be appended to the completion."
-    )
-
-
 class Input(RootModel[list[str]]):
     root: list[str] = Field(
         ...,
@@ -1019,7 +986,7 @@ class OpenAIResponseInputFunctionToolCallOutput(BaseModel):
     )
     call_id: str
     output: str
-    type: Literal["function_call_output"]
+    type: Literal["function_call_output"] = "function_call_output"
     id: str | None = None
     status: str | None = None
 
@@ -1032,8 +999,8 @@ class OpenAIResponseInputMessageContentImage(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    detail: Literal["low", "high", "auto"] = Field(
-        ..., description='Level of detail for image processing, can be "low", "high", or "auto"'
+    detail: Literal["low", "high", "auto"] | None = Field(
+        "auto", description='Level of detail for image processing, can be "low", "high", or "auto"'
     )
     type: Literal["input_image"] = Field(..., description='Content type identifier, always "input_image"')
     image_url: str | None = Field(None, description="(Optional) URL of the image content")
@@ -1063,7 +1030,7 @@ class OpenAIResponseMCPApprovalRequest(BaseModel):
     id: str
     name: str
     server_label: str
-    type: Literal["mcp_approval_request"]
+    type: Literal["mcp_approval_request"] = "mcp_approval_request"
 
 
 class OpenAIResponseMCPApprovalResponse(BaseModel):
@@ -1076,7 +1043,7 @@ class OpenAIResponseMCPApprovalResponse(BaseModel):
     )
     approval_request_id: str
     approve: bool
-    type: Literal["mcp_approval_response"]
+    type: Literal["mcp_approval_response"] = "mcp_approval_response"
     id: str | None = None
     reason: str | None = None
 
@@ -1086,7 +1053,7 @@ class OpenAIResponseOutputMessageContent(BaseModel):
         extra="forbid",
     )
     text: str
-    type: Literal["output_text"]
+    type: Literal["output_text"] = "output_text"
     annotations: list[OpenAIResponseAnnotations]
 
 
@@ -1119,7 +1086,7 @@ class OpenAIResponseOutputMessageFileSearchToolCall(BaseModel):
     queries: list[str] = Field(..., description="List of search queries executed")
     status: str = Field(..., description="Current status of the file search operation")
     type: Literal["file_search_call"] = Field(
-        ..., description='Tool call type identifier, always "file_search_call"'
+        "file_search_call", description='Tool call type identifier, always "file_search_call"'
     )
     results: list[Result] | None = Field(
         None, description="(Optional) Search results returned by the file search operation"
@@ -1138,7 +1105,7 @@ class OpenAIResponseOutputMessageFunctionToolCall(BaseModel):
     name: str = Field(..., description="Name of the function being called")
     arguments: str = Field(..., description="JSON string containing the function arguments")
     type: Literal["function_call"] = Field(
-        ..., description='Tool call type identifier, always "function_call"'
+        "function_call", description='Tool call type identifier, always "function_call"'
     )
     id: str | None = Field(None, description="(Optional) Additional identifier for the tool call")
     status: str | None = Field(None, description="(Optional) Current status of the function call execution")
@@ -1201,7 +1168,7 @@ class OpenAIResponseOutputMessageWebSearchToolCall(BaseModel):
     id: str = Field(..., description="Unique identifier for this tool call")
     status: str = Field(..., description="Current status of the web search operation")
     type: Literal["web_search_call"] = Field(
-        ..., description='Tool call type identifier, always "web_search_call"'
+        "web_search_call", description='Tool call type identifier, always "web_search_call"'
     )
 
 
@@ -1304,8 +1271,10 @@ class OpenAIResponseInputToolMCP(BaseModel):
     headers: dict[str, Any] | None = Field(
         None, description="(Optional) HTTP headers to include when connecting to the server"
     )
-    require_approval: Literal["always"] | Literal["never"] | RequireApproval = Field(
-        ..., description='Approval requirement for tool calls ("always", "never", or filter)'
+    require_approval: Literal["always"] | Literal["never"] | RequireApproval | None = Field(
+        "never",
+        description='Approval requirement for tool calls ("always", "never", or filter)',
+        validate_default=True,
     )
     allowed_tools: list[str] | AllowedTools | None = Field(
         None, description="(Optional) Restriction on which tools can be used from this server"
@@ -1671,9 +1640,11 @@ class VectorStoreChunkingStrategyStaticConfig(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    chunk_overlap_tokens: int = Field(..., description="Number of tokens to overlap between adjacent chunks")
-    max_chunk_size_tokens: int = Field(
-        ..., description="Maximum number of tokens per chunk, must be between 100 and 4096"
+    chunk_overlap_tokens: int | None = Field(
+        400, description="Number of tokens to overlap between adjacent chunks"
+    )
+    max_chunk_size_tokens: int | None = Field(
+        800, description="Maximum number of tokens per chunk, must be between 100 and 4096"
     )
 
 
@@ -1890,8 +1861,8 @@ class LabelMatcher(BaseModel):
     )
     name: str = Field(..., description="The name of the label to match")
     value: str = Field(..., description="The value to match against")
-    operator: Literal["=", "!=", "=~", "!~"] = Field(
-        ..., description="The comparison operator to use for matching"
+    operator: Literal["=", "!=", "=~", "!~"] | None = Field(
+        "=", description="The comparison operator to use for matching"
     )
 
 
@@ -2124,6 +2095,16 @@ class VectorStoreExpirationPolicy(BaseModel):
     days: int = Field(..., ge=1, le=365)
 
 
+class CompletionLogprobCount(RootModel[int]):
+    root: int = Field(
+        ...,
+        description="How many most likely alternatives to report per token (OpenAI's limit is 5).",
+        ge=0,
+        le=5,
+        title="CompletionLogprobCount",
+    )
+
+
 class OpenaiUploadFileRequest(BaseModel):
     file: bytes
     purpose: OpenAIFilePurpose
@@ -2142,8 +2123,8 @@ class SamplingParams(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    strategy: GreedySamplingStrategy | TopPSamplingStrategy | TopKSamplingStrategy = Field(
-        ..., description="The sampling strategy.", discriminator="type"
+    strategy: GreedySamplingStrategy | TopPSamplingStrategy | TopKSamplingStrategy | None = Field(
+        {"type": "greedy"}, description="The sampling strategy.", discriminator="type", validate_default=True
     )
     max_tokens: int | None = Field(
         0,
@@ -2366,7 +2347,7 @@ class OpenAIChatCompletionToolCall(BaseModel):
     index: int | None = Field(None, description="(Optional) Index of the tool call in the list")
     id: str | None = Field(None, description="(Optional) Unique identifier for the tool call")
     type: Literal["function"] = Field(
-        ..., description='Must be "function" to identify this as a function call'
+        "function", description='Must be "function" to identify this as a function call'
     )
     function: OpenAIChatCompletionToolCallFunction | None = Field(
         None, description="(Optional) Function call details"
@@ -2419,6 +2400,42 @@ class OpenAIChoiceDelta(BaseModel):
     )
 
 
+class OpenaiCompletionRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    model: str = Field(
+        ...,
+        description="The identifier of the model to use. The model must be registered with Llama Stack and available via the /models endpoint.",
+    )
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+        ..., description="The prompt to generate a completion for."
+    )
+    best_of: int | None = Field(None, description="(Optional) The number of completions to generate.")
+    echo: bool | None = Field(None, description="(Optional) Whether to echo the prompt.")
+    frequency_penalty: float | None = Field(None, description="(Optional) The penalty for repeated tokens.")
+    logit_bias: dict[str, float] | None = Field(None, description="(Optional) The logit bias to use.")
+    max_tokens: int | None = Field(None, description="(Optional) The maximum number of tokens to generate.")
+    n: int | None = Field(None, description="(Optional) The number of completions to generate.")
+    presence_penalty: float | None = Field(None, description="(Optional) The penalty for repeated tokens.")
+    seed: int | None = Field(None, description="(Optional) The seed to use.")
+    stop: str | list[str] | None = Field(None, description="(Optional) The stop tokens to use.")
+    stream: bool | None = Field(None, description="(Optional) Whether to stream the response.")
+    stream_options: dict[str, Any] | None = Field(None, description="(Optional) The stream options to use.")
+    temperature: float | None = Field(None, description="(Optional) The temperature to use.")
+    top_p: float | None = Field(None, description="(Optional) The top p to use.")
+    user: str | None = Field(None, description="(Optional) The user to use.")
+    guided_choice: list[str] | None = None
+    prompt_logprobs: int | None = None
+    suffix: str | None = Field(
+        None, description="(Optional) The suffix that should be appended to the completion."
+    )
+    logprobs: bool | CompletionLogprobCount | None = Field(
+        None,
+        description="(Optional) true for each token's log probability; an integer 0-5 (as the OpenAI API and SDK send it) also asks for that many most likely alternatives per token.",
+    )
+
+
 class ListOpenAIFileResponse(BaseModel):
     """
     Response for listing files in OpenAI Files API.
@@ -2465,7 +2482,7 @@ class OpenAIResponseMessage(BaseModel):
     )
     content: str | list[OpenAIResponseInputMessageContent] | list[OpenAIResponseOutputMessageContent]
     role: Literal["system", "developer", "user", "assistant"]
-    type: Literal["message"]
+    type: Literal["message"] = "message"
     id: str | None = None
     status: str | None = None
 
@@ -2860,7 +2877,9 @@ class DPOAlignmentConfig(BaseModel):
         extra="forbid",
     )
     beta: float = Field(..., description="Temperature parameter for the DPO loss")
-    loss_type: DPOLossType = Field(..., description="The type of loss function to use for DPO")
+    loss_type: DPOLossType | None = Field(
+        "sigmoid", description="The type of loss function to use for DPO", validate_default=True
+    )
 
 
 class DataConfig(BaseModel):
@@ -2909,9 +2928,9 @@ class TrainingConfig(BaseModel):
         extra="forbid",
     )
     n_epochs: int = Field(..., description="Number of training epochs to run")
-    max_steps_per_epoch: int = Field(..., description="Maximum number of steps to run per epoch")
-    gradient_accumulation_steps: int = Field(
-        ..., description="Number of steps to accumulate gradients before updating"
+    max_steps_per_epoch: int | None = Field(1, description="Maximum number of steps to run per epoch")
+    gradient_accumulation_steps: int | None = Field(
+        1, description="Number of steps to accumulate gradients before updating"
     )
     max_validation_steps: int | None = Field(
         1, description="(Optional) Maximum number of validation steps per epoch"
@@ -3005,6 +3024,34 @@ class QueryTracesRequest(BaseModel):
     limit: int | None = Field(None, description="The limit of traces to return.")
     offset: int | None = Field(None, description="The offset of the traces to return.")
     order_by: list[str] | None = Field(None, description="The order by of the traces to return.")
+
+
+class OpenAIResponseObjectStreamResponseInProgress(BaseModel):
+    """
+    Streaming event indicating the response is being generated (OpenAI's response.in_progress).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    response: OpenAIResponseObject = Field(..., description="The response object, status in_progress")
+    sequence_number: int = Field(..., description="Sequential number for ordering streaming events")
+    type: Literal["response.in_progress"]
+
+
+class OpenAIResponseObjectStreamResponseFailed(BaseModel):
+    """
+    Streaming event indicating the response failed after its stream began (OpenAI's response.failed); the response's status is failed and its error says why.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    response: OpenAIResponseObject = Field(
+        ..., description="The response object, status failed, with its error"
+    )
+    sequence_number: int = Field(..., description="Sequential number for ordering streaming events")
+    type: Literal["response.failed"]
 
 
 class AgentConfig(BaseModel):
@@ -3116,7 +3163,7 @@ class ToolResponseMessage(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    role: Literal["tool"] = Field(..., description='Must be "tool" to identify this as a tool response')
+    role: Literal["tool"] = Field("tool", description='Must be "tool" to identify this as a tool response')
     call_id: str = Field(..., description="Unique identifier for the tool call this response is for")
     content: InterleavedContent = Field(..., description="The response content from the tool")
 
@@ -3129,7 +3176,7 @@ class UserMessage(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    role: Literal["user"] = Field(..., description='Must be "user" to identify this as a user message')
+    role: Literal["user"] = Field("user", description='Must be "user" to identify this as a user message')
     content: InterleavedContent = Field(
         ..., description="The content of the message, which can include text and other media"
     )
@@ -3193,7 +3240,9 @@ class SystemMessage(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    role: Literal["system"] = Field(..., description='Must be "system" to identify this as a system message')
+    role: Literal["system"] = Field(
+        "system", description='Must be "system" to identify this as a system message'
+    )
     content: InterleavedContent = Field(
         ...,
         description='The content of the "system prompt". If multiple system messages are provided, they are concatenated. The underlying Llama Stack code may also add other system messages (for example, for formatting tool definitions).',
@@ -3408,6 +3457,8 @@ class OpenAIResponseObjectStream(
         | OpenAIResponseObjectStreamResponseContentPartAdded
         | OpenAIResponseObjectStreamResponseContentPartDone
         | OpenAIResponseObjectStreamResponseCompleted
+        | OpenAIResponseObjectStreamResponseInProgress
+        | OpenAIResponseObjectStreamResponseFailed
     ]
 ):
     root: (
@@ -3432,6 +3483,8 @@ class OpenAIResponseObjectStream(
         | OpenAIResponseObjectStreamResponseContentPartAdded
         | OpenAIResponseObjectStreamResponseContentPartDone
         | OpenAIResponseObjectStreamResponseCompleted
+        | OpenAIResponseObjectStreamResponseInProgress
+        | OpenAIResponseObjectStreamResponseFailed
     ) = Field(..., discriminator="type")
 
 

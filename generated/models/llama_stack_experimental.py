@@ -181,7 +181,7 @@ class ToolParameter(BaseModel):
     name: str = Field(..., description="Name of the parameter")
     parameter_type: str = Field(..., description="Type of the parameter (e.g., string, integer)")
     description: str = Field(..., description="Human-readable description of what the parameter does")
-    required: bool = Field(..., description="Whether this parameter is required for tool invocation")
+    required: bool | None = Field(True, description="Whether this parameter is required for tool invocation")
     items: dict[str, Any] | None = Field(
         None, description="Type of the elements when parameter_type is array"
     )
@@ -521,7 +521,7 @@ class OpenAIChatCompletionContentPartTextParam(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    type: Literal["text"] = Field(..., description='Must be "text" to identify this as text content')
+    type: Literal["text"] = Field("text", description='Must be "text" to identify this as text content')
     text: str = Field(..., description="The text content of the message")
 
 
@@ -678,8 +678,8 @@ class LabelMatcher(BaseModel):
     )
     name: str = Field(..., description="The name of the label to match")
     value: str = Field(..., description="The value to match against")
-    operator: Literal["=", "!=", "=~", "!~"] = Field(
-        ..., description="The comparison operator to use for matching"
+    operator: Literal["=", "!=", "=~", "!~"] | None = Field(
+        "=", description="The comparison operator to use for matching"
     )
 
 
@@ -956,8 +956,8 @@ class SamplingParams(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    strategy: GreedySamplingStrategy | TopPSamplingStrategy | TopKSamplingStrategy = Field(
-        ..., description="The sampling strategy.", discriminator="type"
+    strategy: GreedySamplingStrategy | TopPSamplingStrategy | TopKSamplingStrategy | None = Field(
+        {"type": "greedy"}, description="The sampling strategy.", discriminator="type", validate_default=True
     )
     max_tokens: int | None = Field(
         0,
@@ -1132,7 +1132,7 @@ class OpenAIChatCompletionContentPartImageParam(BaseModel):
         extra="forbid",
     )
     type: Literal["image_url"] = Field(
-        ..., description='Must be "image_url" to identify this as image content'
+        "image_url", description='Must be "image_url" to identify this as image content'
     )
     image_url: OpenAIImageURL = Field(..., description="Image URL specification and processing details")
 
@@ -1232,7 +1232,9 @@ class DPOAlignmentConfig(BaseModel):
         extra="forbid",
     )
     beta: float = Field(..., description="Temperature parameter for the DPO loss")
-    loss_type: DPOLossType = Field(..., description="The type of loss function to use for DPO")
+    loss_type: DPOLossType | None = Field(
+        "sigmoid", description="The type of loss function to use for DPO", validate_default=True
+    )
 
 
 class DataConfig(BaseModel):
@@ -1281,9 +1283,9 @@ class TrainingConfig(BaseModel):
         extra="forbid",
     )
     n_epochs: int = Field(..., description="Number of training epochs to run")
-    max_steps_per_epoch: int = Field(..., description="Maximum number of steps to run per epoch")
-    gradient_accumulation_steps: int = Field(
-        ..., description="Number of steps to accumulate gradients before updating"
+    max_steps_per_epoch: int | None = Field(1, description="Maximum number of steps to run per epoch")
+    gradient_accumulation_steps: int | None = Field(
+        1, description="Number of steps to accumulate gradients before updating"
     )
     max_validation_steps: int | None = Field(
         1, description="(Optional) Maximum number of validation steps per epoch"
@@ -1488,7 +1490,7 @@ class ToolResponseMessage(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    role: Literal["tool"] = Field(..., description='Must be "tool" to identify this as a tool response')
+    role: Literal["tool"] = Field("tool", description='Must be "tool" to identify this as a tool response')
     call_id: str = Field(..., description="Unique identifier for the tool call this response is for")
     content: InterleavedContent = Field(..., description="The response content from the tool")
 
@@ -1501,7 +1503,7 @@ class UserMessage(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    role: Literal["user"] = Field(..., description='Must be "user" to identify this as a user message')
+    role: Literal["user"] = Field("user", description='Must be "user" to identify this as a user message')
     content: InterleavedContent = Field(
         ..., description="The content of the message, which can include text and other media"
     )
@@ -1565,7 +1567,9 @@ class SystemMessage(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    role: Literal["system"] = Field(..., description='Must be "system" to identify this as a system message')
+    role: Literal["system"] = Field(
+        "system", description='Must be "system" to identify this as a system message'
+    )
     content: InterleavedContent = Field(
         ...,
         description='The content of the "system prompt". If multiple system messages are provided, they are concatenated. The underlying Llama Stack code may also add other system messages (for example, for formatting tool definitions).',

@@ -331,8 +331,8 @@ class SamplingParams(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    strategy: GreedySamplingStrategy | TopPSamplingStrategy | TopKSamplingStrategy = Field(
-        ..., description="The sampling strategy.", discriminator="type"
+    strategy: GreedySamplingStrategy | TopPSamplingStrategy | TopKSamplingStrategy | None = Field(
+        {"type": "greedy"}, description="The sampling strategy.", discriminator="type", validate_default=True
     )
     max_tokens: int | None = Field(
         0,

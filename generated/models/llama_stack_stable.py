@@ -198,39 +198,6 @@ class OpenAIResponseFormatText(BaseModel):
     type: Literal["text"] = Field(..., description='Must be "text" to indicate plain text response format')
 
 
-class OpenaiCompletionRequest(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    model: str = Field(
-        ...,
-        description="The identifier of the model to use. The model must be registered with Llama Stack and available via the /models endpoint.",
-    )
-    prompt: str | list[str] | list[int] | list[list[int]] = Field(
-        ..., description="The prompt to generate a completion for."
-    )
-    best_of: int | None = Field(None, description="(Optional) The number of completions to generate.")
-    echo: bool | None = Field(None, description="(Optional) Whether to echo the prompt.")
-    frequency_penalty: float | None = Field(None, description="(Optional) The penalty for repeated tokens.")
-    logit_bias: dict[str, float] | None = Field(None, description="(Optional) The logit bias to use.")
-    logprobs: bool | None = Field(None, description="(Optional) The log probabilities to use.")
-    max_tokens: int | None = Field(None, description="(Optional) The maximum number of tokens to generate.")
-    n: int | None = Field(None, description="(Optional) The number of completions to generate.")
-    presence_penalty: float | None = Field(None, description="(Optional) The penalty for repeated tokens.")
-    seed: int | None = Field(None, description="(Optional) The seed to use.")
-    stop: str | list[str] | None = Field(None, description="(Optional) The stop tokens to use.")
-    stream: bool | None = Field(None, description="(Optional) Whether to stream the response.")
-    stream_options: dict[str, Any] | None = Field(None, description="(Optional) The stream options to use.")
-    temperature: float | None = Field(None, description="(Optional) The temperature to use.")
-    top_p: float | None = Field(None, description="(Optional) The top p to use.")
-    user: str | None = Field(None, description="(Optional) The user to use.")
-    guided_choice: list[str] | None = None
-    prompt_logprobs: int | None = None
-    suffix: str | None = Field(
-        None, description="(Optional) The suffix that should be appended to the completion."
-    )
-
-
 class Input(RootModel[list[str]]):
     root: list[str] = Field(
         ...,
@@ -656,7 +623,7 @@ class OpenAIResponseInputFunctionToolCallOutput(BaseModel):
     )
     call_id: str
     output: str
-    type: Literal["function_call_output"]
+    type: Literal["function_call_output"] = "function_call_output"
     id: str | None = None
     status: str | None = None
 
@@ -669,8 +636,8 @@ class OpenAIResponseInputMessageContentImage(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    detail: Literal["low", "high", "auto"] = Field(
-        ..., description='Level of detail for image processing, can be "low", "high", or "auto"'
+    detail: Literal["low", "high", "auto"] | None = Field(
+        "auto", description='Level of detail for image processing, can be "low", "high", or "auto"'
     )
     type: Literal["input_image"] = Field(..., description='Content type identifier, always "input_image"')
     image_url: str | None = Field(None, description="(Optional) URL of the image content")
@@ -700,7 +667,7 @@ class OpenAIResponseMCPApprovalRequest(BaseModel):
     id: str
     name: str
     server_label: str
-    type: Literal["mcp_approval_request"]
+    type: Literal["mcp_approval_request"] = "mcp_approval_request"
 
 
 class OpenAIResponseMCPApprovalResponse(BaseModel):
@@ -713,7 +680,7 @@ class OpenAIResponseMCPApprovalResponse(BaseModel):
     )
     approval_request_id: str
     approve: bool
-    type: Literal["mcp_approval_response"]
+    type: Literal["mcp_approval_response"] = "mcp_approval_response"
     id: str | None = None
     reason: str | None = None
 
@@ -723,7 +690,7 @@ class OpenAIResponseOutputMessageContent(BaseModel):
         extra="forbid",
     )
     text: str
-    type: Literal["output_text"]
+    type: Literal["output_text"] = "output_text"
     annotations: list[OpenAIResponseAnnotations]
 
 
@@ -756,7 +723,7 @@ class OpenAIResponseOutputMessageFileSearchToolCall(BaseModel):
     queries: list[str] = Field(..., description="List of search queries executed")
     status: str = Field(..., description="Current status of the file search operation")
     type: Literal["file_search_call"] = Field(
-        ..., description='Tool call type identifier, always "file_search_call"'
+        "file_search_call", description='Tool call type identifier, always "file_search_call"'
     )
     results: list[Result] | None = Field(
         None, description="(Optional) Search results returned by the file search operation"
@@ -775,7 +742,7 @@ class OpenAIResponseOutputMessageFunctionToolCall(BaseModel):
     name: str = Field(..., description="Name of the function being called")
     arguments: str = Field(..., description="JSON string containing the function arguments")
     type: Literal["function_call"] = Field(
-        ..., description='Tool call type identifier, always "function_call"'
+        "function_call", description='Tool call type identifier, always "function_call"'
     )
     id: str | None = Field(None, description="(Optional) Additional identifier for the tool call")
     status: str | None = Field(None, description="(Optional) Current status of the function call execution")
@@ -838,7 +805,7 @@ class OpenAIResponseOutputMessageWebSearchToolCall(BaseModel):
     id: str = Field(..., description="Unique identifier for this tool call")
     status: str = Field(..., description="Current status of the web search operation")
     type: Literal["web_search_call"] = Field(
-        ..., description='Tool call type identifier, always "web_search_call"'
+        "web_search_call", description='Tool call type identifier, always "web_search_call"'
     )
 
 
@@ -941,8 +908,10 @@ class OpenAIResponseInputToolMCP(BaseModel):
     headers: dict[str, Any] | None = Field(
         None, description="(Optional) HTTP headers to include when connecting to the server"
     )
-    require_approval: Literal["always"] | Literal["never"] | RequireApproval = Field(
-        ..., description='Approval requirement for tool calls ("always", "never", or filter)'
+    require_approval: Literal["always"] | Literal["never"] | RequireApproval | None = Field(
+        "never",
+        description='Approval requirement for tool calls ("always", "never", or filter)',
+        validate_default=True,
     )
     allowed_tools: list[str] | AllowedTools | None = Field(
         None, description="(Optional) Restriction on which tools can be used from this server"
@@ -1742,7 +1711,7 @@ class DefaultRAGQueryGeneratorConfig(BaseModel):
         extra="forbid",
     )
     type: Literal["default"] = Field(..., description="Type of query generator, always 'default'")
-    separator: str = Field(..., description="String separator used to join query terms")
+    separator: str | None = Field(" ", description="String separator used to join query terms")
 
 
 class LLMRAGQueryGeneratorConfig(BaseModel):
@@ -1775,8 +1744,8 @@ class RRFRanker(BaseModel):
         extra="forbid",
     )
     type: Literal["rrf"] = Field(..., description='The type of ranker, always "rrf"')
-    impact_factor: float = Field(
-        ...,
+    impact_factor: float | None = Field(
+        60.0,
         description="The impact factor for RRF scoring. Higher values give more weight to higher-ranked results. Must be greater than 0",
     )
 
@@ -1790,8 +1759,8 @@ class WeightedRanker(BaseModel):
         extra="forbid",
     )
     type: Literal["weighted"] = Field(..., description='The type of ranker, always "weighted"')
-    alpha: float = Field(
-        ...,
+    alpha: float | None = Field(
+        0.5,
         description="Weight factor between 0 and 1. 0 means only use keyword scores, 1 means only use vector scores, values in between blend both scores.",
     )
 
@@ -2030,9 +1999,11 @@ class VectorStoreChunkingStrategyStaticConfig(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    chunk_overlap_tokens: int = Field(..., description="Number of tokens to overlap between adjacent chunks")
-    max_chunk_size_tokens: int = Field(
-        ..., description="Maximum number of tokens per chunk, must be between 100 and 4096"
+    chunk_overlap_tokens: int | None = Field(
+        400, description="Number of tokens to overlap between adjacent chunks"
+    )
+    max_chunk_size_tokens: int | None = Field(
+        800, description="Maximum number of tokens per chunk, must be between 100 and 4096"
     )
 
 
@@ -2196,6 +2167,16 @@ class VectorStoreExpirationPolicy(BaseModel):
     days: int = Field(..., ge=1, le=365)
 
 
+class CompletionLogprobCount(RootModel[int]):
+    root: int = Field(
+        ...,
+        description="How many most likely alternatives to report per token (OpenAI's limit is 5).",
+        ge=0,
+        le=5,
+        title="CompletionLogprobCount",
+    )
+
+
 class OpenaiUploadFileRequest(BaseModel):
     file: bytes
     purpose: OpenAIFilePurpose
@@ -2227,7 +2208,7 @@ class OpenAIChatCompletionToolCall(BaseModel):
     index: int | None = Field(None, description="(Optional) Index of the tool call in the list")
     id: str | None = Field(None, description="(Optional) Unique identifier for the tool call")
     type: Literal["function"] = Field(
-        ..., description='Must be "function" to identify this as a function call'
+        "function", description='Must be "function" to identify this as a function call'
     )
     function: OpenAIChatCompletionToolCallFunction | None = Field(
         None, description="(Optional) Function call details"
@@ -2277,6 +2258,42 @@ class OpenAIChoiceDelta(BaseModel):
     role: str | None = Field(None, description="(Optional) The role of the delta")
     tool_calls: list[OpenAIChatCompletionToolCall] | None = Field(
         None, description="(Optional) The tool calls of the delta"
+    )
+
+
+class OpenaiCompletionRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    model: str = Field(
+        ...,
+        description="The identifier of the model to use. The model must be registered with Llama Stack and available via the /models endpoint.",
+    )
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+        ..., description="The prompt to generate a completion for."
+    )
+    best_of: int | None = Field(None, description="(Optional) The number of completions to generate.")
+    echo: bool | None = Field(None, description="(Optional) Whether to echo the prompt.")
+    frequency_penalty: float | None = Field(None, description="(Optional) The penalty for repeated tokens.")
+    logit_bias: dict[str, float] | None = Field(None, description="(Optional) The logit bias to use.")
+    max_tokens: int | None = Field(None, description="(Optional) The maximum number of tokens to generate.")
+    n: int | None = Field(None, description="(Optional) The number of completions to generate.")
+    presence_penalty: float | None = Field(None, description="(Optional) The penalty for repeated tokens.")
+    seed: int | None = Field(None, description="(Optional) The seed to use.")
+    stop: str | list[str] | None = Field(None, description="(Optional) The stop tokens to use.")
+    stream: bool | None = Field(None, description="(Optional) Whether to stream the response.")
+    stream_options: dict[str, Any] | None = Field(None, description="(Optional) The stream options to use.")
+    temperature: float | None = Field(None, description="(Optional) The temperature to use.")
+    top_p: float | None = Field(None, description="(Optional) The top p to use.")
+    user: str | None = Field(None, description="(Optional) The user to use.")
+    guided_choice: list[str] | None = None
+    prompt_logprobs: int | None = None
+    suffix: str | None = Field(
+        None, description="(Optional) The suffix that should be appended to the completion."
+    )
+    logprobs: bool | CompletionLogprobCount | None = Field(
+        None,
+        description="(Optional) true for each token's log probability; an integer 0-5 (as the OpenAI API and SDK send it) also asks for that many most likely alternatives per token.",
     )
 
 
@@ -2351,7 +2368,7 @@ class OpenAIResponseMessage(BaseModel):
     )
     content: str | list[OpenAIResponseInputMessageContent] | list[OpenAIResponseOutputMessageContent]
     role: Literal["system", "developer", "user", "assistant"]
-    type: Literal["message"]
+    type: Literal["message"] = "message"
     id: str | None = None
     status: str | None = None
 
@@ -2872,6 +2889,34 @@ class OpenaiSearchVectorStoreRequest(BaseModel):
     )
 
 
+class OpenAIResponseObjectStreamResponseInProgress(BaseModel):
+    """
+    Streaming event indicating the response is being generated (OpenAI's response.in_progress).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    response: OpenAIResponseObject = Field(..., description="The response object, status in_progress")
+    sequence_number: int = Field(..., description="Sequential number for ordering streaming events")
+    type: Literal["response.in_progress"]
+
+
+class OpenAIResponseObjectStreamResponseFailed(BaseModel):
+    """
+    Streaming event indicating the response failed after its stream began (OpenAI's response.failed); the response's status is failed and its error says why.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    response: OpenAIResponseObject = Field(
+        ..., description="The response object, status failed, with its error"
+    )
+    sequence_number: int = Field(..., description="Sequential number for ordering streaming events")
+    type: Literal["response.failed"]
+
+
 class OpenAIAssistantMessageParam(BaseModel):
     """
     A message containing the model's (assistant) response in an OpenAI-compatible chat completion request.
@@ -3080,6 +3125,8 @@ class OpenAIResponseObjectStream(
         | OpenAIResponseObjectStreamResponseContentPartAdded
         | OpenAIResponseObjectStreamResponseContentPartDone
         | OpenAIResponseObjectStreamResponseCompleted
+        | OpenAIResponseObjectStreamResponseInProgress
+        | OpenAIResponseObjectStreamResponseFailed
     ]
 ):
     root: (
@@ -3104,6 +3151,8 @@ class OpenAIResponseObjectStream(
         | OpenAIResponseObjectStreamResponseContentPartAdded
         | OpenAIResponseObjectStreamResponseContentPartDone
         | OpenAIResponseObjectStreamResponseCompleted
+        | OpenAIResponseObjectStreamResponseInProgress
+        | OpenAIResponseObjectStreamResponseFailed
     ) = Field(..., discriminator="type")
 
 
@@ -3227,10 +3276,12 @@ class RAGQueryConfig(BaseModel):
     query_generator_config: DefaultRAGQueryGeneratorConfig | LLMRAGQueryGeneratorConfig = Field(
         ..., description="Configuration for the query generator.", discriminator="type"
     )
-    max_tokens_in_context: int = Field(..., description="Maximum number of tokens in the context.", ge=1)
-    max_chunks: int = Field(..., description="Maximum number of chunks to retrieve.", ge=1, le=50)
-    chunk_template: str = Field(
-        ...,
+    max_tokens_in_context: int | None = Field(
+        4096, description="Maximum number of tokens in the context.", ge=1
+    )
+    max_chunks: int | None = Field(5, description="Maximum number of chunks to retrieve.", ge=1, le=50)
+    chunk_template: str | None = Field(
+        "Result {index}\nContent: {chunk.content}\nMetadata: {metadata}\n",
         description='Template for formatting each retrieved chunk in the context. Available placeholders: {index} (1-based chunk ordinal), {chunk.content} (chunk content string), {metadata} (chunk metadata dict). Default: "Result {index}\\nContent: {chunk.content}\\nMetadata: {metadata}\\n"',
         pattern="^([^{}]|\\{\\{|\\}\\}|\\{(index|chunk\\.content|chunk\\.metadata|metadata)\\})*$",
     )

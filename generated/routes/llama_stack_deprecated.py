@@ -254,7 +254,7 @@ APPEND_ROWS = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 ITERROWS = Operation(
@@ -274,7 +274,7 @@ ITERROWS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LIST_DATASETS = Operation(
@@ -290,7 +290,7 @@ LIST_DATASETS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 REGISTER_DATASET = Operation(
@@ -306,7 +306,7 @@ REGISTER_DATASET = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_DATASET = Operation(
@@ -324,7 +324,7 @@ GET_DATASET = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 UNREGISTER_DATASET = Operation(
@@ -342,7 +342,7 @@ UNREGISTER_DATASET = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LIST_BENCHMARKS = Operation(
@@ -358,7 +358,7 @@ LIST_BENCHMARKS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 REGISTER_BENCHMARK = Operation(
@@ -374,7 +374,7 @@ REGISTER_BENCHMARK = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_BENCHMARK = Operation(
@@ -392,7 +392,7 @@ GET_BENCHMARK = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 UNREGISTER_BENCHMARK = Operation(
@@ -410,7 +410,7 @@ UNREGISTER_BENCHMARK = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 EVALUATE_ROWS = Operation(
@@ -428,7 +428,7 @@ EVALUATE_ROWS = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 RUN_EVAL = Operation(
@@ -446,7 +446,7 @@ RUN_EVAL = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 JOB_STATUS = Operation(
@@ -465,7 +465,7 @@ JOB_STATUS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 JOB_CANCEL = Operation(
@@ -484,7 +484,7 @@ JOB_CANCEL = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 JOB_RESULT = Operation(
@@ -503,7 +503,7 @@ JOB_RESULT = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LIST_CHAT_COMPLETIONS = Operation(
@@ -529,7 +529,7 @@ LIST_CHAT_COMPLETIONS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_CHAT_COMPLETION = Operation(
@@ -545,7 +545,7 @@ OPENAI_CHAT_COMPLETION = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_CHAT_COMPLETION = Operation(
@@ -563,7 +563,7 @@ GET_CHAT_COMPLETION = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_COMPLETION = Operation(
@@ -579,7 +579,7 @@ OPENAI_COMPLETION = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_EMBEDDINGS = Operation(
@@ -595,7 +595,7 @@ OPENAI_EMBEDDINGS = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_LIST_FILES = Operation(
@@ -626,7 +626,7 @@ OPENAI_LIST_FILES = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_UPLOAD_FILE = Operation(
@@ -642,7 +642,7 @@ OPENAI_UPLOAD_FILE = Operation(
     body_media_type="multipart/form-data",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_RETRIEVE_FILE = Operation(
@@ -660,7 +660,7 @@ OPENAI_RETRIEVE_FILE = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_DELETE_FILE = Operation(
@@ -678,7 +678,7 @@ OPENAI_DELETE_FILE = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_RETRIEVE_FILE_CONTENT = Operation(
@@ -696,7 +696,7 @@ OPENAI_RETRIEVE_FILE_CONTENT = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_LIST_MODELS = Operation(
@@ -712,7 +712,7 @@ OPENAI_LIST_MODELS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 RUN_MODERATION = Operation(
@@ -728,7 +728,7 @@ RUN_MODERATION = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LIST_OPENAI_RESPONSES = Operation(
@@ -754,7 +754,7 @@ LIST_OPENAI_RESPONSES = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 CREATE_OPENAI_RESPONSE = Operation(
@@ -770,7 +770,7 @@ CREATE_OPENAI_RESPONSE = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_OPENAI_RESPONSE = Operation(
@@ -788,7 +788,7 @@ GET_OPENAI_RESPONSE = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 DELETE_OPENAI_RESPONSE = Operation(
@@ -806,7 +806,7 @@ DELETE_OPENAI_RESPONSE = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LIST_OPENAI_RESPONSE_INPUT_ITEMS = Operation(
@@ -834,7 +834,7 @@ LIST_OPENAI_RESPONSE_INPUT_ITEMS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_LIST_VECTOR_STORES = Operation(
@@ -855,7 +855,7 @@ OPENAI_LIST_VECTOR_STORES = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_CREATE_VECTOR_STORE = Operation(
@@ -871,7 +871,7 @@ OPENAI_CREATE_VECTOR_STORE = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_RETRIEVE_VECTOR_STORE = Operation(
@@ -889,7 +889,7 @@ OPENAI_RETRIEVE_VECTOR_STORE = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_UPDATE_VECTOR_STORE = Operation(
@@ -907,7 +907,7 @@ OPENAI_UPDATE_VECTOR_STORE = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_DELETE_VECTOR_STORE = Operation(
@@ -925,7 +925,7 @@ OPENAI_DELETE_VECTOR_STORE = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_CREATE_VECTOR_STORE_FILE_BATCH = Operation(
@@ -943,7 +943,7 @@ OPENAI_CREATE_VECTOR_STORE_FILE_BATCH = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_RETRIEVE_VECTOR_STORE_FILE_BATCH = Operation(
@@ -962,7 +962,7 @@ OPENAI_RETRIEVE_VECTOR_STORE_FILE_BATCH = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_CANCEL_VECTOR_STORE_FILE_BATCH = Operation(
@@ -981,7 +981,7 @@ OPENAI_CANCEL_VECTOR_STORE_FILE_BATCH = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_LIST_FILES_IN_VECTOR_STORE_FILE_BATCH = Operation(
@@ -1005,7 +1005,7 @@ OPENAI_LIST_FILES_IN_VECTOR_STORE_FILE_BATCH = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_LIST_FILES_IN_VECTOR_STORE = Operation(
@@ -1035,7 +1035,7 @@ OPENAI_LIST_FILES_IN_VECTOR_STORE = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_ATTACH_FILE_TO_VECTOR_STORE = Operation(
@@ -1053,7 +1053,7 @@ OPENAI_ATTACH_FILE_TO_VECTOR_STORE = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_RETRIEVE_VECTOR_STORE_FILE = Operation(
@@ -1072,7 +1072,7 @@ OPENAI_RETRIEVE_VECTOR_STORE_FILE = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_UPDATE_VECTOR_STORE_FILE = Operation(
@@ -1091,7 +1091,7 @@ OPENAI_UPDATE_VECTOR_STORE_FILE = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_DELETE_VECTOR_STORE_FILE = Operation(
@@ -1110,7 +1110,7 @@ OPENAI_DELETE_VECTOR_STORE_FILE = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_RETRIEVE_VECTOR_STORE_FILE_CONTENTS = Operation(
@@ -1129,7 +1129,7 @@ OPENAI_RETRIEVE_VECTOR_STORE_FILE_CONTENTS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_SEARCH_VECTOR_STORE = Operation(
@@ -1147,7 +1147,7 @@ OPENAI_SEARCH_VECTOR_STORE = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_TRAINING_JOB_ARTIFACTS = Operation(
@@ -1165,7 +1165,7 @@ GET_TRAINING_JOB_ARTIFACTS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 CANCEL_TRAINING_JOB = Operation(
@@ -1181,7 +1181,7 @@ CANCEL_TRAINING_JOB = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_TRAINING_JOB_STATUS = Operation(
@@ -1199,7 +1199,7 @@ GET_TRAINING_JOB_STATUS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_TRAINING_JOBS = Operation(
@@ -1215,7 +1215,7 @@ GET_TRAINING_JOBS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 PREFERENCE_OPTIMIZE = Operation(
@@ -1231,7 +1231,7 @@ PREFERENCE_OPTIMIZE = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 SUPERVISED_FINE_TUNE = Operation(
@@ -1247,7 +1247,7 @@ SUPERVISED_FINE_TUNE = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 QUERY_METRICS = Operation(
@@ -1265,7 +1265,7 @@ QUERY_METRICS = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 QUERY_SPANS = Operation(
@@ -1281,7 +1281,7 @@ QUERY_SPANS = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 SAVE_SPANS_TO_DATASET = Operation(
@@ -1297,7 +1297,7 @@ SAVE_SPANS_TO_DATASET = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_SPAN_TREE = Operation(
@@ -1315,7 +1315,7 @@ GET_SPAN_TREE = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 QUERY_TRACES = Operation(
@@ -1331,7 +1331,7 @@ QUERY_TRACES = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_TRACE = Operation(
@@ -1349,7 +1349,7 @@ GET_TRACE = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_SPAN = Operation(
@@ -1368,7 +1368,7 @@ GET_SPAN = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPERATIONS = (

@@ -26,7 +26,7 @@ APPEND_ROWS = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 ITERROWS = Operation(
@@ -46,7 +46,7 @@ ITERROWS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LIST_DATASETS = Operation(
@@ -62,7 +62,7 @@ LIST_DATASETS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 REGISTER_DATASET = Operation(
@@ -78,7 +78,7 @@ REGISTER_DATASET = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_DATASET = Operation(
@@ -96,7 +96,7 @@ GET_DATASET = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 UNREGISTER_DATASET = Operation(
@@ -114,7 +114,7 @@ UNREGISTER_DATASET = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LIST_AGENTS = Operation(
@@ -358,7 +358,7 @@ LIST_BENCHMARKS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 REGISTER_BENCHMARK = Operation(
@@ -374,7 +374,7 @@ REGISTER_BENCHMARK = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_BENCHMARK = Operation(
@@ -392,7 +392,7 @@ GET_BENCHMARK = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 UNREGISTER_BENCHMARK = Operation(
@@ -410,7 +410,7 @@ UNREGISTER_BENCHMARK = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 EVALUATE_ROWS = Operation(
@@ -428,7 +428,7 @@ EVALUATE_ROWS = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 RUN_EVAL = Operation(
@@ -446,7 +446,7 @@ RUN_EVAL = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 JOB_STATUS = Operation(
@@ -465,7 +465,7 @@ JOB_STATUS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 JOB_CANCEL = Operation(
@@ -484,7 +484,7 @@ JOB_CANCEL = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 JOB_RESULT = Operation(
@@ -503,7 +503,7 @@ JOB_RESULT = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 RERANK = Operation(
@@ -519,7 +519,7 @@ RERANK = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_TRAINING_JOB_ARTIFACTS = Operation(
@@ -537,7 +537,7 @@ GET_TRAINING_JOB_ARTIFACTS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 CANCEL_TRAINING_JOB = Operation(
@@ -553,7 +553,7 @@ CANCEL_TRAINING_JOB = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_TRAINING_JOB_STATUS = Operation(
@@ -571,7 +571,7 @@ GET_TRAINING_JOB_STATUS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_TRAINING_JOBS = Operation(
@@ -587,7 +587,7 @@ GET_TRAINING_JOBS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 PREFERENCE_OPTIMIZE = Operation(
@@ -603,7 +603,7 @@ PREFERENCE_OPTIMIZE = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 SUPERVISED_FINE_TUNE = Operation(
@@ -619,7 +619,7 @@ SUPERVISED_FINE_TUNE = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 QUERY_METRICS = Operation(
@@ -637,7 +637,7 @@ QUERY_METRICS = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 QUERY_SPANS = Operation(
@@ -653,7 +653,7 @@ QUERY_SPANS = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 SAVE_SPANS_TO_DATASET = Operation(
@@ -669,7 +669,7 @@ SAVE_SPANS_TO_DATASET = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_SPAN_TREE = Operation(
@@ -687,7 +687,7 @@ GET_SPAN_TREE = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 QUERY_TRACES = Operation(
@@ -703,7 +703,7 @@ QUERY_TRACES = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_TRACE = Operation(
@@ -721,7 +721,7 @@ GET_TRACE = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_SPAN = Operation(
@@ -740,7 +740,7 @@ GET_SPAN = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPERATIONS = (

@@ -34,7 +34,7 @@ LIST_CHAT_COMPLETIONS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_CHAT_COMPLETION = Operation(
@@ -50,7 +50,7 @@ OPENAI_CHAT_COMPLETION = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_CHAT_COMPLETION = Operation(
@@ -68,7 +68,7 @@ GET_CHAT_COMPLETION = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_COMPLETION = Operation(
@@ -84,7 +84,7 @@ OPENAI_COMPLETION = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_EMBEDDINGS = Operation(
@@ -100,7 +100,7 @@ OPENAI_EMBEDDINGS = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_LIST_FILES = Operation(
@@ -131,7 +131,7 @@ OPENAI_LIST_FILES = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_UPLOAD_FILE = Operation(
@@ -147,7 +147,7 @@ OPENAI_UPLOAD_FILE = Operation(
     body_media_type="multipart/form-data",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_RETRIEVE_FILE = Operation(
@@ -165,7 +165,7 @@ OPENAI_RETRIEVE_FILE = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_DELETE_FILE = Operation(
@@ -183,7 +183,7 @@ OPENAI_DELETE_FILE = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_RETRIEVE_FILE_CONTENT = Operation(
@@ -201,7 +201,7 @@ OPENAI_RETRIEVE_FILE_CONTENT = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 HEALTH = Operation(
@@ -217,7 +217,7 @@ HEALTH = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LIST_ROUTES = Operation(
@@ -233,7 +233,7 @@ LIST_ROUTES = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LIST_MODELS = Operation(
@@ -249,7 +249,7 @@ LIST_MODELS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 REGISTER_MODEL = Operation(
@@ -265,7 +265,7 @@ REGISTER_MODEL = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_MODEL = Operation(
@@ -283,7 +283,7 @@ GET_MODEL = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 UNREGISTER_MODEL = Operation(
@@ -301,7 +301,7 @@ UNREGISTER_MODEL = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 RUN_MODERATION = Operation(
@@ -317,7 +317,7 @@ RUN_MODERATION = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LIST_PROMPTS = Operation(
@@ -333,7 +333,7 @@ LIST_PROMPTS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 CREATE_PROMPT = Operation(
@@ -349,7 +349,7 @@ CREATE_PROMPT = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_PROMPT = Operation(
@@ -368,7 +368,7 @@ GET_PROMPT = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 UPDATE_PROMPT = Operation(
@@ -386,7 +386,7 @@ UPDATE_PROMPT = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 DELETE_PROMPT = Operation(
@@ -404,7 +404,7 @@ DELETE_PROMPT = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 SET_DEFAULT_VERSION = Operation(
@@ -422,7 +422,7 @@ SET_DEFAULT_VERSION = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LIST_PROMPT_VERSIONS = Operation(
@@ -440,7 +440,7 @@ LIST_PROMPT_VERSIONS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LIST_PROVIDERS = Operation(
@@ -456,7 +456,7 @@ LIST_PROVIDERS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 INSPECT_PROVIDER = Operation(
@@ -474,7 +474,7 @@ INSPECT_PROVIDER = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LIST_OPENAI_RESPONSES = Operation(
@@ -500,7 +500,7 @@ LIST_OPENAI_RESPONSES = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 CREATE_OPENAI_RESPONSE = Operation(
@@ -516,7 +516,7 @@ CREATE_OPENAI_RESPONSE = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_OPENAI_RESPONSE = Operation(
@@ -534,7 +534,7 @@ GET_OPENAI_RESPONSE = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 DELETE_OPENAI_RESPONSE = Operation(
@@ -552,7 +552,7 @@ DELETE_OPENAI_RESPONSE = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LIST_OPENAI_RESPONSE_INPUT_ITEMS = Operation(
@@ -580,7 +580,7 @@ LIST_OPENAI_RESPONSE_INPUT_ITEMS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 RUN_SHIELD = Operation(
@@ -596,7 +596,7 @@ RUN_SHIELD = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LIST_SCORING_FUNCTIONS = Operation(
@@ -612,7 +612,7 @@ LIST_SCORING_FUNCTIONS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 REGISTER_SCORING_FUNCTION = Operation(
@@ -628,7 +628,7 @@ REGISTER_SCORING_FUNCTION = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_SCORING_FUNCTION = Operation(
@@ -646,7 +646,7 @@ GET_SCORING_FUNCTION = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 UNREGISTER_SCORING_FUNCTION = Operation(
@@ -664,7 +664,7 @@ UNREGISTER_SCORING_FUNCTION = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 SCORE = Operation(
@@ -680,7 +680,7 @@ SCORE = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 SCORE_BATCH = Operation(
@@ -696,7 +696,7 @@ SCORE_BATCH = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LIST_SHIELDS = Operation(
@@ -712,7 +712,7 @@ LIST_SHIELDS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 REGISTER_SHIELD = Operation(
@@ -728,7 +728,7 @@ REGISTER_SHIELD = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_SHIELD = Operation(
@@ -746,7 +746,7 @@ GET_SHIELD = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 UNREGISTER_SHIELD = Operation(
@@ -764,7 +764,7 @@ UNREGISTER_SHIELD = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 SYNTHETIC_DATA_GENERATE = Operation(
@@ -780,7 +780,7 @@ SYNTHETIC_DATA_GENERATE = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LOG_EVENT = Operation(
@@ -796,7 +796,7 @@ LOG_EVENT = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 INVOKE_TOOL = Operation(
@@ -812,7 +812,7 @@ INVOKE_TOOL = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LIST_RUNTIME_TOOLS = Operation(
@@ -838,7 +838,7 @@ LIST_RUNTIME_TOOLS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 RAG_TOOL_INSERT = Operation(
@@ -854,7 +854,7 @@ RAG_TOOL_INSERT = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 RAG_TOOL_QUERY = Operation(
@@ -870,7 +870,7 @@ RAG_TOOL_QUERY = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LIST_TOOL_GROUPS = Operation(
@@ -886,7 +886,7 @@ LIST_TOOL_GROUPS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 REGISTER_TOOL_GROUP = Operation(
@@ -902,7 +902,7 @@ REGISTER_TOOL_GROUP = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_TOOL_GROUP = Operation(
@@ -920,7 +920,7 @@ GET_TOOL_GROUP = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 UNREGISTER_TOOLGROUP = Operation(
@@ -938,7 +938,7 @@ UNREGISTER_TOOLGROUP = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LIST_TOOLS = Operation(
@@ -956,7 +956,7 @@ LIST_TOOLS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_TOOL = Operation(
@@ -974,7 +974,7 @@ GET_TOOL = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 LIST_VECTOR_DBS = Operation(
@@ -990,7 +990,7 @@ LIST_VECTOR_DBS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 REGISTER_VECTOR_DB = Operation(
@@ -1006,7 +1006,7 @@ REGISTER_VECTOR_DB = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 GET_VECTOR_DB = Operation(
@@ -1024,7 +1024,7 @@ GET_VECTOR_DB = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 UNREGISTER_VECTOR_DB = Operation(
@@ -1042,7 +1042,7 @@ UNREGISTER_VECTOR_DB = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 INSERT_CHUNKS = Operation(
@@ -1058,7 +1058,7 @@ INSERT_CHUNKS = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 QUERY_CHUNKS = Operation(
@@ -1074,7 +1074,7 @@ QUERY_CHUNKS = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_LIST_VECTOR_STORES = Operation(
@@ -1095,7 +1095,7 @@ OPENAI_LIST_VECTOR_STORES = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_CREATE_VECTOR_STORE = Operation(
@@ -1111,7 +1111,7 @@ OPENAI_CREATE_VECTOR_STORE = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_RETRIEVE_VECTOR_STORE = Operation(
@@ -1129,7 +1129,7 @@ OPENAI_RETRIEVE_VECTOR_STORE = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_UPDATE_VECTOR_STORE = Operation(
@@ -1147,7 +1147,7 @@ OPENAI_UPDATE_VECTOR_STORE = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_DELETE_VECTOR_STORE = Operation(
@@ -1165,7 +1165,7 @@ OPENAI_DELETE_VECTOR_STORE = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_CREATE_VECTOR_STORE_FILE_BATCH = Operation(
@@ -1183,7 +1183,7 @@ OPENAI_CREATE_VECTOR_STORE_FILE_BATCH = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_RETRIEVE_VECTOR_STORE_FILE_BATCH = Operation(
@@ -1202,7 +1202,7 @@ OPENAI_RETRIEVE_VECTOR_STORE_FILE_BATCH = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_CANCEL_VECTOR_STORE_FILE_BATCH = Operation(
@@ -1221,7 +1221,7 @@ OPENAI_CANCEL_VECTOR_STORE_FILE_BATCH = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_LIST_FILES_IN_VECTOR_STORE_FILE_BATCH = Operation(
@@ -1245,7 +1245,7 @@ OPENAI_LIST_FILES_IN_VECTOR_STORE_FILE_BATCH = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_LIST_FILES_IN_VECTOR_STORE = Operation(
@@ -1275,7 +1275,7 @@ OPENAI_LIST_FILES_IN_VECTOR_STORE = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_ATTACH_FILE_TO_VECTOR_STORE = Operation(
@@ -1293,7 +1293,7 @@ OPENAI_ATTACH_FILE_TO_VECTOR_STORE = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_RETRIEVE_VECTOR_STORE_FILE = Operation(
@@ -1312,7 +1312,7 @@ OPENAI_RETRIEVE_VECTOR_STORE_FILE = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_UPDATE_VECTOR_STORE_FILE = Operation(
@@ -1331,7 +1331,7 @@ OPENAI_UPDATE_VECTOR_STORE_FILE = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_DELETE_VECTOR_STORE_FILE = Operation(
@@ -1350,7 +1350,7 @@ OPENAI_DELETE_VECTOR_STORE_FILE = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_RETRIEVE_VECTOR_STORE_FILE_CONTENTS = Operation(
@@ -1369,7 +1369,7 @@ OPENAI_RETRIEVE_VECTOR_STORE_FILE_CONTENTS = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPENAI_SEARCH_VECTOR_STORE = Operation(
@@ -1387,7 +1387,7 @@ OPENAI_SEARCH_VECTOR_STORE = Operation(
     body_media_type="application/json",
     body_required=True,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 VERSION = Operation(
@@ -1403,7 +1403,7 @@ VERSION = Operation(
     body_media_type=None,
     body_required=False,
     error_shape="llama_stack",
-    sse_done=True,
+    sse_done=False,
 )
 
 OPERATIONS = (

@@ -17,7 +17,8 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, RootModel, ValidationError
+from pydantic_core import PydanticUndefined
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -265,9 +266,32 @@ def validate_form(operation: Operation, fields: dict[str, Any]) -> BaseModel:
 def validate_body(operation: Operation, data: Any) -> BaseModel:
     assert operation.body is not None
     try:
-        return operation.body.model_validate(data)
+        return defaults_for_nulls(operation.body.model_validate(data))
     except ValidationError as exc:
         raise InvalidRequest(describe_validation_error(exc), param=first_error_field(exc)) from None
+
+
+def defaults_for_nulls(value: Any) -> Any:
+    """Optional request fields accept an explicit null (codegen/requests.py); null means "not
+    given", so a field that has a default gets it back and handlers read one meaning, not two."""
+    if isinstance(value, BaseModel):
+        for name in value.model_fields_set:
+            current = value.__dict__.get(name)
+            field = type(value).model_fields.get(name)
+            if current is None and field is not None and field.default is not None \
+                    and field.default is not PydanticUndefined:
+                setattr(value, name, field.get_default(call_default_factory=True, validated_data={}))
+            else:
+                defaults_for_nulls(current)
+        if isinstance(value, RootModel):
+            defaults_for_nulls(value.root)
+    elif isinstance(value, list):
+        for item in value:
+            defaults_for_nulls(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            defaults_for_nulls(item)
+    return value
 
 
 def first_error_field(exc: ValidationError) -> str | None:

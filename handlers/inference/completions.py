@@ -1,10 +1,10 @@
 """OpenAI (legacy, raw-text) completions, whole and streamed.
 
 Not in the spec's words: `max_tokens` defaults to 16, as OpenAI's does; `logprobs: true`
-gives each generated token's logprob (echoed prompt tokens have none: the engine keeps
-logits for the last position only); `suffix` (fill-in-the-middle) and `prompt_logprobs` are
-refused with a 400; `logit_bias` works on llama.cpp models; `guided_choice` (vLLM's) is
-enforced by a grammar.
+gives each generated token's logprob, and an integer 0-5 (OpenAI's form) also that many top
+alternatives per token (echoed prompt tokens have none: the engine keeps logits for the last
+position only); `suffix` (fill-in-the-middle) and `prompt_logprobs` are refused with a 400;
+`logit_bias` works on llama.cpp models; `guided_choice` (vLLM's) is enforced by a grammar.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from generated.models.llama_stack_deprecated import (
+    CompletionLogprobCount,
     OpenAICompletion,
     OpenAICompletionChoice,
     OpenaiCompletionRequest,
@@ -54,10 +55,11 @@ async def openai_completion(body: OpenaiCompletionRequest, ctx: Context) -> dict
         max_tokens=options.token_limit(("max_tokens", body.max_tokens)) or DEFAULT_MAX_TOKENS,
         temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=body.stop,
         presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
-        logprobs=0 if body.logprobs or best_of > n else None, logit_bias=body.logit_bias,
+        logprobs=top_logprobs(body.logprobs, ranked=best_of > n), logit_bias=body.logit_bias,
         grammar=choice_grammar(body.guided_choice) if body.guided_choice is not None else None)
     echo = await _echo_texts(engine, prompts) if body.echo else None
-    completion_id, created, logprobs = new_id("cmpl-"), now(), bool(body.logprobs)
+    completion_id, created = new_id("cmpl-"), now()
+    logprobs = body.logprobs is not None and body.logprobs is not False
     events = naming_stream(generation.generate_events(engine, prompts, sampling, n=best_of), COMPLETION_FIELDS)
     if body.stream:
         include_usage = bool((body.stream_options or {}).get("include_usage"))
@@ -69,6 +71,14 @@ async def openai_completion(body: OpenaiCompletionRequest, ctx: Context) -> dict
         result = pick_best(result, n=n, best_of=best_of)
     return completion(result, id=completion_id, created=created, model=body.model, logprobs=logprobs, echo=echo,
                       n=n, dialect=DIALECT)
+
+
+def top_logprobs(requested: bool | CompletionLogprobCount | None, *, ranked: bool) -> int | None:
+    """The engine's top-logprob count: `true` is 0 alternatives, an integer that many; best_of
+    needs the chosen tokens' logprobs to rank its samples even when the client asked for none."""
+    if requested is None or requested is False:
+        return 0 if ranked else None
+    return 0 if requested is True else requested.root
 
 
 async def _echo_texts(engine: ChatEngine, prompts: list[Prompt]) -> list[str]:

@@ -177,8 +177,8 @@ def test_logprobs_are_plain_floats_per_token(client):
 def test_stream_is_the_same_answer_in_chunks(client, http):
     whole = client.chat.completions.create(model="tiny", messages=HI, max_tokens=12, temperature=0)
     events = post_stream(http, {"model": "tiny", "messages": HI, "max_tokens": 12, "temperature": 0})
-    assert events[-1] == "[DONE]"
-    chunks = events[:-1]
+    assert "[DONE]" not in events  # Llama Stack streams end with the body (llama-stack-client parses every line)
+    chunks = events
     assert all(c["object"] == "chat.completion.chunk" and c["id"] == chunks[0]["id"] for c in chunks)
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
@@ -219,10 +219,10 @@ def test_stream_with_the_sdk_and_include_usage(client):
 def test_stream_of_n_choices_and_logprobs(http):
     events = post_stream(http, {"model": "tiny", "messages": HI, "max_tokens": 4, "n": 2, "logprobs": True,
                                 "temperature": 0})
-    finishes = {c["choices"][0]["index"]: c["choices"][0]["finish_reason"] for c in events[:-1]
+    finishes = {c["choices"][0]["index"]: c["choices"][0]["finish_reason"] for c in events
                 if c["choices"][0]["finish_reason"]}
     assert finishes == {0: "length", 1: "length"}
-    entries = [e for c in events[:-1] for e in (c["choices"][0].get("logprobs") or {}).get("content", [])]
+    entries = [e for c in events for e in (c["choices"][0].get("logprobs") or {}).get("content", [])]
     assert len(entries) == 8
 
 
@@ -415,11 +415,11 @@ def test_smollm2_calls_a_tool_on_its_own(client, http):
         ("get_weather", {"city": "Madrid"})]
     events = post_stream(http, {"model": SMOL, "messages": ONE_SHOT, "tools": [WEATHER_TOOL], "temperature": 0,
                                 "max_tokens": 60})
-    deltas = [d for c in events[:-1] for d in c["choices"][0]["delta"].get("tool_calls", [])]
+    deltas = [d for c in events for d in c["choices"][0]["delta"].get("tool_calls", [])]
     assert [(d["function"]["name"], json.loads(d["function"]["arguments"])) for d in deltas] == [
         ("get_weather", {"city": "Madrid"})]
-    assert not "".join(c["choices"][0]["delta"].get("content") or "" for c in events[:-1]).strip()
-    assert events[-2]["choices"][0]["finish_reason"] == "tool_calls"
+    assert not "".join(c["choices"][0]["delta"].get("content") or "" for c in events).strip()
+    assert events[-1]["choices"][0]["finish_reason"] == "tool_calls"
 
 
 @needs_smollm2

@@ -40,7 +40,8 @@ def valid(validator, instance):
 
 
 def run(builder: ResponseBuilder, *events) -> list[dict]:
-    out = [e for event in events for e in builder.events(event)]
+    """A stream as a client sees it: the opening events, then those of each generation event."""
+    out = builder.opening() + [e for event in events for e in builder.events(event)]
     for event in out:
         valid(STREAM_EVENT, event)
     return out
@@ -152,11 +153,13 @@ def test_text_answer_streams_in_openai_order_and_ends_completed():
     events = run(builder, ChoiceStarted(0), TextDelta(0, "Hel"), TextDelta(0, ""), TextDelta(0, "lo"),
                  ChoiceFinished(0, "stop", 5, 2), Finished(Usage(5, 2)))
     assert [e["type"] for e in events] == [
-        "response.created", "response.output_item.added", "response.content_part.added",
+        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
         "response.output_text.delta", "response.output_text.delta", "response.output_text.done",
         "response.content_part.done", "response.output_item.done", "response.completed"]
     assert events[0]["response"]["status"] == "in_progress" and events[0]["response"]["output"] == []
-    assert [e["sequence_number"] for e in events[1:-1]] == list(range(7))
+    assert events[1]["response"] == events[0]["response"]
+    assert [e["sequence_number"] for e in events[1:-1]] == list(range(8))
+    events = events[1:]  # the indexes below count from in_progress
     assert events[5]["text"] == "Hello" and events[6]["part"] == {"type": "output_text", "text": "Hello"}
     final = valid(RESPONSE, events[-1]["response"])
     assert final == builder.response()
@@ -210,13 +213,23 @@ def test_file_search_calls_come_first_announced_without_results():
     builder = ResponseBuilder(HEAD, prelude=[FOUND])
     events = run(builder, ChoiceStarted(0), TextDelta(0, "7421"), ChoiceFinished(0, "stop", 5, 2),
                  Finished(Usage(5, 2)))
-    assert [e["type"] for e in events[:3]] == ["response.created", "response.output_item.added",
-                                               "response.output_item.done"]
+    assert [e["type"] for e in events[:4]] == ["response.created", "response.in_progress",
+                                               "response.output_item.added", "response.output_item.done"]
+    events = events[1:]  # the indexes below count from in_progress
     assert events[1]["item"]["status"] == "in_progress" and "results" not in events[1]["item"]
     assert events[2]["item"] == FOUND
     output = valid(RESPONSE, builder.response())["output"]
     assert output[0] == FOUND and output[1]["type"] == "message"
     assert events[3]["output_index"] == 1
+
+
+def test_a_failure_after_the_opening_ends_the_stream_as_failed():
+    builder = ResponseBuilder(HEAD)
+    events = run(builder, ChoiceStarted(0), TextDelta(0, "Hel"))
+    failed = valid(STREAM_EVENT, builder.failed("context_length_exceeded", "the prompt is too long"))
+    assert failed["type"] == "response.failed" and failed["sequence_number"] == events[-1]["sequence_number"] + 1
+    assert failed["response"]["status"] == "failed"
+    assert failed["response"]["error"] == {"code": "context_length_exceeded", "message": "the prompt is too long"}
 
 
 def test_a_stored_document_is_a_response_with_its_input():

@@ -4,8 +4,9 @@ Whole and streamed answers go through the same builder (a whole answer just drop
 events), so both always agree. Output follows the model: text opens a `message` item,
 each tool call is a `function_call` item, and text after a call opens a new message.
 
-Shapes are the spec's (Llama Stack 0.2.23), which differ from OpenAI's in small ways:
-`response.created`/`response.completed` carry no `sequence_number`, content-part events
+Shapes are the spec's (Llama Stack 0.2.23, with OpenAI's in_progress and failed events
+from the overlay), which differ from OpenAI's in small ways: `response.created` and
+`response.completed` carry no `sequence_number`, content-part events
 no indexes, and an item announced by `output_item.added` never has an empty content
 list (the spec's `oneOf` could not tell input from output content), so a new message
 starts with one empty `output_text` part.
@@ -58,10 +59,22 @@ class ResponseBuilder:
         return {**copy.deepcopy(self._head), "object": "response", "status": self.status,
                 "output": copy.deepcopy(self.output)}
 
+    def opening(self) -> list[dict[str, Any]]:
+        """response.created and response.in_progress: sent as soon as the request is accepted,
+        before the prompt is processed, so a client sees its response at once."""
+        return [{"type": "response.created", "response": self.response()},
+                self._event("response.in_progress", response=self.response())]
+
+    def failed(self, code: str, message: str) -> dict[str, Any]:
+        """The last event of a stream that broke after it opened."""
+        self.status = "failed"
+        self._head["error"] = {"code": code, "message": message}
+        return self._event("response.failed", response=self.response())
+
     def events(self, event: Event) -> list[dict[str, Any]]:
         """The stream events for one generation event."""
         if isinstance(event, ChoiceStarted):
-            out = [{"type": "response.created", "response": self.response()}]
+            out = []
             for item in self._prelude:
                 out += self._whole_item(item, {**item, "status": "in_progress", "results": None})
             return out
