@@ -67,6 +67,8 @@ def test_legacy_inference_streams(client):
     chunks = list(client.inference.completion(model_id="tiny", content="Once", stream=True,
                                               sampling_params={"max_tokens": 3}))
     assert chunks[-1].stop_reason == "out_of_tokens"
+    top_p = {"max_tokens": 2, "strategy": {"type": "top_p", "temperature": 0.5, "top_p": 0.9}}
+    assert client.inference.completion(model_id="tiny", content="x", sampling_params=top_p).stop_reason
 
 
 def test_responses_stream_opens_with_created_and_in_progress(client, oai, server):
@@ -156,6 +158,11 @@ def test_embeddings_models_and_inspect(client):
     vectors = client.embeddings.create(model="tiny-embed", input=["a", "b"])
     assert len(vectors.data) == 2 and len(vectors.data[0].embedding) == 32
     assert {"tiny", "tiny-embed"} <= {m.identifier for m in client.models.list()}
+    path = client.models.retrieve("tiny").provider_resource_id
+    client.models.register(model_id="tiny-again", provider_model_id=path, model_type="llm")
+    assert "tiny-again" in {m.id for m in client.models.openai.list()}
+    client.models.unregister("tiny-again")
+    assert "tiny-again" not in {m.identifier for m in client.models.list()}
     assert client.models.retrieve("tiny").model_type == "llm"
     with pytest.raises(NotFoundError):
         client.models.retrieve("no-such-model")
@@ -226,3 +233,9 @@ def test_datasets_benchmarks_and_telemetry(client):
     assert span.span_id == trace.root_span_id
     assert client.telemetry.get_span_tree(trace.root_span_id)
     assert client.telemetry.query_spans(attribute_filters=[], attributes_to_return=["__root__"]) is not None
+    assert client.telemetry.query_metrics("prompt_tokens", query_type="range", start_time=0) is not None
+    client.datasets.register(purpose="eval/messages-answer", source={"type": "rows", "rows": []},
+                             dataset_id="spans")
+    client.telemetry.save_spans_to_dataset(attribute_filters=[], attributes_to_save=["__location__"],
+                                           dataset_id="spans")
+    assert client.datasets.iterrows("spans").data
