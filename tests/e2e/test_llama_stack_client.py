@@ -26,7 +26,8 @@ HI = [{"role": "user", "content": "hi"}]
 def server(tmp_path_factory, tiny_chat_gguf, tiny_embed_gguf):
     models = [{"identifier": "tiny", "path": str(tiny_chat_gguf), "model_type": "llm"},
               {"identifier": "tiny-embed", "path": str(tiny_embed_gguf), "model_type": "embedding"}]
-    server = Server(tmp_path_factory.mktemp("llama-stack-client"), config={"models": models}).start()
+    config = {"models": models, "model_dirs": [str(tiny_chat_gguf.parent)]}
+    server = Server(tmp_path_factory.mktemp("llama-stack-client"), config=config).start()
     yield server
     server.stop()
 
