@@ -63,5 +63,5 @@ def fuzz(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     install(session, "[test]")
-    for script in ("bench/inference.py", "bench/embeddings.py", "bench/vector_stores.py"):
+    for script in ("bench/inference.py", "bench/embeddings.py", "bench/vector_stores.py", "bench/routes.py"):
         session.run("python", script)

@@ -41,19 +41,17 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    create_engine,
     delete,
-    event,
     func,
     select,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 from ggstack.stores import bm25
-from ggstack.stores.sql import sqlite_on_begin, sqlite_on_connect
+from ggstack.stores.sql import open_engine
 
 #: One posting: the document's number, how often the term occurs in it, and its length in words.
 POSTING = np.dtype([("doc", "<i8"), ("tf", "<i4"), ("length", "<i4")])
@@ -130,12 +128,7 @@ class KeywordIndex:
 
     @classmethod
     def open(cls, url: str) -> KeywordIndex:
-        if make_url(url).get_backend_name() == "sqlite":
-            engine = create_engine(url, connect_args={"timeout": 30})
-            event.listen(engine, "connect", sqlite_on_connect)
-            event.listen(engine, "begin", sqlite_on_begin)
-        else:
-            engine = create_engine(url, pool_pre_ping=True)
+        engine = open_engine(url)
         _metadata.create_all(engine)
         return cls(engine)
 

@@ -106,11 +106,7 @@ class SqlMetadataStore:
             if not database or database == ":memory:":
                 # Each pooled connection would get its own empty in-memory database.
                 raise ValueError("SqlMetadataStore needs a SQLite file, not an in-memory database")
-            engine = create_engine(url, connect_args={"timeout": 30})
-            event.listen(engine, "connect", sqlite_on_connect)
-            event.listen(engine, "begin", sqlite_on_begin)
-        else:
-            engine = create_engine(url, pool_pre_ping=True)
+        engine = open_engine(url)
         _metadata.create_all(engine)
         _add_owner_column(engine)
         return cls(engine)
@@ -341,6 +337,17 @@ def _add_owner_column(engine: Engine) -> None:
         return
     with engine.begin() as conn:
         conn.execute(text(f"ALTER TABLE {documents.name} ADD COLUMN owner VARCHAR(255)"))
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for ggstack's tables: on SQLite WAL and write transactions that take the lock
+    up front (see sqlite_on_begin); elsewhere a pool that checks connections before use."""
+    if not _is_sqlite(url):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": 30})
+    event.listen(engine, "connect", sqlite_on_connect)
+    event.listen(engine, "begin", sqlite_on_begin)
+    return engine
 
 
 def sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

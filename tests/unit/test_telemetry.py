@@ -54,58 +54,55 @@ def fake_call(path: str = "/v1/health", body: bytes = b'{"status":"OK"}', tracep
     return operation, request, Response(body, media_type="application/json")
 
 
-async def test_spans_wait_in_memory_and_are_written_in_one_batch(tmp_path: Path) -> None:
-    store = CountingStore(await anyio.to_thread.run_sync(SqlMetadataStore.open, f"sqlite:///{tmp_path / 'db.sqlite'}"))
+@pytest.fixture
+async def sql_store(tmp_path: Path):
+    store = await anyio.to_thread.run_sync(SqlMetadataStore.open, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    yield store
+    await anyio.to_thread.run_sync(store.close)
+
+
+async def test_spans_wait_in_memory_and_are_written_in_one_batch(sql_store) -> None:
+    store = CountingStore(sql_store)
     recorder = SpanRecorder(interval=3600)
-    try:
-        async with anyio.create_task_group() as tasks:
-            await tasks.start(recorder.run, store)
-            for _ in range(5):
-                recorder.record(*fake_call(), started_ns=1_700_000_000_000_000_000)
-            usage = b'{"model":"m","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}'
-            recorder.record(*fake_call(body=usage), started_ns=1_700_000_000_000_000_000)
-            assert await store.count(SPAN_KIND) == 0  # nothing waited on the store
-            assert await recorder.flush() == 6
-            assert store.batches == [6]
-            spans = (await store.list(SPAN_KIND, limit=None, order="asc")).items
-            assert len({s["span_id"] for s in spans}) == 6
-            assert spans[-1]["attributes"]["total_tokens"] == 7
-            assert spans[-1]["attributes"]["model_id"] == "m"
-            tasks.cancel_scope.cancel()
-    finally:
-        await anyio.to_thread.run_sync(store.close)
-
-
-async def test_the_buffer_is_bounded_and_shutdown_flushes_it(tmp_path: Path) -> None:
-    store = await anyio.to_thread.run_sync(SqlMetadataStore.open, f"sqlite:///{tmp_path / 'db.sqlite'}")
-    recorder = SpanRecorder(max_buffered=3, interval=3600)
-    try:
-        async with anyio.create_task_group() as tasks:
-            await tasks.start(recorder.run, store)
-            trace = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
-            for _ in range(5):
-                recorder.record(*fake_call(traceparent=trace), started_ns=1_700_000_000_000_000_000)
-            assert recorder.dropped == 2
-            tasks.cancel_scope.cancel()
-        await recorder.close()
+    async with anyio.create_task_group() as tasks:
+        await tasks.start(recorder.run, store)
+        for _ in range(5):
+            recorder.record(*fake_call(), started_ns=1_700_000_000_000_000_000)
+        usage = b'{"model":"m","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}'
+        recorder.record(*fake_call(body=usage), started_ns=1_700_000_000_000_000_000)
+        assert await store.count(SPAN_KIND) == 0  # nothing waited on the store
+        assert await recorder.flush() == 6
+        assert store.batches == [6]
         spans = (await store.list(SPAN_KIND, limit=None, order="asc")).items
-        assert len(spans) == 3
-        assert {(s["trace_id"], s["parent_span_id"]) for s in spans} == {("ab" * 16, "cd" * 8)}
-    finally:
-        await anyio.to_thread.run_sync(store.close)
+        assert len({s["span_id"] for s in spans}) == 6
+        assert spans[-1]["attributes"]["total_tokens"] == 7
+        assert spans[-1]["attributes"]["model_id"] == "m"
+        assert spans[0]["start_time"].startswith("2023-11-14T22:13:20")
+        tasks.cancel_scope.cancel()
 
 
-async def test_a_full_batch_wakes_the_flusher(tmp_path: Path) -> None:
-    store = await anyio.to_thread.run_sync(SqlMetadataStore.open, f"sqlite:///{tmp_path / 'db.sqlite'}")
+async def test_the_buffer_is_bounded_and_shutdown_flushes_it(sql_store) -> None:
+    recorder = SpanRecorder(max_buffered=3, interval=3600)
+    async with anyio.create_task_group() as tasks:
+        await tasks.start(recorder.run, sql_store)
+        trace = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+        for _ in range(5):
+            recorder.record(*fake_call(traceparent=trace), started_ns=1_700_000_000_000_000_000)
+        assert recorder.dropped == 2
+        tasks.cancel_scope.cancel()
+    await recorder.close()
+    spans = (await sql_store.list(SPAN_KIND, limit=None, order="asc")).items
+    assert len(spans) == 3
+    assert {(s["trace_id"], s["parent_span_id"]) for s in spans} == {("ab" * 16, "cd" * 8)}
+
+
+async def test_a_full_batch_wakes_the_flusher(sql_store) -> None:
     recorder = SpanRecorder(batch=4, interval=3600)
-    try:
-        async with anyio.create_task_group() as tasks:
-            await tasks.start(recorder.run, store)
-            for _ in range(4):
-                recorder.record(*fake_call(), started_ns=1_700_000_000_000_000_000)
-            with anyio.fail_after(30):
-                while await store.count(SPAN_KIND) < 4:
-                    await anyio.sleep(0.01)
-            tasks.cancel_scope.cancel()
-    finally:
-        await anyio.to_thread.run_sync(store.close)
+    async with anyio.create_task_group() as tasks:
+        await tasks.start(recorder.run, sql_store)
+        for _ in range(4):
+            recorder.record(*fake_call(), started_ns=1_700_000_000_000_000_000)
+        with anyio.fail_after(30):
+            while await sql_store.count(SPAN_KIND) < 4:
+                await anyio.sleep(0.01)
+        tasks.cancel_scope.cancel()
