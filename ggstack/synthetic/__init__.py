@@ -1,0 +1,1 @@
+"""Synthetic data generation: candidate answers from a chat model, kept by a filtering function."""
