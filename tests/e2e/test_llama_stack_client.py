@@ -240,3 +240,19 @@ def test_datasets_benchmarks_and_telemetry(client):
     client.telemetry.save_spans_to_dataset(attribute_filters=[], attributes_to_save=["__location__"],
                                            dataset_id="spans")
     assert client.datasets.iterrows("spans").data
+
+
+def test_the_stable_paths_take_the_same_fixes(server):
+    """/v1/X is served by the stable document; its overlay carries the same client fixes."""
+    stable = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0, timeout=120)
+    events = list(stable.responses.create(model="tiny", input=[{"role": "user", "content": "hi"}], text=FLAG,
+                                          stream=True))
+    assert [e.type for e in events[:2]] == ["response.created", "response.in_progress"]
+    assert events[-1].type == "response.completed"
+    result = stable.completions.create(model="tiny", prompt="Once", max_tokens=2, logprobs=2)
+    assert all(len(entry["top_logprobs"]) == 2 for entry in result.choices[0].logprobs.content)
+    chunks = list(stable.chat.completions.create(model="tiny", messages=HI, max_tokens=2, stream=True))
+    assert chunks[-1].choices[0].finish_reason == "length"
+    stored = stable.chat.completions.retrieve(chunks[0].id)
+    assert stored.usage is not None and stored.usage.completion_tokens == 2
+    assert server.mismatches() == []
