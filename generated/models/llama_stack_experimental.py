@@ -912,6 +912,19 @@ class VectorStoreExpirationPolicy(BaseModel):
     days: int = Field(..., ge=1, le=365)
 
 
+class OpenAIChatCompletionDeleted(BaseModel):
+    """
+    Confirmation that a stored chat completion is gone, as OpenAI answers.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: str = Field(..., description="ID of the deleted chat completion")
+    object: Literal["chat.completion.deleted"]
+    deleted: bool = Field(..., description="Always true")
+
+
 class Dataset(BaseModel):
     """
     Dataset resource for storing and accessing training or evaluation data.

@@ -2167,6 +2167,19 @@ class VectorStoreExpirationPolicy(BaseModel):
     days: int = Field(..., ge=1, le=365)
 
 
+class OpenAIChatCompletionDeleted(BaseModel):
+    """
+    Confirmation that a stored chat completion is gone, as OpenAI answers.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: str = Field(..., description="ID of the deleted chat completion")
+    object: Literal["chat.completion.deleted"]
+    deleted: bool = Field(..., description="Always true")
+
+
 class CompletionLogprobCount(RootModel[int]):
     root: int = Field(
         ...,
@@ -3499,6 +3512,10 @@ class OpenaiChatCompletionRequest(BaseModel):
     top_logprobs: int | None = Field(None, description="(Optional) The top log probabilities to use.")
     top_p: float | None = Field(None, description="(Optional) The top p to use.")
     user: str | None = Field(None, description="(Optional) The user to use.")
+    store: bool | None = Field(
+        None,
+        description="Whether to keep this completion for GET/list (default true). false keeps nothing, as OpenAI's `store` does.",
+    )
 
 
 class OpenAIChatCompletion(BaseModel):

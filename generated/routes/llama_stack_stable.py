@@ -71,6 +71,24 @@ GET_CHAT_COMPLETION = Operation(
     sse_done=False,
 )
 
+DELETE_CHAT_COMPLETION = Operation(
+    operation_id="delete_chat_completion",
+    method="DELETE",
+    spec="llama-stack-stable",
+    spec_path="/v1/chat/completions/{completion_id}",
+    paths=("/v1/chat/completions/{completion_id}",),
+    module="inference",
+    summary="Delete a stored chat completion by its ID.",
+    params=(
+        Param("completion_id", "path", required=True, schema={"type": "string"}),
+    ),
+    body=None,
+    body_media_type=None,
+    body_required=False,
+    error_shape="llama_stack",
+    sse_done=False,
+)
+
 OPENAI_COMPLETION = Operation(
     operation_id="openai_completion",
     method="POST",
@@ -1410,6 +1428,7 @@ OPERATIONS = (
     LIST_CHAT_COMPLETIONS,
     OPENAI_CHAT_COMPLETION,
     GET_CHAT_COMPLETION,
+    DELETE_CHAT_COMPLETION,
     OPENAI_COMPLETION,
     OPENAI_EMBEDDINGS,
     OPENAI_LIST_FILES,
@@ -1492,6 +1511,7 @@ def routes(endpoint: EndpointFactory) -> list[Route]:
         Route("/v1/chat/completions", endpoint(LIST_CHAT_COMPLETIONS), methods=["GET"], name="list_chat_completions"),
         Route("/v1/chat/completions", endpoint(OPENAI_CHAT_COMPLETION), methods=["POST"], name="openai_chat_completion"),
         Route("/v1/chat/completions/{completion_id}", endpoint(GET_CHAT_COMPLETION), methods=["GET"], name="get_chat_completion"),
+        Route("/v1/chat/completions/{completion_id}", endpoint(DELETE_CHAT_COMPLETION), methods=["DELETE"], name="delete_chat_completion"),
         Route("/v1/completions", endpoint(OPENAI_COMPLETION), methods=["POST"], name="openai_completion"),
         Route("/v1/embeddings", endpoint(OPENAI_EMBEDDINGS), methods=["POST"], name="openai_embeddings"),
         Route("/v1/files", endpoint(OPENAI_LIST_FILES), methods=["GET"], name="openai_list_files"),

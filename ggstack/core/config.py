@@ -59,6 +59,8 @@ class Settings(BaseSettings):
         "Directories POST /v1/models may load files from; default data_dir/models"))
     max_context_factor: float = Field(1.0, gt=0, description=(
         "A model's context may be at most its trained context times this"))
+    chat_completions_retention_days: float | None = Field(None, ge=0, description=(
+        "Stored chat completions older than this are deleted; 0 stores none; unset keeps them"))
     max_upload_bytes: int = 512 * 1024 * 1024
     max_json_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest JSON request body (413 past it)")
     api_keys: list[ApiKeyConfig] = Field(default_factory=list, description=(

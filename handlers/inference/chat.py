@@ -1,7 +1,8 @@
 """OpenAI chat completions (whole and streamed) and the stored chat completions.
 
 Not in the spec's words: every completion, streamed or not, is stored with its input
-messages before the answer ends; `logit_bias` works on llama.cpp models (ctransformers: 501);
+messages before the answer ends (unless `store: false`; kept only for `chat_completions_retention_days`,
+see ggstack.inference.stored_chat); `logit_bias` works on llama.cpp models (ctransformers: 501);
 `user` is accepted and ignored.
 """
 
@@ -53,7 +54,8 @@ async def openai_chat_completion(body: OpenaiChatCompletionRequest, ctx: Context
     async def keep(result: generation.Generation) -> dict[str, Any]:
         full = chat_completion(result, id=completion_id, created=created, model=body.model, logprobs=logprobs,
                                dialect=OPENAI)
-        await stored_chat.store_chat_completion(ctx.metadata, full, messages)
+        if body.store is not False:
+            await stored_chat.store_chat_completion(ctx.metadata, full, messages, retention_days=retention(ctx))
         return full
 
     if body.stream:
@@ -68,8 +70,16 @@ async def openai_chat_completion(body: OpenaiChatCompletionRequest, ctx: Context
 async def list_chat_completions(ctx: Context, after: str | None = None, limit: int = stored_chat.DEFAULT_LIMIT,
                                 model: str | None = None, order: str = "desc") -> dict:
     return await stored_chat.list_chat_completions(ctx.metadata, DIALECT, after=after, limit=limit, model=model,
-                                              order=order)  # type: ignore[arg-type]
+                                                   order=order, retention_days=retention(ctx))  # type: ignore[arg-type]
 
 
 async def get_chat_completion(completion_id: str, ctx: Context) -> dict:
-    return await stored_chat.get_chat_completion(ctx.metadata, completion_id, DIALECT)
+    return await stored_chat.get_chat_completion(ctx.metadata, completion_id, DIALECT, retention_days=retention(ctx))
+
+
+async def delete_chat_completion(completion_id: str, ctx: Context) -> dict:
+    return await stored_chat.delete_chat_completion(ctx.metadata, completion_id, retention_days=retention(ctx))
+
+
+def retention(ctx: Context) -> float | None:
+    return ctx.settings.chat_completions_retention_days

@@ -33,8 +33,8 @@ UPSTREAM_SHA256 = {
 # The stable and experimental documents share these with the deprecated one (the same
 # operation at /v1/X for /v1/openai/v1/X, at /v1alpha|v1beta/X for /v1/X).
 OPENAI_IDS = {
-    "list_chat_completions", "openai_chat_completion", "get_chat_completion", "openai_completion",
-    "openai_embeddings", "openai_list_files", "openai_upload_file", "openai_retrieve_file", "openai_delete_file",
+    "list_chat_completions", "openai_chat_completion", "get_chat_completion", "delete_chat_completion",
+    "openai_completion", "openai_embeddings", "openai_list_files", "openai_upload_file", "openai_retrieve_file", "openai_delete_file",
     "openai_retrieve_file_content", "run_moderation", "list_openai_responses", "create_openai_response",
     "get_openai_response", "delete_openai_response", "list_openai_response_input_items",
     "openai_list_vector_stores", "openai_create_vector_store", "openai_retrieve_vector_store",
@@ -74,7 +74,8 @@ OPERATION_IDS = {
         "list_agent_sessions", "append_rows", "iterrows", "list_datasets", "register_dataset", "get_dataset",
         "unregister_dataset", "list_benchmarks", "register_benchmark", "get_benchmark", "unregister_benchmark",
         "evaluate_rows", "run_eval", "job_status", "job_cancel", "job_result", "list_chat_completions",
-        "openai_chat_completion", "get_chat_completion", "openai_completion", "openai_embeddings",
+        "openai_chat_completion", "get_chat_completion", "delete_chat_completion", "openai_completion",
+        "openai_embeddings",
         "openai_list_files", "openai_upload_file", "openai_retrieve_file", "openai_delete_file",
         "openai_retrieve_file_content", "openai_list_models", "run_moderation", "list_openai_responses",
         "create_openai_response", "get_openai_response", "delete_openai_response",
