@@ -86,6 +86,9 @@ class MetadataStore(Protocol):
         `limit=None` returns everything (for internal sweeps, not for clients).
         """
 
+    async def ping(self) -> None:
+        """Raise if the database does not answer (health checks)."""
+
     async def count(self, kind: str, *, parent: str | None = None, where: Where | None = None) -> int:
         """How many documents match."""
 
@@ -166,6 +169,9 @@ class VectorStore(Protocol):
     Embeddings always come from our own models; the backend never embeds anything.
     An operation on a store that was never created raises NotFoundError.
     """
+
+    async def ping(self) -> None:
+        """Raise if the backend does not answer (health checks)."""
 
     async def create(self, store_id: str, *, dimension: int,
                      metadata: Mapping[str, Scalar] | None = None) -> None:

@@ -139,6 +139,10 @@ class ChromaVectorStore:
     def close(self) -> None:
         self._client.close()
 
+    async def ping(self) -> None:
+        """Raise if Chroma (embedded or a server) does not answer its heartbeat (health)."""
+        await anyio.to_thread.run_sync(self._client.heartbeat, abandon_on_cancel=True)
+
     # -- plumbing -------------------------------------------------------------------------
 
     async def _run(self, store_id: str, fn: Callable[..., T], *args: Any) -> T:

@@ -114,6 +114,10 @@ class SqlMetadataStore:
     def close(self) -> None:
         self._engine.dispose()
 
+    async def ping(self) -> None:
+        """Raise if the database cannot answer a trivial query (health)."""
+        await self._run(self._read, lambda conn: conn.execute(text("SELECT 1")).scalar())
+
     # -- plumbing -------------------------------------------------------------------------
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
