@@ -82,3 +82,60 @@ def tiny_embed_gguf(tmp_path_factory):
 
     return build_tiny_bert_gguf(tmp_path_factory.mktemp("tiny-models") / "tiny-bert.gguf")
 # ==== end tiny models section ====
+
+
+# ==== PostgreSQL for store and e2e tests (owner: security; others append their own sections) ====
+# `postgres_server`: a real PostgreSQL cluster (Debian's `postgresql` package, which .ci/run
+# installs) initialised in a temp dir and started on a free loopback port, one per session.
+# PostgreSQL refuses to run as root, so under root the cluster belongs to the `postgres` user.
+# `postgres_url`: a fresh empty database on it per test, as a SQLAlchemy URL.
+
+import os as _pg_os
+import shutil as _pg_shutil
+import tempfile as _pg_tempfile
+import uuid as _pg_uuid
+
+PG_BIN_DIRS = ("/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin")
+
+
+def _pg_tool(name: str) -> str:
+    found = _pg_shutil.which(name) or next((f"{d}/{name}" for d in PG_BIN_DIRS if _pg_os.path.exists(f"{d}/{name}")),
+                                          None)
+    if found is None:
+        _chroma_pytest.fail(f"{name} not found: install Debian's postgresql package (.ci/run does)")
+    return found
+
+
+def _pg_run(args: list[str], as_postgres: bool) -> None:
+    command = ["runuser", "-u", "postgres", "--", *args] if as_postgres else args
+    _chroma_subprocess.run(command, check=True, stdout=_chroma_subprocess.DEVNULL, stderr=_chroma_subprocess.PIPE)
+
+
+@_chroma_pytest.fixture(scope="session")
+def postgres_server():
+    """(host, port) of a running PostgreSQL with trust auth for user `postgres`, on 127.0.0.1 only."""
+    as_postgres = _pg_os.geteuid() == 0
+    root = _pg_tempfile.mkdtemp(prefix="ggstack-pg-")
+    if as_postgres:
+        _pg_shutil.chown(root, "postgres")
+    data, port = f"{root}/data", _chroma_free_port()
+    _pg_run([_pg_tool("initdb"), "-D", data, "-U", "postgres", "-A", "trust", "--no-sync"], as_postgres)
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    _pg_run([_pg_tool("pg_ctl"), "-D", data, "-o", options, "-l", f"{root}/log", "-w", "start"], as_postgres)
+    try:
+        yield "127.0.0.1", port
+    finally:
+        _pg_run([_pg_tool("pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"], as_postgres)
+        _pg_shutil.rmtree(root, ignore_errors=True)
+
+
+@_chroma_pytest.fixture
+def postgres_url(postgres_server):
+    import psycopg
+
+    host, port = postgres_server
+    name = f"t_{_pg_uuid.uuid4().hex[:12]}"
+    with psycopg.connect(host=host, port=port, user="postgres", dbname="postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"postgresql+psycopg://postgres@{host}:{port}/{name}"
+# ==== end PostgreSQL section ====

@@ -19,8 +19,14 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = SqlMetadataStore.open(f"sqlite:///{tmp_path / 'meta.db'}")
+def store_url(tmp_path) -> str:
+    """tests/e2e/test_store_postgres.py runs this whole module with a PostgreSQL URL here."""
+    return f"sqlite:///{tmp_path / 'meta.db'}"
+
+
+@pytest.fixture
+def store(store_url):
+    s = SqlMetadataStore.open(store_url)
     yield s
     s.close()
 
@@ -150,10 +156,10 @@ async def test_update_that_raises_changes_nothing(store):
     assert (await store.get("batch", "b"))["status"] == "completed"
 
 
-async def test_concurrent_updates_from_many_threads_lose_nothing(store, tmp_path):
+async def test_concurrent_updates_from_many_threads_lose_nothing(store, store_url):
     await store.put("counter", "c", {"n": 0, "seen": []})
     # A second engine on the same file, as another worker process would have.
-    other = SqlMetadataStore.open(f"sqlite:///{tmp_path / 'meta.db'}")
+    other = SqlMetadataStore.open(store_url)
     threads, per_thread = 8, 25
 
     def bump(doc):
