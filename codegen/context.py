@@ -29,7 +29,7 @@ class Parameter:
 
 
 @dataclass(frozen=True)
-class Operation:
+class OperationContext:
     spec: str
     operation_id: str
     method: str
@@ -56,7 +56,7 @@ class SpecContext:
     module: str
     title: str
     document: dict[str, Any]
-    operations: list[Operation] = field(default_factory=list)
+    operations: list[OperationContext] = field(default_factory=list)
 
     @property
     def source(self) -> str:
@@ -145,7 +145,7 @@ def served_paths(spec_path: str, tag: str, operation_id: str, serving: dict[str,
 
 
 def build_operation(spec: str, document: dict[str, Any], serving: dict[str, Any], spec_path: str,
-                    method: str, path_item: dict[str, Any]) -> Operation:
+                    method: str, path_item: dict[str, Any]) -> OperationContext:
     op = path_item[method]
     operation_id = op["operationId"]
     tag = op.get("tags", ["Default"])[0]
@@ -167,7 +167,7 @@ def build_operation(spec: str, document: dict[str, Any], serving: dict[str, Any]
         body_required = bool(body.get("required", False))
         body_media_type, media = next(iter(body["content"].items()))
         body_model = class_name(media["schema"]["$ref"].rsplit("/", 1)[1])
-    return Operation(
+    return OperationContext(
         spec=spec, operation_id=operation_id, method=method.upper(), spec_path=spec_path,
         paths=served_paths(spec_path, tag, operation_id, serving), tag=tag, module=snake(tag),
         summary=(op.get("summary") or op.get("description") or "").strip().split("\n")[0],

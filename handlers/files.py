@@ -19,6 +19,7 @@ from generated.models.llama_stack_deprecated import (
     OpenAIFileObject,
     OpenaiUploadFileRequest,
 )
+from ggstack.core import ids
 from ggstack.core.context import Context
 from ggstack.http.errors import InvalidRequest
 from ggstack.http.render import Blob
@@ -58,11 +59,11 @@ async def openai_upload_file(body: OpenaiUploadFileRequest, uploads: dict[str, U
     upload = uploads.get("file")
     if upload is None:
         raise InvalidRequest("The request has no file: send it as the multipart part 'file'", param="file")
-    created_at = records.now()
+    created_at = ids.now()
     expires_at = records.file_expiry(body.expires_after, created_at)
     filename = (upload.filename or "").replace("\\", "/").rsplit("/", 1)[-1] or "upload"
     blob = await ctx.files.save(upload_chunks(upload), max_bytes=ctx.settings.max_upload_bytes)
-    doc = {"id": records.new_id("file-"), "object": "file", "bytes": blob.size, "created_at": created_at,
+    doc = {"id": ids.new_id("file-"), "object": "file", "bytes": blob.size, "created_at": created_at,
            "expires_at": expires_at, "filename": filename, "purpose": body.purpose.root,
            "content_type": content_type_of(upload, filename), "key": blob.key, "sha256": blob.sha256}
     await ctx.metadata.put(FILE, doc["id"], doc)

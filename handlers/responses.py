@@ -19,10 +19,10 @@ from generated.models.llama_stack_deprecated import (
 )
 from ggstack.core.context import Context
 from ggstack.core.errors import GrammarError
+from ggstack.core.ids import new_id, now
 from ggstack.http.errors import ApiError, Fields, naming_stream
 from ggstack.http.render import error_body
 from ggstack.inference import generation, options
-from ggstack.inference.openai_format import new_id, now
 from ggstack.inference.openai_responses import file_search, items, store
 from ggstack.inference.openai_responses.output import ResponseBuilder
 from ggstack.inference.prompt import plan_chat

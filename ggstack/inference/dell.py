@@ -58,7 +58,7 @@ def chat_response(generation: Generation, *, logprobs: bool) -> dict[str, Any]:
     return body
 
 
-class ChatChunks:
+class DellChatChunks:
     """Events -> Dell's `ChatCompletionResponseStreamChunk`s, whose delta is a plain string."""
 
     def __init__(self, *, logprobs: bool) -> None:

@@ -313,7 +313,7 @@ def chat_response(generation: Generation, *, logprobs: bool) -> dict[str, Any]:
     return body
 
 
-class ChatChunks:
+class LegacyChatChunks:
     """Events -> `ChatCompletionResponseStreamChunk`s: `start` with empty text, `progress` with text or
     a parsed tool call, `complete` with the stop reason and the token metrics."""
 
@@ -352,7 +352,7 @@ def completion_response(generation: Generation, *, logprobs: bool) -> dict[str, 
     return body
 
 
-class CompletionChunks:
+class LegacyCompletionChunks:
     """Events -> `CompletionResponseStreamChunk`s; the last has an empty delta, the stop reason and metrics."""
 
     def __init__(self, *, logprobs: bool) -> None:

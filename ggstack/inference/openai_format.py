@@ -8,8 +8,6 @@ models, so the answers follow the spec when an overlay changes it.
 
 from __future__ import annotations
 
-import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, get_args
 
@@ -48,14 +46,6 @@ class Dialect:
 
 
 OPENAI = Dialect()
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:24]}"
-
-
-def now() -> int:
-    return int(time.time())
 
 
 def _set(body: dict[str, Any], key: str, value: Any, dialect: Dialect) -> None:
@@ -101,7 +91,7 @@ def chat_completion(generation: Generation, *, id: str, created: int, model: str
     return result
 
 
-class ChatChunks:
+class OpenAIChatChunks:
     """Turns events into `OpenAIChatCompletionChunk` dicts, one stream's worth."""
 
     def __init__(self, *, id: str, created: int, model: str, logprobs: bool, include_usage: bool = False,
@@ -162,7 +152,7 @@ def completion(generation: Generation, *, id: str, created: int, model: str, log
     return result
 
 
-class CompletionChunks:
+class OpenAICompletionChunks:
     """Turns events into streamed `OpenAICompletion` dicts (the completions API streams that object)."""
 
     def __init__(self, *, id: str, created: int, model: str, logprobs: bool, echo: list[str] | None = None,

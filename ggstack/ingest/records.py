@@ -14,8 +14,6 @@ Document kinds (see `MetadataStore`):
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ggstack.core.errors import InvalidValueError, NotFoundError, UnknownIdError
+from ggstack.core.ids import now
 from ggstack.stores.base import FileStore, MetadataStore
 
 log = logging.getLogger("ggstack.ingest.records")
@@ -47,14 +46,6 @@ MAX_VALUE_CHARS = 512
 
 #: Chunk metadata keys the Chroma store reserves for itself.
 RESERVED_ATTRIBUTE_PREFIX = "_ggs_"
-
-
-def now() -> int:
-    return int(time.time())
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:24]}"
 
 
 # -- files ----------------------------------------------------------------------------------

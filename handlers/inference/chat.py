@@ -18,10 +18,11 @@ from generated.models.llama_stack_deprecated import (
 )
 from ggstack.core.context import Context
 from ggstack.core.errors import ContextOverflowError, GrammarError
+from ggstack.core.ids import new_id, now
 from ggstack.http.errors import Fields, naming_stream
 from ggstack.inference import generation, options, stored_chat
 from ggstack.inference.messages import openai_messages
-from ggstack.inference.openai_format import OPENAI, ChatChunks, chat_completion, new_id, now, spec_dialect
+from ggstack.inference.openai_format import OPENAI, OpenAIChatChunks, chat_completion, spec_dialect
 from ggstack.inference.prompt import plan_chat
 from ggstack.inference.tools import openai_tool_choice, openai_tools
 
@@ -60,8 +61,8 @@ async def openai_chat_completion(body: OpenaiChatCompletionRequest, ctx: Context
 
     if body.stream:
         include_usage = bool((body.stream_options or {}).get("include_usage"))
-        chunks = ChatChunks(id=completion_id, created=created, model=body.model, logprobs=logprobs,
-                            include_usage=include_usage, dialect=DIALECT)
+        chunks = OpenAIChatChunks(id=completion_id, created=created, model=body.model, logprobs=logprobs,
+                                  include_usage=include_usage, dialect=DIALECT)
         return generation.shaped_stream(events, chunks.chunks, keep)
     result = await generation.collect(events)
     return stored_chat.in_dialect(await keep(result), DIALECT)

@@ -19,12 +19,13 @@ from generated.models.llama_stack_deprecated import (
 )
 from ggstack.core.context import Context
 from ggstack.core.errors import ContextOverflowError
+from ggstack.core.ids import new_id, now
 from ggstack.engines.base import ChatEngine
 from ggstack.http.errors import Fields, InvalidRequest, naming_stream
 from ggstack.inference import generation, options
 from ggstack.inference.completions import choice_grammar, completion_prompts, pick_best
 from ggstack.inference.generation import Prompt
-from ggstack.inference.openai_format import CompletionChunks, completion, new_id, now, spec_dialect
+from ggstack.inference.openai_format import OpenAICompletionChunks, completion, spec_dialect
 
 DIALECT = spec_dialect(OpenAICompletion, OpenAICompletionChoice)
 DEFAULT_MAX_TOKENS = 16
@@ -63,8 +64,8 @@ async def openai_completion(body: OpenaiCompletionRequest, ctx: Context) -> dict
     events = naming_stream(generation.generate_events(engine, prompts, sampling, n=best_of), COMPLETION_FIELDS)
     if body.stream:
         include_usage = bool((body.stream_options or {}).get("include_usage"))
-        chunks = CompletionChunks(id=completion_id, created=created, model=body.model, logprobs=logprobs,
-                                  echo=echo, n=n, include_usage=include_usage, dialect=DIALECT)
+        chunks = OpenAICompletionChunks(id=completion_id, created=created, model=body.model, logprobs=logprobs,
+                                        echo=echo, n=n, include_usage=include_usage, dialect=DIALECT)
         return generation.shaped_stream(events, chunks.chunks)
     result = await generation.collect(events)
     if best_of > n:

@@ -18,10 +18,11 @@ from generated.models.dell_pro_ai_studio import (
     CreateChatCompletionResponse,
 )
 from ggstack.core.context import Context
+from ggstack.core.ids import new_id, now
 from ggstack.http.errors import InvalidRequest, naming_stream
 from ggstack.inference import dell, generation, legacy, options
 from ggstack.inference.messages import openai_messages
-from ggstack.inference.openai_format import ChatChunks, chat_completion, new_id, now, spec_dialect
+from ggstack.inference.openai_format import OpenAIChatChunks, chat_completion, spec_dialect
 from ggstack.inference.prompt import plan_chat
 from ggstack.inference.tools import openai_tool_choice
 from handlers.inference.chat import CHAT_FIELDS
@@ -52,8 +53,8 @@ async def dell_create_chat_completion(body: CreateChatCompletionRequest, ctx: Co
     tier = SERVICE_TIER if "service_tier" in request else None
     if body.stream:
         include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
-        chunks = ChatChunks(id=completion_id, created=created, model=body.model, logprobs=logprobs,
-                            include_usage=include_usage, dialect=DIALECT)
+        chunks = OpenAIChatChunks(id=completion_id, created=created, model=body.model, logprobs=logprobs,
+                                  include_usage=include_usage, dialect=DIALECT)
         return generation.shaped_stream(
             events, lambda event: [dell.openai_chunk(c, service_tier=tier) for c in chunks.chunks(event)])
     result = await generation.collect(events)
@@ -74,5 +75,5 @@ async def dell_llamastack_chat_completion(body: ChatCompletionRequest, ctx: Cont
                            LEGACY_FIELDS)
     logprobs = body.logprobs is not None
     if body.stream:
-        return generation.shaped_stream(events, dell.ChatChunks(logprobs=logprobs).chunks)
+        return generation.shaped_stream(events, dell.DellChatChunks(logprobs=logprobs).chunks)
     return dell.chat_response(await generation.collect(events), logprobs=logprobs)

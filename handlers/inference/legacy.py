@@ -39,7 +39,7 @@ async def completion(body: CompletionRequest, ctx: Context) -> dict | AsyncItera
     events = naming_stream(generation.generate_events(engine, [prompt], sampling), COMPLETION_FIELDS)
     logprobs = body.logprobs is not None
     if body.stream:
-        return generation.shaped_stream(events, legacy.CompletionChunks(logprobs=logprobs).chunks)
+        return generation.shaped_stream(events, legacy.LegacyCompletionChunks(logprobs=logprobs).chunks)
     return legacy.completion_response(await generation.collect(events), logprobs=logprobs)
 
 
@@ -60,5 +60,5 @@ async def chat_completion(body: ChatCompletionRequest, ctx: Context) -> dict | A
                                                       parallel_tool_calls=plan.parallel_tool_calls), CHAT_FIELDS)
     logprobs = body.logprobs is not None
     if body.stream:
-        return generation.shaped_stream(events, legacy.ChatChunks(logprobs=logprobs).chunks)
+        return generation.shaped_stream(events, legacy.LegacyChatChunks(logprobs=logprobs).chunks)
     return legacy.chat_response(await generation.collect(events), logprobs=logprobs)

@@ -12,6 +12,7 @@ from generated.models.llama_stack_deprecated import (
     OpenaiCreateVectorStoreFileBatchRequest,
     VectorStoreFileBatchObject,
 )
+from ggstack.core import ids
 from ggstack.core.context import Context
 from ggstack.http.errors import InvalidRequest
 from ggstack.ingest import records
@@ -39,14 +40,14 @@ async def openai_create_vector_store_file_batch(vector_store_id: str, body: Open
         raise InvalidRequest("file_ids must name at least one file", param="file_ids")
     attributes = records.validate_attributes(body.attributes)
     strategy = chunking_strategy(body.chunking_strategy)
-    batch_id = records.new_id("vsfb_")
+    batch_id = ids.new_id("vsfb_")
     docs = await store_file_docs(ctx, vector_store_id, file_ids, attributes, strategy, batch_id)
     # Files first: if the server dies before the batch record exists, the files are still
     # indexed on restart, and the client (who got no answer) never saw the batch.
     await ctx.metadata.put_many(VECTOR_STORE_FILE, [(file_doc["id"], file_doc) for file_doc in docs],
                                 parent=vector_store_id)
     doc = {"id": batch_id, "object": "vector_store.file_batch", "vector_store_id": vector_store_id,
-           "created_at": records.now(), "file_ids": file_ids, "cancelled": False}
+           "created_at": ids.now(), "file_ids": file_ids, "cancelled": False}
     await ctx.metadata.put(FILE_BATCH, batch_id, doc, parent=vector_store_id)
     await records.touch_store(ctx.metadata, vector_store_id)
     for file_doc in docs:

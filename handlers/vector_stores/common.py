@@ -12,6 +12,7 @@ from generated.models.llama_stack_deprecated import (
     VectorStoreFileObject,
     VectorStoreObject,
 )
+from ggstack.core import ids
 from ggstack.core.context import Context
 from ggstack.core.errors import NotFoundError
 from ggstack.http.errors import InvalidRequest, NotFound
@@ -98,7 +99,7 @@ def new_file_doc(store_id: str, file: dict[str, Any], attributes: dict[str, Any]
                  batch_id: str | None = None) -> dict[str, Any]:
     """A file entering the store: `in_progress` is what queues it for the ingestion worker."""
     return {"id": file["id"], "object": "vector_store.file", "vector_store_id": store_id,
-            "created_at": records.now(), "attributes": attributes, "chunking_strategy": strategy,
+            "created_at": ids.now(), "attributes": attributes, "chunking_strategy": strategy,
             "status": "in_progress", "usage_bytes": 0, "filename": file["filename"], "batch_id": batch_id,
             "generation": uuid.uuid4().hex, "attempts": 0}
 
@@ -123,7 +124,7 @@ async def store_file_docs(ctx: Context, store_id: str, file_ids: list[str], attr
 async def store_object(ctx: Context, doc: dict[str, Any]) -> VectorStoreObject:
     counts = await records.file_counts(ctx.metadata, doc["id"])
     expires_at = records.store_expires_at(doc)
-    if expires_at is not None and expires_at <= records.now():
+    if expires_at is not None and expires_at <= ids.now():
         status = "expired"
     else:
         status = "in_progress" if counts["in_progress"] else "completed"

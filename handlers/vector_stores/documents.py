@@ -18,10 +18,10 @@ from generated.models.llama_stack_deprecated import (
     OpenaiAttachFileToVectorStoreRequest,
     OpenaiCreateVectorStoreRequest,
 )
+from ggstack.core import ids
 from ggstack.core.context import Context
 from ggstack.http.errors import InvalidRequest
 from ggstack.inference.legacy import content_text
-from ggstack.ingest import records
 from ggstack.ingest.records import FILE
 from handlers.vector_stores.common import active_store
 from handlers.vector_stores.files import openai_attach_file_to_vector_store
@@ -55,7 +55,7 @@ async def _one(data: bytes) -> AsyncIterator[bytes]:
 
 async def save_file(ctx: Context, data: bytes, filename: str, content_type: str) -> str:
     blob = await ctx.files.save(_one(data), max_bytes=ctx.settings.max_upload_bytes)
-    doc = {"id": records.new_id("file-"), "object": "file", "bytes": blob.size, "created_at": records.now(),
+    doc = {"id": ids.new_id("file-"), "object": "file", "bytes": blob.size, "created_at": ids.now(),
            "expires_at": None, "filename": filename, "purpose": "assistants", "content_type": content_type,
            "key": blob.key, "sha256": blob.sha256}
     await ctx.metadata.put(FILE, doc["id"], doc)
@@ -85,7 +85,7 @@ async def insert_documents(ctx: Context, store_id: str, documents: Sequence[Mapp
     for i, document in enumerate(documents):
         data, found_type = document_bytes(document["content"], f"{param}[{i}].content")
         mime = document.get("mime_type") or found_type or "text/plain"
-        document_id = str(document.get("document_id") or f"doc-{i}-{records.new_id('')}")
+        document_id = str(document.get("document_id") or f"doc-{i}-{ids.new_id('')}")
         attributes = {"document_id": document_id}
         for key, value in (document.get("metadata") or {}).items():
             if isinstance(value, str | int | float | bool):

@@ -16,6 +16,7 @@ from generated.models.llama_stack_deprecated import (
     VectorStoreDeleteResponse,
     VectorStoreObject,
 )
+from ggstack.core import ids
 from ggstack.core.context import Context
 from ggstack.core.errors import NotFoundError
 from ggstack.http.errors import InvalidRequest
@@ -61,7 +62,7 @@ async def create_store(ctx: Context, store_id: str, *, name: str | None, model: 
     """The Chroma index and the store record; a vector DB (vector-dbs) is made the same way."""
     # The index first: a crash before the record is written leaves only an unused collection.
     await ctx.vectors.create(store_id, dimension=dimension)
-    stamp = records.now()
+    stamp = ids.now()
     doc = {"id": store_id, "object": "vector_store", "created_at": stamp, "name": name,
            "metadata": metadata or {}, "expires_after": expires_after, "last_active_at": stamp,
            "embedding_model": model, "embedding_dimension": dimension,
@@ -92,7 +93,7 @@ async def openai_create_vector_store(body: OpenaiCreateVectorStoreRequest, ctx: 
     expires_after = records.validate_store_expiry(body.expires_after)
     metadata = records.validate_metadata(body.metadata)
     file_ids = distinct_file_ids(body.file_ids)
-    store_id = records.new_id("vs_")
+    store_id = ids.new_id("vs_")
     docs = await store_file_docs(ctx, store_id, file_ids, {}, strategy)
     await create_store(ctx, store_id, name=body.name, model=model, dimension=dimension, strategy=strategy,
                        expires_after=expires_after, metadata=metadata)
@@ -131,7 +132,7 @@ async def openai_update_vector_store(vector_store_id: str, body: OpenaiUpdateVec
     if "expires_after" in body.model_fields_set:
         # An explicit null removes the expiry policy.
         changes["expires_after"] = records.validate_store_expiry(body.expires_after)
-    changes["last_active_at"] = records.now()
+    changes["last_active_at"] = ids.now()
 
     def change(doc: dict[str, Any]) -> None:
         doc.update(changes)

@@ -27,8 +27,8 @@ from ggstack.inference.generation import (
 from ggstack.inference.logprobs import FLOOR, TokenLogprob, from_event, logprobs_by_token
 from ggstack.inference.openai_format import (
     OPENAI,
-    ChatChunks,
-    CompletionChunks,
+    OpenAIChatChunks,
+    OpenAICompletionChunks,
     chat_completion,
     completion,
     spec_dialect,
@@ -77,7 +77,7 @@ def test_chat_completion_body(dialect):
 
 @pytest.mark.parametrize("dialect", [OPENAI, LLAMA_STACK], ids=["openai", "llama-stack"])
 def test_chat_chunks(dialect):
-    writer = ChatChunks(id="c", created=1, model="m", logprobs=True, include_usage=True, dialect=dialect)
+    writer = OpenAIChatChunks(id="c", created=1, model="m", logprobs=True, include_usage=True, dialect=dialect)
     chunks = [c for e in EVENTS for c in writer.chunks(e)]
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert chunks[0]["choices"][0]["finish_reason"] == (None if dialect.nulls else "")
@@ -102,7 +102,7 @@ def test_completion_body_echo_and_chunks():
                       dialect=LLAMA_STACK)
     assert [c["text"] for c in body["choices"]] == ["Capital: Paris", "Capital: Rome"]
     OpenAICompletion.model_validate(body)
-    writer = CompletionChunks(id="c", created=1, model="m", logprobs=False, echo=["Q:"], dialect=LLAMA_STACK)
+    writer = OpenAICompletionChunks(id="c", created=1, model="m", logprobs=False, echo=["Q:"], dialect=LLAMA_STACK)
     chunks = [c for e in [ChoiceStarted(0), TextDelta(0, " A"), ChoiceFinished(0, "stop", 3, 1),
                           Finished(Usage(3, 1))] for c in writer.chunks(e)]
     assert [c["choices"][0]["text"] for c in chunks] == ["Q:", " A", ""]

@@ -162,7 +162,7 @@ GENERATION = Generation([Choice(0, "hi", [CALL], "tool_calls", [LOGPROB], 3)], U
 
 
 def test_chat_chunks_follow_the_stream_schema():
-    chunks = [c for e in EVENTS for c in legacy.ChatChunks(logprobs=True).chunks(e)]
+    chunks = [c for e in EVENTS for c in legacy.LegacyChatChunks(logprobs=True).chunks(e)]
     for chunk in chunks:
         models.ChatCompletionResponseStreamChunk.model_validate(chunk)
     assert [c["event"]["event_type"] for c in chunks] == ["start", "progress", "progress", "complete"]
@@ -185,11 +185,11 @@ def test_whole_answers_follow_the_schemas():
 
 
 def test_completion_and_dell_chunks_follow_their_schemas():
-    completion = [c for e in EVENTS for c in legacy.CompletionChunks(logprobs=True).chunks(e)]
+    completion = [c for e in EVENTS for c in legacy.LegacyCompletionChunks(logprobs=True).chunks(e)]
     for chunk in completion:
         models.CompletionResponseStreamChunk.model_validate(chunk)
     assert [c["delta"] for c in completion] == ["hi", ""] and completion[-1]["stop_reason"] == "end_of_message"
-    dell_chunks = [c for e in EVENTS for c in dell.ChatChunks(logprobs=True).chunks(e)]
+    dell_chunks = [c for e in EVENTS for c in dell.DellChatChunks(logprobs=True).chunks(e)]
     for chunk in dell_chunks:
         dell_models.ChatCompletionResponseStreamChunk.model_validate(chunk)
     assert [c["event"]["delta"] for c in dell_chunks] == ["", "hi", ""]

@@ -16,7 +16,7 @@ from generated.models.llama_stack_deprecated import (
     OpenaiSearchVectorStoreRequest,
     VectorStoreSearchResponsePage,
 )
-from ggstack.inference.openai_format import new_id
+from ggstack.core.ids import new_id
 from ggstack.inference.openai_responses.items import FileSearchTool
 
 #: (vector_store_id, request) -> the search page, as the vector-store search operation answers.

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ggstack.core.errors import InvalidValueError
+from ggstack.core.ids import new_id
 from ggstack.inference.messages import Message, text_content
-from ggstack.inference.openai_format import new_id
 from ggstack.inference.options import response_format_schema
 from ggstack.inference.tools import ToolCall, ToolSpec
 

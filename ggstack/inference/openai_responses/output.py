@@ -18,6 +18,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ggstack.core.ids import new_id
 from ggstack.inference.generation import (
     ChoiceFinished,
     ChoiceStarted,
@@ -26,7 +27,6 @@ from ggstack.inference.generation import (
     TextDelta,
     ToolCallDelta,
 )
-from ggstack.inference.openai_format import new_id
 from ggstack.inference.tools import ToolCall
 
 
