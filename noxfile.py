@@ -27,8 +27,8 @@ def install(session: nox.Session, extras: str = "") -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole suite, then the generated-code drift check."""
-    install(session, "[test]")
+    """The whole suite, then the generated-code drift check (both run codegen: the codegen extra)."""
+    install(session, "[test,codegen]")
     session.run("ggstack", "codegen", "--check")
     session.run("pytest", *session.posargs)
 
@@ -43,7 +43,7 @@ def serve(session: nox.Session) -> None:
 @nox.session
 def codegen(session: nox.Session) -> None:
     """Regenerate generated/ from specs/ (`-- --check` to only compare)."""
-    session.install("-e", ".")
+    session.install("-e", ".[codegen]")
     session.run("ggstack", "codegen", *session.posargs)
 
 
