@@ -18,8 +18,10 @@ MAX_MODERATION_INPUTS = 32
 
 
 async def run_shield(body: RunShieldRequest, ctx: Context) -> dict[str, Any]:
+    shields = registry(ctx)
+    await shields.for_use(body.shield_id, field="shield_id")  # an unknown shield is named before the messages
     messages = [m.model_dump(mode="json", exclude_none=True) for m in body.messages]
-    verdict = await check_messages(registry(ctx), ctx.models, body.shield_id, conversation_of(messages))
+    verdict = await check_messages(shields, ctx.models, body.shield_id, conversation_of(messages))
     if not verdict.unsafe:
         return {}  # the spec's `violation` is optional, not nullable: a safe verdict leaves it out
     return {"violation": {"violation_level": "error", "user_message": verdict.user_message,
@@ -27,10 +29,11 @@ async def run_shield(body: RunShieldRequest, ctx: Context) -> dict[str, Any]:
 
 
 async def run_moderation(body: RunModerationRequest, ctx: Context) -> dict[str, Any]:
+    shields = registry(ctx)
+    await shields.for_use(body.model, field="model")  # an unknown guard is named before the input
     inputs = [body.input] if isinstance(body.input, str) else list(body.input)
     if not inputs or len(inputs) > MAX_MODERATION_INPUTS:
         raise InvalidRequest(f"input must hold 1 to {MAX_MODERATION_INPUTS} texts", param="input")
-    shields = registry(ctx)
     results = [moderation_result(await check_text(shields, ctx.models, body.model, text)) for text in inputs]
     return {"id": f"modr-{uuid.uuid4().hex}", "model": body.model, "results": results}
 

@@ -49,9 +49,9 @@ class Verdict:
 async def check_messages(registry: ShieldRegistry, models: Any, shield_id: str,
                          conversation: Sequence[tuple[str, str]], *, field: str = "shield_id") -> Verdict:
     """Judge the last of `(role, text)` turns with the shield's guard model."""
+    shield = await registry.for_use(shield_id, field=field)
     if not conversation:
         raise InvalidValueError("there are no messages to check", field="messages")
-    shield = await registry.for_use(shield_id, field=field)
     cats = categories(shield.get("params") or {})
     engine = await models.chat(shield["provider_resource_id"])
     prompt = await _prompt(engine, task_text(conversation, cats))

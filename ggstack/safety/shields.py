@@ -28,11 +28,9 @@ class ShieldRegistry:
 
     async def register(self, shield_id: str, *, provider_shield_id: str | None = None,
                        provider_id: str | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        if not shield_id:
-            raise InvalidValueError("shield_id must not be empty", field="shield_id")
         if provider_id not in (None, PROVIDER):
-            raise InvalidValueError(f"provider_id '{provider_id}' is not a safety provider here; use '{PROVIDER}'",
-                                    field="provider_id")
+            raise UnknownIdError(f"provider_id '{provider_id}' is not a safety provider here; use '{PROVIDER}'",
+                                 field="provider_id")
         params = dict(params or {})
         model = params.get("model") or provider_shield_id or shield_id
         if not isinstance(model, str):
@@ -41,6 +39,8 @@ class ShieldRegistry:
         if spec.model_type != "llm":
             raise InvalidValueError(f"Model '{model}' is an embedding model; a guard must be an LLM",
                                     field="provider_shield_id")
+        if not shield_id:
+            raise InvalidValueError("shield_id must not be empty", field="shield_id")
         categories(params)  # refuse bad categories now, not at the first check
         if await self._metadata.get(KIND, shield_id) is not None:
             raise AlreadyExistsError(f"Shield '{shield_id}' already exists")
