@@ -9,7 +9,6 @@ from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
 from ggstack.engines.registry import ModelRegistry, ModelSpec
 from tests.fixtures.gguf_builder import build_tiny_gpt2_ggml
 
-pytest.importorskip("ctransformers")
 pytestmark = pytest.mark.anyio
 
 
