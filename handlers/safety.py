@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from generated.models.llama_stack_stable import RunModerationRequest, RunShieldRequest
 from ggstack.core.context import Context
+from ggstack.core.ids import new_id
 from ggstack.http.errors import InvalidRequest
 from ggstack.safety import Verdict, check_messages, check_text
 from ggstack.safety.check import conversation_of
@@ -35,7 +35,7 @@ async def run_moderation(body: RunModerationRequest, ctx: Context) -> dict[str, 
     if not inputs or len(inputs) > MAX_MODERATION_INPUTS:
         raise InvalidRequest(f"input must hold 1 to {MAX_MODERATION_INPUTS} texts", param="input")
     results = [moderation_result(await check_text(shields, ctx.models, body.model, text)) for text in inputs]
-    return {"id": f"modr-{uuid.uuid4().hex}", "model": body.model, "results": results}
+    return {"id": new_id("modr-"), "model": body.model, "results": results}
 
 
 def moderation_result(verdict: Verdict) -> dict[str, Any]:

@@ -105,3 +105,18 @@ def test_custom_categories_are_judged_by_name(client):
                             params={"categories": ["Cooking", {"name": "Weather", "description": "Forecasts."}]})
     result = client.moderations.create(input="What is the forecast?", model="custom-guard").results[0]
     assert set(result.categories) == {"Cooking", "Weather"}
+
+
+def test_shields_survive_a_restart(tmp_path):
+    first = Server(tmp_path, config={"default_models": True}).start()
+    try:
+        LlamaStackClient(base_url=first.url, max_retries=0).shields.register(
+            shield_id="kept-guard", provider_shield_id=SMOL, params={"categories": ["Cooking"]})
+    finally:
+        first.stop()
+    again = Server(tmp_path, config={"default_models": True}).start()
+    try:
+        kept = LlamaStackClient(base_url=again.url, max_retries=0).shields.retrieve("kept-guard")
+        assert (kept.provider_resource_id, kept.params) == (SMOL, {"categories": ["Cooking"]})
+    finally:
+        again.stop()
