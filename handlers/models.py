@@ -30,7 +30,7 @@ from ggstack.providers.catalog import ctransformers_available
 
 #: `owned_by` in the OpenAI list, as Llama Stack reports its own models.
 OWNER = "llama_stack"
-PROVIDERS = ("llama-cpp", "ctransformers")
+PROVIDERS = ("llama-cpp", "ctransformers", "whisper-cpp", "ncnn")
 #: Metadata keys that set how the model runs rather than describe it; taken out into the spec.
 SPEC_KEYS = ("context_length", "embedding_dimension", "engine", "options")
 #: The registry calls the model file `path`; this request names it `provider_model_id`.
@@ -104,8 +104,9 @@ def spec_from_request(body: RegisterModelRequest, dirs: ModelDirs) -> ModelSpec:
     path = dirs.find(body.provider_model_id or body.model_id)
     fields: dict[str, Any] = {key: metadata.pop(key) for key in SPEC_KEYS if key in metadata}
     try:
+        # no engine named: the one for the model type (ModelSpec knows which)
         return ModelSpec(identifier=body.model_id, path=path, model_type=model_type,
-                         engine=engine or "llama-cpp", metadata=metadata, **fields)
+                         engine=engine, metadata=metadata, **fields)
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(part) for part in error["loc"]) or "metadata"

@@ -35,8 +35,11 @@ class ListModelsResponse(BaseModel):
     data: list[Model]
 
 
-class AudioResponseFormat(RootModel[Literal["text"]]):
-    root: Literal["text"] = Field("text", description="The format of the output is `text`.\n")
+class AudioResponseFormat(RootModel[Literal["text", "json", "srt", "verbose_json", "vtt"]]):
+    root: Literal["text", "json", "srt", "verbose_json", "vtt"] = Field(
+        "json",
+        description="The format of the output: `json` (the default, as the openai SDK expects), `text`, `srt`, `verbose_json` or `vtt`.",
+    )
 
 
 class Embedding(BaseModel):
@@ -46,7 +49,7 @@ class Embedding(BaseModel):
     """
 
     index: int = Field(..., description="The index of the embedding in the list of embeddings.")
-    embedding: list[float] = Field(
+    embedding: list[float] | str = Field(
         ...,
         description="The embedding vector, which is a list of floats. The length of vector depends on the model as listed in the [embedding guide].\n",
     )
@@ -56,7 +59,7 @@ class Embedding(BaseModel):
 class CreateImageVariationRequest(BaseModel):
     image: bytes = Field(
         ...,
-        description="The image to use as the basis for the variation(s). Must be a valid JPG, WebP, or PNG file, less than 25MB, and square.",
+        description="The image to upscale: a PNG, JPEG or WebP file, square, under 25 MB and at most 1024×1024 pixels. The answer is a PNG 4× its size.",
     )
     model: str | Literal["realesrgan"] | None = Field(
         "realesrgan",
@@ -72,6 +75,17 @@ class CreateImageVariationRequest(BaseModel):
         None,
         description="A unique identifier representing your end-user, which can help Dell Pro AI Studio to monitor and detect abuse.\n",
         examples=["user-1234"],
+    )
+    n: int | None = Field(
+        1,
+        description="How many images to return (the upscale is deterministic, so copies are identical).",
+        ge=1,
+        le=4,
+    )
+    size: str | None = Field(
+        None,
+        description="The output size, `WIDTHxHEIGHT`; Real-ESRGAN x4 always gives 4× the input, so any other size is refused.",
+        pattern="^[0-9]+x[0-9]+$",
     )
 
 
@@ -146,10 +160,12 @@ class CreateTranslationRequest(BaseModel):
         None,
         description="An optional text to guide the model's style or continue a previous audio segment. The [prompt] should be in English.\n",
     )
-    response_format: AudioResponseFormat | None = Field("text", validate_default=True)
+    response_format: AudioResponseFormat | None = Field("json", validate_default=True)
     temperature: float | None = Field(
         0,
         description="The sampling temperature, between 0 and 1. Higher values like 0.8 will make the output more random, while lower values like 0.2 will make it more focused and deterministic. If set to 0, the model will use [log probability](https://en.wikipedia.org/wiki/Log_probability) to automatically increase the temperature until certain thresholds are hit.\n",
+        ge=0.0,
+        le=1.0,
     )
 
 
@@ -490,7 +506,7 @@ class ChatCompletionRequestMessageContentPartRefusal(BaseModel):
 class PerformanceRequest(BaseModel):
     model: str = Field(..., description="The model name to run a performance test on.")
     trials: int | None = Field(
-        None, description="The amount of trials to run in the performance test. Defaults to 5."
+        None, description="The amount of trials to run in the performance test. Defaults to 5.", ge=1, le=50
     )
 
 
@@ -742,10 +758,19 @@ class CreateTranscriptionRequest(BaseModel):
         None,
         description="The language of the input audio. Supplying the input language in [ISO-639-1](https://en.wikipedia.org/wiki/List_of_ISO_639-1_codes) format will improve accuracy and latency.\n",
     )
-    response_format: AudioResponseFormat | None = Field("text", validate_default=True)
+    response_format: AudioResponseFormat | None = Field("json", validate_default=True)
     temperature: float | None = Field(
         0,
         description="The sampling temperature, between 0 and 1. Higher values like 0.8 will make the output more random, while lower values like 0.2 will make it more focused and deterministic. If set to 0, the model will use [log probability](https://en.wikipedia.org/wiki/Log_probability) to automatically increase the temperature until certain thresholds are hit.\n",
+        ge=0.0,
+        le=1.0,
+    )
+    prompt: str | None = Field(
+        None, description="Text to guide the model's style or continue a previous audio segment."
+    )
+    timestamp_granularities: list[Literal["word", "segment"]] | None = Field(
+        None,
+        description="With `verbose_json`, which timestamps to return: `segment` (always given) and `word`.",
     )
 
 
@@ -768,8 +793,10 @@ class CreateEmbeddingRequest(BaseModel):
         description="ID of the model to use. You can use the [List models] API to see all of your available models, or see our [Model overview] for descriptions of them.\n",
         examples=["nomic-embedding-text-v1.5"],
     )
-    encoding_format: Literal["float"] | None = Field(
-        "float", description="The format to return the embeddings in. Currently `float`", examples=["float"]
+    encoding_format: Literal["float", "base64"] | None = Field(
+        "float",
+        description="The format to return the embeddings in: `float`, or `base64` (little-endian float32 bytes), which the openai SDK asks for by default.",
+        examples=["float"],
     )
     dimensions: int | None = Field(
         None,

@@ -27,8 +27,8 @@ class ModelConfig(BaseModel):
 
     identifier: str
     path: Path
-    model_type: Literal["llm", "embedding"] = "llm"
-    engine: Literal["llama-cpp", "ctransformers"] = "llama-cpp"
+    model_type: Literal["llm", "embedding", "asr", "image"] = "llm"
+    engine: Literal["llama-cpp", "ctransformers", "whisper-cpp", "ncnn"] | None = None
     context_length: int | None = None
     embedding_dimension: int | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -71,6 +71,9 @@ class Settings(BaseSettings):
         "Host names the server answers besides loopback names and the bound address ('*': any)"))
     allowed_origins: list[str] = Field(default_factory=list, description=(
         "Browser origins (scheme://host:port) allowed besides loopback pages; they also get CORS ('*': any)"))
+    asr_window_seconds: float = Field(300.0, ge=10.0, description="Audio decoded and transcribed per window")
+    image_max_bytes: int = Field(25 * 1024 * 1024, ge=1, description="Largest image upload (Dell: < 25 MB)")
+    image_max_side: int = Field(1024, ge=16, description="Largest square side Real-ESRGAN upscales")
     max_queue: int = Field(8, description="Requests one model may hold waiting before 429")
     validate_responses: bool = False
     telemetry: bool = Field(True, description="Record a span per API call for the Telemetry API")

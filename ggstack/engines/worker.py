@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -129,3 +130,9 @@ class ModelWorker(Generic[M]):
             close = getattr(model, "close", None)
             if callable(close):
                 close()
+
+
+def default_threads() -> int:
+    """Half the cores: ggml's and ncnn's worker threads spin-wait, and on a busy machine a model
+    using every core collapses (docs/benchmarks.md, embeddings), while half keeps its pace."""
+    return max(1, (os.cpu_count() or 1) // 2)

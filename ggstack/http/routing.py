@@ -13,6 +13,7 @@ import importlib.util
 import inspect
 import logging
 import time
+import typing
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -235,10 +236,21 @@ async def read_form(operation: Operation, request: Request) -> tuple[BaseModel, 
 
 
 def set_form_field(fields: dict[str, Any], key: str, value: Any) -> None:
-    """`a[b]=1` becomes {"a": {"b": "1"}}, as the openai SDK encodes nested form fields."""
+    """`a[b]=1` becomes {"a": {"b": "1"}} and `a[]=1` appends to a list, as the openai SDK encodes them;
+    a plain field given twice (`a=1&a=2`, how other clients send arrays) becomes a list too."""
     head, _, rest = key.partition("[")
     if not rest:
-        fields[key] = value
+        if key in fields and not isinstance(fields[key], dict):
+            previous = fields[key]
+            fields[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            fields[key] = value
+        return
+    if rest == "]":
+        target = fields.setdefault(head, [])
+        if not isinstance(target, list):
+            raise InvalidRequest(f"Form field '{head}' is given both as a value and as a list", param=head)
+        target.append(value)
         return
     target = fields.setdefault(head, {})
     if not isinstance(target, dict):
@@ -259,8 +271,17 @@ def validate_form(operation: Operation, fields: dict[str, Any]) -> BaseModel:
             try:
                 retyped[name] = parse_json(retyped[name].encode())
             except InvalidRequest:
-                pass
+                if wants_list(operation.body, name):
+                    retyped[name] = [retyped[name]]  # an array field sent once, without brackets
     return validate_body(operation, retyped)
+
+
+def wants_list(model: type[BaseModel], name: str) -> bool:
+    field = model.model_fields.get(name)
+    if field is None:
+        return False
+    kinds = typing.get_args(field.annotation) or (field.annotation,)
+    return any(typing.get_origin(kind) is list for kind in kinds)
 
 
 def validate_body(operation: Operation, data: Any) -> BaseModel:

@@ -131,8 +131,9 @@ async def dell_create_embedding(body: CreateEmbeddingRequest, ctx: Context) -> C
     ctx.models.get(body.model)
     if body.images:
         raise InvalidRequest("image embeddings are not supported; the models here embed text", param="images")
+    encoding = check_encoding(body.encoding_format)
     inputs = embedding_inputs(body.input)
     matrix, tokens = await embed(ctx, body.model, inputs, body.dimensions)
     usage = EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
     return CreateEmbeddingResponse(object="list", model=body.model, usage=usage, data=[
-        Embedding(object="embedding", embedding=row, index=i) for i, row in enumerate(matrix.tolist())])
+        Embedding(object="embedding", embedding=row, index=i) for i, row in enumerate(encoded(matrix, encoding))])
