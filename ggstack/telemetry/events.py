@@ -24,11 +24,14 @@ def parse_time(timestamp: str) -> int:
     """Nanoseconds since the epoch; a time without a zone is UTC."""
     try:
         moment = datetime.fromisoformat(timestamp)
-    except ValueError:
-        raise InvalidValueError(f"timestamp {timestamp!r} is not an ISO 8601 date-time", field="timestamp") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1e9)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        at = int(moment.timestamp() * 1e9)
+        iso(at)  # a time that cannot be written back (the first hours of year 1, in a zone) is refused here
+        return at
+    except (ValueError, OverflowError):
+        raise InvalidValueError(f"timestamp {timestamp!r} is not an ISO 8601 date-time within the years 1 to 9999",
+                                field="timestamp") from None
 
 
 def iso(epoch_ns: int) -> str:
