@@ -28,21 +28,17 @@ PROMPT = "prompt"
 #: Versions one prompt may have; a prompt past it is deleted or re-created, not updated.
 MAX_VERSIONS = 1000
 PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
-VARIABLE_NAME = re.compile(r"[A-Za-z_]\w*")
 
 
-def template_variables(template: str, declared: list[str] | None) -> list[str]:
+def template_variables(template: str, declared: list[Any] | None) -> list[str]:
     """The declared variables, checked; when none are declared, the template's own, in order."""
     used = list(dict.fromkeys(PLACEHOLDER.findall(template)))
     if declared is None:
         return used
-    bad = [name for name in declared if not VARIABLE_NAME.fullmatch(name)]
-    if bad:
-        raise InvalidRequest(f"variables must be identifiers (letters, digits, _): {', '.join(bad)}",
-                             param="variables")
+    declared = [getattr(name, "root", name) for name in declared]  # items with a pattern are RootModels
     undeclared = [name for name in used if name not in declared]
     if undeclared:
-        raise InvalidRequest(f"Template contains undeclared variables: {', '.join(undeclared)}", param="variables")
+        raise InvalidRequest(f"Invalid value: Template contains undeclared variables: {', '.join(undeclared)}", param="variables")
     return list(dict.fromkeys(declared))
 
 
@@ -93,10 +89,10 @@ async def update_prompt(prompt_id: str, body: UpdatePromptRequest, ctx: Context)
     def change(doc: dict[str, Any]) -> None:
         latest = doc["latest_version"]
         if body.version != latest:
-            raise InvalidRequest(f"Version {body.version} is not the latest version of prompt '{prompt_id}'; "
+            raise InvalidRequest(f"Invalid value: Version {body.version} is not the latest version of prompt '{prompt_id}'; "
                                  f"update from version {latest}", param="version")
         if len(doc["versions"]) >= MAX_VERSIONS:
-            raise InvalidRequest(f"Prompt '{prompt_id}' has {MAX_VERSIONS} versions, the most one prompt may have",
+            raise InvalidRequest(f"Invalid value: Prompt '{prompt_id}' has {MAX_VERSIONS} versions, the most one prompt may have",
                                  param="version")
         doc["latest_version"] = latest + 1
         doc["versions"][str(latest + 1)] = {"prompt": body.prompt, "variables": variables}

@@ -19,18 +19,18 @@ from ggstack.inference.options import sampling_options
 from ggstack.inference.prompt import plan_chat
 from ggstack.synthetic.filters import FILTERS
 
-#: Candidate answers per dialog, their length and temperature; dialogs per request.
+#: Candidate answers per dialog, their length and temperature. The 1-16 dialogs (user turns)
+#: per request are checked by the schema (stable overlay).
 CANDIDATES = 4
 MAX_TOKENS = 128
 TEMPERATURE = 0.8
-MAX_DIALOGS = 16
 
 
 def default_llm(ctx: Context) -> str:
     for spec in ctx.models.list():
         if spec.model_type == "llm":
             return spec.identifier
-    raise InvalidRequest("No LLM is registered; register one or name it in model", param="model")
+    raise InvalidRequest("Invalid value: no LLM is registered; register one or name it in model", param="model")
 
 
 def confidence(choice: Choice) -> float:
@@ -44,10 +44,6 @@ async def synthetic_data_generate(body: SyntheticDataGenerateRequest, ctx: Conte
     model = body.model or default_llm(ctx)
     messages = legacy_messages([m.model_dump(mode="json", exclude_none=True) for m in body.dialogs])
     ends = [i for i, message in enumerate(messages) if message.role == "user"]
-    if not ends:
-        raise InvalidRequest("dialogs has no user message to answer", param="dialogs")
-    if len(ends) > MAX_DIALOGS:
-        raise InvalidRequest(f"at most {MAX_DIALOGS} dialogs (user turns) per request", param="dialogs")
     engine = await ctx.models.chat(model)
     keep = FILTERS[body.filtering_function]
     options = sampling_options(temperature=TEMPERATURE, max_tokens=MAX_TOKENS, logprobs=0)

@@ -16,9 +16,6 @@ from ggstack.ingest import records
 from ggstack.ingest.records import VECTOR_STORE
 from handlers.vector_stores.stores import PROVIDER_ID, create_store, delete_store, embedding_model
 
-#: Ids are ours to keep readable in listings and Chroma names; longer ones are refused.
-MAX_ID_CHARS = 256
-
 
 def vector_db(doc: dict[str, Any]) -> VectorDB:
     return VectorDB(identifier=doc["id"], provider_resource_id=doc["id"], type="vector_db",
@@ -27,13 +24,11 @@ def vector_db(doc: dict[str, Any]) -> VectorDB:
 
 
 async def register_vector_db(body: RegisterVectorDbRequest, ctx: Context) -> VectorDB:
-    if not 1 <= len(body.vector_db_id) <= MAX_ID_CHARS:
-        raise InvalidRequest(f"vector_db_id must be 1 to {MAX_ID_CHARS} characters", param="vector_db_id")
     if body.provider_id and body.provider_id != PROVIDER_ID:
         raise InvalidRequest(f"Invalid value: unknown vector_io provider '{body.provider_id}'; this server has "
                              f"'{PROVIDER_ID}'", param="provider_id")
     if body.provider_vector_db_id not in (None, body.vector_db_id):
-        raise InvalidRequest("provider_vector_db_id must be the vector_db_id (or left out): each vector DB is "
+        raise InvalidRequest("Invalid value: provider_vector_db_id must be the vector_db_id (or left out): each vector DB is "
                              "stored under its own id", param="provider_vector_db_id")
     model, dimension = embedding_model(ctx, body.embedding_model, body.embedding_dimension)
     existing = await ctx.metadata.get(VECTOR_STORE, body.vector_db_id)

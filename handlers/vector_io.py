@@ -22,13 +22,9 @@ from ggstack.ingest.records import RESERVED_ATTRIBUTE_PREFIX
 from ggstack.stores.base import Chunk, Hit
 from handlers.vector_stores.common import active_store
 
-#: Chunks one insert may carry; larger sets are sent in several requests.
-MAX_INSERT_CHUNKS = 1000
-#: query params: max_chunks is 1..MAX_CHUNKS (3 when absent, as in the reference server).
+#: The limits (1000 chunks per insert, max_chunks 1-50) and the params' shape are in the
+#: stable overlay, so the request is checked against them before this runs.
 DEFAULT_CHUNKS = 3
-MAX_CHUNKS = 50
-MODES = ("vector", "keyword", "hybrid")
-QUERY_PARAMS = ("max_chunks", "score_threshold", "mode", "ranker")
 DEFAULT_IMPACT_FACTOR = 60.0
 
 
@@ -42,8 +38,8 @@ def content_text(content: Any, param: str) -> str:
         elif item.get("type") == "text":
             parts.append(item["text"])
         else:
-            raise InvalidRequest(f"{param}: only text content can be embedded here, not {item.get('type')}",
-                                 param=param)
+            raise InvalidRequest(f"Invalid value: {param}: only text content can be embedded here, not "
+                                 f"{item.get('type')}", param=param)
     return "\n".join(parts)
 
 
@@ -63,11 +59,6 @@ def scalar_attributes(metadata: dict[str, Any]) -> dict[str, str | int | float |
 
 
 async def insert_chunks(body: InsertChunksRequest, ctx: Context) -> None:
-    if body.ttl_seconds is not None:
-        raise InvalidRequest("ttl_seconds is not supported: chunks stay until they or their vector DB are deleted",
-                             param="ttl_seconds")
-    if len(body.chunks) > MAX_INSERT_CHUNKS:
-        raise InvalidRequest(f"at most {MAX_INSERT_CHUNKS} chunks per insert", param="chunks")
     store = await active_store(ctx, body.vector_db_id)
     raw = [chunk.model_dump(mode="json", exclude_none=True) for chunk in body.chunks]
     texts = [content_text(chunk["content"], f"chunks[{i}].content") for i, chunk in enumerate(raw)]
@@ -79,7 +70,7 @@ async def insert_chunks(body: InsertChunksRequest, ctx: Context) -> None:
     chunks = []
     for i, (chunk, text) in enumerate(zip(raw, texts)):
         if len(chunk["embedding"]) != store["embedding_dimension"]:
-            raise InvalidRequest(f"chunks[{i}].embedding has {len(chunk['embedding'])} dimensions; vector DB "
+            raise InvalidRequest(f"Invalid value: chunks[{i}].embedding has {len(chunk['embedding'])} dimensions; vector DB "
                                  f"'{body.vector_db_id}' holds {store['embedding_dimension']}",
                                  param=f"chunks[{i}].embedding")
         chunk_id = chunk_id_of(chunk, text)
@@ -91,41 +82,15 @@ async def insert_chunks(body: InsertChunksRequest, ctx: Context) -> None:
 
 
 def query_params(params: dict[str, Any] | None) -> tuple[int, float, str, dict[str, Any]]:
-    """(max_chunks, score_threshold, mode, ranker) from `params`, each checked."""
-    params = dict(params or {})
-    unknown = sorted(set(params) - set(QUERY_PARAMS))
-    if unknown:
-        raise InvalidRequest(f"params: unknown {', '.join(unknown)}; known are {', '.join(QUERY_PARAMS)}",
-                             param="params")
-    k = params.get("max_chunks", DEFAULT_CHUNKS)
-    if isinstance(k, float) and k.is_integer():
-        k = int(k)  # params is a map of JSON values, which the model reads as floats
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_CHUNKS:
-        raise InvalidRequest(f"params.max_chunks must be an integer from 1 to {MAX_CHUNKS}", param="params.max_chunks")
-    threshold = params.get("score_threshold", 0.0)
-    if not isinstance(threshold, int | float) or isinstance(threshold, bool):
-        raise InvalidRequest("params.score_threshold must be a number", param="params.score_threshold")
-    mode = params.get("mode", "vector")
-    if mode not in MODES:
-        raise InvalidRequest(f"params.mode must be one of {', '.join(MODES)}", param="params.mode")
-    return k, float(threshold), mode, ranker_options(params.get("ranker"))
-
-
-def ranker_options(ranker: Any) -> dict[str, Any]:
-    """{"type": "rrf", "impact_factor": > 0} (the default) or {"type": "weighted", "alpha": 0..1}."""
-    ranker = {"type": "rrf"} if ranker is None else ranker
-    if not isinstance(ranker, dict) or ranker.get("type") not in ("rrf", "weighted"):
-        raise InvalidRequest("params.ranker must be {type: rrf, impact_factor} or {type: weighted, alpha}",
-                             param="params.ranker")
+    """(max_chunks, score_threshold, mode, ranker keywords) from params the schema has checked."""
+    params = params or {}
+    ranker = params.get("ranker") or {"type": "rrf"}
     if ranker["type"] == "rrf":
-        factor = ranker.get("impact_factor", DEFAULT_IMPACT_FACTOR)
-        if not isinstance(factor, int | float) or isinstance(factor, bool) or factor <= 0:
-            raise InvalidRequest("params.ranker.impact_factor must be a positive number", param="params.ranker")
-        return {"ranker": "rrf", "impact_factor": float(factor)}
-    alpha = ranker.get("alpha", 0.5)
-    if not isinstance(alpha, int | float) or isinstance(alpha, bool) or not 0 <= alpha <= 1:
-        raise InvalidRequest("params.ranker.alpha must be a number from 0 to 1", param="params.ranker")
-    return {"ranker": "weighted", "alpha": float(alpha)}
+        options = {"ranker": "rrf", "impact_factor": float(ranker.get("impact_factor", DEFAULT_IMPACT_FACTOR))}
+    else:
+        options = {"ranker": "weighted", "alpha": float(ranker.get("alpha", 0.5))}
+    return (params.get("max_chunks", DEFAULT_CHUNKS), float(params.get("score_threshold", 0.0)),
+            params.get("mode", "vector"), options)
 
 
 def answer_chunk(hit: Hit) -> dict[str, Any]:
@@ -142,8 +107,9 @@ async def query_chunks(body: QueryChunksRequest, ctx: Context) -> QueryChunksRes
     store = await active_store(ctx, body.vector_db_id)
     query = content_text(body.query.model_dump(mode="json"), "query")
     if not query.strip():
-        raise InvalidRequest("query must not be empty", param="query")
-    k, threshold, mode, ranker = query_params(body.params)
+        raise InvalidRequest("Invalid value: query must not be empty", param="query")
+    params = body.params.model_dump(mode="json", exclude_none=True) if body.params else None
+    k, threshold, mode, ranker = query_params(params)
     if mode == "keyword":
         hits = await ctx.vectors.keyword(body.vector_db_id, query, k=k)
     else:

@@ -476,12 +476,16 @@ class ListPromptsResponse(BaseModel):
     data: list[Prompt]
 
 
+class Variable(RootModel[str]):
+    root: str = Field(..., pattern="^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 class CreatePromptRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
     prompt: str = Field(..., description="The prompt text content with variable placeholders.")
-    variables: list[str] | None = Field(
+    variables: list[Variable] | None = Field(
         None, description="List of variable names that can be used in the prompt template."
     )
 
@@ -491,8 +495,8 @@ class UpdatePromptRequest(BaseModel):
         extra="forbid",
     )
     prompt: str = Field(..., description="The updated prompt text content.")
-    version: int = Field(..., description="The current version of the prompt being updated.")
-    variables: list[str] | None = Field(
+    version: int = Field(..., description="The current version of the prompt being updated.", ge=1)
+    variables: list[Variable] | None = Field(
         None, description="Updated list of variable names that can be used in the prompt template."
     )
     set_as_default: bool = Field(..., description="Set the new version as the default (default=True).")
@@ -502,7 +506,7 @@ class SetDefaultVersionRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    version: int = Field(..., description="The version to set as default.")
+    version: int = Field(..., description="The version to set as default.", ge=1)
 
 
 class ProviderInfo(BaseModel):
@@ -1871,7 +1875,9 @@ class RegisterVectorDbRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    vector_db_id: str = Field(..., description="The identifier of the vector database to register.")
+    vector_db_id: str = Field(
+        ..., description="The identifier of the vector database to register.", max_length=256, min_length=1
+    )
     embedding_model: str = Field(..., description="The embedding model to use.")
     embedding_dimension: int | None = Field(None, description="The dimension of the embedding model.")
     provider_id: str | None = Field(None, description="The identifier of the provider.")
@@ -1921,6 +1927,36 @@ class ChunkMetadata(BaseModel):
     metadata_token_count: int | None = Field(
         None, description="The number of tokens in the metadata of the chunk."
     )
+
+
+class Ranker1(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    type: Literal["rrf"]
+    impact_factor: float | None = Field(None, gt=0.0)
+
+
+class Ranker2(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    type: Literal["weighted"]
+    alpha: float | None = Field(None, ge=0.0, le=1.0)
+
+
+class Params(BaseModel):
+    """
+    max_chunks (1-50, default 3), score_threshold (default 0), mode vector|keyword|hybrid (default vector), and for hybrid a ranker {type: rrf, impact_factor > 0} or {type: weighted, alpha 0..1}.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    max_chunks: int | None = Field(None, ge=1, le=50)
+    score_threshold: float | None = None
+    mode: Literal["vector", "keyword", "hybrid"] | None = None
+    ranker: Ranker1 | Ranker2 | None = None
 
 
 class VectorStoreFileCounts(BaseModel):
@@ -3375,8 +3411,8 @@ class InsertChunksRequest(BaseModel):
     chunks: list[Chunk] = Field(
         ...,
         description="The chunks to insert. Each `Chunk` should contain content which can be interleaved text, images, or other types. `metadata`: `dict[str, Any]` and `embedding`: `List[float]` are optional. If `metadata` is provided, you configure how Llama Stack formats the chunk during generation. If `embedding` is not provided, it will be computed later.",
+        max_length=1000,
     )
-    ttl_seconds: int | None = Field(None, description="The time to live of the chunks.")
 
 
 class QueryChunksRequest(BaseModel):
@@ -3385,7 +3421,10 @@ class QueryChunksRequest(BaseModel):
     )
     vector_db_id: str = Field(..., description="The identifier of the vector database to query.")
     query: InterleavedContent = Field(..., description="The query to search for.")
-    params: dict[str, Any] | None = Field(None, description="The parameters of the query.")
+    params: Params | None = Field(
+        None,
+        description="max_chunks (1-50, default 3), score_threshold (default 0), mode vector|keyword|hybrid (default vector), and for hybrid a ranker {type: rrf, impact_factor > 0} or {type: weighted, alpha 0..1}.",
+    )
 
 
 class QueryChunksResponse(BaseModel):
@@ -3649,7 +3688,9 @@ class SyntheticDataGenerateRequest(BaseModel):
         extra="forbid",
     )
     dialogs: list[Message] = Field(
-        ..., description="List of conversation messages to use as input for synthetic data generation"
+        ...,
+        description="List of conversation messages to use as input for synthetic data generation",
+        min_length=1,
     )
     filtering_function: Literal["none", "random", "top_k", "top_p", "top_k_top_p", "sigmoid"] = (
         Field(..., description="Type of filtering to apply to generated synthetic data samples")

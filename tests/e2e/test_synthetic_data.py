@@ -48,5 +48,5 @@ def test_filters_keep_the_best_candidates(client: LlamaStackClient) -> None:
 def test_bad_requests(client: LlamaStackClient) -> None:
     with pytest.raises(llama_stack_client.NotFoundError):
         client.synthetic_data_generation.generate(dialogs=DIALOGS, filtering_function="none", model="nope")
-    with pytest.raises(llama_stack_client.BadRequestError, match="no user message"):
+    with pytest.raises(llama_stack_client.BadRequestError, match="dialogs"):
         client.synthetic_data_generation.generate(dialogs=DIALOGS[:1], filtering_function="none")
