@@ -12,6 +12,7 @@ from typing import Any
 
 from generated.models.llama_stack_stable import SyntheticDataGenerateRequest, SyntheticDataGenerationResponse
 from ggstack.core.context import Context
+from ggstack.core.errors import InvalidValueError
 from ggstack.http.errors import InvalidRequest
 from ggstack.inference.generation import Choice, generate
 from ggstack.inference.legacy import legacy_messages
@@ -42,7 +43,10 @@ def confidence(choice: Choice) -> float:
 
 async def synthetic_data_generate(body: SyntheticDataGenerateRequest, ctx: Context) -> SyntheticDataGenerationResponse:
     model = body.model or default_llm(ctx)
-    messages = legacy_messages([m.model_dump(mode="json", exclude_none=True) for m in body.dialogs])
+    try:
+        messages = legacy_messages([m.model_dump(mode="json", exclude_none=True) for m in body.dialogs])
+    except InvalidValueError as exc:  # an image or a role the chat models cannot read: the reference's words
+        raise InvalidRequest(f"Invalid value: dialogs: {exc.message}", param="dialogs") from None
     ends = [i for i, message in enumerate(messages) if message.role == "user"]
     engine = await ctx.models.chat(model)
     keep = FILTERS[body.filtering_function]
