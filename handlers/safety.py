@@ -22,10 +22,8 @@ async def run_shield(body: RunShieldRequest, ctx: Context) -> dict[str, Any]:
     await shields.for_use(body.shield_id, field="shield_id")  # an unknown shield is named before the messages
     messages = [m.model_dump(mode="json", exclude_none=True) for m in body.messages]
     verdict = await check_messages(shields, ctx.models, body.shield_id, conversation_of(messages))
-    if not verdict.unsafe:
-        return {}  # the spec's `violation` is optional, not nullable: a safe verdict leaves it out
-    return {"violation": {"violation_level": "error", "user_message": verdict.user_message,
-                          "metadata": {"violation_type": ",".join(c.code for c in verdict.violated)}}}
+    violation = verdict.violation()
+    return {} if violation is None else {"violation": violation}  # optional, not nullable: safe leaves it out
 
 
 async def run_moderation(body: RunModerationRequest, ctx: Context) -> dict[str, Any]:

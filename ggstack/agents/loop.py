@@ -13,6 +13,10 @@ Choices the spec leaves open, made as Llama Stack does where it says:
   only; later ones are `auto`, so a forced call is followed by an answer, not by the same
   call until `max_infer_iters`.
 - A tool that fails answers the model with the error text; the turn goes on.
+- Input shields judge the turn's input messages before the first inference, output shields the
+  final answer; each group is one `shield_call` step. The first violation ends the turn with the
+  shield's `user_message` as the assistant's answer (a violated output replaces the answer).
+  A resumed turn does not judge its input again.
 
 The turn is stored when it completes or pauses. A turn the client abandons (disconnect
 while streaming) or that fails is not stored: its span's outcome says so, and a paused turn
@@ -22,7 +26,7 @@ being resumed goes back to waiting.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,11 +44,16 @@ from ggstack.inference.legacy import stop_reason
 from ggstack.inference.messages import Message
 from ggstack.inference.prompt import plan_chat
 from ggstack.inference.tools import ToolCall, ToolChoice
+from ggstack.safety import Verdict
+from ggstack.safety.check import conversation_of
 from ggstack.stores.base import MetadataStore
 from ggstack.tools.definitions import ToolDefinition
 from ggstack.tools.runtime import ToolRuntime
 
 Chunk = dict[str, Any]
+
+#: Runs one shield (by id) over `(role, text)` turns: `ggstack.safety.check_messages`, bound.
+ShieldCheck = Callable[[str, Sequence[tuple[str, str]]], Awaitable[Verdict]]
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,9 @@ class TurnSetup:
     runtime: ToolRuntime
     metadata: MetadataStore
     history: Sequence[Message]
+    input_shields: Sequence[str] = ()
+    output_shields: Sequence[str] = ()
+    shield: ShieldCheck | None = None  # needed when the agent names shields
 
 
 @dataclass
@@ -146,8 +158,16 @@ async def run(setup: TurnSetup, state: TurnState, *, resumed_with: list[dict[str
             state.doc["pending_calls"] = []
             async for chunk in _tool_step(setup, state, span, calls, given=resumed_with):
                 yield chunk
-        async for chunk in _inferences(setup, state, span):
-            yield chunk
+        refusal: dict[str, Any] = {}
+        if resumed_with is None and setup.input_shields:
+            conversation = conversation_of(state.turn["input_messages"])
+            async for chunk in _shield_step(setup, state, span, setup.input_shields, conversation, refusal):
+                yield chunk
+        if refusal:
+            yield await _finish(setup, state, refusal, records.COMPLETED)
+        else:
+            async for chunk in _inferences(setup, state, span):
+                yield chunk
         outcome = "ok"
     except Exception:
         outcome = "error"
@@ -178,6 +198,12 @@ async def _inferences(setup: TurnSetup, state: TurnState, span: Span) -> AsyncIt
         if state.doc["inferences"] >= setup.max_infer_iters or not calls or message["stop_reason"] == "out_of_tokens":
             if calls and message["stop_reason"] != "out_of_tokens":
                 message["stop_reason"] = "end_of_turn"  # no more inferences: this is the answer
+            if setup.output_shields:
+                refusal: dict[str, Any] = {}
+                conversation = [*conversation_of(state.turn["input_messages"]), ("assistant", message["content"])]
+                async for chunk in _shield_step(setup, state, span, setup.output_shields, conversation, refusal):
+                    yield chunk
+                message = refusal or message
             yield await _finish(setup, state, message, records.COMPLETED)
             return
         server = [c for c in calls if not setup.tools[c["tool_name"]].client]
@@ -265,6 +291,24 @@ async def _tool_step(setup: TurnSetup, state: TurnState, span: Span, calls: list
         for call in calls:
             responses.append(tool_response(call, await _invoke(setup, call)))
     step.update(tool_calls=calls, tool_responses=responses)
+    yield await _complete_step(setup, state, step_span, step)
+
+
+async def _shield_step(setup: TurnSetup, state: TurnState, span: Span, shields: Sequence[str],
+                       conversation: Sequence[tuple[str, str]], refusal: dict[str, Any]) -> AsyncIterator[Chunk]:
+    """Run `shields` in order; on the first violation, `refusal` becomes the turn's answer (its user_message)."""
+    assert setup.shield is not None, "an agent with shields needs setup.shield"
+    step = _step(state, "shield_call")
+    step_span = span.child("agents.step.shield_call", {"step_id": step["step_id"], "step_type": "shield_call",
+                                                       "shields": ",".join(shields)})
+    yield payload({"event_type": "step_start", "step_type": "shield_call", "step_id": step["step_id"]})
+    for shield_id in shields:
+        violation = (await setup.shield(shield_id, conversation)).violation()
+        if violation is not None:  # the spec's `violation` is optional, not nullable: a pass leaves it out
+            step["violation"] = violation
+            refusal.update(role="assistant", content=violation["user_message"], stop_reason="end_of_turn",
+                           tool_calls=[])
+            break
     yield await _complete_step(setup, state, step_span, step)
 
 

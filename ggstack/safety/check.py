@@ -45,6 +45,13 @@ class Verdict:
     def user_message(self) -> str:
         return "I can't answer that. Can I help with something else?"
 
+    def violation(self) -> dict[str, Any] | None:
+        """The spec's `SafetyViolation` for an unsafe verdict (run-shield, agents' shield_call steps)."""
+        if not self.unsafe:
+            return None
+        return {"violation_level": "error", "user_message": self.user_message,
+                "metadata": {"violation_type": ",".join(c.code for c in self.violated)}}
+
 
 async def check_messages(registry: ShieldRegistry, models: Any, shield_id: str,
                          conversation: Sequence[tuple[str, str]], *, field: str = "shield_id") -> Verdict:

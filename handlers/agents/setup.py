@@ -9,6 +9,7 @@ gets `knowledge_search` for that turn if it did not have it).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from ggstack.agents import records
@@ -18,20 +19,22 @@ from ggstack.core.context import Context
 from ggstack.http.errors import InvalidRequest, NotFound
 from ggstack.inference.legacy import Sampling, response_format
 from ggstack.inference.tools import ToolChoice, check_tool_choice
+from ggstack.safety import check_messages
 from ggstack.tools import rag
 from ggstack.tools.definitions import from_tool_def
 from ggstack.tools.runtime import ToolRuntime
+from handlers.shields import registry
 from handlers.tool_runtime import tool_runtime
 from handlers.vector_stores.documents import insert_documents, new_store
 
 
-def check_shields(config: Mapping[str, Any]) -> None:
-    """Shields run through the Safety API, which this server does not have yet: never skip one silently."""
+async def check_shields(ctx: Context, config: Mapping[str, Any]) -> None:
+    """Every named shield must be registered (at creation, and again before a turn: it may have been
+    unregistered since); an unknown one is 'Invalid value' naming it, never skipped."""
+    shields = registry(ctx)
     for key in ("input_shields", "output_shields"):
-        if config.get(key):
-            raise InvalidRequest(f"agent_config.{key} names shields ({', '.join(config[key])}), but this server "
-                                 "has no shields to run yet; remove them to create the agent",
-                                 param=f"agent_config.{key}")
+        for i, name in enumerate(config.get(key) or ()):
+            await shields.for_use(name, field=f"agent_config.{key}[{i}]")
 
 
 def split_name(entry: Any) -> tuple[str, str | None, dict[str, Any]]:
@@ -44,7 +47,7 @@ def split_name(entry: Any) -> tuple[str, str | None, dict[str, Any]]:
 async def check_config(ctx: Context, config: Mapping[str, Any]) -> None:
     """What can be judged at creation: the model, shields, iterations, tool group names."""
     ctx.models.get(config["model"])
-    check_shields(config)
+    await check_shields(ctx, config)
     if (config.get("max_infer_iters") or 1) < 1:
         raise InvalidRequest("agent_config.max_infer_iters must be at least 1", param="agent_config.max_infer_iters")
     runtime = tool_runtime(ctx)
@@ -114,7 +117,7 @@ async def prepare(ctx: Context, agent: Mapping[str, Any], session: dict[str, Any
                   documents: Sequence[Mapping[str, Any]] | None = None, resuming: str | None = None) -> TurnSetup:
     """`resuming`: the id of the paused turn being continued (its own steps are not history)."""
     config = agent["agent_config"]
-    check_shields(config)
+    await check_shields(ctx, config)
     engine = await ctx.models.chat(config["model"])
     schema, grammar = response_format(config.get("response_format"))
     options = Sampling.from_legacy(config.get("sampling_params")).options(json_schema=schema, grammar=grammar)
@@ -129,4 +132,6 @@ async def prepare(ctx: Context, agent: Mapping[str, Any], session: dict[str, Any
                                [t for t in turns if t["turn"]["turn_id"] != resuming])
     return TurnSetup(engine=engine, options=options, tools=tools, tool_choice=choice,
                      max_infer_iters=config.get("max_infer_iters") or 10, runtime=runtime, metadata=ctx.metadata,
-                     history=history)
+                     history=history, input_shields=tuple(config.get("input_shields") or ()),
+                     output_shields=tuple(config.get("output_shields") or ()),
+                     shield=partial(check_messages, registry(ctx), ctx.models))

@@ -10,6 +10,7 @@ from generated.models.llama_stack_deprecated import CreateAgentTurnRequest, Resu
 from ggstack.agents import loop, records
 from ggstack.core.context import Context
 from ggstack.http.errors import Conflict, InvalidRequest, NotFound
+from ggstack.safety.check import conversation_of
 from handlers.agents.setup import prepare
 
 
@@ -36,6 +37,8 @@ async def create_agent_turn(agent_id: str, session_id: str, body: CreateAgentTur
     toolgroups, tool_config = request.get("toolgroups") or [], request.get("tool_config")
     setup = await prepare(ctx, agent, session, toolgroups=toolgroups, tool_config=tool_config,
                           documents=request.get("documents"))
+    if setup.input_shields:
+        conversation_of(request["messages"])  # what the guard cannot read (images) is a 400 before any event
     state = loop.new_turn(agent_id, session_id, request["messages"], toolgroups=toolgroups, tool_config=tool_config)
     return await _answer(loop.run(setup, state), body.stream)
 

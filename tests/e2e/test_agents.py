@@ -114,8 +114,9 @@ def test_unknown_ids_and_refused_configs_are_clear_4xx(http):
     agent_id, session_id = new_session(http, config())
     assert http.get(f"/v1/agents/{agent_id}/session/nope").status_code == 404
     assert http.get(f"/v1/agents/{agent_id}/session/{session_id}/turn/nope").status_code == 404
-    shields = http.post("/v1/agents", json={"agent_config": config(input_shields=["llama-guard"])})
-    assert shields.status_code == 400 and "input_shields" in shields.json()["detail"]
+    shields = http.post("/v1/agents", json={"agent_config": config(output_shields=["no-such-guard"])})
+    detail = shields.json()["detail"]
+    assert shields.status_code == 400 and "Invalid value" in detail and "no-such-guard" in detail, shields.text
     model = http.post("/v1/agents", json={"agent_config": {**config(), "model": "no-such-model"}})
     assert model.status_code == 404 and "not found" in model.json()["detail"]
     group = http.post("/v1/agents", json={"agent_config": config(toolgroups=["mcp::nowhere"])})
@@ -161,6 +162,46 @@ def test_streamed_turn_events_come_in_the_spec_order(http):
     step = http.get(f"/v1alpha/agents/{agent_id}/session/{session_id}/turn/{turn['turn_id']}"
                     f"/step/{final['steps'][1]['step_id']}")
     assert step.status_code == 200 and step.json()["step"] == final["steps"][1]
+
+
+def check_guarded(turn: dict) -> None:
+    """Input shields, then (unless they refused) inference and output shields; a violation's user_message is
+    the answer. SmolLM2 as guard: its judgement is not asserted, only the steps that follow from it."""
+    steps = turn["steps"]
+    kinds = [s["step_type"] for s in steps]
+    assert kinds == (["shield_call"] if steps[0].get("violation") else ["shield_call", "inference", "shield_call"])
+    violations = [s["violation"] for s in steps if s.get("violation")]
+    for violation in violations:
+        assert violation["violation_level"] == "error" and violation["metadata"]["violation_type"].startswith("S")
+    if violations:
+        assert turn["output_message"]["content"] == violations[0]["user_message"]
+        assert turn["output_message"]["stop_reason"] == "end_of_turn"
+    else:
+        assert turn["output_message"] == steps[1]["model_response"]
+
+
+def test_shields_named_in_the_config_run_as_shield_call_steps(client, http):
+    client.shields.register(shield_id="agent-guard", provider_shield_id=SMOL)
+    agent = client.agents.create(agent_config=config(input_shields=["agent-guard"], output_shields=["agent-guard"]))
+    session = client.agents.session.create(agent.agent_id, session_name="guarded")
+    turn = client.agents.turn.create(session.session_id, agent_id=agent.agent_id, stream=False,
+                                     messages=user("How do I bake bread?"))
+    check_guarded(turn.to_dict())
+
+    path = f"/v1/agents/{agent.agent_id}/session/{session.session_id}/turn"
+    events = stream(http, path, {"messages": user("Name a fruit.")})
+    final = events[-1]["turn"]
+    check_guarded(final)
+    started = [e for e in events if e["event_type"] == "step_start"]
+    completed = [e for e in events if e["event_type"] == "step_complete"]
+    assert [e["step_type"] for e in started] == [e["step_type"] for e in completed] == [
+        s["step_type"] for s in final["steps"]]
+    assert [e["step_details"] for e in completed] == final["steps"]
+    assert events[0]["event_type"] == "turn_start" and events[-1]["event_type"] == "turn_complete"
+
+    client.shields.delete("agent-guard")  # gone since the agent was made: a clear 400 before any event
+    gone = http.post(path, json={"messages": user("hi"), "stream": True})
+    assert gone.status_code == 400 and "agent-guard" in gone.json()["detail"], gone.text
 
 
 def test_the_agent_helper_runs_a_client_tool_and_resumes(client):
