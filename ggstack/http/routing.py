@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel, RootModel, ValidationError
-from pydantic_core import PydanticUndefined
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -296,12 +295,14 @@ def defaults_for_nulls(value: Any) -> Any:
     """Optional request fields accept an explicit null (codegen/requests.py); null means "not
     given", so a field that has a default gets it back and handlers read one meaning, not two."""
     if isinstance(value, BaseModel):
-        for name in value.model_fields_set:
+        for name in list(value.model_fields_set):
             current = value.__dict__.get(name)
             field = type(value).model_fields.get(name)
-            if current is None and field is not None and field.default is not None \
-                    and field.default is not PydanticUndefined:
-                setattr(value, name, field.get_default(call_default_factory=True, validated_data={}))
+            if current is None and field is not None and not field.is_required():
+                # Not given: the default comes back and the field leaves the set of given ones,
+                # so handlers that read `exclude_unset` dumps do not see a None either.
+                value.__dict__[name] = field.get_default(call_default_factory=True, validated_data={})
+                value.model_fields_set.discard(name)
             else:
                 defaults_for_nulls(current)
         if isinstance(value, RootModel):
