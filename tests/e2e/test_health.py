@@ -1,5 +1,6 @@
 """/v1/health tells the truth: 200 while the database, Chroma and loaded models answer, 503
-naming what is down once the Chroma server is stopped."""
+naming what is down once the Chroma server is stopped; each provider reports its own part
+(/v1/providers/{id} health: Chroma's trouble is the vector_io provider's, not inference's)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
+import pytest
+from llama_stack_client import LlamaStackClient
 
+from ggstack.engines.registry import ModelRegistry, ModelSpec
+from ggstack.providers.health import model_problems
 from tests.conftest import _chroma_free_port, _chroma_heartbeat
 from tests.server import Server
 
@@ -35,14 +41,40 @@ def test_health_is_503_when_the_chroma_server_stops(tmp_path, tiny_embed_gguf):
     try:
         assert httpx.post(f"{server.url}/v1/embeddings", json={"model": "emb", "input": "x"}).status_code == 200
         assert httpx.get(f"{server.url}/v1/health").json() == {"status": "OK"}
+        client = LlamaStackClient(base_url=server.url, max_retries=0, timeout=30)
+        assert {p.provider_id: p.health for p in client.providers.list()} == {
+            p.provider_id: {"status": "OK"} for p in client.providers.list()}
         chroma.terminate()
         chroma.wait(timeout=30)
         answer = httpx.get(f"{server.url}/v1/health", timeout=30)
         assert answer.status_code == 503
         assert answer.json()["detail"] == "degraded: chroma does not answer"
+        assert client.providers.retrieve("chromadb").health == {"status": "Error",
+                                                                "message": "chroma does not answer"}
+        assert client.providers.retrieve("llama-cpp").health == {"status": "OK"}
+        listed = {(p["api"], p["provider_id"]): p["health"]["status"]
+                  for p in httpx.get(f"{server.url}/v1/providers", timeout=30).json()["data"]}
+        assert listed[("vector_io", "chromadb")] == "Error" and listed[("inference", "llama-cpp")] == "OK"
+        assert listed[("files", "localfs")] == "OK"
     finally:
         server.stop()
         assert not server.mismatches(), "\n".join(server.mismatches())
         if chroma.poll() is None:
             chroma.kill()
             chroma.wait()
+
+
+@pytest.mark.anyio
+async def test_a_stopped_model_worker_is_its_engines_provider_problem(tiny_chat_gguf):
+    registry = ModelRegistry()
+    registry.register(ModelSpec(identifier="chat", path=tiny_chat_gguf))
+    engine = await registry.chat("chat")
+    ctx = SimpleNamespace(models=registry)  # model_problems reads only the registry
+    try:
+        assert model_problems(ctx, "llama-cpp") == []
+        engine.close()  # the worker thread ends while the registry still counts the model loaded
+        assert model_problems(ctx, "llama-cpp") == ["model chat's worker has stopped"]
+        assert model_problems(ctx, "ctransformers") == []
+        assert model_problems(ctx) == ["model chat's worker has stopped"]
+    finally:
+        await registry.close()
