@@ -1,4 +1,4 @@
-"""`ggstack serve | routes | codegen` (also `python -m ggstack`)."""
+"""`ggstack serve | routes | codegen | contract | hash-key` (also `python -m ggstack`)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("hash-key", help="read an API key on stdin, print the sha256 the run config's "
                                          "api_keys entry takes")
 
+    add_contract_parser(commands)
+
     args = parser.parse_args(argv)
+    if args.command == "contract":
+        return contract_command(args)
     if args.command == "serve":
         return serve_command(args)
     if args.command == "routes":
@@ -86,6 +90,67 @@ def hash_key_command() -> int:
         return 2
     print(key_digest(key))
     return 0
+
+
+def add_contract_parser(commands: argparse._SubParsersAction) -> None:
+    contract = commands.add_parser(
+        "contract", help="contract-test a running server (any vendor's) against the overlaid documents",
+        description="Run Schemathesis (examples, coverage, fuzzing; --stateful adds link-driven sequences) "
+                    "against URL and report per operation: passed, failed (with a curl replay and the schema "
+                    "path broken) or not implemented (501, or 404/405 on a parameterless path). "
+                    "Exit 0: no failures; 1: failures; 2: the run could not start.")
+    contract.add_argument("url", help="the server's root, e.g. http://127.0.0.1:8321 (each document's own "
+                                      "server path, such as Dell's /v1, is appended)")
+    contract.add_argument("--spec", action="append", metavar="NAME|FILE",
+                          help="a document ggstack serves (llama-stack-stable, llama-stack-experimental, "
+                               "llama-stack-deprecated, llama-stack-inference, dell-pro-ai-studio) or an "
+                               "OpenAPI JSON/YAML file; repeatable; default: the five ggstack serves")
+    contract.add_argument("--include", metavar="REGEX", help="only operations whose path or operationId matches")
+    contract.add_argument("--examples", type=int, default=10, metavar="N",
+                          help="generated cases per operation in the fuzzing phase (default 10)")
+    contract.add_argument("--stateful", action="store_true", help="also run link-driven request sequences")
+    contract.add_argument("--header", "-H", action="append", default=[], metavar="'NAME: VALUE'",
+                          help="sent with every request; repeatable")
+    contract.add_argument("--api-key", help="sent as `Authorization: Bearer KEY` (masked in reports)")
+    contract.add_argument("--exclude-check", action="append", default=[], metavar="CHECK",
+                          help="a Schemathesis check to skip, e.g. positive_data_acceptance; repeatable")
+    contract.add_argument("--seed", type=int, default=0, help="generation seed (default 0: the same cases each run)")
+    contract.add_argument("--report", type=Path, metavar="junit.xml", help="write a JUnit XML report")
+    contract.add_argument("--html", type=Path, metavar="report.html", help="write an HTML report")
+    contract.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr")
+
+
+def contract_command(args: argparse.Namespace) -> int:
+    from ggstack.contract.report import html_report, junit_xml, text_report
+    from ggstack.contract.runner import ContractError, Options, run_contract
+
+    headers = {}
+    for header in args.header:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            print(f"ggstack contract: --header {header!r} is not 'Name: value'", file=sys.stderr)
+            return 2
+        headers[name.strip()] = value.strip()
+    if args.api_key:
+        headers["Authorization"] = f"Bearer {args.api_key}"
+    specs = args.spec or ["llama-stack-stable", "llama-stack-experimental", "llama-stack-deprecated",
+                          "llama-stack-inference", "dell-pro-ai-studio"]
+    options = Options(url=args.url, specs=specs, include=args.include, examples=args.examples,
+                      stateful=args.stateful, headers=headers, exclude_checks=args.exclude_check, seed=args.seed)
+    progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    try:
+        run = run_contract(options, progress)
+    except ContractError as exc:
+        print(f"ggstack contract: {exc}", file=sys.stderr)
+        return 2
+    print(text_report(run))
+    if args.report:
+        args.report.write_text(junit_xml(run), encoding="utf-8")
+    if args.html:
+        args.html.write_text(html_report(run), encoding="utf-8")
+    if run.fatal:
+        return 2
+    return 0 if run.ok else 1
 
 
 def codegen_command(check: bool) -> int:

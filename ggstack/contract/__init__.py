@@ -1,0 +1,1 @@
+"""`ggstack contract`: Schemathesis against any deployment, with a report a person reads."""

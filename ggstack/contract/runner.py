@@ -1,0 +1,266 @@
+"""Run Schemathesis's engine over one or more OpenAPI documents and fold its events into results.
+
+The engine reports per phase (examples, coverage, fuzzing, stateful) and per scenario; a person
+wants one row per operation. So every finished scenario's recorder is merged into the row of its
+operation: which statuses the server answered and which checks failed, each failure kept once
+(by check and title) with its curl replay and the JSON pointer of the schema part it broke.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import yaml
+
+from ggstack.http.docs import spec_document, spec_names
+
+Outcome = Literal["passed", "failed", "not implemented", "errored"]
+
+#: Phases run unless told otherwise; `stateful` follows the documents' links when asked for.
+PHASES = ("examples", "coverage", "fuzzing")
+#: A failure's message is cut to this many lines in the report (the schema dump follows them).
+MESSAGE_LINES = 4
+
+
+class ContractError(ValueError):
+    """The run cannot start: an unknown spec name, an unreadable file, a bad regex."""
+
+
+@dataclass
+class Document:
+    """A document to test and where its operations live on the target."""
+
+    name: str
+    body: dict[str, Any]
+    base_path: str
+
+    def operation_ids(self) -> dict[str, str]:
+        """`"GET /v1/models"` (Schemathesis's label) -> operationId."""
+        labels = {}
+        for path, item in self.body.get("paths", {}).items():
+            for method, op in item.items():
+                if isinstance(op, dict) and "operationId" in op:
+                    labels[f"{method.upper()} {path}"] = op["operationId"]
+        return labels
+
+
+@dataclass
+class Failure:
+    check: str
+    title: str
+    message: str
+    curl: str
+    status: int | None
+    schema_path: str | None
+    count: int = 1
+
+
+@dataclass
+class OperationResult:
+    spec: str
+    label: str
+    operation_id: str
+    cases: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    failures: list[Failure] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.errors and not self.statuses:
+            return "errored"
+        if self.not_implemented:
+            return "not implemented"
+        return "failed" if self.failures or self.errors else "passed"
+
+    @property
+    def not_implemented(self) -> bool:
+        """Every answer was 501, or 404/405 on a path with no parameters (so no id could be unknown)."""
+        answers = set(self.statuses)
+        if not answers:
+            return False
+        if answers == {501}:
+            return True
+        return "{" not in self.label and answers <= {404, 405, 501}
+
+    def add_failure(self, failure: Failure) -> None:
+        for known in self.failures:
+            if (known.check, known.title, known.schema_path) == (failure.check, failure.title, failure.schema_path):
+                known.count += 1
+                return
+        self.failures.append(failure)
+
+
+@dataclass
+class ContractRun:
+    url: str
+    results: list[OperationResult] = field(default_factory=list)
+    fatal: list[str] = field(default_factory=list)
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for r in self.results if r.outcome == outcome)
+
+    @property
+    def ok(self) -> bool:
+        return not self.fatal and not any(r.outcome in ("failed", "errored") for r in self.results)
+
+
+@dataclass
+class Options:
+    url: str
+    specs: list[str]
+    include: str | None = None
+    examples: int = 10
+    stateful: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+    exclude_checks: list[str] = field(default_factory=list)
+    seed: int | None = 0
+    request_timeout: float = 60.0
+
+
+def load_document(ref: str) -> Document:
+    """A name from generated/openapi (the overlaid document ggstack serves) or a JSON/YAML file."""
+    names = [n for n in spec_names() if n != "merged"]
+    if ref in names:
+        body = spec_document(ref)
+    else:
+        path = Path(ref)
+        if not path.is_file():
+            raise ContractError(f"--spec {ref!r}: neither a file nor one of {', '.join(names)}")
+        text = path.read_text(encoding="utf-8")
+        try:
+            body = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            raise ContractError(f"--spec {ref}: not JSON or YAML ({exc})") from None
+        if not isinstance(body, dict) or "paths" not in body:
+            raise ContractError(f"--spec {ref}: not an OpenAPI document (no paths)")
+    servers = body.get("servers") or [{"url": "/"}]
+    base_path = httpx.URL(servers[0].get("url", "/")).path.rstrip("/")
+    return Document(name=ref if ref in names else Path(ref).name, body=body, base_path=base_path)
+
+
+def schemathesis_config(options: Options, document: Document) -> Any:
+    from schemathesis.config import SchemathesisConfig
+
+    phases = {name: {"enabled": name in PHASES} for name in ("examples", "coverage", "fuzzing")}
+    phases["stateful"] = {"enabled": options.stateful}
+    checks = {name: {"enabled": False} for name in options.exclude_checks}
+    return SchemathesisConfig.from_dict({
+        "base-url": options.url.rstrip("/") + document.base_path,
+        "headers": options.headers,
+        "generation": {"max-examples": options.examples},
+        "phases": phases,
+        "checks": checks,
+        "request-timeout": options.request_timeout,
+        **({"seed": options.seed} if options.seed is not None else {}),
+    })
+
+
+def run_contract(options: Options, progress: Any = None) -> ContractRun:
+    """Test every document in turn; `progress(text)` hears one line per finished operation phase."""
+    if options.include is not None:
+        try:
+            re.compile(options.include)
+        except re.error as exc:
+            raise ContractError(f"--include {options.include!r}: {exc}") from None
+    documents = [load_document(ref) for ref in options.specs]
+    run = ContractRun(url=options.url)
+    for document in documents:
+        run_document(options, document, run, progress or (lambda text: None))
+    return run
+
+
+def run_document(options: Options, document: Document, run: ContractRun, progress: Any) -> None:
+    import schemathesis
+    from schemathesis.engine import events, from_schema
+
+    schema = schemathesis.openapi.from_dict(document.body, config=schemathesis_config(options, document))
+    if options.include is not None:
+        pattern = re.compile(options.include)
+        schema = schema.include(lambda ctx: bool(pattern.search(ctx.operation.path)
+                                                 or pattern.search(operation_id_of(ctx.operation))))
+    labels = document.operation_ids()
+    rows: dict[str, OperationResult] = {}
+
+    def row(label: str) -> OperationResult:
+        if label not in rows:
+            rows[label] = OperationResult(spec=document.name, label=label,
+                                          operation_id=labels.get(label, label))
+        return rows[label]
+
+    for event in from_schema(schema).execute():
+        if isinstance(event, events.ScenarioFinished) and event.skip_reason is None:
+            merge_scenario(row(event.recorder.label), event.recorder, document)
+            progress(f"{document.name} {event.phase.value:<9} {event.recorder.label}: {event.status.value}")
+        elif isinstance(event, events.NonFatalError):
+            row(event.label).errors.append(event.info.message)
+        elif isinstance(event, events.FatalError):
+            run.fatal.append(f"{document.name}: {event.exception}")
+    run.results.extend(sorted(rows.values(), key=lambda r: r.label.split(" ", 1)[::-1]))
+
+
+def operation_id_of(operation: Any) -> str:
+    return operation.definition.raw.get("operationId", "")
+
+
+def merge_scenario(result: OperationResult, recorder: Any, document: Document) -> None:
+    method = result.label.split(" ", 1)[0]
+    for case_id, interaction in recorder.interactions.items():
+        if interaction.response is not None and interaction.request.method == method:
+            result.cases += 1
+            result.statuses[interaction.response.status_code] += 1
+    for case_id, checks in recorder.checks.items():
+        for check in checks:
+            if check.failure_info is None:
+                continue
+            interaction = recorder.interactions.get(case_id)
+            status = interaction.response.status_code if interaction and interaction.response else None
+            failure = check.failure_info.failure
+            result.add_failure(Failure(
+                check=check.name, title=failure.title, message=short_message(failure.message),
+                curl=check.failure_info.code_sample, status=status,
+                schema_path=schema_pointer(document, failure.operation or result.label, failure, status)))
+
+
+def short_message(message: str) -> str:
+    lines = message.strip().splitlines()
+    head = lines[: lines.index("") if "" in lines else MESSAGE_LINES]
+    return "\n".join(head[:MESSAGE_LINES])
+
+
+def escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def schema_pointer(document: Document, label: str, failure: Any, status: int | None) -> str | None:
+    """The JSON pointer (into the document) of what the answer broke, when the failure names one.
+
+    A response-schema error carries its path inside the response schema; the schema that the
+    status code picked is under `responses/<code>` (or `default`) of the operation.
+    """
+    method, _, path = label.partition(" ")
+    if path not in document.body.get("paths", {}):
+        return None
+    operation = f"#/paths/{escape(path)}/{method.lower()}"
+    kind = type(failure).__name__
+    responses = document.body["paths"][path].get(method.lower(), {}).get("responses", {})
+    code = str(status) if str(status) in responses else ("default" if "default" in responses else None)
+    if kind == "JsonSchemaError" and code is not None:
+        inner = "/".join(escape(str(part)) for part in failure.schema_path)
+        return f"{operation}/responses/{code}/content/application~1json/schema" + (f"/{inner}" if inner else "")
+    if kind == "UndefinedStatusCode":
+        return f"{operation}/responses"
+    if kind in ("UndefinedContentType", "MissingContentType") and code is not None:
+        return f"{operation}/responses/{code}/content"
+    if kind == "MissingHeaders" and code is not None:
+        return f"{operation}/responses/{code}/headers"
+    if kind in ("AcceptedNegativeData", "RejectedPositiveData", "MissingHeaderNotRejected"):
+        return f"{operation}/requestBody" if "requestBody" in document.body["paths"][path][method.lower()] \
+            else f"{operation}/parameters"
+    return None

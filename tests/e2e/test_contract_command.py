@@ -1,0 +1,121 @@
+"""`ggstack contract URL`: Schemathesis against a second ggstack instance and a deliberately broken app.
+
+Runs stay small (a few operations, 3 examples each); what is checked is the report: the outcome per
+operation, the replay and schema path of each failure, the JUnit/HTML files and the exit code.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ggstack.cli import main
+from ggstack.core.access import key_digest
+from tests.server import Server, free_port
+
+CHEAP = "^/v1/(version|health|inspect/routes)$"
+KEY = "contract-test-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def ggstack_server(tmp_path_factory: pytest.TempPathFactory) -> Server:
+    server = Server(tmp_path_factory.mktemp("contract-target")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Server:
+    config = {"api_keys": [{"name": "ci", "sha256": key_digest(KEY)}]}
+    server = Server(tmp_path_factory.mktemp("contract-keyed"), config=config).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def broken_url() -> str:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "tests.fixtures.broken_app:app",
+                                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(f"{url}/v1/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def contract(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
+    code = main(["contract", *args, "--examples", "3", "--quiet"])
+    return code, capsys.readouterr().out
+
+
+def outcomes(junit: Path) -> dict[str, str]:
+    """testcase name -> passed / failed / skipped, from the JUnit file."""
+    found = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        kinds = [child.tag for child in case]
+        found[case.get("name")] = "failed" if "failure" in kinds else "skipped" if "skipped" in kinds else "passed"
+    return found
+
+
+def test_ggstack_passes_its_own_contract(ggstack_server: Server, capsys, tmp_path: Path) -> None:
+    code, out = contract(capsys, ggstack_server.url, "--spec", "llama-stack-stable", "--include", CHEAP,
+                         "--report", str(tmp_path / "junit.xml"), "--html", str(tmp_path / "report.html"))
+    assert code == 0, out
+    assert outcomes(tmp_path / "junit.xml") == {"GET /v1/health (health)": "passed",
+                                                "GET /v1/inspect/routes (list_routes)": "passed",
+                                                "GET /v1/version (version)": "passed"}
+    assert "3 passed, 0 failed" in out
+    assert "GET /v1/inspect/routes" in (tmp_path / "report.html").read_text()
+
+
+def test_broken_server_fails_with_replay_and_schema_path(broken_url: str, capsys, tmp_path: Path) -> None:
+    code, out = contract(capsys, broken_url, "--spec", "llama-stack-stable",
+                         "--include", "^/v1/(version|health|models)$", "--report", str(tmp_path / "junit.xml"),
+                         "--html", str(tmp_path / "report.html"))
+    assert code == 1, out
+    assert outcomes(tmp_path / "junit.xml") == {"GET /v1/health (health)": "passed",
+                                                "GET /v1/version (version)": "failed",
+                                                "GET /v1/models (list_models)": "skipped",
+                                                "POST /v1/models (register_model)": "skipped"}
+    assert "schema: #/paths/~1v1~1version/get/responses/200/content/application~1json/schema/required" in out
+    assert "schema: #/paths/~1v1~1version/get/responses/200/content/application~1json/schema/additionalProperties" \
+        in out
+    replay = next(line for line in out.splitlines() if "replay: curl" in line)
+    assert replay.strip() == f"replay: curl -X GET {broken_url}/v1/version"
+    html = (tmp_path / "report.html").read_text()
+    assert "not implemented" in html and "&#39;release&#39; was unexpected" in html
+
+
+def test_api_key_option_authenticates(keyed_server: Server, capsys) -> None:
+    code, out = contract(capsys, keyed_server.url, "--spec", "llama-stack-stable", "--include", "^/v1/version$")
+    assert code == 1, out
+    assert "answered 401" in out
+    code, out = contract(capsys, keyed_server.url, "--spec", "llama-stack-stable", "--include", "^/v1/version$",
+                         "--api-key", KEY)
+    assert code == 0, out
+    assert "1 passed" in out
+
+
+def test_dell_document_is_tested_under_its_server_path(ggstack_server: Server, capsys) -> None:
+    code, out = contract(capsys, ggstack_server.url, "--spec", "dell-pro-ai-studio", "--include", "^/openai/models$")
+    assert code == 0, out
+    assert "ok   dell-pro-ai-studio" in out and "GET /openai/models" in out
+
+
+def test_unknown_spec_is_a_usage_error(capsys) -> None:
+    assert main(["contract", "http://127.0.0.1:9", "--spec", "no-such-spec"]) == 2
+    assert "neither a file nor one of" in capsys.readouterr().err
