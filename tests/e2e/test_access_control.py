@@ -1,6 +1,6 @@
 """API keys on a real server: every route but /v1/health needs one, 401 in each family's error
-shape, and a key sees only the files, vector stores, chat completions, responses and datasets it
-created, unless it is an admin key. Driven by the openai SDK, llama-stack-client and httpx."""
+shape, and a key sees only the files, vector stores, chat completions, responses, datasets and
+agents (with their sessions, turns and steps) it created, unless it is an admin key. Driven by the openai SDK, llama-stack-client and httpx."""
 
 from __future__ import annotations
 
@@ -134,3 +134,31 @@ def test_datasets_are_scoped_and_an_id_of_another_key_is_taken(server):
                                                "source": {"type": "rows", "rows": [{"q": "b"}]}})
         assert taken.status_code == 409
         assert alice.get("/v1/datasetio/iterrows/shared-name").json()["data"] == [{"q": "a"}]
+
+
+def test_agents_sessions_and_turns_are_scoped(server):
+    alice = LlamaStackClient(base_url=server.url, api_key=KEYS["alice"], max_retries=0, timeout=120)
+    config = {"model": "tiny", "instructions": "Be brief.",
+              "sampling_params": {"strategy": {"type": "greedy"}, "max_tokens": 4}}
+    agent_id = alice.agents.create(agent_config=config).agent_id
+    session_id = alice.agents.session.create(agent_id, session_name="alice's").session_id
+    turn = alice.agents.turn.create(session_id, agent_id=agent_id, messages=[{"role": "user", "content": "hi"}],
+                                    stream=False)
+    step_id = turn.steps[0].step_id
+    turn_path = f"/v1/agents/{agent_id}/session/{session_id}/turn/{turn.turn_id}"
+    with http(server, "bob") as bob:
+        assert agent_id not in [a["agent_id"] for a in bob.get("/v1/agents").json()["data"]]
+        assert agent_id not in [a["agent_id"] for a in bob.get("/v1alpha/agents").json()["data"]]
+        for path in (f"/v1/agents/{agent_id}", f"/v1/agents/{agent_id}/sessions",
+                     f"/v1/agents/{agent_id}/session/{session_id}", turn_path, f"{turn_path}/step/{step_id}"):
+            assert bob.get(path).status_code == 404, path
+        assert bob.post(f"/v1/agents/{agent_id}/session", json={"session_name": "bob's"}).status_code == 404
+        assert bob.post(f"/v1/agents/{agent_id}/session/{session_id}/turn",
+                        json={"messages": [{"role": "user", "content": "hi"}]}).status_code == 404
+        assert bob.delete(f"/v1/agents/{agent_id}/session/{session_id}").status_code == 404
+        assert bob.delete(f"/v1/agents/{agent_id}").status_code == 404
+    read = alice.agents.session.retrieve(session_id, agent_id=agent_id)
+    assert [t.turn_id for t in read.turns] == [turn.turn_id]
+    with http(server, "root") as root:
+        assert agent_id in [a["agent_id"] for a in root.get("/v1/agents").json()["data"]]
+        assert root.get(f"{turn_path}/step/{step_id}").json()["step"]["step_id"] == step_id
