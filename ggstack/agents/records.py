@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from ggstack.http.errors import NotFound
+from ggstack.core.errors import NotFoundError
 from ggstack.stores.base import MetadataStore
 
 AGENT = "agent"
@@ -34,7 +34,7 @@ def now_iso() -> str:
 async def get_agent(metadata: MetadataStore, agent_id: str) -> dict[str, Any]:
     doc = await metadata.get(AGENT, agent_id)
     if doc is None:
-        raise NotFound(f"Agent '{agent_id}' not found", param="agent_id")
+        raise NotFoundError(f"Agent '{agent_id}' not found", kind=AGENT, identifier=agent_id)
     return doc
 
 
@@ -42,7 +42,8 @@ async def get_session(metadata: MetadataStore, agent_id: str, session_id: str) -
     await get_agent(metadata, agent_id)
     doc = await metadata.get(SESSION, session_id, parent=agent_id)
     if doc is None:
-        raise NotFound(f"Session '{session_id}' not found for agent '{agent_id}'", param="session_id")
+        raise NotFoundError(f"Session '{session_id}' not found for agent '{agent_id}'", kind=SESSION,
+                            identifier=session_id)
     return doc
 
 
@@ -50,7 +51,7 @@ async def get_turn(metadata: MetadataStore, agent_id: str, session_id: str, turn
     await get_session(metadata, agent_id, session_id)
     doc = await metadata.get(TURN, turn_id, parent=session_id)
     if doc is None or doc["status"] == IN_PROGRESS:
-        raise NotFound(f"Turn '{turn_id}' not found in session '{session_id}'", param="turn_id")
+        raise NotFoundError(f"Turn '{turn_id}' not found in session '{session_id}'", kind=TURN, identifier=turn_id)
     return doc
 
 

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from ggstack.http.errors import InvalidRequest
+from ggstack.core.errors import InvalidValueError
 from ggstack.tools.definitions import ToolDefinition
 
 log = logging.getLogger("ggstack.tools.mcp")
@@ -31,7 +31,7 @@ TIMEOUT_SECONDS = 30.0
 def check_endpoint(uri: str, param: str = "mcp_endpoint.uri") -> str:
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InvalidRequest(f"{param} must be an http(s) URL of an MCP server, not {uri!r}", param=param)
+        raise InvalidValueError(f"{param} must be an http(s) URL of an MCP server, not {uri!r}", field=param)
     return uri
 
 
@@ -59,14 +59,14 @@ async def _run(uri: str, headers: Mapping[str, str] | None, action: Any) -> Any:
         with anyio.fail_after(TIMEOUT_SECONDS):
             async with _client(uri, headers) as client:
                 return await action(client)
-    except InvalidRequest:
+    except InvalidValueError:
         raise
     except TimeoutError:
-        raise InvalidRequest(f"MCP server {uri} did not answer within {TIMEOUT_SECONDS:g}s",
-                             param="mcp_endpoint") from None
+        raise InvalidValueError(f"MCP server {uri} did not answer within {TIMEOUT_SECONDS:g}s",
+                                field="mcp_endpoint") from None
     except Exception as exc:  # noqa: BLE001 - any failure of a remote server is the caller's to fix
         log.warning("MCP server %s failed: %r", uri, exc)
-        raise InvalidRequest(f"MCP server {uri} could not be used: {_reason(exc)}", param="mcp_endpoint") from None
+        raise InvalidValueError(f"MCP server {uri} could not be used: {_reason(exc)}", field="mcp_endpoint") from None
 
 
 def _reason(exc: BaseException) -> str:

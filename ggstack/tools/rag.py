@@ -23,7 +23,7 @@ from generated.models.llama_stack_deprecated import (
     OpenaiSearchVectorStoreRequest,
     VectorStoreSearchResponsePage,
 )
-from ggstack.http.errors import InvalidRequest
+from ggstack.core.errors import InvalidValueError
 from ggstack.tools.definitions import ToolDefinition
 
 GROUP_ID = "builtin::rag"
@@ -74,23 +74,23 @@ class QueryConfig:
         generator = dict(config.get("query_generator_config") or {"type": "default"})
         kind = generator.get("type", "default")
         if kind not in GENERATORS:
-            raise InvalidRequest(f"{param}.query_generator_config type must be default or llm, not {kind!r}",
-                                 param=f"{param}.query_generator_config")
+            raise InvalidValueError(f"{param}.query_generator_config type must be default or llm, not {kind!r}",
+                                    field=f"{param}.query_generator_config")
         if kind == "llm" and not (isinstance(generator.get("model"), str) and isinstance(generator.get("template"), str)):
-            raise InvalidRequest(f"{param}.query_generator_config of type llm needs a model and a template",
-                                 param=f"{param}.query_generator_config")
+            raise InvalidValueError(f"{param}.query_generator_config of type llm needs a model and a template",
+                                    field=f"{param}.query_generator_config")
         result = cls(max_chunks=_int(config, "max_chunks", DEFAULT_MAX_CHUNKS, param),
                      max_tokens_in_context=_int(config, "max_tokens_in_context", DEFAULT_MAX_TOKENS, param),
                      chunk_template=config.get("chunk_template") or DEFAULT_TEMPLATE,
                      mode=config.get("mode") or "vector", ranker=config.get("ranker"), generator=generator)
         if not 1 <= result.max_chunks <= MAX_CHUNKS:
-            raise InvalidRequest(f"{param}.max_chunks must be between 1 and {MAX_CHUNKS}", param=f"{param}.max_chunks")
+            raise InvalidValueError(f"{param}.max_chunks must be between 1 and {MAX_CHUNKS}", field=f"{param}.max_chunks")
         if result.max_tokens_in_context < 1:
-            raise InvalidRequest(f"{param}.max_tokens_in_context must be at least 1",
-                                 param=f"{param}.max_tokens_in_context")
+            raise InvalidValueError(f"{param}.max_tokens_in_context must be at least 1",
+                                    field=f"{param}.max_tokens_in_context")
         if result.mode not in MODES:
-            raise InvalidRequest(f"{param}.mode must be one of {', '.join(MODES)}, not {result.mode!r}",
-                                 param=f"{param}.mode")
+            raise InvalidValueError(f"{param}.mode must be one of {', '.join(MODES)}, not {result.mode!r}",
+                                    field=f"{param}.mode")
         check_template(result.chunk_template, f"{param}.chunk_template")
         return result
 
@@ -107,7 +107,7 @@ def _int(config: Mapping[str, Any], key: str, default: int, param: str) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(f"{param}.{key} must be an integer", param=f"{param}.{key}")
+        raise InvalidValueError(f"{param}.{key} must be an integer", field=f"{param}.{key}")
     return value
 
 
@@ -115,8 +115,8 @@ def check_template(template: str, param: str) -> None:
     """Only the documented placeholders: a template is data, never a way into server objects."""
     for name in PLACEHOLDER.findall(template.replace("{{", "").replace("}}", "")):
         if name not in TEMPLATE_FIELDS:
-            raise InvalidRequest(f"{param} may use only {{index}}, {{chunk.content}} and {{metadata}}, "
-                                 f"not {{{name}}}", param=param)
+            raise InvalidValueError(f"{param} may use only {{index}}, {{chunk.content}} and {{metadata}}, "
+                                    f"not {{{name}}}", field=param)
 
 
 def render(template: str, values: Mapping[str, str]) -> str:
@@ -135,7 +135,7 @@ def vector_db_ids_of(args: Mapping[str, Any], param: str = "vector_db_ids") -> l
     if isinstance(ids, str):
         ids = [ids]
     if not ids or not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
-        raise InvalidRequest(f"{KNOWLEDGE_SEARCH} needs {param}: a list of vector DB / vector store ids", param=param)
+        raise InvalidValueError(f"{KNOWLEDGE_SEARCH} needs {param}: a list of vector DB / vector store ids", field=param)
     return ids
 
 
@@ -145,7 +145,7 @@ async def search_query(content: str, config: QueryConfig, write: WriteQuery | No
     if config.generator.get("type") != "llm":
         return content
     if write is None:
-        raise InvalidRequest("the llm query generator is not available here", param="query_generator_config")
+        raise InvalidValueError("the llm query generator is not available here", field="query_generator_config")
     prompt = config.generator["template"].replace("{messages}", content)
     return (await write(config.generator["model"], prompt)).strip() or content
 

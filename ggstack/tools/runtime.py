@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ggstack.http.errors import Conflict, InvalidRequest, NotFound
+from ggstack.core.errors import AlreadyExistsError, InvalidValueError, NotFoundError, UnknownIdError
 from ggstack.stores.base import MetadataStore
 from ggstack.tools import mcp, rag
 from ggstack.tools.definitions import ToolDefinition
@@ -56,28 +56,26 @@ class ToolRuntime:
     async def group(self, toolgroup_id: str) -> dict[str, Any]:
         found = BUILTIN_GROUPS.get(toolgroup_id) or await self.metadata.get(GROUP_KIND, toolgroup_id)
         if found is None:
-            raise NotFound(f"Tool group '{toolgroup_id}' not found", param="toolgroup_id")
+            raise NotFoundError(f"Tool group '{toolgroup_id}' not found", kind=GROUP_KIND, identifier=toolgroup_id)
         return found
 
     async def register(self, toolgroup_id: str, provider_id: str, mcp_endpoint: Mapping[str, Any] | None = None,
                        args: Mapping[str, Any] | None = None) -> dict[str, Any]:
         if toolgroup_id in BUILTIN_GROUPS:
-            raise Conflict(f"Tool group '{toolgroup_id}' is built in and cannot be registered over",
-                           param="toolgroup_id")
+            raise AlreadyExistsError(f"Tool group '{toolgroup_id}' is built in and cannot be registered over")
         if provider_id not in PROVIDERS:
-            raise InvalidRequest(f"Invalid value: provider_id {provider_id!r} is not one of {', '.join(PROVIDERS)}",
-                                 param="provider_id")
+            raise UnknownIdError(f"provider_id {provider_id!r} is not one of {', '.join(PROVIDERS)}",
+                                 field="provider_id")
         if provider_id == rag.PROVIDER_ID:
-            raise InvalidRequest(f"Invalid value: the rag-runtime provider's only group is {rag.GROUP_ID}",
-                                 param="provider_id")
+            raise UnknownIdError(f"the rag-runtime provider's only group is {rag.GROUP_ID}", field="provider_id")
         doc: dict[str, Any] = {"identifier": toolgroup_id, "provider_resource_id": toolgroup_id,
                                "provider_id": provider_id, "type": "tool_group"}
         if provider_id == MCP_PROVIDER:
             if not mcp_endpoint or not mcp_endpoint.get("uri"):
-                raise InvalidRequest("an MCP tool group needs mcp_endpoint.uri", param="mcp_endpoint")
+                raise InvalidValueError("an MCP tool group needs mcp_endpoint.uri", field="mcp_endpoint")
             doc["mcp_endpoint"] = {"uri": mcp.check_endpoint(mcp_endpoint["uri"])}
         elif mcp_endpoint:
-            raise InvalidRequest(f"mcp_endpoint is only for the {MCP_PROVIDER} provider", param="mcp_endpoint")
+            raise InvalidValueError(f"mcp_endpoint is only for the {MCP_PROVIDER} provider", field="mcp_endpoint")
         if args:
             doc["args"] = dict(args)
         await self.metadata.put(GROUP_KIND, toolgroup_id, doc)
@@ -85,10 +83,10 @@ class ToolRuntime:
 
     async def unregister(self, toolgroup_id: str) -> None:
         if toolgroup_id in BUILTIN_GROUPS:
-            raise InvalidRequest(f"Tool group '{toolgroup_id}' is built in and cannot be unregistered",
-                                 param="toolgroup_id")
+            raise InvalidValueError(f"Tool group '{toolgroup_id}' is built in and cannot be unregistered",
+                                    field="toolgroup_id")
         if not await self.metadata.delete(GROUP_KIND, toolgroup_id):
-            raise NotFound(f"Tool group '{toolgroup_id}' not found", param="toolgroup_id")
+            raise NotFoundError(f"Tool group '{toolgroup_id}' not found", kind=GROUP_KIND, identifier=toolgroup_id)
 
     # -- tools ---------------------------------------------------------------------------------
 
@@ -109,7 +107,7 @@ class ToolRuntime:
                 # Listing every tool should not fail because one remote server is down.
                 try:
                     found += await self.group_tools(group)
-                except InvalidRequest:
+                except InvalidValueError:
                     continue
             else:
                 found += await self.group_tools(group)
@@ -119,7 +117,7 @@ class ToolRuntime:
         for tool in await self.tools():
             if tool.name == tool_name:
                 return tool
-        raise NotFound(f"Tool '{tool_name}' not found", param="tool_name")
+        raise NotFoundError(f"Tool '{tool_name}' not found", kind="tool", identifier=tool_name)
 
     async def invoke(self, tool: ToolDefinition, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """A `ToolInvocationResult` ({content, error_message?, metadata?})."""
@@ -129,14 +127,14 @@ class ToolRuntime:
             args = dict(kwargs)
             query = args.get("query")
             if not isinstance(query, str):
-                raise InvalidRequest("knowledge_search needs a query string", param="kwargs.query")
+                raise InvalidValueError("knowledge_search needs a query string", field="kwargs.query")
             config = rag.QueryConfig.from_request(args.get("query_config"), "kwargs.query_config")
             return await rag.query(query, rag.vector_db_ids_of(args, "kwargs.vector_db_ids"), config, self.search,
                                    self.write_query)
         if provider == MCP_PROVIDER:
             return await mcp.call_tool(group["mcp_endpoint"]["uri"], tool.name, kwargs)
-        raise InvalidRequest(f"Tool '{tool.name}' ({provider}) needs the internet, which this server does not use",
-                             param="tool_name")
+        raise InvalidValueError(f"Tool '{tool.name}' ({provider}) needs the internet, which this server does not use",
+                                field="tool_name")
 
     async def invoke_by_name(self, tool_name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         return await self.invoke(await self.tool(tool_name), kwargs)

@@ -16,7 +16,8 @@ from ggstack.agents import records
 from ggstack.agents.history import session_messages
 from ggstack.agents.loop import BoundTool, TurnSetup
 from ggstack.core.context import Context
-from ggstack.http.errors import InvalidRequest, NotFound
+from ggstack.core.errors import NotFoundError
+from ggstack.http.errors import InvalidRequest
 from ggstack.inference.legacy import Sampling, response_format
 from ggstack.inference.tools import ToolChoice, check_tool_choice
 from ggstack.safety import check_messages
@@ -55,7 +56,7 @@ async def check_config(ctx: Context, config: Mapping[str, Any]) -> None:
         group, _, _ = split_name(entry)
         try:
             await runtime.group(group)
-        except NotFound:
+        except NotFoundError:
             raise InvalidRequest(f"Invalid value: agent_config.toolgroups[{i}] names tool group {group!r}, which "
                                  "is not registered", param=f"agent_config.toolgroups[{i}]") from None
 
@@ -74,7 +75,7 @@ async def bound_tools(runtime: ToolRuntime, entries: Sequence[Any], client_tools
         group_id, only, args = split_name(entry)
         try:
             group = await runtime.group(group_id)
-        except NotFound:
+        except NotFoundError:
             raise InvalidRequest(f"Invalid value: toolgroups[{i}] names tool group {group_id!r}, which is not "
                                  "registered", param=f"toolgroups[{i}]") from None
         found = [t for t in await runtime.group_tools(group) if only is None or t.name == only]

@@ -13,6 +13,7 @@ from generated.models.llama_stack_deprecated import (
     VectorStoreSearchResponsePage,
 )
 from ggstack.agents.history import session_messages
+from ggstack.core.errors import InvalidValueError
 from ggstack.http.errors import InvalidRequest
 from ggstack.tools import rag
 from ggstack.tools.definitions import from_tool_def, schema_of
@@ -73,9 +74,9 @@ def test_the_context_budget_and_the_template_are_honoured():
     ({"query_generator_config": {"type": "llm"}}, "query_generator_config"),
 ])
 def test_bad_query_configs_are_400s_naming_the_field(config, field):
-    with pytest.raises(InvalidRequest) as error:
+    with pytest.raises(InvalidValueError) as error:
         rag.QueryConfig.from_request(config)
-    assert error.value.param == f"query_config.{field}"
+    assert error.value.field == f"query_config.{field}"
 
 
 def test_documents_are_text_items_or_data_urls_never_fetched():
