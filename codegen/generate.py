@@ -23,6 +23,7 @@ import jinja2
 
 import ggstack
 from codegen.context import SpecContext, build_context
+from codegen.diff import diff_documents, summary
 from codegen.merge import merge_specs
 from codegen.validate import check_document
 
@@ -187,6 +188,24 @@ def write_tree(out: Path) -> None:
         check_body_models(spec, out / "models" / f"{spec.module}.py")
         write(out / "routes" / f"{spec.module}.py", env.get_template("routes.py.jinja").render(spec=spec))
     write(out / "routes" / "__init__.py", env.get_template("routes_init.py.jinja").render(specs=specs))
+
+
+def read_served(out: Path = GENERATED) -> dict[str, dict[str, Any]]:
+    """The overlaid documents as last generated (none before the first run)."""
+    folder = out / "openapi"
+    return {path.stem: json.loads(path.read_text(encoding="utf-8"))
+            for path in sorted(folder.glob("*.json")) if path.stem != "merged"} if folder.is_dir() else {}
+
+
+def changes_report(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> str:
+    """What a regeneration changed in each served document (codegen/diff.py), for the person running it."""
+    lines = []
+    for name in sorted(before.keys() | after.keys()):
+        if name not in before or name not in after:
+            lines.append(f"{name}: document {'added' if name in after else 'removed'}")
+        else:
+            lines.append(summary(name, diff_documents(before[name], after[name])))
+    return "\n".join(lines)
 
 
 def check() -> int:

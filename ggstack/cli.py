@@ -32,10 +32,20 @@ def main(argv: list[str] | None = None) -> int:
                                          "api_keys entry takes")
 
     add_contract_parser(commands)
+    spec = commands.add_parser("spec", help="work with OpenAPI documents").add_subparsers(dest="spec_command",
+                                                                                          required=True)
+    spec_diff = spec.add_parser("diff", help="what changed between two versions of a document, breaking or not, "
+                                             "and which handlers it touches")
+    spec_diff.add_argument("old", help="a JSON/YAML file, or the name of a document ggstack serves")
+    spec_diff.add_argument("new", help="a JSON/YAML file, or the name of a document ggstack serves")
+    spec_diff.add_argument("--check", action="store_true", help="exit 1 when a change is breaking")
+    spec_diff.add_argument("--allow-breaking", action="store_true", help="with --check: report, but exit 0")
 
     args = parser.parse_args(argv)
     if args.command == "contract":
         return contract_command(args)
+    if args.command == "spec":
+        return spec_diff_command(args.old, args.new, args.check and not args.allow_breaking)
     if args.command == "serve":
         return serve_command(args)
     if args.command == "routes":
@@ -153,13 +163,29 @@ def contract_command(args: argparse.Namespace) -> int:
     return 0 if run.ok else 1
 
 
+def spec_diff_command(old: str, new: str, fail_on_breaking: bool) -> int:
+    from codegen.diff import diff_documents, summary
+    from ggstack.http.docs import DocumentError, read_document
+
+    try:
+        (old_name, old_document), (new_name, new_document) = read_document(old), read_document(new)
+    except DocumentError as exc:
+        print(f"ggstack spec diff: {exc}", file=sys.stderr)
+        return 2
+    changes = diff_documents(old_document, new_document)
+    print(summary(f"{old_name} -> {new_name}", changes))
+    return 1 if fail_on_breaking and any(c.breaking for c in changes) else 0
+
+
 def codegen_command(check: bool) -> int:
+    from codegen.generate import changes_report, generate, read_served
     from codegen.generate import check as check_generated
-    from codegen.generate import generate
 
     if check:
         return check_generated()
+    before = read_served()
     generate()
+    print(changes_report(before, read_served()))
     print("generated/ written")
     return 0
 

@@ -8,17 +8,14 @@ operation: which statuses the server answered and which checks failed, each fail
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-import yaml
 
-from ggstack.http.docs import spec_document, spec_names
+from ggstack.http.docs import DocumentError, read_document
 
 Outcome = Literal["passed", "failed", "not implemented", "errored"]
 
@@ -125,24 +122,14 @@ class Options:
 
 
 def load_document(ref: str) -> Document:
-    """A name from generated/openapi (the overlaid document ggstack serves) or a JSON/YAML file."""
-    names = [n for n in spec_names() if n != "merged"]
-    if ref in names:
-        body = spec_document(ref)
-    else:
-        path = Path(ref)
-        if not path.is_file():
-            raise ContractError(f"--spec {ref!r}: neither a file nor one of {', '.join(names)}")
-        text = path.read_text(encoding="utf-8")
-        try:
-            body = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise ContractError(f"--spec {ref}: not JSON or YAML ({exc})") from None
-        if not isinstance(body, dict) or "paths" not in body:
-            raise ContractError(f"--spec {ref}: not an OpenAPI document (no paths)")
+    """A document ggstack serves (by name) or a file, with the path its server URL puts operations under."""
+    try:
+        name, body = read_document(ref)
+    except DocumentError as exc:
+        raise ContractError(f"--spec {exc}") from None
     servers = body.get("servers") or [{"url": "/"}]
     base_path = httpx.URL(servers[0].get("url", "/")).path.rstrip("/")
-    return Document(name=ref if ref in names else Path(ref).name, body=body, base_path=base_path)
+    return Document(name=name, body=body, base_path=base_path)
 
 
 def schemathesis_config(options: Options, document: Document) -> Any:

@@ -55,6 +55,32 @@ def spec_names() -> list[str]:
     return sorted(Path(str(p)).stem for p in folder.iterdir() if str(p).endswith(".json"))
 
 
+class DocumentError(ValueError):
+    """`read_document` was given neither a served document's name nor a readable OpenAPI file."""
+
+
+def read_document(ref: str) -> tuple[str, dict[str, Any]]:
+    """`(name, document)` for a document ggstack serves (by name, overlaid) or a JSON/YAML file.
+
+    The command-line tools (`contract`, `spec diff`) take either, so a vendor's own file and
+    ours are read the same way.
+    """
+    names = [n for n in spec_names() if n != "merged"]
+    if ref in names:
+        return ref, spec_document(ref)
+    path = Path(ref)
+    if not path.is_file():
+        raise DocumentError(f"{ref!r} is neither a file nor one of {', '.join(names)}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        document = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise DocumentError(f"{ref}: not JSON or YAML ({exc})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("paths"), dict):
+        raise DocumentError(f"{ref}: not an OpenAPI document (no paths)")
+    return path.name, document
+
+
 async def openapi_json(request: Request) -> Response:
     return JSONResponse(spec_document("merged"))
 
