@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with open_context(settings, OPERATIONS, missing) as ctx:
+            freeze_startup_objects()
             if recorder is None:
                 yield {"ctx": ctx}
                 return
@@ -61,6 +63,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     exception_handlers={HTTPException: http_exception})
     app.router = PrefixRouter(routes=routes, lifespan=lifespan)
     return app
+
+
+def freeze_startup_objects() -> None:
+    """Move everything alive after start-up out of the garbage collector's reach.
+
+    The generated models, specs, Chroma and the engines leave millions of long-lived objects,
+    and every full collection walked all of them: 0.2-0.5 s with the event loop stopped, which
+    was the whole of the cheapest routes' p99 under load. Frozen objects are never collected
+    (they live as long as the server anyway); what requests allocate is collected as before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def middleware(settings: Settings) -> list[Middleware]:

@@ -6,6 +6,7 @@ another's and the lists and /v1/health can say exactly what is wrong.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from typing import Any
@@ -21,6 +22,8 @@ log = logging.getLogger("ggstack.providers.health")
 HEALTH_TIMEOUT_S = 5.0
 #: Llama Stack's HealthStatus values (a provider's `health.status`).
 OK, ERROR = "OK", "Error"
+#: The /v1/health check in progress per server (keyed by its Context), shared by callers meanwhile.
+_checks: dict[int, asyncio.Future[list[str]]] = {}
 
 
 async def store_problems(name: str, store: Any) -> list[str]:
@@ -57,9 +60,32 @@ def _engine_of(ctx: Context, name: str) -> str | None:
 
 
 async def server_problems(ctx: Context) -> list[str]:
-    """What /v1/health reports: the database, Chroma and every loaded model."""
-    return [*await store_problems("database", ctx.metadata), *await store_problems("chroma", ctx.vectors),
-            *model_problems(ctx)]
+    """What /v1/health reports: the database, Chroma and every loaded model, down now.
+
+    Concurrent callers share one check rather than each pinging the database and Chroma (two
+    thread-pool hops a request held a burst of health probes to a tenth of the rate of a
+    static route). Nothing is cached: a caller that arrives after a check ends starts a new one.
+    """
+    key = id(ctx)
+    check = _checks.get(key)
+    if check is None:
+        check = _checks[key] = asyncio.ensure_future(check_server(ctx))
+        check.add_done_callback(lambda _: _checks.pop(key, None))
+    # Shielded: a caller that disconnects must not cancel the check the others wait on.
+    return list(await asyncio.shield(check))
+
+
+async def check_server(ctx: Context) -> list[str]:
+    """Both stores are pinged at the same time, so a check costs one thread-pool round trip."""
+    found: dict[str, list[str]] = {}
+
+    async def check(name: str, store: Any) -> None:
+        found[name] = await store_problems(name, store)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(check, "database", ctx.metadata)
+        tasks.start_soon(check, "chroma", ctx.vectors)
+    return [*found["database"], *found["chroma"], *model_problems(ctx)]
 
 
 async def provider_problems(provider: Provider, ctx: Context) -> list[str]:

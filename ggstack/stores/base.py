@@ -64,6 +64,9 @@ class MetadataStore(Protocol):
     async def delete(self, kind: str, id: str, *, parent: str | None = None) -> bool:
         """True when something was deleted."""
 
+    async def delete_many(self, kind: str, ids: Sequence[str], *, parent: str | None = None) -> int:
+        """Delete these documents in one transaction; returns how many there were."""
+
     async def delete_children(self, kind: str, parent: str) -> int:
         """Delete every `kind` document under `parent`; returns how many."""
 

@@ -226,6 +226,17 @@ class SqlMetadataStore:
 
         return await self._run(self._write, work)
 
+    async def delete_many(self, kind: str, ids: Sequence[str], *, parent: str | None = None) -> int:
+        def work(conn: Connection) -> int:
+            deleted = 0
+            for start in range(0, len(ids), 500):  # bound the statement's parameter count
+                batch = list(ids[start:start + 500])
+                deleted += conn.execute(delete(documents).where(*self._scope(kind, parent, None),
+                                                                documents.c.id.in_(batch))).rowcount
+            return deleted
+
+        return await self._run(self._write, work)
+
     async def delete_children(self, kind: str, parent: str) -> int:
         def work(conn: Connection) -> int:
             return conn.execute(delete(documents).where(*self._scope(kind, parent, None))).rowcount

@@ -106,3 +106,11 @@ async def test_a_full_batch_wakes_the_flusher(sql_store) -> None:
             while await sql_store.count(SPAN_KIND) < 4:
                 await anyio.sleep(0.01)
         tasks.cancel_scope.cancel()
+
+
+async def test_prune_deletes_more_spans_than_one_statement_takes(sql_store) -> None:
+    for i in range(1200):
+        await sql_store.put(SPAN_KIND, f"s{i:04}", {"span_id": f"s{i:04}", "trace_id": "t"}, created_at=1000 + i)
+    assert await SpanRecorder(max_spans=100).prune(sql_store) == 1100
+    left = await sql_store.list(SPAN_KIND, limit=None, order="asc")
+    assert [s["span_id"] for s in left.items] == [f"s{i:04}" for i in range(1100, 1200)]

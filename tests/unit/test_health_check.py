@@ -1,0 +1,52 @@
+"""Health probes that arrive together share one check of the stores; a later probe checks again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import anyio
+import pytest
+
+from ggstack.stores.sql import SqlMetadataStore
+from ggstack.providers.health import server_problems
+
+pytestmark = pytest.mark.anyio
+
+
+class HeldPings:
+    """The real SQL store's ping, counted, each held until the test lets it answer."""
+
+    def __init__(self, store: SqlMetadataStore) -> None:
+        self.store = store
+        self.pings = 0
+        self.release = anyio.Event()
+
+    async def ping(self) -> None:
+        self.pings += 1
+        await self.release.wait()
+        await self.store.ping()
+
+
+async def test_concurrent_probes_share_one_check_and_later_ones_check_again(tmp_path: Path) -> None:
+    store = await anyio.to_thread.run_sync(SqlMetadataStore.open, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    database, chroma = HeldPings(store), HeldPings(store)
+    ctx = SimpleNamespace(metadata=database, vectors=chroma, models=SimpleNamespace(loaded=list))
+    answers: list[list[str]] = []
+
+    async def probe() -> None:
+        answers.append(await server_problems(ctx))
+
+    try:
+        async with anyio.create_task_group() as tasks:
+            for _ in range(16):
+                tasks.start_soon(probe)
+            await anyio.wait_all_tasks_blocked()
+            database.release.set()
+            chroma.release.set()
+        assert answers == [[]] * 16
+        assert (database.pings, chroma.pings) == (1, 1)
+        assert await server_problems(ctx) == []
+        assert (database.pings, chroma.pings) == (2, 2)
+    finally:
+        await anyio.to_thread.run_sync(store.close)
