@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import anyio
 import pytest
 
-from ggstack.stores.sql import SqlMetadataStore
 from ggstack.providers.health import server_problems
+from ggstack.stores.sql import SqlMetadataStore
 
 pytestmark = pytest.mark.anyio
 
