@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from typing import Any
 
 from generated.models.llama_stack_deprecated import (
@@ -22,7 +23,7 @@ from generated.models.llama_stack_stable import LogEventRequest
 from ggstack.core.context import Context
 from ggstack.datasets.rows import add_rows
 from ggstack.http.errors import InvalidRequest, NotFound
-from ggstack.stores.base import MetadataStore
+from ggstack.stores.base import Condition, MetadataStore
 from ggstack.telemetry.events import CLIENT, end_span, point_span, started_span
 from ggstack.telemetry.spans import SPAN_KIND
 from handlers.datasets import find_dataset
@@ -32,6 +33,12 @@ METRICS = {"requests": "count", "duration_ms": "ms", "prompt_tokens": "tokens", 
            "total_tokens": "tokens"}
 GRANULARITY = re.compile(r"^(\d+)([smhdw])$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+#: Traces per query_traces page when the request gives no limit (the reference's default), and at most.
+DEFAULT_TRACES, MAX_TRACES = 100, 1000
+#: Spans one query_spans answer holds at most, oldest first.
+MAX_SPANS = 1000
+#: The spans a client metric's points are among (ggstack.telemetry.events.point_span).
+CLIENT_METRICS = (Condition("origin", "eq", CLIENT), Condition("name", "eq", "metric"))
 
 
 async def span_store(ctx: Context) -> MetadataStore:
@@ -41,24 +48,10 @@ async def span_store(ctx: Context) -> MetadataStore:
     return ctx.metadata
 
 
-async def all_spans(ctx: Context) -> list[dict[str, Any]]:
-    return (await (await span_store(ctx)).list(SPAN_KIND, limit=None, order="asc")).items
-
-
-def matches(span: dict[str, Any], conditions: list[dict[str, Any]]) -> bool:
-    """QueryCondition: eq / ne / gt / lt on a span attribute (or a span field such as `name`)."""
-    for condition in conditions:
-        key, op, value = condition["key"], condition["op"], condition["value"]
-        actual = span.get("attributes", {}).get(key, span.get(key))
-        if op == "eq" and actual != value or op == "ne" and actual == value:
-            return False
-        if op in ("gt", "lt"):
-            try:
-                if not (actual > value if op == "gt" else actual < value):
-                    return False
-            except TypeError:
-                return False
-    return True
+def conditions(filters: list[dict[str, Any]]) -> list[Condition]:
+    """QueryCondition (eq / ne / gt / lt) on a span attribute, or a span field such as `name` when
+    no attribute has that key; the database applies them (ggstack.stores.conditions)."""
+    return [Condition(f["key"], f["op"], f["value"]) for f in filters]
 
 
 def public(span: dict[str, Any], attributes: list[str] | None = None, *, status: bool = False) -> dict[str, Any]:
@@ -77,25 +70,17 @@ def as_trace(span: dict[str, Any]) -> dict[str, Any]:
     return trace
 
 
-def roots(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The first span of each trace stands for the trace."""
-    seen: dict[str, dict[str, Any]] = {}
-    for span in spans:
-        seen.setdefault(span["trace_id"], span)
-    return list(seen.values())
-
-
 async def query_traces(ctx: Context, body: QueryTracesRequest | None = None) -> dict[str, Any]:
+    """A trace is its first span; filters, order and the page are applied by the database, so a
+    page costs the same however many spans are kept."""
     request = body.model_dump(mode="json", exclude_unset=True) if body else {}
-    traces = [s for s in roots(await all_spans(ctx)) if matches(s, request.get("attribute_filters", []))]
-    for key in reversed(request.get("order_by", [])):
-        field = key.lstrip("-")
-        traces.sort(key=lambda s, f=field: str(s.get(f, s.get("attributes", {}).get(f, ""))),
-                    reverse=key.startswith("-"))
-    offset = max(request.get("offset", 0), 0)
     limit = request.get("limit")
-    chosen = traces[offset:] if limit is None or limit < 0 else traces[offset:offset + limit]
-    return {"data": [as_trace(s) for s in chosen]}
+    limit = DEFAULT_TRACES if limit is None or limit < 0 else min(limit, MAX_TRACES)
+    found = await (await span_store(ctx)).find(
+        SPAN_KIND, conditions=conditions(request.get("attribute_filters", [])), under="attributes",
+        order_by=request.get("order_by", []), first_per="trace_id", offset=max(request.get("offset", 0), 0),
+        limit=limit)
+    return {"data": [as_trace(s) for s in found]}
 
 
 async def get_trace(trace_id: str, ctx: Context) -> dict[str, Any]:
@@ -133,18 +118,23 @@ async def get_span_tree(span_id: str, ctx: Context, body: GetSpanTreeRequest | N
 
 
 async def query_spans(body: QuerySpansRequest, ctx: Context) -> dict[str, Any]:
+    """The oldest MAX_SPANS matching spans (the request has no paging of its own)."""
     request = body.model_dump(mode="json", exclude_unset=True)
-    spans = [s for s in await all_spans(ctx) if matches(s, request["attribute_filters"])]
+    spans = await (await span_store(ctx)).find(SPAN_KIND, conditions=conditions(request["attribute_filters"]),
+                                               under="attributes", limit=MAX_SPANS)
     return {"data": [public(s, request["attributes_to_return"]) for s in spans]}
 
 
 async def save_spans_to_dataset(body: SaveSpansToDatasetRequest, ctx: Context) -> None:
-    """Each matching span becomes one row holding the chosen attributes."""
+    """Each matching span becomes one row holding the chosen attributes (every match: read and
+    written a batch at a time)."""
     request = body.model_dump(mode="json", exclude_unset=True)
     dataset = await find_dataset(ctx, request["dataset_id"])
-    spans = [s for s in await all_spans(ctx) if matches(s, request["attribute_filters"])]
-    rows = [{k: s.get("attributes", {}).get(k, s.get(k)) for k in request["attributes_to_save"]} for s in spans]
-    await add_rows(ctx.metadata, dataset, rows)
+    keys = request["attributes_to_save"]
+    store = await span_store(ctx)
+    async for spans in store.scan(SPAN_KIND, conditions=conditions(request["attribute_filters"]), under="attributes"):
+        await add_rows(ctx.metadata, dataset, [{k: s.get("attributes", {}).get(k, s.get(k)) for k in keys}
+                                               for s in spans])
 
 
 def label_matches(labels: dict[str, str], matchers: list[dict[str, Any]]) -> bool:
@@ -203,19 +193,36 @@ async def log_event(body: LogEventRequest, ctx: Context) -> None:
         await ctx.spans.prune(store)
 
 
+async def client_metric_unit(store: MetadataStore, metric_name: str) -> str | None:
+    """The unit of the first point a client logged for `metric_name`, or None if none did."""
+    async for spans in store.scan(SPAN_KIND, conditions=CLIENT_METRICS):
+        for span in spans:
+            if metric_point(span, metric_name) is not None:
+                return span["attributes"]["unit"]
+    return None
+
+
+async def metric_spans(store: MetadataStore, client_metric: bool, start: int,
+                       end: int | None) -> AsyncIterator[dict[str, Any]]:
+    """The spans that may add to a metric over [start, end], read a batch at a time."""
+    async for spans in store.scan(SPAN_KIND, conditions=CLIENT_METRICS if client_metric else (),
+                                  created=(start, end)):
+        for span in spans:
+            yield span
+
+
 async def query_metrics(metric_name: str, body: QueryMetricsRequest, ctx: Context) -> dict[str, Any]:
-    spans = await all_spans(ctx)
+    store = await span_store(ctx)
     client_metric = metric_name not in METRICS
-    if client_metric and not any(metric_point(span, metric_name) is not None for span in spans):
+    unit = METRICS.get(metric_name) or await client_metric_unit(store, metric_name)
+    if unit is None:
         raise NotFound(f"Metric '{metric_name}' not found; the server's metrics are {', '.join(METRICS)}, and no "
                        "client has logged one of that name", param="metric_name")
-    unit = METRICS.get(metric_name) or next(span["attributes"]["unit"] for span in spans
-                                            if metric_point(span, metric_name) is not None)
     request = body.model_dump(mode="json", exclude_unset=True)
     start, end = request["start_time"], request.get("end_time")
     step = bucket_seconds(request.get("granularity"))
     series: dict[tuple[tuple[str, str], ...], dict[int, float]] = defaultdict(lambda: defaultdict(float))
-    for span in spans:
+    async for span in metric_spans(store, client_metric, start, end):
         at = span["start_ns"] // 1_000_000_000
         if at < start or (end is not None and at > end):
             continue

@@ -73,8 +73,10 @@ async def delete_agent(metadata: MetadataStore, agent_id: str) -> None:
     await metadata.delete(AGENT, agent_id)
 
 
-def page(items: list[dict[str, Any]], start_index: int | None, limit: int | None) -> dict[str, Any]:
-    """A `PaginatedResponse` over `items` (the API pages by index, not by cursor)."""
-    start = start_index or 0  # the spec (overlaid) bounds start_index >= 0 and limit >= 1
-    end = len(items) if limit is None else start + limit
-    return {"data": items[start:end], "has_more": end < len(items)}
+async def page(metadata: MetadataStore, kind: str, start_index: int | None, limit: int | None, *,
+               parent: str | None = None) -> dict[str, Any]:
+    """A `PaginatedResponse`, oldest first: the API pages by index, so the database skips
+    `start_index` rows and reads `limit` (no limit: the rest)."""
+    # the spec (overlaid) bounds start_index >= 0 and limit >= 1
+    found = await metadata.list(kind, parent=parent, limit=limit, order="asc", offset=start_index or 0)
+    return {"data": found.items, "has_more": found.has_more}

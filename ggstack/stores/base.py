@@ -31,6 +31,16 @@ Order = Literal["asc", "desc"]
 
 
 @dataclass(frozen=True)
+class Condition:
+    """`field op value` on a document, compared as Python compares parsed JSON, except that
+    values of different JSON types are never equal or ordered (`ne` is always `not eq`)."""
+
+    key: str
+    op: Literal["eq", "ne", "gt", "lt"]
+    value: Any
+
+
+@dataclass(frozen=True)
 class Page:
     """One page of a list, in the shape OpenAI list objects need."""
 
@@ -88,6 +98,25 @@ class MetadataStore(Protocol):
         `has_more` says whether more items lie beyond the page in the direction of travel.
         `limit=None` returns everything (for internal sweeps, not for clients).
         """
+
+    async def find(self, kind: str, *, conditions: Sequence[Condition] = (), under: str | None = None,
+                   order_by: Sequence[str] = (), first_per: str | None = None,
+                   created: tuple[int | None, int | None] = (None, None), offset: int = 0,
+                   limit: int | None = None) -> list[dict[str, Any]]:
+        """Top-level documents meeting every condition, filtered, ordered and paged by the database.
+
+        A key is read from the nested object `under` when that holds it, else from the top level
+        (spans: an attribute, else a span field). `order_by` keys (`-key` descending) sort by the
+        field as text, then list order (oldest first); `first_per` keeps only the first document,
+        in list order, of each value of that top-level key; `created` bounds created_at
+        (inclusive seconds).
+        """
+
+    def scan(self, kind: str, *, conditions: Sequence[Condition] = (), under: str | None = None,
+             created: tuple[int | None, int | None] = (None, None),
+             batch: int = 500) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every match of `find`, oldest first, `batch` at a time: each batch is one keyset-paged
+        query, so a sweep over any number of documents holds one batch in memory."""
 
     async def ping(self) -> None:
         """Raise if the database does not answer (health checks)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -47,7 +47,8 @@ from sqlalchemy.engine import make_url
 
 from ggstack.core.access import creator, owner_scope
 from ggstack.core.errors import AlreadyExistsError, InvalidValueError, UnknownIdError
-from ggstack.stores.base import Order, Page, Update, Where
+from ggstack.stores.base import Condition, Order, Page, Update, Where
+from ggstack.stores.conditions import FieldSql, order_terms
 
 log = logging.getLogger("ggstack.stores.sql")
 
@@ -332,6 +333,58 @@ class SqlMetadataStore:
             rows.reverse()
         return Page(items=[row.data for row in rows], has_more=has_more,
                     first_id=rows[0].id if rows else None, last_id=rows[-1].id if rows else None)
+
+    async def find(self, kind: str, *, conditions: Sequence[Condition] = (), under: str | None = None,
+                   order_by: Sequence[str] = (), first_per: str | None = None,
+                   created: tuple[int | None, int | None] = (None, None), offset: int = 0,
+                   limit: int | None = None) -> list[dict[str, Any]]:
+        query = self._found(kind, conditions, under, order_by, first_per, created, None)
+        if offset > 0:
+            query = query.offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        rows = await self._run(self._read, lambda conn: conn.execute(query).all())
+        return [row.data for row in rows]
+
+    async def scan(self, kind: str, *, conditions: Sequence[Condition] = (), under: str | None = None,
+                   created: tuple[int | None, int | None] = (None, None),
+                   batch: int = 500) -> AsyncIterator[list[dict[str, Any]]]:
+        after: tuple[int, int] | None = None
+        while True:
+            query = self._found(kind, conditions, under, (), None, created, after).limit(batch)
+            rows = await self._run(self._read, lambda conn, q=query: conn.execute(q).all())
+            if not rows:
+                return
+            yield [row.data for row in rows]
+            if len(rows) < batch:
+                return
+            after = (rows[-1].created_at, rows[-1].seq)
+
+    def _found(self, kind: str, conditions: Sequence[Condition], under: str | None, order_by: Sequence[str],
+               first_per: str | None, created: tuple[int | None, int | None], after: tuple[int, int] | None) -> Any:
+        """The SELECT behind find/scan: (data, created_at, seq) rows in order."""
+        clauses = [documents.c.kind == kind, documents.c.parent == NO_PARENT, *_owned(kind, None)]
+        low, high = created
+        if low is not None:
+            clauses.append(documents.c.created_at >= low)
+        if high is not None:
+            clauses.append(documents.c.created_at <= high)
+        source: Any = documents
+        outer: list[Any] = clauses
+        if first_per is not None:
+            # The window ranks each group in list order before any condition removes a row.
+            rank = func.row_number().over(partition_by=documents.c.data[first_per].as_string(),
+                                          order_by=(documents.c.created_at, documents.c.seq))
+            source = select(documents.c.data, documents.c.created_at, documents.c.seq,
+                            rank.label("nth")).where(*clauses).subquery("ranked")
+            outer = [source.c.nth == 1]
+        fields = FieldSql(self._engine.dialect.name)
+        outer = outer + [fields.condition(c, under, f"c{i}") for i, c in enumerate(conditions)]
+        created_at, seq = source.c.created_at, source.c.seq
+        if after is not None:
+            outer.append(or_(created_at > after[0], and_(created_at == after[0], seq > after[1])))
+        return (select(source.c.data, created_at, seq).select_from(source).where(*outer)
+                .order_by(*order_terms(fields, order_by, under), created_at, seq))
 
 
 def _owned(kind: str, parent: str | None) -> list[Any]:

@@ -28,8 +28,7 @@ async def get_agent(agent_id: str, ctx: Context) -> dict[str, Any]:
 
 
 async def list_agents(ctx: Context, start_index: int | None = None, limit: int | None = None) -> dict[str, Any]:
-    agents = await ctx.metadata.list(records.AGENT, limit=None, order="asc")
-    return records.page(agents.items, start_index, limit)
+    return await records.page(ctx.metadata, records.AGENT, start_index, limit)
 
 
 async def delete_agent(agent_id: str, ctx: Context) -> None:
@@ -62,8 +61,7 @@ async def delete_agents_session(session_id: str, agent_id: str, ctx: Context) ->
 async def list_agent_sessions(agent_id: str, ctx: Context, start_index: int | None = None,
                               limit: int | None = None) -> dict[str, Any]:
     await records.get_agent(ctx.metadata, agent_id)
-    sessions = await ctx.metadata.list(records.SESSION, parent=agent_id, limit=None, order="asc")
-    result = records.page(sessions.items, start_index, limit)
+    result = await records.page(ctx.metadata, records.SESSION, start_index, limit, parent=agent_id)
     result["data"] = [public_session(s, await records.session_turns(ctx.metadata, s["session_id"]))
                       for s in result["data"]]
     return result

@@ -36,9 +36,7 @@ def contract_server(tmp_path_factory: pytest.TempPathFactory, tiny_chat_gguf: Pa
     media = [spec.model_dump(mode="json") for spec in esrgan_specs()]
     models = [{"identifier": "tiny", "path": str(tiny_chat_gguf), "model_type": "llm"},
               {"identifier": "tiny-embed", "path": str(tiny_embed_gguf), "model_type": "embedding"}, *media]
-    # Span queries answer every matching span; a few hundred keep those answers (each checked
-    # against the spec) quick after thousands of fuzzed requests.
-    config = {"models": models, "telemetry_max_spans": 500}
+    config = {"models": models}
     server = Server(data_dir, config=config).start()
     yield server
     server.stop()

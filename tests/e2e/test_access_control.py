@@ -162,3 +162,17 @@ def test_agents_sessions_and_turns_are_scoped(server):
     with http(server, "root") as root:
         assert agent_id in [a["agent_id"] for a in root.get("/v1/agents").json()["data"]]
         assert root.get(f"{turn_path}/step/{step_id}").json()["step"]["step_id"] == step_id
+
+
+def test_agent_and_session_lists_page_by_index_within_a_key(server):
+    config = {"model": "tiny", "instructions": "Be brief."}
+    with http(server, "bob") as bob:
+        agents = [bob.post("/v1/agents", json={"agent_config": config}).json()["agent_id"] for _ in range(3)]
+        page = bob.get("/v1/agents", params={"start_index": 1, "limit": 1}).json()
+        assert [a["agent_id"] for a in page["data"]] == agents[1:2] and page["has_more"] is True
+        last = bob.get("/v1alpha/agents", params={"start_index": 2, "limit": 5}).json()
+        assert [a["agent_id"] for a in last["data"]] == agents[2:] and last["has_more"] is False
+        sessions = [bob.post(f"/v1/agents/{agents[0]}/session", json={"session_name": f"s{i}"}).json()["session_id"]
+                    for i in range(3)]
+        listed = bob.get(f"/v1/agents/{agents[0]}/sessions", params={"start_index": 1}).json()
+        assert [s["session_id"] for s in listed["data"]] == sessions[1:] and listed["has_more"] is False

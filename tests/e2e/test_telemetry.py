@@ -6,6 +6,7 @@ import time
 
 import httpx
 import pytest
+from llama_stack_client import LlamaStackClient
 
 from tests.server import Server
 
@@ -82,3 +83,23 @@ def test_spans_saved_to_a_dataset_become_rows(server: Server) -> None:
     assert saved.status_code == 200
     rows = httpx.get(f"{server.url}/v1/datasetio/iterrows/spans").json()["data"]
     assert rows and rows[0] == {"operation_id": "version", "http.status_code": 200}
+
+
+def test_traces_are_filtered_ordered_and_paged(server: Server) -> None:
+    traces = [f"{i:032x}" for i in range(1, 5)]
+    for trace in traces:
+        assert httpx.get(f"{server.url}/v1/version", headers={"traceparent": f"00-{trace}-{PARENT}-01"}).is_success
+    client = LlamaStackClient(base_url=server.url, max_retries=0)
+    mine = [{"key": "http.path", "op": "eq", "value": "/v1/version"}]
+    for _ in range(50):  # spans are written in batches, flushed before a query reads them
+        found = client.telemetry.query_traces(attribute_filters=mine, limit=100)
+        if set(traces) <= {t.trace_id for t in found}:
+            break
+        time.sleep(0.1)
+    newest_first = client.telemetry.query_traces(attribute_filters=mine, order_by=["-start_time"], limit=100)
+    ids = [t.trace_id for t in newest_first if t.trace_id in traces]
+    assert ids == traces[::-1]
+    page = client.telemetry.query_traces(attribute_filters=mine, order_by=["-start_time"], offset=1, limit=2)
+    assert [t.trace_id for t in page] == [t.trace_id for t in newest_first[1:3]]
+    status = [{"key": "http.status_code", "op": "gt", "value": 299}, *mine]
+    assert client.telemetry.query_traces(attribute_filters=status) == []

@@ -8,6 +8,7 @@ import anyio
 import pytest
 
 from ggstack.core.errors import AlreadyExistsError, InvalidValueError, UnknownIdError
+from ggstack.stores.base import Condition
 from ggstack.stores.sql import SqlMetadataStore
 
 pytestmark = pytest.mark.anyio
@@ -280,3 +281,71 @@ def test_an_old_database_gets_the_owner_column(tmp_path):
         assert anyio.run(store.get, "file", "f") == {"id": "f"}
     finally:
         store.close()
+
+
+# -- find and scan: filters, ordering and paging done by the database --------------------------------
+
+
+SPANS = [
+    {"span_id": "a1", "trace_id": "A", "name": "root", "attributes": {"code": 200, "route": "/x", 'odd "key".': 1}},
+    {"span_id": "a2", "trace_id": "A", "name": "child", "attributes": {"code": 500, "name": "shadow"}},
+    {"span_id": "b1", "trace_id": "B", "name": "root", "attributes": {"code": "200", "flag": True}},
+    {"span_id": "c1", "trace_id": "C", "name": "other", "attributes": {"code": 404, "nothing": None,
+                                                                         "tags": {"k": [1, 2]}}},
+    {"span_id": "d1", "trace_id": "D", "name": "root", "attributes": {"code": 201.5}},
+]
+
+
+def where(*conditions: tuple[str, str, object]) -> list[Condition]:
+    return [Condition(key, op, value) for key, op, value in conditions]
+
+
+async def found(store, *conditions, **options) -> list[str]:
+    docs = await store.find("span", conditions=where(*conditions), under="attributes", **options)
+    return [doc["span_id"] for doc in docs]
+
+
+@pytest.fixture
+async def spans(store):
+    for i, span in enumerate(SPANS):
+        await store.put("span", span["span_id"], span, created_at=2000 + i)
+    return store
+
+
+async def test_conditions_compare_like_python_and_never_across_json_types(spans):
+    assert await found(spans, ("code", "eq", 200)) == ["a1"]  # "200" is a string: not equal
+    assert await found(spans, ("code", "ne", 200)) == ["a2", "b1", "c1", "d1"]
+    assert await found(spans, ("code", "gt", 200)) == ["a2", "c1", "d1"]
+    assert await found(spans, ("code", "lt", "3")) == ["b1"]
+    assert await found(spans, ("flag", "eq", True)) == ["b1"]
+    assert await found(spans, ("tags", "eq", {"k": [1, 2]})) == ["c1"]
+    assert await found(spans, ("nothing", "eq", None)) == ["a1", "a2", "b1", "c1", "d1"]
+    assert await found(spans, ("route", "ne", None)) == ["a1"]
+    assert await found(spans, ('odd "key".', "eq", 1)) == ["a1"]  # keys are parameters, not JSON paths
+
+
+async def test_an_attribute_shadows_the_span_field_of_its_name(spans):
+    assert await found(spans, ("name", "eq", "root")) == ["a1", "b1", "d1"]
+    assert await found(spans, ("name", "eq", "shadow")) == ["a2"]
+    assert await found(spans, ("name", "eq", "root"), ("code", "gt", 200)) == ["d1"]
+
+
+async def test_first_per_order_and_pages_happen_in_sql(spans):
+    await spans.put("span", "a0", {"span_id": "a0", "trace_id": "A", "name": "late", "attributes": {}},
+                    created_at=1000)
+    assert await found(spans, first_per="trace_id") == ["a0", "b1", "c1", "d1"]
+    # the first of each trace is chosen before conditions: trace A's first span is not a root
+    assert await found(spans, ("name", "eq", "root"), first_per="trace_id") == ["b1", "d1"]
+    assert await found(spans, order_by=["-name", "code"]) == ["a2", "a1", "b1", "d1", "c1", "a0"]
+    assert await found(spans, order_by=["name"], offset=1, limit=2) == ["c1", "a1"]
+
+
+async def test_scan_reads_keyset_batches_within_created_bounds(spans):
+    batches = [[doc["span_id"] for doc in batch] async for batch in spans.scan("span", batch=2)]
+    assert batches == [["a1", "a2"], ["b1", "c1"], ["d1"]]
+    bounded = [doc["span_id"] async for batch in spans.scan("span", created=(2001, 2003), batch=2)
+               for doc in batch]
+    assert bounded == ["a2", "b1", "c1"]
+    matching = [doc["span_id"] async for batch in spans.scan("span", conditions=where(("code", "gt", 250)),
+                                                               under="attributes", batch=1) for doc in batch]
+    assert matching == ["a2", "c1"]
