@@ -22,6 +22,7 @@ from typing import Any
 import jinja2
 
 import ggstack
+from codegen.client import build_client_context, defined_classes
 from codegen.context import SpecContext, build_context
 from codegen.diff import diff_documents, summary
 from codegen.merge import merge_specs
@@ -188,6 +189,17 @@ def write_tree(out: Path) -> None:
         check_body_models(spec, out / "models" / f"{spec.module}.py")
         write(out / "routes" / f"{spec.module}.py", env.get_template("routes.py.jinja").render(spec=spec))
     write(out / "routes" / "__init__.py", env.get_template("routes_init.py.jinja").render(specs=specs))
+    write_client(out, specs, env)
+
+
+def write_client(out: Path, specs: list[SpecContext], env: jinja2.Environment) -> None:
+    classes = {spec.module: defined_classes((out / "models" / f"{spec.module}.py").read_text(encoding="utf-8"))
+               for spec in specs}
+    methods = build_client_context(specs, classes)
+    write(out / "client" / "__init__.py", env.get_template("client_init.py.jinja").render())
+    write(out / "client" / "runtime.py", env.get_template("client_runtime.py.jinja").render())
+    write(out / "client" / "api.py", env.get_template("client_api.py.jinja").render(
+        methods=methods, modules=[spec.module for spec in specs]))
 
 
 def read_served(out: Path = GENERATED) -> dict[str, dict[str, Any]]:
