@@ -7,11 +7,10 @@ from typing import Any
 
 from generated.models.llama_stack_deprecated import RegisterDatasetRequest
 from ggstack.core.context import Context
-from ggstack.datasets.rows import ROW_KIND, add_rows, rows_from_source, rows_parent
-from ggstack.http.errors import Conflict, NotFound
-
-KIND = "dataset"
-PROVIDER_ID = "localfs"
+from ggstack.datasets import records
+from ggstack.datasets.records import KIND, public
+from ggstack.datasets.rows import ROW_KIND, rows_from_source, rows_parent
+from ggstack.http.errors import NotFound
 
 
 async def find_dataset(ctx: Context, dataset_id: str) -> dict[str, Any]:
@@ -24,17 +23,8 @@ async def find_dataset(ctx: Context, dataset_id: str) -> dict[str, Any]:
 async def register_dataset(body: RegisterDatasetRequest, ctx: Context) -> dict[str, Any]:
     data = body.model_dump(mode="json", exclude_none=True)
     dataset_id = data.get("dataset_id") or f"dataset-{uuid.uuid4().hex[:12]}"
-    if await ctx.metadata.get(KIND, dataset_id) is not None:
-        raise Conflict(f"Dataset '{dataset_id}' already exists", param="dataset_id")
-    rows = rows_from_source(data["source"])
-    dataset = {"identifier": dataset_id, "provider_resource_id": dataset_id, "provider_id": PROVIDER_ID,
-               "type": "dataset", "purpose": data["purpose"], "source": data["source"],
-               "metadata": data.get("metadata", {})}
-    stored = {**dataset, "readable": rows is not None, "rows_key": f"rows-{uuid.uuid4().hex}"}
-    if rows:
-        await add_rows(ctx.metadata, stored, rows)
-    await ctx.metadata.put(KIND, dataset_id, stored)
-    return dataset
+    return await records.create(ctx.metadata, dataset_id, purpose=data["purpose"], source=data["source"],
+                                rows=rows_from_source(data["source"]), extra=data.get("metadata", {}))
 
 
 async def list_datasets(ctx: Context) -> dict[str, Any]:
@@ -50,7 +40,3 @@ async def unregister_dataset(dataset_id: str, ctx: Context) -> None:
     dataset = await find_dataset(ctx, dataset_id)
     await ctx.metadata.delete_children(ROW_KIND, rows_parent(dataset))
     await ctx.metadata.delete(KIND, dataset_id)
-
-
-def public(dataset: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in dataset.items() if k not in ("readable", "rows_key")}

@@ -1806,8 +1806,8 @@ class BenchmarkConfig(BaseModel):
     eval_candidate: ModelCandidate | AgentCandidate = Field(
         ..., description="The candidate to evaluate.", discriminator="type"
     )
-    scoring_params: dict[str, ScoringFnParams] = Field(
-        ...,
+    scoring_params: dict[str, ScoringFnParams] | None = Field(
+        None,
         description="Map between scoring function id and parameters for each scoring function you want to run",
     )
     num_examples: int | None = Field(
