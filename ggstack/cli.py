@@ -69,6 +69,9 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"ggstack: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request to a remote provider at INFO: a line per proxied request, as
+    # the access log would be (off by default for its cost); failures are logged by ggstack.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level=settings.log_level.lower(), access_log=settings.access_log,
                 timeout_graceful_shutdown=5)

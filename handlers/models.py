@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,9 @@ def native_model(spec: ModelSpec, ctx: Context, dirs: tuple[Path, ...] | None = 
         facts["context_length"] = spec.context_length
     if spec.embedding_dimension is not None:
         facts["embedding_dimension"] = spec.embedding_dimension
+    if spec.path is None:  # a remote model: the name its provider knows it by
+        return Model(identifier=spec.identifier, provider_resource_id=spec.remote_model,
+                     provider_id=str(spec.provider_id), type="model", metadata=facts, model_type=spec.model_type)
     resource = resource_name(dirs or tuple(ctx.settings.model_directories), spec.path)
     return Model(identifier=spec.identifier, provider_resource_id=resource, provider_id=spec.engine,
                  type="model", metadata=facts, model_type=spec.model_type)
@@ -68,7 +72,7 @@ def created_times(specs: list[ModelSpec]) -> list[int]:
     Called on the event loop: a stat of a local file takes microseconds, a hop to the thread
     pool and back costs more than that and queues behind other blocking work under load.
     """
-    return [file_mtime(spec.path) for spec in specs]
+    return [file_mtime(spec.path) if spec.path is not None else 0 for spec in specs]  # remote: none
 
 
 #: path -> (when read, mtime). A list of five models made five stat calls per request, under
@@ -99,14 +103,23 @@ async def get_model(model_id: str, ctx: Context) -> Model:
     return native_model(ctx.models.get(model_id), ctx)
 
 
-def spec_from_request(body: RegisterModelRequest, dirs: ModelDirs) -> ModelSpec:
-    """Map the Llama Stack registration onto a ModelSpec; every bad field is refused naming it."""
+def spec_from_request(body: RegisterModelRequest, dirs: ModelDirs, remote: Collection[str] = ()) -> ModelSpec:
+    """Map the Llama Stack registration onto a ModelSpec; every bad field is refused naming it.
+
+    `remote` are the configured remote providers' ids: a model registered with one of them is
+    served by that provider under `provider_model_id` (default: the model id).
+    """
     metadata = dict(body.metadata or {})
     engine = metadata.pop("engine", None)
+    if body.provider_id is not None and body.provider_id in remote:
+        return _spec(body.model_id, engine="remote", provider_id=body.provider_id,
+                     provider_model_id=body.provider_model_id or body.model_id,
+                     model_type=body.model_type.root if body.model_type else "llm", metadata=metadata)
     if body.provider_id is not None:
         if body.provider_id not in PROVIDERS:
-            raise InvalidValueError(f"provider_id must be one of {', '.join(PROVIDERS)} "
-                                    f"(got {body.provider_id})", field="provider_id")
+            known = ", ".join([*PROVIDERS, *sorted(remote)])
+            raise InvalidValueError(f"provider_id must be one of {known} (got {body.provider_id})",
+                                    field="provider_id")
         if engine is not None and engine != body.provider_id:
             raise InvalidValueError(f"metadata.engine {engine!r} contradicts provider_id {body.provider_id!r}",
                                     field="provider_id")
@@ -117,11 +130,15 @@ def spec_from_request(body: RegisterModelRequest, dirs: ModelDirs) -> ModelSpec:
     if engine == "ctransformers" and not ctransformers_available():
         raise InvalidValueError("the ctransformers provider is not installed", field="provider_id")
     path = dirs.find(body.provider_model_id or body.model_id)
+    # no engine named: the one for the model type (ModelSpec knows which)
+    return _spec(body.model_id, path=path, model_type=model_type, engine=engine, metadata=metadata)
+
+
+def _spec(identifier: str, *, metadata: dict[str, Any], **given: Any) -> ModelSpec:
+    """The ModelSpec, with the metadata keys that set how it runs taken out into the spec."""
     fields: dict[str, Any] = {key: metadata.pop(key) for key in SPEC_KEYS if key in metadata}
     try:
-        # no engine named: the one for the model type (ModelSpec knows which)
-        return ModelSpec(identifier=body.model_id, path=path, model_type=model_type,
-                         engine=engine, metadata=metadata, **fields)
+        return ModelSpec(identifier=identifier, metadata=metadata, **given, **fields)
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(part) for part in error["loc"]) or "metadata"
@@ -133,7 +150,7 @@ async def register_model(body: RegisterModelRequest, ctx: Context) -> Model:
     contradicts is refused as "Invalid value: ...", the house rule's 400 for valid data that
     refers to something that is not there."""
     try:
-        spec = spec_from_request(body, ModelDirs(ctx.settings.model_directories))
+        spec = spec_from_request(body, ModelDirs(ctx.settings.model_directories), ctx.models.providers)
         # register() reads the GGUF header to check the file, so it runs off the event loop.
         spec = await anyio.to_thread.run_sync(ctx.models.register, spec)
     except InvalidValueError as exc:

@@ -402,9 +402,10 @@ class RegisterModelRequest(BaseModel):
     )
     model_id: str = Field(..., description="The identifier of the model to register.")
     provider_model_id: str | None = Field(None, description="The identifier of the model in the provider.")
-    provider_id: Literal["llama-cpp", "ctransformers"] | None = Field(
+    provider_id: str | None = Field(
         None,
-        description="The engine to serve the model: llama-cpp (the default) runs GGUF files, ctransformers legacy GGML files.",
+        description="The provider to serve the model: llama-cpp (the default) runs GGUF files, ctransformers legacy GGML files; a remote inference provider of the run config (inference_providers) serves the model named by provider_model_id on its server.",
+        min_length=1,
     )
     metadata: dict[str, Any] | None = Field(None, description="Any additional metadata for this model.")
     model_type: ModelType | None = Field(None, description="The type of model to register.")

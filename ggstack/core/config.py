@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: Ids the in-process providers use (/v1/providers); a remote provider may not take one.
+INLINE_PROVIDER_IDS = frozenset({"llama-cpp", "ctransformers", "whisper-cpp", "ncnn", "remote", "chromadb",
+                                 "localfs", "spans"})
 ENV_REFERENCE = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?::=([^}]*))?\}")
 
 
@@ -33,6 +36,40 @@ class ModelConfig(BaseModel):
     embedding_dimension: int | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+
+
+RemoteProviderType = Literal["remote::openai-compatible", "remote::vllm", "remote::llama-server", "remote::ollama"]
+
+
+class RemoteModelConfig(BaseModel):
+    """A model a remote provider serves, as ggstack lists it; `provider_model_id` is its name there."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    identifier: str = Field(min_length=1)
+    provider_model_id: str | None = Field(None, description="The remote's name for it; default the identifier")
+    model_type: Literal["llm", "embedding"] = "llm"
+    context_length: int | None = Field(None, ge=8)
+    embedding_dimension: int | None = Field(None, ge=1)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class RemoteProviderConfig(BaseModel):
+    """An OpenAI-compatible inference server ggstack forwards to (vLLM, llama-server, Ollama, another ggstack)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    provider_type: RemoteProviderType = "remote::openai-compatible"
+    base_url: str = Field(pattern=r"^https?://", description="The OpenAI base URL, e.g. http://gpu:8000/v1")
+    api_key: SecretStr | None = Field(None, description="Sent as a Bearer token")
+    timeout_seconds: float = Field(60.0, gt=0, description="Longest wait for the next byte of an answer (504 past it)")
+    connect_timeout_seconds: float = Field(5.0, gt=0, description="Longest wait to connect (503 past it)")
+    max_concurrency: int = Field(32, ge=1, description="Requests in flight to this provider at once")
+    max_queue: int = Field(64, ge=0, description="Requests waiting for one of those; past it a 429")
+    retries: int = Field(2, ge=0, le=10, description="Retries of a request that never reached the remote or got "
+                         "502/503 before any byte of its answer")
+    models: list[RemoteModelConfig] | None = Field(None, description="Unset: discovered from the remote's model list")
 
 
 class ApiKeyConfig(BaseModel):
@@ -55,6 +92,8 @@ class Settings(BaseSettings):
     chroma_url: str | None = Field(None, description="A Chroma server; default embedded in data_dir")
     default_models: bool = Field(True, description="Register the bundled SmolLM2 and all-MiniLM-L6-v2")
     models: list[ModelConfig] = Field(default_factory=list)
+    inference_providers: list[RemoteProviderConfig] = Field(default_factory=list, description=(
+        "Remote OpenAI-compatible inference servers whose models ggstack serves as its own"))
     model_dirs: list[Path] = Field(default_factory=list, description=(
         "Directories POST /v1/models may load files from; default data_dir/models"))
     max_context_factor: float = Field(1.0, gt=0, description=(
@@ -83,6 +122,14 @@ class Settings(BaseSettings):
     access_log: bool = Field(False, description="uvicorn's line per request; off by default because "
                              "writing it costs the cheapest routes a third of their rate (spans record every call)")
     log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _distinct_providers(self) -> Settings:
+        ids = [p.provider_id for p in self.inference_providers]
+        clash = sorted({i for i in ids if ids.count(i) > 1} | (set(ids) & INLINE_PROVIDER_IDS))
+        if clash:
+            raise ValueError(f"inference_providers: provider_id {', '.join(clash)} is taken")
+        return self
 
     @property
     def model_directories(self) -> list[Path]:

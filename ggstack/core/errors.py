@@ -84,5 +84,9 @@ class UnavailableError(DomainError):
     """A dependency (database, Chroma, a remote provider) cannot be reached (503)."""
 
 
+class TimedOutError(DomainError):
+    """A dependency (a remote inference provider) did not answer in time (504)."""
+
+
 class UnsupportedError(DomainError):
     """The request is valid but this server or engine cannot do it (501)."""

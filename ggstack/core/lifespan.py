@@ -9,7 +9,7 @@ two are re-read from their source at each start.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
@@ -19,6 +19,8 @@ from ggstack.core.context import Context
 from ggstack.core.errors import DomainError
 from ggstack.engines.admission import ModelDirs
 from ggstack.engines.registry import ModelRegistry, ModelSpec, default_model_specs
+from ggstack.engines.remote.client import RemoteProvider, open_providers
+from ggstack.engines.remote.discovery import discover
 from ggstack.http.operations import Operation
 from ggstack.ingest.worker import IngestWorker
 from ggstack.stores.base import MetadataStore
@@ -32,8 +34,9 @@ MODEL_KIND = "model"
 @asynccontextmanager
 async def open_context(settings: Settings, operations: tuple[Operation, ...],
                        missing: frozenset[str]) -> AsyncIterator[Context]:
-    async with open_stores(settings) as stores:
-        registry = ModelRegistry(max_queue=settings.max_queue, context_factor=settings.max_context_factor)
+    async with open_stores(settings) as stores, open_providers(settings.inference_providers) as providers:
+        registry = ModelRegistry(max_queue=settings.max_queue, context_factor=settings.max_context_factor,
+                                 providers=providers)
         await register_models(registry, settings, stores.metadata)
         ingest = IngestWorker(metadata=stores.metadata, files=stores.files, vectors=stores.vectors,
                               models=registry)
@@ -54,6 +57,7 @@ async def register_models(registry: ModelRegistry, settings: Settings, metadata:
     if settings.default_models:
         specs += await anyio.to_thread.run_sync(default_model_specs, settings.data_dir)
     specs += [ModelSpec(**model.model_dump()) for model in settings.models]
+    specs += await remote_model_specs(registry.providers)
     for spec in specs:
         registry.register(spec, replace=True)
     page = await metadata.list(MODEL_KIND, limit=None, order="asc")
@@ -61,7 +65,7 @@ async def register_models(registry: ModelRegistry, settings: Settings, metadata:
     for stored in page.items:
         try:
             spec = ModelSpec.model_validate(stored["spec"])
-            if dirs.inside(spec.path) is None:
+            if spec.path is not None and dirs.inside(spec.path) is None:
                 # Registered when model_dirs said otherwise: the fence holds for old entries too.
                 log.warning("registered model %s is outside model_dirs and skipped", stored.get("id"))
                 continue
@@ -70,3 +74,25 @@ async def register_models(registry: ModelRegistry, settings: Settings, metadata:
             # A registered file that has since gone away must not stop the server.
             log.warning("registered model %s is unusable and skipped: %s", stored.get("id"), exc.message)
     log.info("models: %s", ", ".join(spec.identifier for spec in registry.list()) or "none")
+
+
+async def remote_model_specs(providers: Mapping[str, RemoteProvider]) -> list[ModelSpec]:
+    """Each remote provider's configured models, or those its model list names.
+
+    A provider that cannot be asked at start contributes no discovered models (logged); its
+    configured ones are registered all the same and work once it answers.
+    """
+    specs: list[ModelSpec] = []
+    for provider_id, provider in sorted(providers.items()):
+        models = provider.config.models
+        if models is None:
+            try:
+                models = await discover(provider)
+            except DomainError as exc:
+                log.warning("inference provider %s: models not discovered: %s", provider_id, exc.message)
+                continue
+        specs += [ModelSpec(identifier=m.identifier, engine="remote", provider_id=provider_id,
+                            provider_model_id=m.provider_model_id or m.identifier, model_type=m.model_type,
+                            context_length=m.context_length, embedding_dimension=m.embedding_dimension,
+                            metadata=m.metadata) for m in models]
+    return specs

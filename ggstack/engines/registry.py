@@ -26,34 +26,59 @@ from ggstack.engines.gguf_info import GGUFFormatError, inspect_gguf
 from ggstack.engines.worker import DEFAULT_MAX_QUEUE
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ggstack.audio.whisper import WhisperEngine
+    from ggstack.engines.remote.client import RemoteProvider
     from ggstack.images.esrgan import UpscaleEngine
 
 log = logging.getLogger("ggstack.engines")
 
 ModelType = Literal["llm", "embedding", "asr", "image"]
-EngineName = Literal["llama-cpp", "ctransformers", "whisper-cpp", "ncnn"]
+EngineName = Literal["llama-cpp", "ctransformers", "whisper-cpp", "ncnn", "remote"]
 #: The engine each model type runs on when the registration does not say.
 DEFAULT_ENGINES: dict[str, EngineName] = {"llm": "llama-cpp", "embedding": "llama-cpp", "asr": "whisper-cpp",
                                           "image": "ncnn"}
 #: The model types each engine can run.
 ENGINE_TYPES: dict[str, tuple[str, ...]] = {"llama-cpp": ("llm", "embedding"), "ctransformers": ("llm",),
-                                            "whisper-cpp": ("asr",), "ncnn": ("image",)}
+                                            "whisper-cpp": ("asr",), "ncnn": ("image",),
+                                            "remote": ("llm", "embedding")}
 
 
 class ModelSpec(BaseModel):
-    """A registered model: where its file is and how to run it."""
+    """A registered model: where its file is and how to run it, or (engine `remote`) which remote
+    provider serves it under which name."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
     identifier: str = Field(min_length=1)
-    path: Path
+    path: Path | None = None
     model_type: ModelType = "llm"
     engine: EngineName = "llama-cpp"
     context_length: int | None = Field(None, ge=8)
     embedding_dimension: int | None = Field(None, ge=1)
     metadata: dict[str, Any] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+    #: engine `remote` only: the configured provider and the model's name there (default: identifier)
+    provider_id: str | None = None
+    provider_model_id: str | None = None
+
+    @model_validator(mode="after")
+    def _located(self) -> ModelSpec:
+        """A local model has a file; a remote one has a provider (and no file)."""
+        if self.engine == "remote":
+            if not self.provider_id:
+                raise ValueError("a remote model needs its provider_id")
+            if self.path is not None:
+                raise ValueError("a remote model has no path")
+        elif self.path is None:
+            raise ValueError("path is required")
+        return self
+
+    @property
+    def remote_model(self) -> str:
+        """The model's name at its remote provider."""
+        return self.provider_model_id or self.identifier
 
     @model_validator(mode="before")
     @classmethod
@@ -67,8 +92,10 @@ class ModelSpec(BaseModel):
 class ModelRegistry:
     """Model specs plus lazily loaded, resident engines; the registry itself keeps nothing on disk."""
 
-    def __init__(self, *, max_queue: int = DEFAULT_MAX_QUEUE, context_factor: float = 1.0) -> None:
+    def __init__(self, *, max_queue: int = DEFAULT_MAX_QUEUE, context_factor: float = 1.0,
+                 providers: Mapping[str, RemoteProvider] | None = None) -> None:
         self._specs: dict[str, ModelSpec] = {}
+        self.providers: Mapping[str, RemoteProvider] = providers or {}
         self._engines: dict[str, Any] = {}
         self._loading: dict[str, asyncio.Task[Any]] = {}
         self._max_queue = max_queue
@@ -84,7 +111,15 @@ class ModelRegistry:
         """
         if spec.identifier in self._specs and not replace:
             raise AlreadyExistsError(f"Model '{spec.identifier}' already exists")
-        spec = _completed(spec, self._context_factor)
+        if spec.engine == "remote":
+            if spec.provider_id not in self.providers:
+                raise InvalidValueError(f"inference provider '{spec.provider_id}' is not configured",
+                                        field="provider_id")
+            if spec.model_type not in ENGINE_TYPES["remote"]:
+                raise InvalidValueError(f"remote providers serve llm and embedding models, not {spec.model_type}",
+                                        field="model_type")
+        else:
+            spec = _completed(spec, self._context_factor)
         if replace and spec.identifier in self._engines:
             log.info("model %s re-registered; the loaded engine is kept until unload", spec.identifier)
         self._specs[spec.identifier] = spec
@@ -174,15 +209,19 @@ class ModelRegistry:
 
     async def _load(self, spec: ModelSpec) -> Any:
         started = time.perf_counter()
-        engine = await _load_engine(spec, self._max_queue)
+        if spec.engine == "remote":
+            engine = await _remote_engine(spec, self.providers[str(spec.provider_id)])
+        else:
+            engine = await _load_engine(spec, self._max_queue)
         self._engines[spec.identifier] = engine
         log.info("loaded model %s (%s, %s) from %s in %.2fs", spec.identifier, spec.model_type, spec.engine,
-                 spec.path, time.perf_counter() - started)
+                 spec.path or spec.provider_id, time.perf_counter() - started)
         return engine
 
 
 def _completed(spec: ModelSpec, context_factor: float) -> ModelSpec:
     """Validate the file and fill context_length / embedding_dimension from it when not given."""
+    assert spec.path is not None  # checked by ModelSpec for every local engine
     if spec.model_type not in ENGINE_TYPES[spec.engine]:
         raise InvalidValueError(f"the {spec.engine} engine does not run {spec.model_type} models", field="engine")
     # whisper-cpp also takes a CTranslate2 model folder, converted on first load
@@ -219,7 +258,19 @@ def _bounded(spec: ModelSpec, trained_context: int | None, context_factor: float
                     trained_context=trained_context, context_factor=context_factor)
 
 
+async def _remote_engine(spec: ModelSpec, provider: RemoteProvider) -> Any:
+    """A remote model's engine: nothing is loaded here, the provider's server holds the model."""
+    from ggstack.engines.remote.engines import RemoteChatEngine, RemoteEmbeddingEngine
+
+    if spec.model_type == "embedding":
+        return await RemoteEmbeddingEngine.open(spec.identifier, provider, spec.remote_model,
+                                                dimension=spec.embedding_dimension,
+                                                context_length=spec.context_length)
+    return RemoteChatEngine(spec.identifier, provider, spec.remote_model, context_length=spec.context_length)
+
+
 async def _load_engine(spec: ModelSpec, max_queue: int) -> Any:
+    assert spec.path is not None
     if spec.engine == "whisper-cpp":
         from ggstack.audio.models import load_whisper
 

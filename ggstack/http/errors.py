@@ -130,6 +130,14 @@ class Unavailable(ApiError):
     type = "server_error"
 
 
+class GatewayTimeout(ApiError):
+    """A remote the operation forwards to did not answer in time (504)."""
+
+    status = 504
+    title = "Gateway Timeout"
+    type = "server_error"
+
+
 #: Where this request names what a domain error is about: keyed by the error's type (the most
 #: specific match wins) or by the domain's own field name (`InvalidValueError.field`).
 Fields = Mapping[type[domain.DomainError] | str, str]
@@ -158,6 +166,8 @@ def from_domain(exc: domain.DomainError, fields: Fields | None = None) -> ApiErr
         return Overloaded(exc.message, retry_after=exc.retry_after, param=param, code=code)
     if isinstance(exc, domain.UnavailableError):
         return Unavailable(exc.message, param=param, code=code)
+    if isinstance(exc, domain.TimedOutError):
+        return GatewayTimeout(exc.message, param=param, code=code)
     if isinstance(exc, domain.UnsupportedError):
         return NotSupported(exc.message, param=param, code=code)
     return ApiError(exc.message, param=param, code=code)

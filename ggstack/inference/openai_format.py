@@ -171,10 +171,8 @@ class OpenAICompletionChunks:
              self._dialect)
         if logprobs is not None:
             choice["logprobs"] = logprobs
-        chunk = {**self._head, "choices": [choice]}
-        if self._usage and self._dialect.nulls:
-            chunk["usage"] = None
-        return chunk
+        # no `usage: null` on the other chunks: the stable completion schema has usage as an object only
+        return {**self._head, "choices": [choice]}
 
     def chunks(self, event: Event) -> list[dict[str, Any]]:
         if isinstance(event, ChoiceStarted) and self._echo and self._echo[event.index // self._n]:

@@ -54,6 +54,12 @@ def configured_providers(settings: Settings) -> list[Provider]:
     ]
     if ctransformers_available():
         providers.append(Provider("inference", "ctransformers", "inline::ctransformers", {}))
+    for remote in settings.inference_providers:
+        # the key is never shown; only whether one is set
+        config = {"base_url": remote.base_url, "api_key_set": remote.api_key is not None,
+                  "timeout_seconds": remote.timeout_seconds, "max_concurrency": remote.max_concurrency,
+                  "models": [m.identifier for m in remote.models] if remote.models is not None else "discovered"}
+        providers.append(Provider("inference", remote.provider_id, remote.provider_type, config))
     if settings.chroma_url:
         providers.append(Provider("vector_io", "chromadb", "remote::chromadb", {"url": settings.chroma_url}))
     else:

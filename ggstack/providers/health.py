@@ -45,8 +45,9 @@ def model_problems(ctx: Context, engine: str | None = None) -> list[str]:
     running = {thread.name for thread in threading.enumerate() if thread.is_alive()}
     problems = []
     for name in ctx.models.loaded():
-        if engine is not None and _engine_of(ctx, name) != engine:
-            continue
+        served_by = _engine_of(ctx, name)
+        if (engine is not None and served_by != engine) or served_by == "remote":
+            continue  # a remote model has no worker here: its provider's check covers it
         if f"model-{name}" not in running:
             problems.append(f"model {name}'s worker has stopped")
     return problems
@@ -92,6 +93,9 @@ async def provider_problems(provider: Provider, ctx: Context) -> list[str]:
     """What one provider depends on: inference its engine's models, vector_io Chroma and the
     database (store records), everything else the database its records live in."""
     if provider.api == "inference":
+        remote = ctx.models.providers.get(provider.provider_id)
+        if remote is not None:  # a remote server: whether it answers now
+            return await remote.problems()
         return model_problems(ctx, provider.provider_id)
     problems = await store_problems("database", ctx.metadata)
     if provider.api == "vector_io":
