@@ -54,8 +54,13 @@ def codegen(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    """ruff over the code and tests; mypy (pyproject's [tool.mypy]) over ggstack/, handlers/, codegen/.
+
+    mypy reads the dependencies' own types, so the package and its extras are installed (not the model
+    weights)."""
+    session.install("-e", ".[codegen,contract,postgres,lint]")
     session.run("ruff", "check", "ggstack", "handlers", "codegen", "tests", "bench")
+    session.run("mypy")
 
 
 @nox.session

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +65,7 @@ Selector = Member | Index | Wildcard | Descendants | Filter
 _QUOTED = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
 _LITERAL = rf"{_QUOTED}|-?\d+(?:\.\d+)?|true|false|null"
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-_TOKENS = [
+_TOKENS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], list[Selector]]]] = [
     (re.compile(r"\.\.\*"), lambda m: [Descendants(), Wildcard()]),
     (re.compile(rf"\.\.({_NAME})"), lambda m: [Descendants(), Member(m[1])]),
     (re.compile(r"\.\.(?=\[)"), lambda m: [Descendants()]),
@@ -242,6 +243,7 @@ def apply_overlay(document: dict[str, Any], overlay: dict[str, Any],
     for number, action in enumerate(actions, start=1):
         description = action.get("description") or action.get("target", "")
         label = f"overlay action {number} ({description})"
-        if not _apply_action(result, action, label, required=unmatched is None):
+        applied = _apply_action(result, action, label, required=unmatched is None)
+        if not applied and unmatched is not None:
             unmatched.append(action["target"])
     return result

@@ -22,7 +22,7 @@ class InvalidDocument(RuntimeError):
 def check_document(name: str, document: Mapping[str, Any]) -> None:
     """Raise InvalidDocument naming `name`, the JSON path at fault and the validator's reason."""
     try:
-        validate(document)  # type: ignore[arg-type]
+        validate(document)
     except OpenAPIValidationError as exc:
         where = "/".join(str(part) for part in exc.absolute_path) or "(document)"
         raise InvalidDocument(f"{name}: not a valid OpenAPI document at {where}: {exc.message}") from None

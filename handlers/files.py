@@ -25,6 +25,7 @@ from ggstack.http.errors import InvalidRequest
 from ggstack.http.render import Blob
 from ggstack.ingest import records
 from ggstack.ingest.records import FILE
+from ggstack.stores.base import Order
 
 UPLOAD_READ_BYTES = 1024 * 1024
 MAX_LIST_LIMIT = 10000
@@ -63,7 +64,8 @@ async def openai_upload_file(body: OpenaiUploadFileRequest, uploads: dict[str, U
     expires_at = records.file_expiry(body.expires_after, created_at)
     filename = (upload.filename or "").replace("\\", "/").rsplit("/", 1)[-1] or "upload"
     blob = await ctx.files.save(upload_chunks(upload), max_bytes=ctx.settings.max_upload_bytes)
-    doc = {"id": ids.new_id("file-"), "object": "file", "bytes": blob.size, "created_at": created_at,
+    doc: dict[str, Any] = {"id": ids.new_id("file-"), "object": "file", "bytes": blob.size,
+                           "created_at": created_at,
            "expires_at": expires_at, "filename": filename, "purpose": body.purpose.root,
            "content_type": content_type_of(upload, filename), "key": blob.key, "sha256": blob.sha256}
     await ctx.metadata.put(FILE, doc["id"], doc)
@@ -71,7 +73,7 @@ async def openai_upload_file(body: OpenaiUploadFileRequest, uploads: dict[str, U
 
 
 async def openai_list_files(ctx: Context, after: str | None = None, limit: int = MAX_LIST_LIMIT,
-                            order: str = "desc", purpose: str | None = None) -> ListOpenAIFileResponse:
+                            order: Order = "desc", purpose: str | None = None) -> ListOpenAIFileResponse:
     where = {"purpose": purpose} if purpose else None
     while True:
         # An empty `after=` (the key sent with no value) means no cursor.

@@ -27,7 +27,7 @@ async def version(ctx: Context) -> dict[str, Any]:
 async def list_routes(ctx: Context) -> dict[str, Any]:
     """Only implemented operations: a route that answers 501 is not one a client can use."""
     providers = configured_providers(ctx.settings)
-    data = []
+    data: list[dict[str, Any]] = []
     for op in ctx.operations:
         if op.operation_id in ctx.missing:
             continue

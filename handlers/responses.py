@@ -9,7 +9,7 @@ and change nothing (file search results are always included).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -26,6 +26,7 @@ from ggstack.inference import generation, options
 from ggstack.inference.openai_responses import file_search, items, store
 from ggstack.inference.openai_responses.output import ResponseBuilder
 from ggstack.inference.prompt import plan_chat
+from ggstack.stores.base import Order
 from handlers.vector_stores.search import openai_search_vector_store
 
 #: The output format is `text.format` here (chat completions call it `response_format`).
@@ -82,7 +83,7 @@ async def create_openai_response(body: CreateOpenaiResponseRequest, ctx: Context
     return builder.response()
 
 
-async def opened_stream(builder: ResponseBuilder, stream: AsyncIterator[dict]) -> AsyncIterator[dict]:
+async def opened_stream(builder: ResponseBuilder, stream: AsyncGenerator[dict, None]) -> AsyncGenerator[dict, None]:
     """created and in_progress first, before the prompt is processed (clients show the response
     at once); a request error after that point ends the stream with response.failed."""
     for event in builder.opening():
@@ -105,15 +106,15 @@ async def delete_openai_response(response_id: str, ctx: Context) -> dict:
 
 
 async def list_openai_responses(ctx: Context, after: str | None = None, limit: int = store.DEFAULT_LIMIT,
-                                model: str | None = None, order: str = "desc") -> dict:
+                                model: str | None = None, order: Order = "desc") -> dict:
     return await store.list_responses(ctx.metadata, after=after or None, limit=limit, model=model or None,
-                                       order=order)  # type: ignore[arg-type]
+                                       order=order)
 
 
 async def list_openai_response_input_items(response_id: str, ctx: Context, after: str | None = None,
                                            before: str | None = None, include: list[str] | None = None,
-                                           limit: int = store.DEFAULT_ITEMS_LIMIT, order: str = "desc") -> dict:
+                                           limit: int = store.DEFAULT_ITEMS_LIMIT, order: Order = "desc") -> dict:
     doc = await store.response_doc(ctx.metadata, response_id)
     data = store.page_items(doc["input"], after=after or None, before=before or None, limit=limit,
-                             order=order)  # type: ignore[arg-type]
+                             order=order)
     return {"object": "list", "data": data}

@@ -26,7 +26,7 @@ being resumed goes back to waiting.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,7 +145,7 @@ def tool_response(call: Mapping[str, Any], result: Mapping[str, Any]) -> dict[st
 
 
 async def run(setup: TurnSetup, state: TurnState, *, resumed_with: list[dict[str, Any]] | None = None,
-              ) -> AsyncIterator[Chunk]:
+              ) -> AsyncGenerator[Chunk, None]:
     """The turn's events. Storing happens here; closing the iterator abandons the turn."""
     span = turn_span(state.agent_id, state.session_id, state.turn["turn_id"])
     before = json.loads(json.dumps(state.doc)) if resumed_with is not None else None
@@ -188,7 +188,7 @@ async def _abandon(metadata: MetadataStore, state: TurnState, before: dict[str, 
         await metadata.put(records.TURN, state.turn["turn_id"], before, parent=state.session_id)
 
 
-async def _inferences(setup: TurnSetup, state: TurnState, span: Span) -> AsyncIterator[Chunk]:
+async def _inferences(setup: TurnSetup, state: TurnState, span: Span) -> AsyncGenerator[Chunk, None]:
     while True:
         message: dict[str, Any] = {}
         async for chunk in _inference_step(setup, state, span, message):
@@ -245,7 +245,7 @@ async def _complete_step(setup: TurnSetup, state: TurnState, span: Span, step: d
 
 
 async def _inference_step(setup: TurnSetup, state: TurnState, span: Span, message: dict[str, Any],
-                          ) -> AsyncIterator[Chunk]:
+                          ) -> AsyncGenerator[Chunk, None]:
     step = _step(state, "inference")
     step_span = span.child("agents.step.inference", {"step_id": step["step_id"], "step_type": "inference"})
     yield payload({"event_type": "step_start", "step_type": "inference", "step_id": step["step_id"]})
@@ -278,7 +278,7 @@ async def _inference_step(setup: TurnSetup, state: TurnState, span: Span, messag
 
 
 async def _tool_step(setup: TurnSetup, state: TurnState, span: Span, calls: list[dict[str, Any]], *,
-                     given: list[dict[str, Any]] | None = None) -> AsyncIterator[Chunk]:
+                     given: list[dict[str, Any]] | None = None) -> AsyncGenerator[Chunk, None]:
     """Run server `calls` here, or record the client's `given` responses to them."""
     step = _step(state, "tool_execution")
     step_span = span.child("agents.step.tool_execution", {"step_id": step["step_id"], "step_type": "tool_execution",
@@ -295,7 +295,7 @@ async def _tool_step(setup: TurnSetup, state: TurnState, span: Span, calls: list
 
 
 async def _shield_step(setup: TurnSetup, state: TurnState, span: Span, shields: Sequence[str],
-                       conversation: Sequence[tuple[str, str]], refusal: dict[str, Any]) -> AsyncIterator[Chunk]:
+                       conversation: Sequence[tuple[str, str]], refusal: dict[str, Any]) -> AsyncGenerator[Chunk, None]:
     """Run `shields` in order; on the first violation, `refusal` becomes the turn's answer (its user_message)."""
     assert setup.shield is not None, "an agent with shields needs setup.shield"
     step = _step(state, "shield_call")

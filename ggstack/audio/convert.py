@@ -112,7 +112,7 @@ def mel_filters(n_mels: int = 80, sr: int = SAMPLE_RATE, n_fft: int = N_FFT) -> 
     f_sp, min_log_hz = 200.0 / 3, 1000.0
     min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
 
-    def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
         hz = np.asanyarray(hz, dtype=np.float64)
         mel = hz / f_sp
         log_part = hz >= min_log_hz

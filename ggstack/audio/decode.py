@@ -58,11 +58,11 @@ class PcmWindows:
             self._container = av.open(source, mode="r")
         except (av.error.FFmpegError, ValueError, OSError) as exc:
             raise AudioDecodeError(f"the file is not audio that can be decoded ({_reason(exc)})") from None
-        stream = next((s for s in self._container.streams if s.type == "audio"), None)
-        if stream is None:
+        audio = self._container.streams.audio
+        if not audio:
             self._container.close()
             raise AudioDecodeError("the file has no audio stream")
-        self._stream = stream
+        self._stream = audio[0]
 
     @property
     def duration(self) -> float:

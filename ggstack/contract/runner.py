@@ -166,8 +166,9 @@ def run_contract(options: Options, progress: Any = None) -> ContractRun:
 def run_document(options: Options, document: Document, run: ContractRun, progress: Any) -> None:
     import schemathesis
     from schemathesis.engine import events, from_schema
+    from schemathesis.schemas import BaseSchema
 
-    schema = schemathesis.openapi.from_dict(document.body, config=schemathesis_config(options, document))
+    schema: BaseSchema = schemathesis.openapi.from_dict(document.body, config=schemathesis_config(options, document))
     if options.include is not None:
         pattern = re.compile(options.include)
         schema = schema.include(lambda ctx: bool(pattern.search(ctx.operation.path)

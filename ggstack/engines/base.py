@@ -8,7 +8,7 @@ can put them straight into JSON.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -118,7 +118,7 @@ class ChatEngine(Protocol):
         """
         ...
 
-    def generate(self, prompt: str | list[int], options: SamplingOptions) -> AsyncIterator[TokenEvent | Finish]:
+    def generate(self, prompt: str | list[int], options: SamplingOptions) -> AsyncGenerator[TokenEvent | Finish, None]:
         """Stream tokens, ending with exactly one `Finish`.
 
         Errors found before any token is produced (prompt longer than the context,

@@ -111,8 +111,10 @@ def read_safetensors_header(path: Path) -> tuple[int, list[TensorInfo], dict[str
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     """Every tensor as a numpy array (memory-mapped, read-only; BF16 widened to float32)."""
     data_start, tensors, _ = read_safetensors_header(path)
-    mapped = np.memmap(path, dtype=np.uint8, mode="r", offset=data_start) if tensors else None
     out: dict[str, np.ndarray] = {}
+    if not tensors:
+        return out
+    mapped = np.memmap(path, dtype=np.uint8, mode="r", offset=data_start)
     for t in tensors:
         buf = mapped[t.start:t.end]
         arr = buf.view(SAFETENSORS_DTYPES[t.dtype]).reshape(t.shape)
@@ -182,10 +184,10 @@ def convert_bert(model_dir: Path, out_path: Path, *, name: str = "all-MiniLM-L6-
     if len(vocab) != config["vocab_size"]:
         raise ConversionError(f"{model_dir}: vocab.txt has {len(vocab)} entries, config says {config['vocab_size']}")
     index = {tok: i for i, tok in enumerate(vocab)}
-    special = {k: index.get(v) for k, v in
-               {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}.items()}
-    if None in special.values():
+    names = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
+    if any(token not in index for token in names.values()):
         raise ConversionError(f"{model_dir}: vocab.txt lacks one of the BERT special tokens")
+    special = {k: index[v] for k, v in names.items()}
 
     n_layer = int(config["num_hidden_layers"])
     tensors = read_safetensors(model_dir / "model.safetensors")

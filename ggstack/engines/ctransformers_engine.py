@@ -22,6 +22,7 @@ import numpy as np
 
 from ggstack.core.errors import InvalidValueError, UnsupportedError
 from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
+from ggstack.engines.chat_template import ChatTemplate
 from ggstack.engines.streaming import Channel, StopBuffer, StreamingChatEngine
 from ggstack.engines.worker import DEFAULT_MAX_QUEUE, ModelWorker
 
@@ -101,7 +102,7 @@ class CTransformersChatEngine(StreamingChatEngine):
     def __init__(self, identifier: str, worker: ModelWorker[Any], llm: Any, chat_template: str | None) -> None:
         self.identifier = identifier
         self._worker = worker
-        self._template = chat_template
+        self._chat_template = ChatTemplate(identifier, chat_template)
         self.n_vocab: int = llm.vocab_size
         self.context_length: int = llm.context_length
 
@@ -117,17 +118,7 @@ class CTransformersChatEngine(StreamingChatEngine):
 
     def render_chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
                     add_generation_prompt: bool = True) -> str:
-        if not self._template:
-            raise InvalidValueError(f"model {self.identifier} has no chat template", field="model")
-        from jinja2 import TemplateError
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        try:
-            formatter = Jinja2ChatFormatter(self._template, "", "", add_generation_prompt=add_generation_prompt)
-            return formatter(messages=messages, tools=tools).prompt
-        except (TemplateError, ValueError, TypeError, KeyError) as exc:
-            raise InvalidValueError(f"the chat template of model {self.identifier} rejected the messages: {exc}",
-                                    field="messages") from None
+        return self._chat_template.render(messages, tools=tools, add_generation_prompt=add_generation_prompt)
 
     async def _start(self, tokens: list[int], options: SamplingOptions, channel: Channel[TokenEvent | Finish]
                      ) -> None:
@@ -197,7 +188,7 @@ def _logprobs(llm: Any, logits: np.ndarray | None, token: int, top_n: int) -> tu
     assert logits is not None
     shifted = logits - logits.max()
     logprobs = shifted - np.log(np.exp(shifted).sum())
-    best = np.argsort(-logprobs)[:top_n] if top_n else []
+    best = np.argsort(-logprobs)[:top_n]
     top = [(llm.detokenize([int(t)], decode=False).decode("utf-8", errors="replace"), float(logprobs[t]))
            for t in best]
     return float(logprobs[token]), top

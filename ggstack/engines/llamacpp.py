@@ -30,6 +30,7 @@ import numpy as np
 from ggstack.core.errors import ContextOverflowError, GrammarError, InvalidValueError
 from ggstack.engines.admission import LLAMA_CPP_OPTIONS, MAX_PARALLEL_OPTION
 from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
+from ggstack.engines.chat_template import ChatTemplate
 from ggstack.engines.coalesce import Coalescer
 from ggstack.engines.gguf_info import GGUFFormatError, inspect_gguf
 from ggstack.engines.scheduler import BatchScheduler, GenerationRequest
@@ -164,11 +165,11 @@ class LlamaCppChatEngine(StreamingChatEngine):
         self.context_length: int = scheduler.context_length
         self.parallel = len(scheduler.slots)
         self._bos: int = model.token_bos()
-        self._template: str | None = model.metadata().get("tokenizer.chat_template")
-        self._bos_text = model.token_get_text(self._bos) if self._bos >= 0 else ""
         eos = model.token_eos()
-        self._eos_text = model.token_get_text(eos) if eos >= 0 else ""
-        self._formatters: dict[bool, Any] = {}
+        self._chat_template = ChatTemplate(
+            identifier, model.metadata().get("tokenizer.chat_template"),
+            bos_text=model.token_get_text(self._bos) if self._bos >= 0 else "",
+            eos_text=model.token_get_text(eos) if eos >= 0 else "")
 
     async def tokenize(self, text: str, *, add_bos: bool = True, special: bool = True) -> list[int]:
         return await anyio.to_thread.run_sync(self._model.tokenize, text.encode("utf-8"), add_bos, special)
@@ -188,26 +189,7 @@ class LlamaCppChatEngine(StreamingChatEngine):
 
     def render_chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
                     add_generation_prompt: bool = True) -> str:
-        if not self._template:
-            raise InvalidValueError(f"model {self.identifier} has no chat template", field="model")
-        from jinja2 import TemplateError
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        formatter = self._formatters.get(add_generation_prompt)
-        if formatter is None:
-            try:
-                formatter = Jinja2ChatFormatter(self._template, self._eos_text, self._bos_text,
-                                                add_generation_prompt=add_generation_prompt)
-            except TemplateError:
-                raise InvalidValueError(f"model {self.identifier} has a chat template that does not parse",
-                                        field="model") from None
-            self._formatters[add_generation_prompt] = formatter
-        try:
-            return formatter(messages=messages, tools=tools).prompt
-        except (TemplateError, ValueError, TypeError, KeyError) as exc:
-            # the template's own raise_exception() messages are written for the caller
-            raise InvalidValueError(f"the chat template of model {self.identifier} rejected the messages: {exc}",
-                                    field="messages") from None
+        return self._chat_template.render(messages, tools=tools, add_generation_prompt=add_generation_prompt)
 
     async def _encode_prompt(self, text: str) -> list[int]:
         tokens = await self.tokenize(text, add_bos=True, special=True)
@@ -370,7 +352,8 @@ def _embed_batch(llama: Any, token_lists: list[list[int]]) -> np.ndarray:
     n_batch = llama.n_batch
     n_seq_max = llama.context_params.n_seq_max
     out = np.empty((len(token_lists), llama.n_embd()), dtype=np.float32)
-    batch, pending, used = llama._batch, [], 0
+    batch, used = llama._batch, 0
+    pending: list[int] = []
 
     def decode() -> None:
         llama._ctx.kv_cache_clear()

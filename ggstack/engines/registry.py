@@ -8,6 +8,7 @@ requests ask at the same moment, and stays resident until `unload` or `close`.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import importlib.util
 import logging
@@ -140,7 +141,7 @@ class ModelRegistry:
     def list(self) -> list[ModelSpec]:
         return [self._specs[k] for k in sorted(self._specs)]
 
-    def loaded(self) -> list[str]:
+    def loaded(self) -> builtins.list[str]:  # `list` here is the method above
         return sorted(self._engines)
 
     # -- engines -------------------------------------------------------------------------------

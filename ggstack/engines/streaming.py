@@ -6,7 +6,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import replace
 from typing import Generic, TypeVar
 
@@ -193,7 +193,7 @@ class StreamingChatEngine(abc.ABC):
         """The prompt's token ids (a subclass may fix up what its tokenizer makes of a template)."""
         return await self.tokenize(text, add_bos=True, special=True)
 
-    async def generate(self, prompt: str | list[int], options: SamplingOptions) -> AsyncIterator[TokenEvent | Finish]:
+    async def generate(self, prompt: str | list[int], options: SamplingOptions) -> AsyncGenerator[TokenEvent | Finish, None]:
         tokens = await self._prompt_tokens(prompt)
         if options.logit_bias:
             self._check_ids(list(options.logit_bias), "logit_bias")

@@ -8,7 +8,7 @@ when a request field is at fault, `param` names that field. Lower layers raise
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import aclosing, contextmanager
 from typing import TypeVar
 
@@ -190,13 +190,13 @@ def naming(fields: Fields) -> Iterator[None]:
         raise from_domain(exc, fields) from exc
 
 
-async def naming_stream(events: AsyncIterator[T], fields: Fields) -> AsyncIterator[T]:
+async def naming_stream(events: AsyncGenerator[T, None], fields: Fields) -> AsyncGenerator[T, None]:
     """`events`, with a domain error raised while iterating mapped with this request's field names.
 
     A stream's errors arise after the handler has returned, so the handler cannot catch
     them itself; this carries its field names to where they happen.
     """
-    async with aclosing(events):  # type: ignore[type-var]
+    async with aclosing(events):
         try:
             async for event in events:
                 yield event

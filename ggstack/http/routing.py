@@ -353,23 +353,24 @@ async def blob_response(blob: Blob) -> Response:
         headers["Content-Disposition"] = f'attachment; filename="{blob.filename}"'
     if isinstance(blob.data, bytes):
         return Response(blob.data, media_type=blob.media_type, headers=headers)
+    data = blob.data
     if blob.size is not None:
         headers["Content-Length"] = str(blob.size)
     # As with SSE: the first chunk is read before answering, so a missing blob is still a 404.
     try:
-        first = await anext(blob.data, b"")
+        first = await anext(data, b"")
     except BaseException:
-        await close(blob.data)
+        await close(data)
         raise
 
     async def chunks() -> AsyncIterator[bytes]:
         try:
             if first:
                 yield first
-            async for chunk in blob.data:
+            async for chunk in data:
                 yield chunk
         finally:
-            await close(blob.data)
+            await close(data)
 
     return StreamingResponse(chunks(), media_type=blob.media_type, headers=headers)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -69,7 +69,7 @@ class ResponseValidator:
     def api(self, spec: str) -> OpenAPI:
         if spec not in self._apis:
             # codegen validated every overlaid document (codegen/validate.py); skip openapi-core's slow re-validation.
-            self._apis[spec] = OpenAPI.from_dict(spec_document(spec), config=Config(spec_validator_cls=None))
+            self._apis[spec] = OpenAPI.from_dict(spec_document(spec), config=Config(spec_validator_cls=None))  # type: ignore[arg-type]  # None skips it (openapi-core's annotation omits None)
         return self._apis[spec]
 
     async def check(self, operation: Operation, request: Request, response: Response) -> Response:
@@ -99,7 +99,7 @@ class ResponseValidator:
         headers = Headers(raw=response.raw_headers)
         spec_response = SpecResponse(status_code=response.status_code,
                                      content_type=headers.get("content-type", ""),
-                                     headers=dict(headers), data=response.body or None)
+                                     headers=dict(headers), data=bytes(response.body) or None)
         try:
             self.api(operation.spec).validate_response(spec_request, spec_response)
         except Exception as exc:  # noqa: BLE001 - openapi-core raises a family of unrelated error types
@@ -117,7 +117,7 @@ class ResponseValidator:
                 return schemas.validator(operation.spec, pointer)
         return None
 
-    async def _checked_events(self, operation: Operation, frames: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    async def _checked_events(self, operation: Operation, frames: AsyncIterable[Any]) -> AsyncIterator[bytes]:
         validator = self.event_validator(operation)
         async for frame in frames:
             raw = frame if isinstance(frame, bytes) else str(frame).encode()

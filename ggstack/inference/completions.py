@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from ggstack.core.errors import InvalidValueError
-from ggstack.inference.generation import Generation, Prompt
+from ggstack.inference.generation import Choice, Generation, Prompt
 
 
 def completion_prompts(prompt: str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]]) -> list[Prompt]:
@@ -17,14 +17,14 @@ def completion_prompts(prompt: str | Sequence[str] | Sequence[int] | Sequence[Se
     if not items:
         raise InvalidValueError("prompt must not be empty", field="prompt")
     if all(isinstance(p, str) for p in items):
-        return list(items)  # type: ignore[arg-type]
+        return [p for p in items if isinstance(p, str)]
     if all(isinstance(p, int) and not isinstance(p, bool) for p in items):
-        return [list(items)]  # type: ignore[list-item]
+        return [[p for p in items if isinstance(p, int)]]
     if all(isinstance(p, (list, tuple)) for p in items):
-        prompts = [list(p) for p in items]  # type: ignore[arg-type]
+        prompts: list[Prompt] = [list(p) for p in items if isinstance(p, (list, tuple))]
         if any(not p for p in prompts):
             raise InvalidValueError("prompt token arrays must not be empty", field="prompt")
-        return prompts  # type: ignore[return-value]
+        return prompts
     raise InvalidValueError("prompt must be a string, a list of strings, a token array or a list of token arrays",
                             field="prompt")
 
@@ -49,7 +49,7 @@ def pick_best(generation: Generation, *, n: int, best_of: int) -> Generation:
     `generation` holds `best_of` samples per prompt (run with logprobs on); usage stays that
     of every sample, since all were generated.
     """
-    kept = []
+    kept: list[Choice] = []
     for start in range(0, len(generation.choices), best_of):
         group = generation.choices[start:start + best_of]
         prompt_index = start // best_of

@@ -11,7 +11,7 @@ A whole (non-streamed) answer is the same events, collected (`Collector`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -139,7 +139,7 @@ class Collector:
         return Generation([self._choices[i] for i in sorted(self._choices)], self.usage)
 
 
-async def collect(events: AsyncIterator[Event]) -> Generation:
+async def collect(events: AsyncGenerator[Event, None]) -> Generation:
     """The whole answer from a stream of events (the stream is closed either way)."""
     collector = Collector()
     async with aclosing(events):
@@ -158,7 +158,7 @@ async def generate(engine: ChatEngine, prompts: Sequence[Prompt], options: Sampl
 
 async def generate_events(engine: ChatEngine, prompts: Sequence[Prompt], options: SamplingOptions, *, n: int = 1,
                           parser: Callable[[], OutputParser] = PlainParser, parallel_tool_calls: bool = True,
-                          ) -> AsyncIterator[Event]:
+                          ) -> AsyncGenerator[Event, None]:
     """Events for `n` choices of each prompt; choice `p * n + j` is sample j of prompt p.
 
     `parser` makes one output parser per choice (tools, see `ChatPlan.parser`); with
@@ -185,7 +185,7 @@ async def generate_events(engine: ChatEngine, prompts: Sequence[Prompt], options
 
 
 async def _choice_events(index: int, first: TokenEvent | Finish, stream: AsyncIterator[TokenEvent | Finish],
-                         parser: OutputParser, parallel: bool) -> AsyncIterator[Event | Finish]:
+                         parser: OutputParser, parallel: bool) -> AsyncGenerator[Event | Finish, None]:
     calls = 0
     item: TokenEvent | Finish | None = first
     while item is not None:
@@ -216,8 +216,8 @@ def _pieces(index: int, pieces: list[Piece], calls: int, parallel: bool) -> list
     return events
 
 
-async def shaped_stream(events: AsyncIterator[Event], shape: Callable[[Event], list[T]],
-                        on_finished: Callable[[Generation], Awaitable[object]] | None = None) -> AsyncIterator[T]:
+async def shaped_stream(events: AsyncGenerator[Event, None], shape: Callable[[Event], list[T]],
+                        on_finished: Callable[[Generation], Awaitable[object]] | None = None) -> AsyncGenerator[T, None]:
     """`events` turned into API chunks by `shape`; `on_finished` gets the whole answer (e.g. to store
     it) before the last chunks go out, so a client that saw the stream end can read it back."""
     collector = Collector()

@@ -255,7 +255,7 @@ def legacy_tool_choice(config_choice: str | None, deprecated_choice: str | None,
     param = "tool_config.tool_choice" if config_choice is not None else "tool_choice"
     if value == "auto" and not tools:
         return ToolChoice("none")
-    choice = ToolChoice(value) if value in ("auto", "none", "required") else ToolChoice("function", value)
+    choice = ToolChoice.of(value)
     check_tool_choice(choice, tools, param=param)
     return choice
 

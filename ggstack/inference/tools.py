@@ -18,6 +18,8 @@ from typing import Any, Literal
 from ggstack.core.errors import InvalidValueError
 
 ToolChoiceMode = Literal["auto", "none", "required", "function"]
+#: The modes that name no function.
+PLAIN_MODES: tuple[ToolChoiceMode, ...] = ("auto", "none", "required")
 
 #: A tool whose `parameters` say nothing still takes a JSON object of arguments.
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
@@ -45,6 +47,14 @@ class ToolChoice:
 
     mode: ToolChoiceMode = "auto"
     name: str | None = None
+
+    @classmethod
+    def of(cls, value: str) -> ToolChoice:
+        """`auto`, `none` or `required`; any other value is the name of the function to call."""
+        for mode in PLAIN_MODES:
+            if value == mode:
+                return cls(mode)
+        return cls("function", value)
 
     @property
     def forced(self) -> bool:
@@ -111,9 +121,9 @@ def openai_tool_choice(choice: str | Mapping[str, Any] | None, tools: Sequence[T
     if choice is None:
         return ToolChoice("auto" if tools else "none")
     if isinstance(choice, str):
-        if choice not in ("auto", "none", "required"):
+        if choice not in PLAIN_MODES:
             raise InvalidValueError(f"{param} must be auto, none, required or a named function", field=param)
-        result = ToolChoice(choice)  # type: ignore[arg-type]
+        result = ToolChoice.of(choice)
     else:
         function = choice.get("function") if "function" in choice else choice  # function_call: {"name": ...}
         name = function.get("name") if isinstance(function, Mapping) else None

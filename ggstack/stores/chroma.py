@@ -14,7 +14,7 @@ import hashlib
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -22,7 +22,9 @@ from urllib.parse import urlsplit
 import anyio.to_thread
 import chromadb
 from chromadb.api import ClientAPI
+from chromadb.api.client import Client
 from chromadb.api.models.Collection import Collection
+from chromadb.api.types import Include
 from chromadb.config import Settings
 from chromadb.errors import NotFoundError as ChromaNotFound
 
@@ -96,12 +98,20 @@ def _chunk(text: str | None, meta: Mapping[str, Any] | None, embedding: Any = No
                  chunk_id=chunk_id, source=source)
 
 
-def _replacing(collection: Collection, ids: list[str], metadatas: list[dict[str, Scalar]]) -> list[dict[str, Any]]:
+def _rows(got: Mapping[str, Any], *columns: str, query: int | None = None) -> Iterator[tuple[Any, ...]]:
+    """Chroma's columnar result (of one `query` embedding, for a query's) as rows. Its types make
+    every column but `ids` optional; a column the call's `include` asked for is always there."""
+    lists = (got[column] if query is None else got[column][query] for column in columns)
+    return zip(*lists, strict=True)
+
+
+def _replacing(collection: Collection, ids: list[str], metadatas: list[dict[str, Scalar]],
+               ) -> list[Mapping[str, Any]]:
     """Metadata that replaces what `ids` hold now: Chroma merges on upsert/update, and a key
     set to None is how a stale attribute gets removed."""
     existing = collection.get(ids=ids, include=["metadatas"])
-    old_keys = {doc_id: set(meta or {}) for doc_id, meta in zip(existing["ids"], existing["metadatas"])}
-    out: list[dict[str, Any]] = []
+    old_keys = {doc_id: set(meta or {}) for doc_id, meta in _rows(existing, "ids", "metadatas")}
+    out: list[Mapping[str, Any]] = []
     for doc_id, meta in zip(ids, metadatas):
         stale = old_keys.get(doc_id, set()) - set(meta)
         out.append({**meta, **dict.fromkeys(stale)})
@@ -137,7 +147,8 @@ class ChromaVectorStore:
         return cls(chromadb.HttpClient(host=parts.hostname, port=port, ssl=ssl, settings=settings), keywords)
 
     def close(self) -> None:
-        self._client.close()
+        if isinstance(self._client, Client):  # the factory functions' type is the ABC, which has no close()
+            self._client.close()
 
     async def ping(self) -> None:
         """Raise if Chroma (embedded or a server) does not answer its heartbeat (health)."""
@@ -232,7 +243,7 @@ class ChromaVectorStore:
 
         def work() -> None:
             collection = self._collection(store_id)
-            embeddings = []
+            embeddings: list[Sequence[float]] = []
             for chunk in chunks:
                 if chunk.embedding is None:
                     raise ValueError(f"chunk {chunk.id} has no embedding")
@@ -258,7 +269,7 @@ class ChromaVectorStore:
             if not got["ids"]:
                 return
             metas = [chunk_metadata(Chunk(file_id, int(meta[RESERVED_INDEX]), "", attributes=dict(attributes)))
-                     for meta in got["metadatas"]]
+                     for _, meta in _rows(got, "ids", "metadatas")]
             collection.update(ids=got["ids"], metadatas=_replacing(collection, got["ids"], metas))
 
         await self._run(store_id, work)
@@ -273,13 +284,14 @@ class ChromaVectorStore:
 
     async def file_chunks(self, store_id: str, file_id: str, *,
                           with_embeddings: bool = False) -> list[Chunk]:
-        include = ["documents", "metadatas", *(["embeddings"] if with_embeddings else [])]
+        include: Include = ["documents", "metadatas"]
+        if with_embeddings:
+            include.append("embeddings")
 
         def work() -> list[Chunk]:
             got = self._collection(store_id).get(where={RESERVED_FILE: file_id}, include=include)
-            embeddings = got.get("embeddings")
-            chunks = [_chunk(text, meta, embeddings[i] if with_embeddings else None)
-                      for i, (text, meta) in enumerate(zip(got["documents"], got["metadatas"]))]
+            rows = _rows(got, "documents", "metadatas", *(["embeddings"] if with_embeddings else []))
+            chunks = [_chunk(*row) for row in rows]
             return sorted(chunks, key=lambda c: c.index)
 
         return await self._run(store_id, work)
@@ -294,9 +306,10 @@ class ChromaVectorStore:
         def work() -> list[Hit]:
             collection = self._collection(store_id)
             vector = self._check_dimension(collection, embedding, "embedding")
-            got = collection.query(query_embeddings=[vector], n_results=k, where=chroma_where,
+            queries: list[Sequence[float] | Sequence[int]] = [vector]
+            got = collection.query(query_embeddings=queries, n_results=k, where=chroma_where,
                                    include=["documents", "metadatas", "distances"])
-            rows = zip(got["documents"][0], got["metadatas"][0], got["distances"][0])
+            rows = _rows(got, "documents", "metadatas", "distances", query=0)
             return [Hit(_chunk(text, meta), min(1.0, max(0.0, 1.0 - float(distance))))
                     for text, meta, distance in rows]
 
@@ -325,7 +338,7 @@ class ChromaVectorStore:
         if not scored:
             return []
         got = collection.get(ids=[s.chunk_id for s in scored], include=["documents", "metadatas"])
-        found = {doc_id: _chunk(text, meta) for doc_id, text, meta in zip(got["ids"], got["documents"], got["metadatas"])}
+        found = {doc_id: _chunk(text, meta) for doc_id, text, meta in _rows(got, "ids", "documents", "metadatas")}
         return [Hit(found[s.chunk_id], s.bm25 / (1.0 + s.bm25)) for s in scored if s.chunk_id in found]
 
     def _reindex(self, store_id: str, collection: Collection) -> None:
@@ -337,7 +350,7 @@ class ChromaVectorStore:
         for offset in range(0, max(total, 1), step):
             got = collection.get(include=["documents", "metadatas"], limit=step, offset=offset)
             self._keywords.upsert(store_id, [IndexedChunk(doc_id, str((meta or {}).get(RESERVED_FILE, "")), text or "")
-                                             for doc_id, text, meta in zip(got["ids"], got["documents"], got["metadatas"])])
+                                             for doc_id, text, meta in _rows(got, "ids", "documents", "metadatas")])
 
     def _keyword_sync(self, store_id: str, terms: list[str], k: int,
                       where: dict[str, Any] | None) -> list[Hit]:
@@ -356,8 +369,8 @@ class ChromaVectorStore:
         idfs = {term: bm25.idf(n_docs, len(ids)) for term, ids in postings.items()}
         candidates = bm25.shortlist(postings, idfs, KEYWORD_CANDIDATES)
         got = collection.get(ids=candidates, include=["documents", "metadatas"])
-        docs = dict(zip(got["ids"], got["documents"]))
-        metas = dict(zip(got["ids"], got["metadatas"]))
+        docs = {doc_id: text for doc_id, text in _rows(got, "ids", "documents")}
+        metas = {doc_id: meta for doc_id, meta in _rows(got, "ids", "metadatas")}
         ranked = bm25.rank(docs, idfs)[:k]
         return [Hit(_chunk(docs[doc_id], metas[doc_id]), s / (1.0 + s)) for doc_id, s in ranked]
 

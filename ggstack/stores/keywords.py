@@ -157,7 +157,7 @@ class KeywordIndex:
             stats = self._lock_stats(conn, store_id)
             removed = self._forget(conn, store_id, [c.chunk_id for c in chunks], keyword_docs.c.chunk_id)
             counts = {c.chunk_id: Counter(bm25.words(c.text)) for c in chunks}
-            rows = [{"store_id": store_id, "chunk_id": c.chunk_id, "file_id": c.file_id,
+            rows: list[dict[str, Any]] = [{"store_id": store_id, "chunk_id": c.chunk_id, "file_id": c.file_id,
                      "length": sum(counts[c.chunk_id].values()), "terms": sorted(counts[c.chunk_id])}
                     for c in {c.chunk_id: c for c in chunks}.values()]
             for part in batches(rows):

@@ -326,7 +326,7 @@ class SqlMetadataStore:
             query = query.offset(offset)
         if limit is not None:
             query = query.limit(limit + 1)
-        rows = conn.execute(query).all()
+        rows = list(conn.execute(query).all())
         has_more = limit is not None and len(rows) > limit
         rows = rows[:limit] if limit is not None else rows
         if backwards:

@@ -18,7 +18,7 @@ def public_session(session: dict[str, Any], turns: list[dict[str, Any]]) -> dict
 async def create_agent(body: CreateAgentRequest, ctx: Context) -> dict[str, Any]:
     config = body.agent_config.model_dump(mode="json", exclude_none=True)
     await check_config(ctx, config)
-    agent = {"agent_id": records.new_id(), "agent_config": config, "created_at": records.now_iso()}
+    agent: dict[str, Any] = {"agent_id": records.new_id(), "agent_config": config, "created_at": records.now_iso()}
     await ctx.metadata.put(records.AGENT, agent["agent_id"], agent)
     return {"agent_id": agent["agent_id"]}
 

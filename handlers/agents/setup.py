@@ -63,9 +63,7 @@ async def check_config(ctx: Context, config: Mapping[str, Any]) -> None:
 
 def tool_choice_of(config: Mapping[str, Any], tool_config: Mapping[str, Any] | None) -> ToolChoice:
     chosen = (tool_config or config.get("tool_config") or {}).get("tool_choice") or config.get("tool_choice")
-    if chosen in (None, "auto", "none", "required"):
-        return ToolChoice(chosen or "auto")
-    return ToolChoice("function", chosen)
+    return ToolChoice.of(chosen or "auto")
 
 
 async def bound_tools(runtime: ToolRuntime, entries: Sequence[Any], client_tools: Sequence[Mapping[str, Any]],
@@ -92,11 +90,11 @@ async def bound_tools(runtime: ToolRuntime, entries: Sequence[Any], client_tools
             tools[tool.name] = BoundTool(tool, {**dict(group.get("args") or {}), **args})
     if session_store and rag.KNOWLEDGE_SEARCH not in tools:
         tools[rag.KNOWLEDGE_SEARCH] = BoundTool(rag.KNOWLEDGE_SEARCH_TOOL, {"vector_db_ids": [session_store]})
-    for tool in client_tools:
-        if tool["name"] in tools:
-            raise InvalidRequest(f"client tool {tool['name']!r} has the name of a server tool",
+    for client_tool in client_tools:
+        if client_tool["name"] in tools:
+            raise InvalidRequest(f"client tool {client_tool['name']!r} has the name of a server tool",
                                  param="agent_config.client_tools")
-        tools[tool["name"]] = BoundTool(from_tool_def(tool), client=True)
+        tools[client_tool["name"]] = BoundTool(from_tool_def(client_tool), client=True)
     return tools
 
 

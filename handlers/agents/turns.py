@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -14,7 +14,7 @@ from ggstack.safety.check import conversation_of
 from handlers.agents.setup import prepare
 
 
-async def _answer(events: AsyncIterator[dict[str, Any]], stream: bool | None) -> dict[str, Any] | AsyncIterator:
+async def _answer(events: AsyncGenerator[dict[str, Any], None], stream: bool | None) -> dict[str, Any] | AsyncIterator:
     """The stream itself, or the turn from its last event (turn_complete or turn_awaiting_input)."""
     if stream:
         return events

@@ -25,6 +25,7 @@ from ggstack.inference.messages import openai_messages
 from ggstack.inference.openai_format import OPENAI, OpenAIChatChunks, chat_completion, spec_dialect
 from ggstack.inference.prompt import plan_chat
 from ggstack.inference.tools import openai_tool_choice, openai_tools
+from ggstack.stores.base import Order
 
 DIALECT = spec_dialect(OpenAIChatCompletion, OpenAIChunkChoice)
 #: A chat's prompt is its `messages`; a schema the engine cannot use is its `response_format`.
@@ -69,9 +70,9 @@ async def openai_chat_completion(body: OpenaiChatCompletionRequest, ctx: Context
 
 
 async def list_chat_completions(ctx: Context, after: str | None = None, limit: int = stored_chat.DEFAULT_LIMIT,
-                                model: str | None = None, order: str = "desc") -> dict:
+                                model: str | None = None, order: Order = "desc") -> dict:
     return await stored_chat.list_chat_completions(ctx.metadata, DIALECT, after=after, limit=limit, model=model,
-                                                   order=order, retention_days=retention(ctx))  # type: ignore[arg-type]
+                                                   order=order, retention_days=retention(ctx))
 
 
 async def get_chat_completion(completion_id: str, ctx: Context) -> dict:

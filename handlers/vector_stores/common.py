@@ -20,6 +20,7 @@ from ggstack.ingest import records
 from ggstack.ingest.chunking import chunking_params
 from ggstack.ingest.records import FILE_BATCH, VECTOR_STORE_FILE
 from ggstack.ingest.worker import failure
+from ggstack.stores.base import Order
 
 DEFAULT_PAGE = 20
 
@@ -38,13 +39,14 @@ def distinct_file_ids(file_ids: list[str] | None) -> list[str]:
     return distinct
 
 
-def list_order(order: str) -> str:
+def list_order(order: str) -> Order:
     """`limit` is bounded by the spec and checked before a handler runs; `order` is a free
     string there, so it is checked here (an empty `order=` means the default)."""
-    order = order or "desc"
-    if order not in ("asc", "desc"):
-        raise InvalidRequest(f"order must be 'asc' or 'desc', not {order!r}", param="order")
-    return order
+    if order == "asc":
+        return "asc"
+    if order in ("desc", ""):
+        return "desc"
+    raise InvalidRequest(f"order must be 'asc' or 'desc', not {order!r}", param="order")
 
 
 def cursor(value: str | None) -> str | None:

@@ -55,7 +55,7 @@ async def _one(data: bytes) -> AsyncIterator[bytes]:
 
 async def save_file(ctx: Context, data: bytes, filename: str, content_type: str) -> str:
     blob = await ctx.files.save(_one(data), max_bytes=ctx.settings.max_upload_bytes)
-    doc = {"id": ids.new_id("file-"), "object": "file", "bytes": blob.size, "created_at": ids.now(),
+    doc: dict[str, Any] = {"id": ids.new_id("file-"), "object": "file", "bytes": blob.size, "created_at": ids.now(),
            "expires_at": None, "filename": filename, "purpose": "assistants", "content_type": content_type,
            "key": blob.key, "sha256": blob.sha256}
     await ctx.metadata.put(FILE, doc["id"], doc)
@@ -86,7 +86,7 @@ async def insert_documents(ctx: Context, store_id: str, documents: Sequence[Mapp
         data, found_type = document_bytes(document["content"], f"{param}[{i}].content")
         mime = document.get("mime_type") or found_type or "text/plain"
         document_id = str(document.get("document_id") or f"doc-{i}-{ids.new_id('')}")
-        attributes = {"document_id": document_id}
+        attributes: dict[str, str | int | float | bool] = {"document_id": document_id}
         for key, value in (document.get("metadata") or {}).items():
             if isinstance(value, str | int | float | bool):
                 attributes[key] = value

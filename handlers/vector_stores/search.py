@@ -20,7 +20,7 @@ from ggstack.http.errors import InvalidRequest
 from ggstack.ingest import records
 from ggstack.ingest.pipeline import embed_texts
 from ggstack.ingest.records import VECTOR_STORE_FILE
-from ggstack.stores.base import Hit
+from ggstack.stores.base import Hit, Ranker
 from handlers.vector_stores.common import active_store
 
 DEFAULT_RESULTS = 10
@@ -29,7 +29,7 @@ MODES = ("vector", "keyword", "hybrid")
 RRF_NAMES = (None, "auto", "default", "default-2024-11-15", "rrf")
 
 
-def ranker_of(options: Any) -> str:
+def ranker_of(options: Any) -> Ranker:
     name = options.ranker if options is not None else None
     if name in RRF_NAMES:
         return "rrf"

@@ -54,7 +54,7 @@ def message_text(content: str | Sequence[Mapping[str, Any]], *, param: str) -> s
     """A message's text: the string, or its text parts joined (images are refused)."""
     if isinstance(content, str):
         return content
-    parts = [{**part, "type": TEXT_PARTS[part.get("type")]} if part.get("type") in TEXT_PARTS else part
+    parts = [{**part, "type": TEXT_PARTS[part["type"]]} if part.get("type") in TEXT_PARTS else part
              for part in content]
     return text_content(parts, param=param)
 

@@ -137,6 +137,7 @@ class ResponseBuilder:
 
     def _text(self, text: str) -> list[dict[str, Any]]:
         out = self._open_message() if self._message is None else []
+        assert self._message is not None  # _open_message sets it
         item = self.output[self._message]
         item["content"][0]["text"] += text
         out.append(self._event("response.output_text.delta", content_index=0, delta=text, item_id=item["id"],
