@@ -12,6 +12,7 @@ All methods are async; implementations push blocking I/O to a worker thread.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -102,7 +103,7 @@ class MetadataStore(Protocol):
     async def find(self, kind: str, *, conditions: Sequence[Condition] = (), under: str | None = None,
                    order_by: Sequence[str] = (), first_per: str | None = None,
                    created: tuple[int | None, int | None] = (None, None), offset: int = 0,
-                   limit: int | None = None) -> list[dict[str, Any]]:
+                   limit: int | None = None) -> builtins.list[dict[str, Any]]:
         """Top-level documents meeting every condition, filtered, ordered and paged by the database.
 
         A key is read from the nested object `under` when that holds it, else from the top level
@@ -114,7 +115,7 @@ class MetadataStore(Protocol):
 
     def scan(self, kind: str, *, conditions: Sequence[Condition] = (), under: str | None = None,
              created: tuple[int | None, int | None] = (None, None),
-             batch: int = 500) -> AsyncIterator[list[dict[str, Any]]]:
+             batch: int = 500) -> AsyncIterator[builtins.list[dict[str, Any]]]:
         """Every match of `find`, oldest first, `batch` at a time: each batch is one keyset-paged
         query, so a sweep over any number of documents holds one batch in memory."""
 

@@ -18,7 +18,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, text
+from sqlalchemy import TextClause, bindparam, text
 
 from ggstack.stores.base import Condition
 
@@ -68,7 +68,7 @@ class FieldSql:
                  f"ELSE {top.format(col='value')} END)")
         return value, kind, params
 
-    def condition(self, condition: Condition, under: str | None, name: str) -> ColumnElement[bool]:
+    def condition(self, condition: Condition, under: str | None, name: str) -> TextClause:
         """True or false for every row (never SQL NULL), so NOT flips it exactly."""
         value, kind, params = self.field(condition.key, under, name)
         cls = value_class(condition.value)
@@ -108,7 +108,7 @@ class FieldSql:
             return int(value)  # SQLite's json_each gives JSON true/false as 1/0
         return value
 
-    def sort_key(self, key: str, under: str | None, name: str, *, descending: bool = False) -> ColumnElement[Any]:
+    def sort_key(self, key: str, under: str | None, name: str, *, descending: bool = False) -> TextClause:
         """The field as text ('' when missing), for ORDER BY in code-point order."""
         value, _kind, params = self.field(key, under, name)
         if self.postgres:
@@ -123,7 +123,7 @@ class FieldSql:
         return [bindparam(key, value) for key, value in params.items() if f":{key}" in sql]
 
 
-def order_terms(sql: FieldSql, order_by: Sequence[str], under: str | None) -> list[ColumnElement[Any]]:
+def order_terms(sql: FieldSql, order_by: Sequence[str], under: str | None) -> list[TextClause]:
     """ORDER BY terms for keys like `start_time` or `-start_time` (descending)."""
     return [sql.sort_key(key.removeprefix("-"), under, f"o{i}", descending=key.startswith("-"))
             for i, key in enumerate(order_by)]

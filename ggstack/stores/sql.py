@@ -7,6 +7,7 @@ read-modify-write never interleaves with another and no update is lost.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import logging
 import time
@@ -337,7 +338,7 @@ class SqlMetadataStore:
     async def find(self, kind: str, *, conditions: Sequence[Condition] = (), under: str | None = None,
                    order_by: Sequence[str] = (), first_per: str | None = None,
                    created: tuple[int | None, int | None] = (None, None), offset: int = 0,
-                   limit: int | None = None) -> list[dict[str, Any]]:
+                   limit: int | None = None) -> builtins.list[dict[str, Any]]:
         query = self._found(kind, conditions, under, order_by, first_per, created, None)
         if offset > 0:
             query = query.offset(offset)
@@ -348,7 +349,7 @@ class SqlMetadataStore:
 
     async def scan(self, kind: str, *, conditions: Sequence[Condition] = (), under: str | None = None,
                    created: tuple[int | None, int | None] = (None, None),
-                   batch: int = 500) -> AsyncIterator[list[dict[str, Any]]]:
+                   batch: int = 500) -> AsyncIterator[builtins.list[dict[str, Any]]]:
         after: tuple[int, int] | None = None
         while True:
             query = self._found(kind, conditions, under, (), None, created, after).limit(batch)
