@@ -98,7 +98,8 @@ def type_expr(schema: Any, module: str, classes: set[str]) -> str:
             return "Any" if "Any" in parts else " | ".join(dict.fromkeys(parts))
     if schema.get("type") == "array":
         return f"list[{type_expr(schema.get('items'), module, classes)}]"
-    return SCALARS.get(schema.get("type"), "Any") if isinstance(schema.get("type"), str) else "Any"
+    kind = schema.get("type")
+    return SCALARS.get(kind, "Any") if isinstance(kind, str) else "Any"
 
 
 def success(spec: SpecContext, op: OperationContext) -> dict[str, Any]:

@@ -36,8 +36,9 @@ def listed_models(payload: Any) -> list[RemoteModelConfig]:
         kind = entry.get("model_type") or ("embedding" if entry.get("capability") == "embedding" else "llm")
         if not isinstance(name, str) or not name or kind not in SERVED_TYPES:
             continue
-        metadata = entry.get("metadata") if isinstance(entry.get("metadata"), Mapping) else {}
-        meta = entry.get("meta") if isinstance(entry.get("meta"), Mapping) else {}
+        given_metadata, given_meta = entry.get("metadata"), entry.get("meta")
+        metadata = given_metadata if isinstance(given_metadata, Mapping) else {}
+        meta = given_meta if isinstance(given_meta, Mapping) else {}
         context = entry.get("max_model_len") or metadata.get("context_length") or meta.get("n_ctx_train")
         dimension = metadata.get("embedding_dimension") if kind == "embedding" else None
         models.append(RemoteModelConfig(identifier=name, model_type=kind, context_length=_int(context),

@@ -86,8 +86,8 @@ class RemoteChatEngine:
         async for chunk in self.provider.stream(path, body, model=self.remote_model):
             for event in state.read(chunk, chat=chat):
                 yield event
-        for event in state.end():
-            yield event
+        for last in state.end():
+            yield last
 
 
 @dataclass
