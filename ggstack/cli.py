@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--data-dir", type=Path, help="where the database, files and vectors live")
     serve.add_argument("--validate-responses", action="store_true", default=None,
                        help="check every response against the spec; a mismatch becomes a 500")
+    serve.add_argument("--log-format", choices=["text", "json"], help="json: one JSON object per log line")
     serve.add_argument("--no-default-models", dest="default_models", action="store_false", default=None,
                        help="do not register the bundled models")
 
@@ -60,21 +61,24 @@ def serve_command(args: argparse.Namespace) -> int:
 
     from ggstack.core.config import ConfigError, load_settings
     from ggstack.http.app import create_app
+    from ggstack.telemetry.logs import configure_logging
 
     try:
         settings = load_settings(args.config, host=args.host, port=args.port, data_dir=args.data_dir,
                                  validate_responses=args.validate_responses,
-                                 default_models=args.default_models)
+                                 default_models=args.default_models, log_format=args.log_format)
     except ConfigError as exc:
         print(f"ggstack: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     # httpx logs every request to a remote provider at INFO: a line per proxied request, as
     # the access log would be (off by default for its cost); failures are logged by ggstack.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # Without its own config uvicorn's loggers reach the root handler, so JSON covers them too.
+    log_config = None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level=settings.log_level.lower(), access_log=settings.access_log,
-                timeout_graceful_shutdown=5)
+                timeout_graceful_shutdown=5, log_config=log_config)
     return 0
 
 

@@ -122,6 +122,8 @@ class Settings(BaseSettings):
     access_log: bool = Field(False, description="uvicorn's line per request; off by default because "
                              "writing it costs the cheapest routes a third of their rate (spans record every call)")
     log_level: str = "info"
+    log_format: Literal["text", "json"] = Field("text", description=(
+        "text: readable lines; json: one JSON object per line (time, level, logger, message, exception)"))
 
     @model_validator(mode="after")
     def _distinct_providers(self) -> Settings:

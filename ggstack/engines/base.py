@@ -96,6 +96,15 @@ class Finish:
         return self.prompt_tokens + self.completion_tokens
 
 
+@dataclass(frozen=True)
+class EngineLoad:
+    """How busy a chat model is right now (read without stopping its thread, so approximate)."""
+
+    slots: int
+    busy: int
+    queued: int
+
+
 @runtime_checkable
 class ChatEngine(Protocol):
     """A loaded text-generation model."""

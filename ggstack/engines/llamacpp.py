@@ -29,7 +29,7 @@ import numpy as np
 
 from ggstack.core.errors import ContextOverflowError, GrammarError, InvalidValueError
 from ggstack.engines.admission import LLAMA_CPP_OPTIONS, MAX_PARALLEL_OPTION
-from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
+from ggstack.engines.base import EngineLoad, Finish, SamplingOptions, TokenEvent
 from ggstack.engines.chat_template import ChatTemplate
 from ggstack.engines.coalesce import Coalescer
 from ggstack.engines.gguf_info import GGUFFormatError, inspect_gguf
@@ -183,6 +183,9 @@ class LlamaCppChatEngine(StreamingChatEngine):
         """What each slot holds right now (read on the model thread, between two steps)."""
         return await asyncio.wrap_future(self._scheduler.call(
             lambda sched: [SlotState(s.busy, len(s.cached)) for s in sched.slots]))
+
+    def usage(self) -> EngineLoad:
+        return self._scheduler.usage()
 
     def close(self) -> None:
         self._scheduler.close()

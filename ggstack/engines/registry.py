@@ -144,6 +144,10 @@ class ModelRegistry:
     def loaded(self) -> builtins.list[str]:  # `list` here is the method above
         return sorted(self._engines)
 
+    def engines(self) -> dict[str, Any]:
+        """The loaded engines by model id (a copy: loads and unloads may follow)."""
+        return dict(self._engines)
+
     # -- engines -------------------------------------------------------------------------------
 
     async def chat(self, identifier: str) -> ChatEngine:

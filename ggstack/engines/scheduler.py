@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ggstack.core.errors import BusyError
-from ggstack.engines.base import Finish, FinishReason, SamplingOptions, TokenEvent
+from ggstack.engines.base import EngineLoad, Finish, FinishReason, SamplingOptions, TokenEvent
 from ggstack.engines.streaming import Channel, StopBuffer
 
 log = logging.getLogger("ggstack.engines")
@@ -127,6 +127,11 @@ class BatchScheduler:
                              retry_after=1)
         self._waiting.put(request)
         self._wake.set()
+
+    def usage(self) -> EngineLoad:
+        """Slots, slots in use and requests waiting, for /metrics: plain reads of values only the
+        model thread writes, so a scrape never waits for a decode step."""
+        return EngineLoad(len(self.slots), sum(slot.busy for slot in self.slots), self._waiting.qsize())
 
     def call(self, fn: Callable[[BatchScheduler], Any]) -> concurrent.futures.Future[Any]:
         """Run `fn(scheduler)` on the model thread between two steps (inspection, tests)."""

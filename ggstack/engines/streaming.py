@@ -158,6 +158,8 @@ class StreamingChatEngine(abc.ABC):
     identifier: str
     context_length: int
     n_vocab: int
+    #: Completion tokens of finished generations (for /metrics); only the event loop adds to it.
+    tokens_generated: int = 0
 
     @abc.abstractmethod
     async def tokenize(self, text: str, *, add_bos: bool = True, special: bool = True) -> list[int]:
@@ -201,6 +203,9 @@ class StreamingChatEngine(abc.ABC):
         await self._start(tokens, options, channel)
         try:
             while (item := await channel.get()) is not None:
+                if isinstance(item, Finish):
+                    # Before the yield: a consumer that stops at Finish never resumes this generator.
+                    self.tokens_generated += item.completion_tokens
                 yield item
                 if isinstance(item, Finish):
                     return

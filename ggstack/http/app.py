@@ -27,6 +27,7 @@ from ggstack.http.guard import BrowserGuard, HostPolicy
 from ggstack.http.render import error_response, error_shape_for_path
 from ggstack.http.router import PrefixRouter
 from ggstack.http.routing import EndpointBuilder
+from ggstack.telemetry.metrics import HttpMetrics, MetricsMiddleware, metrics_route
 from ggstack.telemetry.spans import SpanRecorder
 
 
@@ -40,7 +41,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     recorder = (SpanRecorder(settings.telemetry_max_spans, max_buffered=settings.telemetry_buffer)
                 if settings.telemetry else None)
     builder = EndpointBuilder(validator=validator, recorder=recorder)
-    routes = [*docs_routes(), *all_routes(builder)]
+    metrics = HttpMetrics()
+    routes = [*docs_routes(), metrics_route(metrics), *all_routes(builder)]
     missing = frozenset(op.operation_id for op in builder.missing)
 
     @asynccontextmanager
@@ -59,7 +61,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     tasks.cancel_scope.cancel()
                     await recorder.close()
 
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware(settings),
+    def route_name(endpoint: Any) -> str | None:
+        return builder.operation_id(endpoint) or getattr(endpoint, "__name__", None)
+
+    stack = [Middleware(MetricsMiddleware, metrics=metrics, route_name=route_name), *middleware(settings)]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=stack,
                     exception_handlers={HTTPException: http_exception})
     app.router = PrefixRouter(routes=routes, lifespan=lifespan)
     return app

@@ -105,6 +105,11 @@ class EndpointBuilder:
         # Keyed by spec too: an operation two specs define has one handler but two endpoints,
         # each validating and rendering errors as its own spec says.
         self._endpoints: dict[tuple[str, str], Callable[[Request], Awaitable[Response]]] = {}
+        self._names: dict[int, str] = {}  # id(endpoint) -> operationId
+
+    def operation_id(self, endpoint: Any) -> str | None:
+        """The operationId an endpoint made here serves (None for any other), for /metrics labels."""
+        return self._names.get(id(endpoint))
 
     def __call__(self, operation: Operation) -> Callable[[Request], Awaitable[Response]]:
         key = (operation.spec, operation.operation_id)
@@ -114,6 +119,7 @@ class EndpointBuilder:
                 self.missing.append(operation)
                 handler = not_implemented(operation)
             self._endpoints[key] = self._endpoint(operation, handler)
+            self._names[id(self._endpoints[key])] = operation.operation_id
         return self._endpoints[key]
 
     def _endpoint(self, operation: Operation, handler: Handler) -> Callable[[Request], Awaitable[Response]]:

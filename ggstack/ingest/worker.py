@@ -142,6 +142,10 @@ class IngestWorker:
             self._signal((store_id, doc["id"]))
         return cancelled
 
+    def backlog(self) -> int:
+        """Files queued or being indexed by this process (for /metrics)."""
+        return self._queue.qsize() + len(self._running)
+
     # -- the loop ---------------------------------------------------------------------------
 
     async def _consume(self) -> None:
