@@ -13,12 +13,12 @@ the request half of this module.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ggstack.core.errors import InvalidValueError
-from ggstack.engines.base import MAX_TOP_LOGPROBS, SamplingOptions
+from ggstack.engines.base import MAX_TOP_LOGPROBS, ChatEngine, SamplingOptions
 from ggstack.inference.generation import (
     ChoiceFinished,
     ChoiceStarted,
@@ -26,10 +26,12 @@ from ggstack.inference.generation import (
     Generation,
     TextDelta,
     ToolCallDelta,
+    generate_events,
 )
 from ggstack.inference.logprobs import TokenLogprob, logprobs_by_token
 from ggstack.inference.messages import Message, text_content
 from ggstack.inference.options import MAX_TEMPERATURE, sampling_options
+from ggstack.inference.prompt import plan_chat
 from ggstack.inference.tools import ToolCall, ToolChoice, ToolSpec, check_tool_choice, new_call_id
 
 STOP_REASONS = {"stop": "end_of_turn", "length": "out_of_tokens", "tool_calls": "end_of_message"}
@@ -180,6 +182,25 @@ def legacy_messages(messages: Sequence[Mapping[str, Any]],
         else:
             raise InvalidValueError(f"{param}.role {role!r} is not a chat role", field=f"{param}.role")
     return [Message("system", "\n".join(system)), *turns] if system else turns
+
+
+def chat_events(engine: ChatEngine, request: Mapping[str, Any], *, tools: Sequence[ToolSpec] = (),
+                tool_choice: ToolChoice | None = None,
+                read_sampling: Callable[[Mapping[str, Any] | None], Sampling] = Sampling.from_legacy,
+                read_messages: Callable[[list[Mapping[str, Any]]], list[Message]] = legacy_messages,
+                ) -> AsyncGenerator[Event, None]:
+    """The one chat path of the legacy shape: Llama Stack's `chat-completion` and Dell's Llama Stack
+    chat, which reads its own `sampling_params` and messages (`read_sampling`, `read_messages`).
+
+    `request` is the dumped body (JSON mode, without None); its fields are read in the order
+    the handlers always read them, so the first error named stays the same.
+    """
+    json_schema, grammar = response_format(request.get("response_format"))
+    sampling = read_sampling(request.get("sampling_params")).options(
+        logprobs=logprobs_count(request.get("logprobs")), json_schema=json_schema, grammar=grammar)
+    plan = plan_chat(engine, read_messages(request["messages"]), sampling, tools=tools, tool_choice=tool_choice)
+    return generate_events(engine, [plan.prompt], plan.options, parser=plan.parser,
+                           parallel_tool_calls=plan.parallel_tool_calls)
 
 
 def legacy_call(call: Mapping[str, Any]) -> ToolCall:

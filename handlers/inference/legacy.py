@@ -9,7 +9,9 @@ the format); a tool call ends the message with `end_of_message`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from functools import partial
+from typing import Any
 
 from generated.models.llama_stack_inference import ChatCompletionRequest, CompletionRequest
 from ggstack.core.context import Context
@@ -17,7 +19,7 @@ from ggstack.core.errors import ContextOverflowError, NotFoundError
 from ggstack.engines.base import ChatEngine
 from ggstack.http.errors import Fields, naming, naming_stream
 from ggstack.inference import generation, legacy
-from ggstack.inference.prompt import plan_chat
+from ggstack.inference.generation import Event
 
 #: The legacy family names its model `model_id`; a chat's prompt is its `messages`.
 CHAT_FIELDS: Fields = {NotFoundError: "model_id", "model": "model_id", ContextOverflowError: "messages"}
@@ -38,9 +40,8 @@ async def completion(body: CompletionRequest, ctx: Context) -> dict | AsyncItera
         logprobs=legacy.logprobs_count(request.get("logprobs")), json_schema=json_schema, grammar=grammar)
     events = naming_stream(generation.generate_events(engine, [prompt], sampling), COMPLETION_FIELDS)
     logprobs = body.logprobs is not None
-    if body.stream:
-        return generation.shaped_stream(events, legacy.LegacyCompletionChunks(logprobs=logprobs).chunks)
-    return legacy.completion_response(await generation.collect(events), logprobs=logprobs)
+    return await answer(events, body.stream, legacy.LegacyCompletionChunks(logprobs=logprobs).chunks,
+                        partial(legacy.completion_response, logprobs=logprobs))
 
 
 async def chat_completion(body: ChatCompletionRequest, ctx: Context) -> dict | AsyncIterator[dict]:
@@ -51,14 +52,16 @@ async def chat_completion(body: ChatCompletionRequest, ctx: Context) -> dict | A
     tool_choice = legacy.legacy_tool_choice(
         config.tool_choice if config is not None and "tool_choice" in config.model_fields_set else None,
         body.tool_choice if "tool_choice" in body.model_fields_set else None, tools)
-    json_schema, grammar = legacy.response_format(request.get("response_format"))
-    sampling = legacy.Sampling.from_legacy(request.get("sampling_params")).options(
-        logprobs=legacy.logprobs_count(request.get("logprobs")), json_schema=json_schema, grammar=grammar)
-    plan = plan_chat(engine, legacy.legacy_messages(request["messages"]), sampling, tools=tools,
-                     tool_choice=tool_choice)
-    events = naming_stream(generation.generate_events(engine, [plan.prompt], plan.options, parser=plan.parser,
-                                                      parallel_tool_calls=plan.parallel_tool_calls), CHAT_FIELDS)
+    events = naming_stream(legacy.chat_events(engine, request, tools=tools, tool_choice=tool_choice), CHAT_FIELDS)
     logprobs = body.logprobs is not None
-    if body.stream:
-        return generation.shaped_stream(events, legacy.LegacyChatChunks(logprobs=logprobs).chunks)
-    return legacy.chat_response(await generation.collect(events), logprobs=logprobs)
+    return await answer(events, body.stream, legacy.LegacyChatChunks(logprobs=logprobs).chunks,
+                        partial(legacy.chat_response, logprobs=logprobs))
+
+
+async def answer(events: AsyncGenerator[Event, None], stream: bool | None,
+                 chunks: Callable[[Event], list[dict[str, Any]]],
+                 whole: Callable[[generation.Generation], dict[str, Any]]) -> dict | AsyncIterator[dict]:
+    """The legacy families' answer: the events shaped into chunks, or the whole response."""
+    if stream:
+        return generation.shaped_stream(events, chunks)
+    return whole(await generation.collect(events))
