@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import Any
 
 #: LogRecord attributes that are not `extra=` fields.
 STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -15,9 +16,9 @@ class JsonFormatter(logging.Formatter):
     """`{"time", "level", "logger", "message"}`, plus `exception` with its traceback and any `extra=` fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-                 + f".{int(record.msecs):03d}Z",
-                 "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        entry: dict[str, Any] = {"time": stamp, "level": record.levelname, "logger": record.name,
+                                 "message": record.getMessage()}
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         for key, value in record.__dict__.items():
