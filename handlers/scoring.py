@@ -60,14 +60,15 @@ async def score_batch(body: ScoreBatchRequest, ctx: Context) -> dict[str, Any]:
     return {"dataset_id": dataset_id, "results": results}
 
 
-async def dataset_rows(ctx: Context, dataset_id: str) -> list[dict[str, Any]]:
-    """Every row of a dataset whose rows are here (at most MAX_ROWS)."""
+async def dataset_rows(ctx: Context, dataset_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The first `limit` rows of a dataset whose rows are here (every row when None; at most MAX_ROWS)."""
     dataset = await records.find(ctx.metadata, dataset_id)
     if not dataset.get("readable", True):
         raise InvalidRequest(f"Invalid value: rows of dataset '{dataset_id}' live at a URI this server cannot "
                              "read", param="dataset_id")
-    page = await ctx.metadata.list(ROW_KIND, parent=rows_parent(dataset), limit=MAX_ROWS, order="asc")
-    if page.has_more:
+    page = await ctx.metadata.list(ROW_KIND, parent=rows_parent(dataset), limit=min(limit or MAX_ROWS, MAX_ROWS),
+                                   order="asc")
+    if page.has_more and (limit is None or limit > MAX_ROWS):
         raise InvalidRequest(f"Invalid value: dataset '{dataset_id}' has more than {MAX_ROWS} rows; at most "
                              f"{MAX_ROWS} are scored at once", param="dataset_id")
     return page.items

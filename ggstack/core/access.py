@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 #: Kinds every key shares: what the operator configures rather than what a caller owns.
-SHARED_KINDS = frozenset({"model", "benchmark", "span"})
+SHARED_KINDS = frozenset({"model", "benchmark", "scoring_function", "span"})
 
 
 @dataclass(frozen=True)

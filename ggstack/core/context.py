@@ -10,6 +10,7 @@ from ggstack.http.operations import Operation
 
 if TYPE_CHECKING:
     from ggstack.engines.registry import ModelRegistry
+    from ggstack.eval.jobs import EvalJobs
     from ggstack.ingest.worker import IngestWorker
     from ggstack.stores.base import FileStore, MetadataStore, VectorStore
     from ggstack.telemetry.spans import SpanRecorder
@@ -28,5 +29,6 @@ class Context:
     files: FileStore
     vectors: VectorStore
     ingest: IngestWorker
+    evals: EvalJobs
     #: None when telemetry is off.
     spans: SpanRecorder | None = None

@@ -21,6 +21,7 @@ from ggstack.engines.admission import ModelDirs
 from ggstack.engines.registry import ModelRegistry, ModelSpec, default_model_specs
 from ggstack.engines.remote.client import RemoteProvider, open_providers
 from ggstack.engines.remote.discovery import discover
+from ggstack.eval.jobs import EvalJobs
 from ggstack.http.operations import Operation
 from ggstack.ingest.worker import IngestWorker
 from ggstack.stores.base import MetadataStore
@@ -40,13 +41,18 @@ async def open_context(settings: Settings, operations: tuple[Operation, ...],
         await register_models(registry, settings, stores.metadata)
         ingest = IngestWorker(metadata=stores.metadata, files=stores.files, vectors=stores.vectors,
                               models=registry)
+        evals = EvalJobs(stores.metadata)
         ctx = Context(settings=settings, operations=operations, missing=missing, models=registry,
-                      metadata=stores.metadata, files=stores.files, vectors=stores.vectors, ingest=ingest)
+                      metadata=stores.metadata, files=stores.files, vectors=stores.vectors, ingest=ingest,
+                      evals=evals)
         try:
-            # Resumes vector-store files left in_progress by a previous run.
+            # Resumes vector-store files left in_progress by a previous run; eval jobs cannot
+            # resume (their tasks died with it) and are marked failed.
             await ingest.start()
+            await evals.recover()
             yield ctx
         finally:
+            await evals.close()
             await ingest.close()
             await registry.close()
             log.info("ggstack stopped")

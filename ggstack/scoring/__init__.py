@@ -6,6 +6,6 @@ runs them over rows (the entry point the scoring and eval handlers call).
 """
 
 from ggstack.scoring.functions import ScoringFunctions
-from ggstack.scoring.score import MAX_ROWS, score_rows
+from ggstack.scoring.score import MAX_ROWS, plan, score_rows
 
-__all__ = ["MAX_ROWS", "ScoringFunctions", "score_rows"]
+__all__ = ["MAX_ROWS", "ScoringFunctions", "plan", "score_rows"]

@@ -7,7 +7,7 @@ from typing import Any
 
 from ggstack.core.errors import InvalidValueError
 from ggstack.scoring.aggregation import aggregate
-from ggstack.scoring.functions import ScoringFunctions, effective_params, implementation_of
+from ggstack.scoring.functions import Implementation, ScoringFunctions, effective_params, implementation_of
 from ggstack.scoring.judge import judge
 
 #: Rows one score request (or one scored dataset) may hold: a judge generates once per row.
@@ -20,14 +20,20 @@ async def score_rows(functions: ScoringFunctions, models: Any, rows: Sequence[Ma
     (function id -> params for this call, or None for the function's own)."""
     if len(rows) > MAX_ROWS:
         raise InvalidValueError(f"at most {MAX_ROWS} rows can be scored at once, not {len(rows)}", field="input_rows")
-    fns = {name: await functions.for_use(name) for name in requested}  # unknown names before any work
-    plans = {name: (implementation_of(fn), effective_params(fn, requested[name])) for name, fn in fns.items()}
     results: dict[str, dict[str, Any]] = {}
-    for name, (impl, params) in plans.items():
+    for name, (impl, params) in (await plan(functions, requested)).items():
         scored = [await _score_row(impl.scorer, models, i, row, params) for i, row in enumerate(rows)]
         results[name] = {"score_rows": scored,
                          "aggregated_results": aggregate(scored, params.get("aggregation_functions") or [])}
     return results
+
+
+async def plan(functions: ScoringFunctions, requested: Mapping[str, Mapping[str, Any] | None]
+               ) -> dict[str, tuple[Implementation, dict[str, Any]]]:
+    """Each function's implementation and effective params: unknown ids and unusable params are
+    refused here, before any row is scored (or, in an eval, generated)."""
+    fns = {name: await functions.for_use(name) for name in requested}
+    return {name: (implementation_of(fn), effective_params(fn, requested[name])) for name, fn in fns.items()}
 
 
 async def _score_row(scorer: Any, models: Any, index: int, row: Mapping[str, Any],

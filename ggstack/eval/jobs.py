@@ -1,0 +1,147 @@
+"""Eval jobs: a benchmark's rows answered by a candidate in the background, then scored.
+
+A job is a document in the metadata store (kind "eval_job") whose status moves scheduled →
+in_progress → completed, or to failed (with the reason) or cancelled; its result (generations and
+scores) is a document of its own (kind "eval_job_result"). The work is an asyncio task in this
+process: cancelling the task closes the generations in flight, which stops the model within a
+token. A job a previous process left unfinished is marked failed at start-up (`recover`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from ggstack.core.errors import BusyError, DomainError, InvalidValueError, NotFoundError
+from ggstack.core.ids import new_id, now
+from ggstack.eval.candidates import Answer
+
+log = logging.getLogger("ggstack.eval.jobs")
+
+KIND = "eval_job"
+RESULT_KIND = "eval_job_result"
+#: Rows of one job answered at once: the default `parallel` slots of a chat model.
+ROW_CONCURRENCY = 4
+#: Times a row waits for a full model queue (each wait is the queue's Retry-After) before the job fails.
+BUSY_RETRIES = 60
+RESTARTED = "the server stopped while this job ran; run it again"
+FINAL = ("completed", "failed", "cancelled")
+
+Score = Callable[[list[dict[str, Any]]], Awaitable[dict[str, Any]]]
+
+
+async def answer_rows(rows: Sequence[Mapping[str, Any]], answer: Answer) -> list[dict[str, Any]]:
+    """Every row's answer, in row order, at most ROW_CONCURRENCY at once; a failure cancels the rest."""
+    gate = asyncio.Semaphore(ROW_CONCURRENCY)
+
+    async def one(row: Mapping[str, Any]) -> dict[str, Any]:
+        async with gate:
+            for _ in range(BUSY_RETRIES):
+                try:
+                    return await answer(row)
+                except BusyError as exc:
+                    await asyncio.sleep(exc.retry_after)
+            return await answer(row)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(row)) for row in rows]
+    except BaseExceptionGroup as failed:
+        # The first row's failure is the answer's (a request's status, a job's reason); the other
+        # rows were cancelled because of it.
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+async def evaluate(rows: Sequence[Mapping[str, Any]], answer: Answer, score: Score) -> dict[str, Any]:
+    """The spec's EvaluateResponse: generations, then the scores of the rows with their answers."""
+    generations = await answer_rows(rows, answer)
+    scored = [{**row, **generation} for row, generation in zip(rows, generations, strict=True)]
+    return {"generations": generations, "scores": await score(scored)}
+
+
+def failure(job_id: str, exc: Exception) -> str:
+    """Why a job failed, in the domain's words; anything unexpected is logged, not shown."""
+    if isinstance(exc, DomainError):
+        return exc.message
+    log.error("eval job %s failed", job_id, exc_info=exc)
+    return "internal error (see the server log)"
+
+
+class EvalJobs:
+    """Starts, tracks, cancels and reads jobs; one per server (created in the lifespan)."""
+
+    def __init__(self, metadata: Any) -> None:
+        self._metadata = metadata
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def recover(self) -> int:
+        """Mark jobs a previous process left scheduled or in progress failed; how many there were."""
+        stale = await self._metadata.list(KIND, limit=None, order="asc", where={"status": ["scheduled", "in_progress"]})
+        for job in stale.items:
+            await self._move(job["job_id"], "failed", completed_at=now(), error=RESTARTED)
+        return len(stale.items)
+
+    async def start(self, benchmark_id: str, rows: Sequence[Mapping[str, Any]], answer: Answer,
+                    score: Score) -> dict[str, Any]:
+        job = {"job_id": new_id("evaljob-"), "benchmark_id": benchmark_id, "status": "scheduled",
+               "created_at": now(), "num_rows": len(rows)}
+        await self._metadata.put(KIND, job["job_id"], job)
+        task = asyncio.create_task(self._run(job["job_id"], list(rows), answer, score))
+        self._tasks[job["job_id"]] = task
+        task.add_done_callback(lambda _: self._tasks.pop(job["job_id"], None))
+        return job
+
+    async def _run(self, job_id: str, rows: list[dict[str, Any]], answer: Answer, score: Score) -> None:
+        try:
+            await self._move(job_id, "in_progress", started_at=now())
+            result = await evaluate(rows, answer, score)
+            await self._metadata.put(RESULT_KIND, job_id, result, parent=job_id)
+            await self._move(job_id, "completed", completed_at=now())
+        except asyncio.CancelledError:
+            await asyncio.shield(self._move(job_id, "cancelled", completed_at=now()))
+            raise
+        except Exception as exc:  # noqa: BLE001 - the job's outcome, not a request's: recorded, not raised
+            await self._move(job_id, "failed", completed_at=now(), error=failure(job_id, exc))
+
+    async def _move(self, job_id: str, status: str, **fields: Any) -> None:
+        """Change an unfinished job's status; a finished one keeps its own."""
+        def change(job: dict[str, Any]) -> dict[str, Any]:
+            return job if job["status"] in FINAL else {**job, **fields, "status": status}
+
+        await self._metadata.update(KIND, job_id, change)
+
+    async def get(self, benchmark_id: str, job_id: str) -> dict[str, Any]:
+        job = await self._metadata.get(KIND, job_id)
+        if job is None or job["benchmark_id"] != benchmark_id:
+            raise NotFoundError(f"Job '{job_id}' of benchmark '{benchmark_id}' not found", kind=KIND, identifier=job_id)
+        return job
+
+    async def cancel(self, benchmark_id: str, job_id: str) -> dict[str, Any]:
+        """Stop a running job and wait until it has stopped; a finished job stays as it is."""
+        await self.get(benchmark_id, job_id)
+        task = self._tasks.get(job_id)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self._move(job_id, "cancelled", completed_at=now())
+        return await self.get(benchmark_id, job_id)
+
+    async def result(self, benchmark_id: str, job_id: str) -> dict[str, Any]:
+        job = await self.get(benchmark_id, job_id)
+        if job["status"] != "completed":
+            reason = f" ({job['error']})" if job.get("error") else ""
+            raise InvalidValueError(f"Job '{job_id}' is not completed: it is {job['status']}{reason}", field="job_id")
+        result = await self._metadata.get(RESULT_KIND, job_id, parent=job_id)
+        return result or {"generations": [], "scores": {}}
+
+    async def close(self) -> None:
+        """Shutting down: running jobs stop and are marked failed (a restart would say the same)."""
+        tasks = list(self._tasks.items())
+        for _, task in tasks:
+            task.cancel()
+        await asyncio.gather(*(task for _, task in tasks), return_exceptions=True)
+        for job_id, _ in tasks:
+            await self._metadata.update(KIND, job_id, {"status": "failed", "error": RESTARTED})
