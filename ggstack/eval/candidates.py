@@ -47,6 +47,16 @@ def chat_messages(row: Row) -> list[dict[str, Any]]:
     return [*system, *user]
 
 
+def chat_turns(row: Row, system_message: Mapping[str, Any] | None) -> list[dict[str, str]]:
+    """Template turns: the candidate's system message and the row's joined into one system turn
+    (chat templates take one), then the row's user turns."""
+    messages = ([system_message] if system_message else []) + chat_messages(row)
+    texts = [(m["role"], content_text(m.get("content"), param="chat_completion_input")) for m in messages]
+    system = "\n\n".join(text for role, text in texts if role == "system")
+    return ([{"role": "system", "content": system}] if system else []) + [
+        {"role": role, "content": text} for role, text in texts if role == "user"]
+
+
 def sampling_of(candidate: Mapping[str, Any]) -> Sampling:
     sampling = Sampling.from_legacy(candidate.get("sampling_params"))
     if not sampling.max_tokens:
@@ -64,9 +74,7 @@ def model_answer(models: Any, candidate: Mapping[str, Any]) -> Answer:
     async def answer(row: Row) -> dict[str, Any]:
         engine = await models.chat(candidate["model"])
         if "chat_completion_input" in row:
-            turns = ([system] if system else []) + chat_messages(row)
-            prompt = engine.render_chat([{"role": t["role"], "content": content_text(t.get("content"), param="content")}
-                                         for t in turns])
+            prompt = engine.render_chat(chat_turns(row, system))
         elif "completion_input" in row:
             prompt = str(row_input(row, "completion_input"))
         else:

@@ -103,3 +103,4 @@ def test_registered_functions_pick_their_implementation():
     assert implementation_of({"params": {"type": "llm_as_judge"}}).scorer is None
     with pytest.raises(InvalidValueError, match="provider_scoring_fn_id"):
         implementation_of({"provider_resource_id": "mine", "params": {"type": "basic"}})
+
