@@ -46,8 +46,8 @@ IMPLEMENTATIONS = {impl.name: impl for impl in (
 
 
 def _builtin(identifier: str, description: str, params: dict[str, Any]) -> dict[str, Any]:
-    provider, _, _ = identifier.partition("::")
-    resource = identifier.split("::")[1].replace("_", "-") if provider == "basic" else "llm-as-judge-base"
+    provider, _, name = identifier.partition("::")
+    resource = name.replace("_", "-") if provider == "basic" else "llm-as-judge-base"
     return {"identifier": identifier, "provider_resource_id": resource, "provider_id": provider,
             "type": "scoring_function", "description": description, "metadata": {}, "return_type": NUMBER,
             "params": params}
