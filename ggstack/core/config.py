@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     image_max_bytes: int = Field(25 * 1024 * 1024, ge=1, description="Largest image upload (Dell: < 25 MB)")
     image_max_side: int = Field(1024, ge=16, description="Largest square side Real-ESRGAN upscales")
     max_queue: int = Field(8, description="Requests one model may hold waiting before 429")
+    training_window: int = Field(256, ge=256, le=8192, multiple_of=256, description=(
+        "Tokens per fine-tuning step (one packed window; llama.cpp contexts come in multiples of 256)"))
     validate_responses: bool = False
     telemetry: bool = Field(True, description="Record a span per API call for the Telemetry API")
     telemetry_max_spans: int = Field(100_000, ge=1, description="Spans kept; older ones are pruned")

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ggstack.ingest.worker import IngestWorker
     from ggstack.stores.base import FileStore, MetadataStore, VectorStore
     from ggstack.telemetry.spans import SpanRecorder
+    from ggstack.training.jobs import TrainingWorker
 
 
 @dataclass
@@ -30,5 +31,6 @@ class Context:
     vectors: VectorStore
     ingest: IngestWorker
     evals: EvalJobs
+    training: TrainingWorker
     #: None when telemetry is off.
     spans: SpanRecorder | None = None

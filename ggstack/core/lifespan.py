@@ -9,6 +9,7 @@ two are re-read from their source at each start.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -26,6 +27,7 @@ from ggstack.http.operations import Operation
 from ggstack.ingest.worker import IngestWorker
 from ggstack.stores.base import MetadataStore
 from ggstack.stores.factory import open_stores
+from ggstack.training.jobs import TrainingSetup, TrainingWorker
 
 log = logging.getLogger("ggstack.core.lifespan")
 
@@ -42,16 +44,21 @@ async def open_context(settings: Settings, operations: tuple[Operation, ...],
         ingest = IngestWorker(metadata=stores.metadata, files=stores.files, vectors=stores.vectors,
                               models=registry)
         evals = EvalJobs(stores.metadata)
+        training = TrainingWorker(metadata=stores.metadata, models=registry, setup=TrainingSetup(
+            window=settings.training_window, threads=os.cpu_count() or 1, work_dir=settings.data_dir / "training"))
         ctx = Context(settings=settings, operations=operations, missing=missing, models=registry,
                       metadata=stores.metadata, files=stores.files, vectors=stores.vectors, ingest=ingest,
-                      evals=evals)
+                      evals=evals, training=training)
         try:
             # Resumes vector-store files left in_progress by a previous run; eval jobs cannot
             # resume (their tasks died with it) and are marked failed.
             await ingest.start()
             await evals.recover()
+            # Marks fine-tuning jobs a previous run left unfinished as failed.
+            await training.start()
             yield ctx
         finally:
+            await training.close()
             await evals.close()
             await ingest.close()
             await registry.close()

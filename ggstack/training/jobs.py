@@ -1,0 +1,264 @@
+"""Fine-tuning jobs: kept in the metadata store, run one at a time by a background worker.
+
+A job document (kind "training_job", id = job_uuid) is the truth clients read: status, times,
+per-step losses, checkpoints and, when it failed, why. The worker runs each llama.cpp call
+(load, one step, one evaluation, one save) in a thread and comes back to the event loop in
+between, so progress is written as it happens and a cancel takes effect at the next step.
+
+What survives a restart: the documents. A job that was in progress or waiting when the server
+stopped is marked failed with that reason at the next start (its weights were only in memory);
+checkpoints it finished stay on disk and listed. A checkpoint is written to a temporary name and
+renamed when complete, so no reader ever sees half a model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+
+from ggstack.core.errors import AlreadyExistsError, BusyError, DomainError, InvalidValueError, NotFoundError
+from ggstack.datasets.rows import ROW_KIND, rows_parent
+from ggstack.engines.registry import ModelRegistry
+from ggstack.stores.base import MetadataStore
+from ggstack.training.data import pack, tokenize_rows
+from ggstack.training.metadata import restore_metadata
+from ggstack.training.native import Hyper, Trainer, dequantize
+from ggstack.training.plan import Plan
+
+log = logging.getLogger("ggstack.training")
+
+JOB_KIND = "training_job"
+DATASET_KIND = "dataset"
+#: Jobs that may wait behind the running one; past this a submission is refused (429).
+MAX_WAITING = 4
+#: Rows one dataset may give a job.
+MAX_ROWS = 100_000
+ACTIVE = ("scheduled", "in_progress")
+
+
+def _remove_partials(folder: Path) -> None:
+    """What a killed job leaves: checkpoints it was writing, and its F32 working copy."""
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.name.endswith((".partial", ".f32.gguf")):
+                path.unlink(missing_ok=True)
+
+
+class Cancelled(Exception):
+    """The job's cancel was seen between two steps."""
+
+
+def timestamp() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """What the worker needs from the server's settings."""
+
+    window: int
+    threads: int
+    work_dir: Path
+
+
+class TrainingWorker:
+    def __init__(self, *, metadata: MetadataStore, models: ModelRegistry, setup: TrainingSetup) -> None:
+        self.metadata = metadata
+        self.models = models
+        self.setup = setup
+        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=MAX_WAITING)
+        self._cancelling: set[str] = set()
+        self._running: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._fail_leftovers()
+        self._task = asyncio.get_running_loop().create_task(self._consume(), name="training")
+
+    async def close(self) -> None:
+        """Stop: the step in progress ends (llama.cpp cannot be interrupted mid-step), then the job fails."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self._fail_leftovers("the server stopped while the job was waiting or running")
+
+    async def _fail_leftovers(self, reason: str = "the server restarted while the job was waiting or running; "
+                                                  "its weights were only in memory") -> None:
+        page = await self.metadata.list(JOB_KIND, limit=None, order="asc")
+        for job in page.items:
+            if job["status"] in ACTIVE:
+                await self._finish(job["job_uuid"], "failed", error=reason)
+                await anyio.to_thread.run_sync(_remove_partials, Path(job["plan"]["checkpoint_dir"]))
+        await anyio.to_thread.run_sync(_remove_partials, self.setup.work_dir)
+
+    # -- what handlers call -----------------------------------------------------------------
+
+    async def submit(self, plan: Plan) -> dict[str, Any]:
+        if await self.metadata.get(JOB_KIND, plan.job_uuid) is not None:
+            raise AlreadyExistsError(f"training job {plan.job_uuid} already exists")
+        if self._queue.full():
+            raise BusyError(f"{MAX_WAITING} training jobs are already waiting; try again later", retry_after=60)
+        spec = self.models.get(plan.model)  # NotFoundError for an unknown model, before a job exists
+        if spec.engine != "llama-cpp" or spec.model_type != "llm":
+            raise InvalidValueError(f"model {plan.model} is not a llama.cpp LLM; only those can be fine-tuned",
+                                    field="model")
+        job = {"job_uuid": plan.job_uuid, "status": "scheduled", "scheduled_at": timestamp(),
+               "plan": plan.as_dict(), "checkpoints": [], "steps": []}
+        await self.metadata.put(JOB_KIND, plan.job_uuid, job)
+        self._queue.put_nowait(plan.job_uuid)
+        return job
+
+    async def get(self, job_uuid: str) -> dict[str, Any]:
+        job = await self.metadata.get(JOB_KIND, job_uuid)
+        if job is None:
+            raise NotFoundError(f"training job {job_uuid} not found", kind="training job", identifier=job_uuid)
+        return job
+
+    async def list(self) -> list[dict[str, Any]]:
+        return (await self.metadata.list(JOB_KIND, limit=None, order="asc")).items
+
+    async def cancel(self, job_uuid: str) -> None:
+        """A waiting job is cancelled at once; a running one at its next step. Finished jobs stay as they are."""
+        job = await self.get(job_uuid)
+        if job["status"] == "scheduled" and job_uuid != self._running:
+            await self._finish(job_uuid, "cancelled")
+        elif job["status"] == "in_progress":
+            self._cancelling.add(job_uuid)
+
+    # -- the worker -------------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        while True:
+            job_uuid = await self._queue.get()
+            job = await self.metadata.get(JOB_KIND, job_uuid)
+            if job is None or job["status"] != "scheduled":
+                continue  # cancelled while it waited
+            self._running = job_uuid
+            try:
+                await self._run(Plan(**job["plan"]))
+            finally:
+                self._running = None
+                self._cancelling.discard(job_uuid)
+
+    async def _run(self, plan: Plan) -> None:
+        await self._update(plan.job_uuid, status="in_progress", started_at=timestamp())
+        try:
+            await self._train(plan)
+        except Cancelled:
+            await self._finish(plan.job_uuid, "cancelled")
+        except DomainError as exc:
+            await self._finish(plan.job_uuid, "failed", error=exc.message)
+        except asyncio.CancelledError:
+            raise  # the server is stopping: close() marks the job failed
+        except Exception:
+            log.exception("training job %s failed", plan.job_uuid)
+            await self._finish(plan.job_uuid, "failed", error="internal error (see the server log)")
+        else:
+            await self._finish(plan.job_uuid, "completed")
+
+    async def _train(self, plan: Plan) -> None:
+        train, validation = await self._windows(plan)
+        out = Path(plan.checkpoint_dir)
+        for folder in (out, self.setup.work_dir):
+            await anyio.to_thread.run_sync(lambda f=folder: f.mkdir(parents=True, exist_ok=True))
+        base = self.setup.work_dir / f"{plan.job_uuid}.f32.gguf"
+        source = self.models.get(plan.model).path
+        trainer: Trainer | None = None
+        try:
+            await anyio.to_thread.run_sync(lambda: dequantize(source, base, threads=self.setup.threads))
+            self._check_cancel(plan)
+            trainer = await anyio.to_thread.run_sync(lambda: Trainer(
+                base, window=self.setup.window, threads=self.setup.threads,
+                hyper=Hyper(plan.optimizer, plan.lr, plan.weight_decay)))
+            step = 0
+            for epoch in range(1, plan.n_epochs + 1):
+                losses = []
+                for window in self._epoch_windows(plan, train, epoch):
+                    self._check_cancel(plan)
+                    trainer.set_lr(plan.lr_at(step))
+                    loss = await anyio.to_thread.run_sync(trainer.step, window)
+                    losses.append(loss)
+                    step += 1
+                    await self._append(plan.job_uuid, "steps", {"epoch": epoch, "step": step, "loss": loss})
+                self._check_cancel(plan)
+                checked = validation[:plan.max_validation_steps]
+                val = [await anyio.to_thread.run_sync(trainer.evaluate, w) for w in checked]
+                await self._checkpoint(plan, trainer, base, epoch, losses, val)
+        finally:
+            if trainer is not None:
+                await anyio.to_thread.run_sync(trainer.close)
+            await anyio.to_thread.run_sync(lambda: base.unlink(missing_ok=True))
+
+    def _check_cancel(self, plan: Plan) -> None:
+        if plan.job_uuid in self._cancelling:
+            raise Cancelled
+
+    def _epoch_windows(self, plan: Plan, windows: list[list[int]], epoch: int) -> list[list[int]]:
+        order = list(windows)
+        if plan.shuffle:
+            random.Random(f"{plan.job_uuid}:{epoch}").shuffle(order)  # reproducible per job and epoch
+        return order[:plan.max_steps_per_epoch]
+
+    async def _windows(self, plan: Plan) -> tuple[list[list[int]], list[list[int]]]:
+        """Training windows, and validation windows (from the validation dataset, else the
+        training windows themselves: then validation_loss is measured on training data)."""
+        engine = await self.models.chat(plan.model)
+        stream = await tokenize_rows(engine, await self._rows(plan.dataset_id), plan.data_format)  # type: ignore[arg-type]
+        train = pack(stream, self.setup.window)
+        if plan.validation_dataset_id is None:
+            return train, train
+        rows = await self._rows(plan.validation_dataset_id)
+        return train, pack(await tokenize_rows(engine, rows, plan.data_format), self.setup.window)  # type: ignore[arg-type]
+
+    async def _rows(self, dataset_id: str) -> list[dict[str, Any]]:
+        dataset = await self.metadata.get(DATASET_KIND, dataset_id)
+        if dataset is None:
+            raise InvalidValueError(f"dataset {dataset_id} not found")
+        if not dataset.get("readable", True):
+            raise InvalidValueError(f"the rows of dataset {dataset_id} live at a URL this server cannot read")
+        page = await self.metadata.list(ROW_KIND, parent=rows_parent(dataset), limit=MAX_ROWS + 1, order="asc")
+        if len(page.items) > MAX_ROWS:
+            raise InvalidValueError(f"dataset {dataset_id} has more than {MAX_ROWS} rows")
+        return page.items
+
+    async def _checkpoint(self, plan: Plan, trainer: Trainer, base: Path, epoch: int, losses: list[float],
+                          validation: list[float]) -> None:
+        """Written under temporary names, then renamed: a cancel or crash never leaves half a file."""
+        path = Path(plan.checkpoint_dir) / f"epoch-{epoch}.gguf"
+        saved, partial = path.with_name(path.name + ".saved.partial"), path.with_name(path.name + ".partial")
+        try:
+            await anyio.to_thread.run_sync(trainer.save, saved)
+            await anyio.to_thread.run_sync(restore_metadata, base, saved, partial)
+            await anyio.to_thread.run_sync(os.replace, partial, path)
+        finally:
+            for leftover in (saved, partial):
+                await anyio.to_thread.run_sync(lambda p=leftover: p.unlink(missing_ok=True))
+        await self._append(plan.job_uuid, "checkpoints", {
+            "epoch": epoch, "file": str(path), "created_at": timestamp(),
+            "train_loss": sum(losses) / len(losses),
+            "validation_loss": sum(validation) / len(validation) if validation else None})
+
+    # -- the job document -------------------------------------------------------------------
+
+    async def _update(self, job_uuid: str, **fields: Any) -> None:
+        await self.metadata.update(JOB_KIND, job_uuid, fields)
+
+    async def _append(self, job_uuid: str, key: str, item: dict[str, Any]) -> None:
+        await self.metadata.update(JOB_KIND, job_uuid, lambda job: job[key].append(item))
+
+    async def _finish(self, job_uuid: str, status: str, *, error: str | None = None) -> None:
+        fields: dict[str, Any] = {"status": status, "completed_at": timestamp()}
+        if error is not None:
+            fields["error"] = error
+        await self._update(job_uuid, **fields)
