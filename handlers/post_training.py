@@ -30,9 +30,9 @@ async def supervised_fine_tune(body: SupervisedFineTuneRequest, ctx: Context) ->
     try:
         plan = make_plan(body.model_dump(mode="json", exclude_unset=True),
                          ModelDirs(ctx.settings.model_directories))
+        job = await ctx.training.submit(plan)
     except InvalidValueError as exc:
         raise InvalidRequest(f"Invalid value: {exc.message}", param=exc.field) from None
-    job = await ctx.training.submit(plan)
     return {"job_uuid": job["job_uuid"]}
 
 
