@@ -43,7 +43,7 @@ async def preference_optimize(body: PreferenceOptimizeRequest, ctx: Context) -> 
 
 
 async def get_training_jobs(ctx: Context) -> dict[str, Any]:
-    return {"data": [{"job_uuid": job["job_uuid"]} for job in await ctx.training.list()]}
+    return {"data": [{"job_uuid": job["job_uuid"]} for job in await ctx.training.all_jobs()]}
 
 
 async def get_training_job_status(job_uuid: str, ctx: Context) -> dict[str, Any]:

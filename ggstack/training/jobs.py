@@ -14,6 +14,7 @@ renamed when complete, so no reader ever sees half a model.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import random
@@ -125,7 +126,7 @@ class TrainingWorker:
             raise NotFoundError(f"training job {job_uuid} not found", kind="training job", identifier=job_uuid)
         return job
 
-    async def list(self) -> list[dict[str, Any]]:
+    async def all_jobs(self) -> list[dict[str, Any]]:
         return (await self.metadata.list(JOB_KIND, limit=None, order="asc")).items
 
     async def cancel(self, job_uuid: str) -> None:
@@ -171,9 +172,11 @@ class TrainingWorker:
         train, validation = await self._windows(plan)
         out = Path(plan.checkpoint_dir)
         for folder in (out, self.setup.work_dir):
-            await anyio.to_thread.run_sync(lambda f=folder: f.mkdir(parents=True, exist_ok=True))
+            await anyio.to_thread.run_sync(functools.partial(folder.mkdir, parents=True, exist_ok=True))
         base = self.setup.work_dir / f"{plan.job_uuid}.f32.gguf"
         source = self.models.get(plan.model).path
+        if source is None:
+            raise InvalidValueError(f"model {plan.model} has no local file to train")
         trainer: Trainer | None = None
         try:
             await anyio.to_thread.run_sync(lambda: dequantize(source, base, threads=self.setup.threads))
@@ -243,7 +246,7 @@ class TrainingWorker:
             await anyio.to_thread.run_sync(os.replace, partial, path)
         finally:
             for leftover in (saved, partial):
-                await anyio.to_thread.run_sync(lambda p=leftover: p.unlink(missing_ok=True))
+                await anyio.to_thread.run_sync(functools.partial(leftover.unlink, missing_ok=True))
         await self._append(plan.job_uuid, "checkpoints", {
             "epoch": epoch, "file": str(path), "created_at": timestamp(),
             "train_loss": sum(losses) / len(losses),

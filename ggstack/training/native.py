@@ -29,6 +29,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ggstack.core.errors import InvalidValueError, UnavailableError
 
@@ -93,7 +94,7 @@ class _Native:
         self.filter_all = ctypes.cast(lib.llama_opt_param_filter_all, vp).value
 
 
-def _declare(func: ctypes._CFuncPtr, argtypes: list[type], restype: type | None) -> ctypes._CFuncPtr:
+def _declare(func: Any, argtypes: list[Any], restype: Any) -> Any:
     func.argtypes = argtypes
     func.restype = restype
     return func
@@ -214,7 +215,7 @@ class Trainer:
         dataset = n.dataset_init(GGML_TYPE_I32, GGML_TYPE_I32, self.window, self.window, 1, 1)
         data = (ctypes.c_int32 * self.window).from_address(n.tensor_data(n.dataset_data(dataset)))
         labels = (ctypes.c_int32 * self.window).from_address(n.tensor_data(n.dataset_labels(dataset)))
-        data[:] = tokens[:-1]
-        labels[:] = tokens[1:]
+        data[:] = list(tokens[:-1])
+        labels[:] = list(tokens[1:])
         return dataset
 
