@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
                                          "api_keys entry takes")
 
     add_contract_parser(commands)
+    add_models_parser(commands)
     spec = commands.add_parser("spec", help="work with OpenAPI documents").add_subparsers(dest="spec_command",
                                                                                           required=True)
     spec_diff = spec.add_parser("diff", help="what changed between two versions of a document, breaking or not, "
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "contract":
         return contract_command(args)
+    if args.command == "models":
+        return models_command(args)
     if args.command == "spec":
         return spec_diff_command(args.old, args.new, args.check and not args.allow_breaking)
     if args.command == "serve":
@@ -168,6 +171,51 @@ def contract_command(args: argparse.Namespace) -> int:
     if run.fatal:
         return 2
     return 0 if run.ok else 1
+
+
+def add_models_parser(commands: argparse._SubParsersAction) -> None:
+    models = commands.add_parser("models", help="list, register or remove the models a data directory serves "
+                                                "(no server needed; the next `serve` loads them)")
+    models.add_argument("--config", type=Path, help="run-config YAML, as `serve` takes it")
+    models.add_argument("--data-dir", type=Path, help="where the database lives")
+    actions = models.add_subparsers(dest="models_command", required=True)
+    actions.add_parser("list", help="bundled, run-config and registered models")
+    register = actions.add_parser("register", help="a GGUF file in model_dirs, or a sentence-transformers BERT "
+                                                    "folder (converted to GGUF with a progress bar)")
+    register.add_argument("path", type=Path)
+    register.add_argument("--id", dest="identifier", help="the model id (default: the file or folder name)")
+    register.add_argument("--type", dest="model_type", choices=["llm", "embedding"],
+                          help="default: llm for a GGUF, embedding for a BERT folder")
+    remove = actions.add_parser("remove", help="forget a registered model (its file stays)")
+    remove.add_argument("identifier")
+
+
+def models_command(args: argparse.Namespace) -> int:
+    from ggstack.core import model_admin
+    from ggstack.core.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(args.config, data_dir=args.data_dir)
+    except ConfigError as exc:
+        print(f"ggstack: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.models_command == "list":
+            for row in model_admin.list_models(settings):
+                spec = row.spec
+                where = str(spec.path) if spec.path is not None else f"{spec.provider_id}:{spec.provider_model_id}"
+                print(f"{spec.identifier:<32} {spec.model_type:<10} {row.source:<11} {where}")
+        elif args.models_command == "register":
+            spec = model_admin.register(settings, args.path, args.identifier, args.model_type)
+            print(f"registered {spec.identifier} ({spec.model_type}, {spec.path}); the next `ggstack serve` "
+                  "loads it")
+        else:
+            model_admin.remove(settings, args.identifier)
+            print(f"removed {args.identifier}")
+    except model_admin.ModelAdminError as exc:
+        print(f"ggstack models: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def spec_diff_command(old: str, new: str, fail_on_breaking: bool) -> int:

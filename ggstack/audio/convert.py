@@ -27,6 +27,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from ggstack.core.progress import Progress
+
 log = logging.getLogger("ggstack.audio.convert")
 
 GGML_MAGIC = 0x67676D6C
@@ -244,8 +246,10 @@ def convert_whisper(model_dir: Path, out_path: Path, *, model_bin: Path | None =
         out.write(struct.pack("<i", len(tokens)))
         for token in tokens:
             out.write(struct.pack("<i", len(token)) + token)
-        for name, array in tensors:
-            _write_tensor(out, name, array)
+        with Progress(f"converting {model_dir.name}", len(tensors), unit="tensors") as progress:
+            for name, array in tensors:
+                _write_tensor(out, name, array)
+                progress.advance()
 
 
 def _read_vocabulary(model_dir: Path) -> list[str]:

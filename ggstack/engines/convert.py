@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ggstack.core.errors import InvalidValueError
+from ggstack.core.progress import Progress
 
 log = logging.getLogger("ggstack.engines.convert")
 
@@ -164,8 +165,12 @@ def weight_dtype(gguf_name: str, array: np.ndarray) -> type[np.floating[Any]]:
     return np.float32
 
 
-def convert_bert(model_dir: Path, out_path: Path, *, name: str = "all-MiniLM-L6-v2") -> None:
-    """Write a BERT GGUF (F16 layer matrices) for a sentence-transformers checkpoint folder (non-atomic)."""
+def convert_bert(model_dir: Path, out_path: Path, *, name: str = "all-MiniLM-L6-v2",
+                 progress: Progress | None = None) -> None:
+    """Write a BERT GGUF (F16 layer matrices) for a sentence-transformers checkpoint folder (non-atomic).
+
+    `progress` counts the tensors converted, plus one step for writing the file.
+    """
     import gguf  # imported here: only conversion needs it, and it is not tiny
 
     config = _load_json(model_dir / "config.json")
@@ -220,18 +225,24 @@ def convert_bert(model_dir: Path, out_path: Path, *, name: str = "all-MiniLM-L6-
     writer.add_add_sep_token(True)
     writer.add_add_eos_token(False)
 
-    for src, array in tensors.items():
-        if src in SKIPPED_TENSORS:
-            continue
+    kept = [src for src in tensors if src not in SKIPPED_TENSORS]
+    if progress is not None:
+        progress.update(0, len(kept) + 1)
+    for src in kept:
+        array = tensors[src]
         dst = name_map.get_name(src, try_suffixes=(".weight", ".bias"))
         if dst is None:
             raise ConversionError(f"{model_dir}: cannot map tensor {src!r} to a GGUF name")
         writer.add_tensor(dst, np.ascontiguousarray(array, dtype=weight_dtype(dst, array)))
+        if progress is not None:
+            progress.advance()
 
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+    if progress is not None:
+        progress.advance()
 
 
 def ensure_minilm_gguf(data_dir: Path, *, model_dir: Path | None = None) -> Path:
@@ -244,12 +255,18 @@ def ensure_minilm_gguf(data_dir: Path, *, model_dir: Path | None = None) -> Path
     if target.exists():
         return target
     source = model_dir or find_minilm_dir()
+    log.info("converting %s to %s", source, target)
+    convert_bert_atomic(source, target, name="all-MiniLM-L6-v2")
+    return target
+
+
+def convert_bert_atomic(source: Path, target: Path, *, name: str) -> None:
+    """`convert_bert` under a temporary name renamed into place, with a progress bar on a terminal."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    log.info("converting %s to %s", source, target)
     try:
-        convert_bert(source, tmp)
+        with Progress(f"converting {name}", 0, unit="tensors") as progress:
+            convert_bert(source, tmp, name=name, progress=progress)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-    return target

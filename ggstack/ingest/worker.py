@@ -22,6 +22,7 @@ import uuid
 from typing import Any
 
 from ggstack.core.errors import DomainError, NotFoundError
+from ggstack.core.progress import Progress
 from ggstack.ingest import records
 from ggstack.ingest.chunking import chunking_params
 from ggstack.ingest.extract import ExtractionError
@@ -63,6 +64,7 @@ class IngestWorker:
         self._running: set[Key] = set()
         self._waiters: dict[Key, set[asyncio.Future[None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._progress: Progress | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -166,6 +168,17 @@ class IngestWorker:
             finally:
                 self._running.discard(key)
                 self._signal(key)
+                self._report()
+
+    def _report(self) -> None:
+        """Advance the terminal's indexing bar: files done since the backlog was last empty."""
+        backlog = self.backlog()
+        if self._progress is None:
+            self._progress = Progress("indexing files", 0, unit="files")
+        self._progress.update(self._progress.done + 1, self._progress.done + 1 + backlog)
+        if backlog == 0:
+            self._progress.close()
+            self._progress = None
 
     def _signal(self, key: Key) -> None:
         for done in self._waiters.pop(key, ()):
