@@ -26,7 +26,8 @@ def text_report(run: ContractRun) -> str:
                 lines.append(f"       {message_line}")
             if failure.schema_path:
                 lines.append(f"       schema: {failure.schema_path}")
-            lines.append(f"       replay: {failure.curl}")
+            # A stateful failure replays as a chain of requests, one curl a line.
+            lines.append("       replay: " + failure.curl.replace("\n", "\n               "))
         for error in result.errors:
             lines.append(f"     - error: {error}")
     lines.extend(f"fatal: {message}" for message in run.fatal)
