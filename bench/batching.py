@@ -99,7 +99,8 @@ async def agreement(gguf: Path, args: argparse.Namespace) -> tuple[int, list[int
     from ggstack.engines.llamacpp import LlamaCppChatEngine
 
     engine = await LlamaCppChatEngine.load(MODEL, gguf, context_length=args.ctx, options={
-        "parallel": args.parallel, "n_threads": args.threads, "n_threads_batch": args.threads})
+        "parallel": args.parallel, "n_threads": args.threads, "n_threads_batch": args.threads},
+        max_queue=len(TOPICS))
     greedy = SamplingOptions(temperature=0, max_tokens=args.tokens)
 
     async def run(prompt: str) -> list[int]:
@@ -254,10 +255,15 @@ def main() -> int:
     results, memory = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, start, path, model in servers(args, gguf, Path(tmp)):
+            print(f"measuring {name}", file=sys.stderr, flush=True)
             process, url = start()
             try:
                 results[name] = measure(url, path, model, args)
                 memory[name] = rss_mib(process.pid)
+            except Exception:
+                for log in Path(tmp).glob("*.log"):
+                    print(f"--- {log.name}:\n{log.read_text()[-3000:]}", file=sys.stderr)
+                raise
             finally:
                 stop(process)
     same, where = asyncio.run(agreement(gguf, args))
