@@ -195,22 +195,34 @@ async def run_mode(mode: str, vectors: ChromaVectorStore, engine, mb: float, siz
                     f"{result['chunks'] / result['seconds']:.2f} chunks/s, {result['mb_per_min']:.3f} MB/min "
                     f"({result['seconds']:.0f} s; chunking alone {result['chunking_seconds']:.1f} s) |")
         print(rows[-1], flush=True)
+    rows += await search_rows(mode, vectors, engine, sizes, keep=False)
+    return rows
+
+
+async def search_rows(mode: str, vectors: ChromaVectorStore, engine, sizes: list[int], *, keep: bool) -> list[str]:
+    """Fill one store up to each size in turn and time searches at each. With `keep` the store
+    stays for the next run (--store-dir), which then only adds what is missing: building
+    100k chunks takes minutes, and a rerun of the searches need not pay them again."""
+    rng, rows = random.Random(7), []
     store_id = f"bench-search-{mode}"
     await vectors.create(store_id, dimension=engine.dimension)
-    filled = 0
     try:
         for size in sizes:
-            previous, filled = filled, size
-            build = await fill(vectors, store_id, rng, previous, size, engine.dimension)
-            assert await vectors.count(store_id) == size
-            samples = await latencies(vectors, engine, store_id, rng)
+            present = await vectors.count(store_id)
+            if present < size:
+                build = f"adding {size - present:,} chunks took " \
+                        f"{await fill(vectors, store_id, rng, present, size, engine.dimension):.0f} s"
+            else:
+                build = "store kept from an earlier run"
+            assert await vectors.count(store_id) >= size
+            samples = await latencies(vectors, engine, store_id, random.Random(size))
             parts = ", ".join(f"{name} {statistics.median(s):.0f}/{percentile(s, 0.95):.0f}"
                               for name, s in samples.items())
-            rows.append(f"| {mode} | search at {size:,} chunks, p50/p95 ms | {parts} "
-                        f"(adding {size - previous:,} chunks took {build:.0f} s) |")
+            rows.append(f"| {mode} | search at {size:,} chunks, p50/p95 ms | {parts} ({build}) |")
             print(rows[-1], flush=True)
     finally:
-        await vectors.drop(store_id)
+        if not keep:
+            await vectors.drop(store_id)
     return rows
 
 
@@ -242,6 +254,9 @@ async def main_async(args: argparse.Namespace) -> int:
         try:
             if args.mb > 0:
                 rows.append(await chunking(engine, args.mb))
+            if args.store_dir is not None:
+                rows += await kept_store(args.store_dir, engine, sizes)
+                modes = []
             for mode in modes:
                 # The keyword index sits in a SQLite file, as beside the server's metadata.
                 keywords = KeywordIndex.open(f"sqlite:///{root / f'keywords-{mode}.db'}")
@@ -267,11 +282,25 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0
 
 
+async def kept_store(store_dir: Path, engine, sizes: list[int]) -> list[str]:
+    """Searches at the largest size on an embedded store that outlives the run (filled the first time)."""
+    store_dir.mkdir(parents=True, exist_ok=True)
+    keywords = KeywordIndex.open(f"sqlite:///{store_dir / 'keywords.db'}")
+    vectors = ChromaVectorStore.embedded(store_dir / "chroma", keywords)
+    try:
+        return await search_rows("embedded", vectors, engine, [max(sizes)], keep=True)
+    finally:
+        vectors.close()
+        keywords.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=1.0, help="text to ingest per mode, in MB (0 skips)")
     parser.add_argument("--sizes", default="10000,100000", help="store sizes to search, comma-separated")
     parser.add_argument("--modes", default="embedded,server", help="embedded, server or both")
+    parser.add_argument("--store-dir", type=Path, help="search only, embedded, on a store kept in this "
+                        "directory (filled on the first run); skips ingestion and --modes")
     return asyncio.run(main_async(parser.parse_args()))
 
 

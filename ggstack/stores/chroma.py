@@ -328,18 +328,28 @@ class ChromaVectorStore:
 
     def _indexed_keyword_sync(self, store_id: str, terms: list[str], k: int,
                               where: dict[str, Any] | None) -> list[Hit]:
-        assert self._keywords is not None
         collection = self._collection(store_id)
+        return self._hits(collection, self._indexed_keyword_ids(store_id, collection, terms, k, where))
+
+    def _indexed_keyword_ids(self, store_id: str, collection: Collection, terms: list[str], k: int,
+                             where: dict[str, Any] | None) -> list[tuple[str, float]]:
+        """(chunk id, score in [0, 1)) of the `k` best by BM25, from the index alone."""
+        assert self._keywords is not None
         if not self._keywords.indexed(store_id):
             self._reindex(store_id, collection)
         # A filter lives in Chroma's metadata: it names the chunks the index may rank.
         allowed = None if where is None else collection.get(where=where, include=[])["ids"]
-        scored = self._keywords.search(store_id, terms, k, allowed)
-        if not scored:
+        return [(s.chunk_id, s.bm25 / (1.0 + s.bm25)) for s in self._keywords.search(store_id, terms, k, allowed)]
+
+    @staticmethod
+    def _hits(collection: Collection, ranked: Sequence[tuple[str, float]]) -> list[Hit]:
+        """The chunks of ranked (id, score) pairs, in order, read from Chroma in one call
+        (an id deleted meanwhile is left out)."""
+        if not ranked:
             return []
-        got = collection.get(ids=[s.chunk_id for s in scored], include=["documents", "metadatas"])
+        got = collection.get(ids=[chunk_id for chunk_id, _ in ranked], include=["documents", "metadatas"])
         found = {doc_id: _chunk(text, meta) for doc_id, text, meta in _rows(got, "ids", "documents", "metadatas")}
-        return [Hit(found[s.chunk_id], s.bm25 / (1.0 + s.bm25)) for s in scored if s.chunk_id in found]
+        return [Hit(found[chunk_id], score) for chunk_id, score in ranked if chunk_id in found]
 
     def _reindex(self, store_id: str, collection: Collection) -> None:
         """Index every chunk Chroma holds for a store that has none (see ggstack.stores.keywords)."""
@@ -385,32 +395,50 @@ class ChromaVectorStore:
         if impact_factor <= 0:
             raise InvalidValueError("impact_factor must be positive", field="impact_factor")
         depth = max(3 * k, 20)
-        vector_hits = await self.query(store_id, embedding, k=depth, where=where)
-        keyword_hits = await self.keyword(store_id, text, k=depth, where=where)
-        return fuse(vector_hits, keyword_hits, k=k, ranker=ranker, impact_factor=impact_factor,
-                    alpha=alpha)
+        chroma_where = to_chroma_where(where)
+        terms = bm25.query_terms(text)
+
+        def work() -> list[Hit]:
+            """Both rankings by id alone, fused; only the `k` chunks that survive are read
+            (reading 2 x `depth` chunks' texts and metadata was most of a hybrid query)."""
+            collection = self._collection(store_id)
+            vector = self._check_dimension(collection, embedding, "embedding")
+            got = collection.query(query_embeddings=[vector], n_results=depth, where=chroma_where, include=["distances"])
+            by_vector = [(doc_id, min(1.0, max(0.0, 1.0 - float(distance))))
+                         for doc_id, distance in _rows(got, "ids", "distances", query=0)]
+            if not terms:
+                by_keyword = []
+            elif self._keywords is not None:
+                by_keyword = self._indexed_keyword_ids(store_id, collection, terms, depth, chroma_where)
+            else:
+                by_keyword = [(hit.chunk.id, hit.score)
+                              for hit in self._keyword_sync(store_id, terms, depth, chroma_where)]
+            fused = fuse(by_vector, by_keyword, k=k, ranker=ranker, impact_factor=impact_factor, alpha=alpha)
+            return self._hits(collection, fused)
+
+        return await self._run(store_id, work)
 
 
-def fuse(vector_hits: Sequence[Hit], keyword_hits: Sequence[Hit], *, k: int, ranker: Ranker,
-         impact_factor: float, alpha: float) -> list[Hit]:
-    """Combine two ranked lists (see `VectorStore.hybrid` for the formulas)."""
-    chunks: dict[str, Chunk] = {}
+Ranked = Sequence[tuple[str, float]]
+
+
+def fuse(by_vector: Ranked, by_keyword: Ranked, *, k: int, ranker: Ranker, impact_factor: float,
+         alpha: float) -> list[tuple[str, float]]:
+    """Combine two rankings of (chunk id, score), best first (see `VectorStore.hybrid` for the
+    formulas); the `k` best (chunk id, fused score in [0, 1])."""
     scores: dict[str, float] = {}
     if ranker == "rrf":
-        for hits in (vector_hits, keyword_hits):
-            for rank, hit in enumerate(hits, start=1):
-                chunks[hit.chunk.id] = hit.chunk
-                scores[hit.chunk.id] = scores.get(hit.chunk.id, 0.0) + 1.0 / (impact_factor + rank)
+        for ranking in (by_vector, by_keyword):
+            for rank, (chunk_id, _) in enumerate(ranking, start=1):
+                scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (impact_factor + rank)
         best = 2.0 / (impact_factor + 1.0)
         scores = {cid: s / best for cid, s in scores.items()}
     else:
-        top_keyword = max((h.score for h in keyword_hits), default=0.0)
-        for hit in vector_hits:
-            chunks[hit.chunk.id] = hit.chunk
-            scores[hit.chunk.id] = alpha * hit.score
-        for hit in keyword_hits:
-            chunks[hit.chunk.id] = hit.chunk
-            normalised = hit.score / top_keyword if top_keyword > 0 else 0.0
-            scores[hit.chunk.id] = scores.get(hit.chunk.id, 0.0) + (1.0 - alpha) * normalised
+        top_keyword = max((score for _, score in by_keyword), default=0.0)
+        for chunk_id, score in by_vector:
+            scores[chunk_id] = alpha * score
+        for chunk_id, score in by_keyword:
+            normalised = score / top_keyword if top_keyword > 0 else 0.0
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + (1.0 - alpha) * normalised
     ordered = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
-    return [Hit(chunks[cid], min(1.0, scores[cid])) for cid in ordered]
+    return [(cid, min(1.0, scores[cid])) for cid in ordered]

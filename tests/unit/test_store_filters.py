@@ -6,7 +6,7 @@ import pytest
 
 from ggstack.core.errors import InvalidValueError
 from ggstack.stores import bm25
-from ggstack.stores.base import Chunk, Hit
+from ggstack.stores.base import Chunk
 from ggstack.stores.chroma import chunk_metadata, collection_name, fuse
 from ggstack.stores.filters import combine, to_chroma_where
 
@@ -98,24 +98,20 @@ def test_shortlist_keeps_docs_with_rare_terms():
     assert bm25.shortlist(postings, idfs, 2) == ["d", "a"]
 
 
-def hits(*ids_scores):
-    return [Hit(Chunk(i, 0, i), s) for i, s in ids_scores]
-
-
 def test_rrf_fusion_rewards_agreement_and_scores_in_unit_range():
-    vector = hits(("a", 0.9), ("b", 0.8), ("c", 0.7))
-    keyword = hits(("c", 0.6), ("a", 0.5), ("d", 0.4))
+    vector = [("a", 0.9), ("b", 0.8), ("c", 0.7)]
+    keyword = [("c", 0.6), ("a", 0.5), ("d", 0.4)]
     fused = fuse(vector, keyword, k=4, ranker="rrf", impact_factor=60.0, alpha=0.5)
-    assert [h.chunk.file_id for h in fused] == ["a", "c", "b", "d"]
-    assert all(0 < h.score <= 1 for h in fused)
-    top = fuse(hits(("a", 1.0)), hits(("a", 1.0)), k=1, ranker="rrf", impact_factor=60.0, alpha=0.5)
-    assert top[0].score == pytest.approx(1.0)
+    assert [chunk_id for chunk_id, _ in fused] == ["a", "c", "b", "d"]
+    assert all(0 < score <= 1 for _, score in fused)
+    top = fuse([("a", 1.0)], [("a", 1.0)], k=1, ranker="rrf", impact_factor=60.0, alpha=0.5)
+    assert top[0][1] == pytest.approx(1.0)
 
 
 def test_weighted_fusion_uses_alpha():
-    vector = hits(("a", 0.9), ("b", 0.1))
-    keyword = hits(("b", 0.8))
+    vector = [("a", 0.9), ("b", 0.1)]
+    keyword = [("b", 0.8)]
     only_vector = fuse(vector, keyword, k=2, ranker="weighted", impact_factor=60.0, alpha=1.0)
-    assert [h.chunk.file_id for h in only_vector] == ["a", "b"]
+    assert [chunk_id for chunk_id, _ in only_vector] == ["a", "b"]
     only_keyword = fuse(vector, keyword, k=2, ranker="weighted", impact_factor=60.0, alpha=0.0)
-    assert only_keyword[0].chunk.file_id == "b"
+    assert only_keyword[0][0] == "b"
