@@ -270,13 +270,15 @@ class KeywordIndex:
             stats = conn.execute(select(keyword_stats).where(keyword_stats.c.store_id == store_id)).first()
             if stats is None or stats.n_docs == 0:
                 return []
-            postings = self._cached_postings(conn, store_id, stats.version, terms)
             n_docs, avgdl = stats.n_docs, stats.total_length / stats.n_docs
-            if allowed is not None:
+            found = self._cached_terms(conn, store_id, stats.version, terms, n_docs, avgdl)
+            if allowed is None:
+                ranked = top_documents([(term.docs, term.weights) for term in found.values()], k)
+            else:
                 keep = np.fromiter(self._numbers(conn, store_id, allowed).values(), dtype="<i8")
-                postings = {t: p[np.isin(p["doc"], keep)] for t, p in postings.items()}
+                postings = {t: term.postings[np.isin(term.docs, keep)] for t, term in found.items()}
                 n_docs, avgdl = len(keep), self._filtered_avgdl(postings, keep, avgdl)
-            ranked = rank(postings, n_docs, avgdl, k)
+                ranked = top_documents([(p["doc"], weights(p, n_docs, avgdl)) for p in postings.values()], k)
             names = self._chunk_ids(conn, [doc for doc, _ in ranked])
         return sorted((Scored(names[doc], s) for doc, s in ranked), key=lambda h: (-h.bm25, h.chunk_id))
 
@@ -289,14 +291,14 @@ class KeywordIndex:
             seen.update(zip(p["doc"].tolist(), p["length"].tolist()))
         return sum(seen.values()) / len(seen) if seen and len(keep) else fallback
 
-    def _cached_postings(self, conn: Connection, store_id: str, version: int,
-                         terms: Sequence[str]) -> dict[str, np.ndarray]:
+    def _cached_terms(self, conn: Connection, store_id: str, version: int, terms: Sequence[str],
+                      n_docs: int, avgdl: float) -> dict[str, TermPostings]:
         found = {term: p for term in terms if (p := self._cache.get(store_id, version, term)) is not None}
         missing = [term for term in terms if term not in found]
         if missing:
             read = self._postings(conn, store_id, missing)
             for term in missing:
-                found[term] = read.get(term, np.empty(0, dtype=POSTING))
+                found[term] = TermPostings.of(read.get(term, np.empty(0, dtype=POSTING)), n_docs, avgdl)
                 self._cache.put(store_id, version, term, found[term])
         return found
 
@@ -312,23 +314,42 @@ class KeywordIndex:
         return int(n or 0)
 
 
+@dataclass(frozen=True)
+class TermPostings:
+    """A term's postings with what an unfiltered query needs of them worked out once: the
+    document numbers as one contiguous array and each posting's BM25 weight under the store's
+    statistics at this version. Weighing 270k postings took 8 of a query's 9 ms of scoring."""
+
+    postings: np.ndarray
+    docs: np.ndarray
+    weights: np.ndarray
+
+    @classmethod
+    def of(cls, postings: np.ndarray, n_docs: int, avgdl: float) -> TermPostings:
+        return cls(postings, np.ascontiguousarray(postings["doc"]), weights(postings, n_docs, avgdl))
+
+    @property
+    def nbytes(self) -> int:
+        return self.postings.nbytes + self.docs.nbytes + self.weights.nbytes
+
+
 class PostingsCache:
     """Recently read postings, least recently used out first, tagged with the store's version.
 
     A frequent term's postings run to hundreds of kilobytes; reading them back from the
     database for every query cost more than scoring them. Any write bumps the store's version
     (in the database, so a write by another process counts too), and a query that sees a newer
-    version drops what was cached for that store.
+    version drops what was cached for that store (its statistics, and so the weights, changed).
     """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], TermPostings] = OrderedDict()
         self._versions: dict[str, int] = {}
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, store_id: str, version: int, term: str) -> np.ndarray | None:
+    def get(self, store_id: str, version: int, term: str) -> TermPostings | None:
         with self._lock:
             if self._versions.get(store_id) != version:
                 self._drop_store(store_id)
@@ -339,7 +360,7 @@ class PostingsCache:
                 self._entries.move_to_end((store_id, term))
             return found
 
-    def put(self, store_id: str, version: int, term: str, postings: np.ndarray) -> None:
+    def put(self, store_id: str, version: int, term: str, postings: TermPostings) -> None:
         with self._lock:
             if self._versions.get(store_id) != version or postings.nbytes > self.max_bytes:
                 return
@@ -364,25 +385,27 @@ class Removed:
     length: int = 0
 
 
-def rank(postings: dict[str, np.ndarray], n_docs: int, avgdl: float, k: int) -> list[tuple[int, float]]:
-    """(document, bm25) of the `k` best documents holding any term: `bm25.score` summed over
-    every posting at once."""
-    live = {term: p for term, p in postings.items() if len(p)}
+def weights(postings: np.ndarray, n_docs: int, avgdl: float) -> np.ndarray:
+    """Each posting's share of its document's score: `bm25.score` for this one term."""
+    tf = postings["tf"].astype(np.float64)
+    norm = bm25.K1 * (1.0 - bm25.B + bm25.B * postings["length"] / avgdl) if avgdl > 0 else bm25.K1
+    return bm25.idf(n_docs, len(postings)) * tf * (bm25.K1 + 1.0) / (tf + norm)
+
+
+def top_documents(terms: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> list[tuple[int, float]]:
+    """(document, bm25) of the `k` best documents holding any term, from each term's
+    (document numbers, weights): the weights summed per document."""
+    live = [(docs, w) for docs, w in terms if len(docs)]
     if not live:
         return []
-    docs = np.concatenate([p["doc"] for p in live.values()])
-    tf = np.concatenate([p["tf"] for p in live.values()]).astype(np.float32)
-    length = np.concatenate([p["length"] for p in live.values()]).astype(np.float32)
-    idf = np.concatenate([np.full(len(p), bm25.idf(n_docs, len(p)), dtype=np.float32) for p in live.values()])
-    norm = bm25.K1 * (1.0 - bm25.B + bm25.B * length / avgdl) if avgdl > 0 else bm25.K1
-    contribution = idf * tf * (bm25.K1 + 1.0) / (tf + norm)
-    # Document numbers of one store are nearly contiguous, so summing by (number - smallest)
-    # with bincount avoids sorting hundreds of thousands of postings (np.unique).
-    first = int(docs.min())
-    scores = np.bincount(docs - first, weights=contribution)
+    # Document numbers of one store are nearly contiguous, so scores sit in one array indexed
+    # by (number - smallest); a bincount per term adds into it without sorting anything.
+    first = min(int(docs.min()) for docs, _ in live)
+    size = max(int(docs.max()) for docs, _ in live) - first + 1
+    scores = np.zeros(size)
+    for docs, w in live:
+        scores += np.bincount(docs - first, weights=w, minlength=size)
     held = np.flatnonzero(scores > 0)
     if len(held) > k:
         held = held[np.argpartition(-scores[held], k - 1)[:k]]
     return [(first + int(i), float(scores[i])) for i in held if not math.isnan(scores[i])]
-
-
