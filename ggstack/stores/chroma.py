@@ -402,8 +402,8 @@ class ChromaVectorStore:
             """Both rankings by id alone, fused; only the `k` chunks that survive are read
             (reading 2 x `depth` chunks' texts and metadata was most of a hybrid query)."""
             collection = self._collection(store_id)
-            vector = self._check_dimension(collection, embedding, "embedding")
-            got = collection.query(query_embeddings=[vector], n_results=depth, where=chroma_where, include=["distances"])
+            queries: list[Sequence[float] | Sequence[int]] = [self._check_dimension(collection, embedding, "embedding")]
+            got = collection.query(query_embeddings=queries, n_results=depth, where=chroma_where, include=["distances"])
             by_vector = [(doc_id, min(1.0, max(0.0, 1.0 - float(distance))))
                          for doc_id, distance in _rows(got, "ids", "distances", query=0)]
             if not terms:
