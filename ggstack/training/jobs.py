@@ -75,7 +75,11 @@ class TrainingWorker:
         self.metadata = metadata
         self.models = models
         self.setup = setup
-        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=MAX_WAITING)
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        #: ids taken by this process, and queue places held, both claimed before the first await of
+        #: a submission so that two concurrent ones cannot both pass the checks
+        self._claimed: set[str] = set()
+        self._waiting = 0
         self._cancelling: set[str] = set()
         self._running: str | None = None
         self._task: asyncio.Task[None] | None = None
@@ -106,17 +110,25 @@ class TrainingWorker:
     # -- what handlers call -----------------------------------------------------------------
 
     async def submit(self, plan: Plan) -> dict[str, Any]:
-        if await self.metadata.get(JOB_KIND, plan.job_uuid) is not None:
-            raise AlreadyExistsError(f"training job {plan.job_uuid} already exists")
-        if self._queue.full():
-            raise BusyError(f"{MAX_WAITING} training jobs are already waiting; try again later", retry_after=60)
         spec = self.models.get(plan.model)  # NotFoundError for an unknown model, before a job exists
         if spec.engine != "llama-cpp" or spec.model_type != "llm":
             raise InvalidValueError(f"model {plan.model} is not a llama.cpp LLM; only those can be fine-tuned",
                                     field="model")
-        job = {"job_uuid": plan.job_uuid, "status": "scheduled", "scheduled_at": timestamp(),
-               "plan": plan.as_dict(), "checkpoints": [], "steps": []}
-        await self.metadata.put(JOB_KIND, plan.job_uuid, job)
+        if plan.job_uuid in self._claimed:
+            raise AlreadyExistsError(f"training job {plan.job_uuid} already exists")
+        if self._waiting >= MAX_WAITING:
+            raise BusyError(f"{MAX_WAITING} training jobs are already waiting; try again later", retry_after=60)
+        self._claimed.add(plan.job_uuid)
+        self._waiting += 1
+        try:
+            if await self.metadata.get(JOB_KIND, plan.job_uuid) is not None:
+                raise AlreadyExistsError(f"training job {plan.job_uuid} already exists")
+            job = {"job_uuid": plan.job_uuid, "status": "scheduled", "scheduled_at": timestamp(),
+                   "plan": plan.as_dict(), "checkpoints": [], "steps": []}
+            await self.metadata.put(JOB_KIND, plan.job_uuid, job)
+        except BaseException:
+            self._waiting -= 1
+            raise
         self._queue.put_nowait(plan.job_uuid)
         return job
 
@@ -132,16 +144,17 @@ class TrainingWorker:
     async def cancel(self, job_uuid: str) -> None:
         """A waiting job is cancelled at once; a running one at its next step. Finished jobs stay as they are."""
         job = await self.get(job_uuid)
-        if job["status"] == "scheduled" and job_uuid != self._running:
-            await self._finish(job_uuid, "cancelled")
-        elif job["status"] == "in_progress":
+        if job_uuid == self._running:
             self._cancelling.add(job_uuid)
+        elif job["status"] == "scheduled":
+            await self._finish(job_uuid, "cancelled")
 
     # -- the worker -------------------------------------------------------------------------
 
     async def _consume(self) -> None:
         while True:
             job_uuid = await self._queue.get()
+            self._waiting -= 1
             job = await self.metadata.get(JOB_KIND, job_uuid)
             if job is None or job["status"] != "scheduled":
                 continue  # cancelled while it waited
