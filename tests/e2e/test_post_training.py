@@ -154,6 +154,14 @@ def test_both_prefixes_and_clear_refusals(tiny: LlamaStackClient, tiny_server: S
         tiny.post_training.supervised_fine_tune(
             job_uuid="sft-out", model="tiny", training_config=training_config("capitals"),
             hyperparam_search_config={}, logger_config={}, checkpoint_dir="/etc")
+    dialogs = [{"dialog": [{"role": "system", "content": "Answer with a city."}, {"role": "user", "content": q},
+                           {"role": "assistant", "content": a}]} for q, a in (r.values() for r in ROWS)]
+    tiny.datasets.register(purpose="post-training/messages", source={"type": "rows", "rows": dialogs},
+                           dataset_id="dialogs")
+    config = training_config("dialogs", n_epochs=1)
+    config["data_config"] = {**config["data_config"], "data_format": "dialog"}
+    fine_tune(tiny, "sft-dialog", "tiny", config)
+    assert wait_for(tiny, "sft-dialog", finished).status == "completed"
     fine_tune(tiny, "sft-nodata", "tiny", training_config("missing"))
     status = wait_for(tiny, "sft-nodata", finished)
     assert status.status == "failed" and "missing" in status.resources_allocated["error"]
