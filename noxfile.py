@@ -6,6 +6,8 @@ sentence-transformers) are not needed, so they are installed with --no-deps.
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 nox.options.sessions = ["tests"]
@@ -65,9 +67,14 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def fuzz(session: nox.Session) -> None:
-    """Schemathesis against a real server, every spec."""
+    """Schemathesis against a real server, every spec, much harder than the CI run: random (new
+    cases each run), 200 examples per operation, 200 linked scenarios of up to 20 steps per
+    document. Each GGSTACK_* setting below can be overridden from the environment."""
     install(session, "[test]")
-    session.run("pytest", "tests/contract", *session.posargs)
+    env = {"GGSTACK_FUZZ_RANDOM": "1", "GGSTACK_FUZZ_EXAMPLES": "200", "GGSTACK_STATEFUL_EXAMPLES": "200",
+           "GGSTACK_STATEFUL_STEPS": "20"}
+    env = {name: os.environ.get(name, value) for name, value in env.items()}
+    session.run("pytest", "tests/contract", *session.posargs, env=env)
 
 
 @nox.session

@@ -17,9 +17,10 @@ MAX_ROWS_PER_PAGE = 10_000
 async def readable_dataset(ctx: Context, dataset_id: str) -> dict[str, Any]:
     dataset = await find_dataset(ctx, dataset_id)
     if not dataset.get("readable", True):
-        raise InvalidRequest(f"Rows of dataset '{dataset_id}' live at {dataset['source'].get('uri')}, "
-                             "which this server cannot read; register the rows or a data: URI instead",
-                             param="dataset_id")
+        # Valid request, unusable data behind it: the house rule's "Invalid value" 400.
+        raise InvalidRequest(f"Invalid value: rows of dataset '{dataset_id}' live at "
+                             f"{dataset['source'].get('uri')!r}, which this server cannot read; register the "
+                             "rows or a data: URI instead", param="dataset_id")
     return dataset
 
 

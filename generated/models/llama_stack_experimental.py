@@ -887,6 +887,18 @@ class SearchRankingOptions(BaseModel):
     )
 
 
+class OpenAIChatCompletionToolCallFunctionParam(BaseModel):
+    """
+    The function an earlier tool call called, and the arguments it gave.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    name: str = Field(..., description="Name of the function called", min_length=1)
+    arguments: str | None = Field(None, description="(Optional) Arguments passed, as a JSON string")
+
+
 class OpenAICompletionUsage(BaseModel):
     """
     Token counts of a completion, as the engine counted them.
@@ -1392,6 +1404,22 @@ class QueryTracesRequest(BaseModel):
     limit: int | None = Field(None, description="The limit of traces to return.")
     offset: int | None = Field(None, description="The offset of the traces to return.")
     order_by: list[str] | None = Field(None, description="The order by of the traces to return.")
+
+
+class OpenAIChatCompletionToolCallParam(BaseModel):
+    """
+    A tool call in an assistant message a client sends: the model's earlier call, which must say which function it called.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    index: int | None = Field(None, description="(Optional) Index of the tool call in the list")
+    id: str | None = Field(None, description="(Optional) Unique identifier for the tool call")
+    type: Literal["function"] = Field(
+        ..., description='Must be "function" to identify this as a function call'
+    )
+    function: OpenAIChatCompletionToolCallFunctionParam
 
 
 class AgentConfig(BaseModel):

@@ -2179,6 +2179,18 @@ class SearchRankingOptions(BaseModel):
     )
 
 
+class OpenAIChatCompletionToolCallFunctionParam(BaseModel):
+    """
+    The function an earlier tool call called, and the arguments it gave.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    name: str = Field(..., description="Name of the function called", min_length=1)
+    arguments: str | None = Field(None, description="(Optional) Arguments passed, as a JSON string")
+
+
 class OpenAICompletionUsage(BaseModel):
     """
     Token counts of a completion, as the engine counted them.
@@ -2258,7 +2270,7 @@ class OpenAIChatCompletionToolCall(BaseModel):
     index: int | None = Field(None, description="(Optional) Index of the tool call in the list")
     id: str | None = Field(None, description="(Optional) Unique identifier for the tool call")
     type: Literal["function"] = Field(
-        "function", description='Must be "function" to identify this as a function call'
+        ..., description='Must be "function" to identify this as a function call'
     )
     function: OpenAIChatCompletionToolCallFunction | None = Field(
         None, description="(Optional) Function call details"
@@ -2939,6 +2951,22 @@ class OpenaiSearchVectorStoreRequest(BaseModel):
     )
 
 
+class OpenAIChatCompletionToolCallParam(BaseModel):
+    """
+    A tool call in an assistant message a client sends: the model's earlier call, which must say which function it called.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    index: int | None = Field(None, description="(Optional) Index of the tool call in the list")
+    id: str | None = Field(None, description="(Optional) Unique identifier for the tool call")
+    type: Literal["function"] = Field(
+        "function", description='Must be "function" to identify this as a function call'
+    )
+    function: OpenAIChatCompletionToolCallFunctionParam
+
+
 class OpenAIResponseObjectStreamResponseInProgress(BaseModel):
     """
     Streaming event indicating the response is being generated (OpenAI's response.in_progress).
@@ -2982,7 +3010,7 @@ class OpenAIAssistantMessageParam(BaseModel):
         None, description="The content of the model's response"
     )
     name: str | None = Field(None, description="(Optional) The name of the assistant message participant.")
-    tool_calls: list[OpenAIChatCompletionToolCall] | None = Field(
+    tool_calls: list[OpenAIChatCompletionToolCallParam] | None = Field(
         None, description="List of tool calls. Each tool call is an OpenAIChatCompletionToolCall object."
     )
 

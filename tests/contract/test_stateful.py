@@ -1,0 +1,75 @@
+"""Schemathesis' stateful phase: scenarios that create a resource and then read, change, use and
+delete that same one, following the OpenAPI links the overlays add (files, vector stores, chat
+completions, responses, models, prompts, vector DBs, shields in the stable document; agents,
+sessions and datasets in the experimental one). Only those links: Schemathesis' own guesses
+are turned off, so a scenario is one the specs declare.
+
+Each answer is judged as the stateless tests judge it (tests/contract/checks.py), plus the
+stateful checks (a deleted resource is gone, a created one is there). The CI run is short and
+derandomized; `nox -s fuzz` runs many more, longer scenarios (GGSTACK_STATEFUL_EXAMPLES,
+GGSTACK_STATEFUL_STEPS).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from tests.contract.checks import base_url, check_response, operation_id, spec_for
+from tests.server import Server
+
+SCENARIOS = int(os.environ.get("GGSTACK_STATEFUL_EXAMPLES", "10"))
+STEPS = int(os.environ.get("GGSTACK_STATEFUL_STEPS", "6"))
+
+#: Creates that must name a real model (the contract server's, tests/contract/conftest.py) or
+#: they never create anything to follow links from. Chat completions and responses get a whole
+#: plain body: with a real model behind it, a fuzzed chat request still meets checks its loose
+#: upstream schema does not declare (tools, functions, n, temperature ranges...), which the
+#: stateless tests reach only with unknown models; here the point is the chain after the create.
+REAL_BODIES = {"openai_chat_completion": {"model": "tiny", "messages": [{"role": "user", "content": "hi"}],
+                                          "max_tokens": 4},
+               "create_openai_response": {"model": "tiny", "input": "hi", "max_output_tokens": 4}}
+REAL_FIELDS = {"openai_create_vector_store": {"embedding_model": "tiny-embed"}}
+
+
+def with_real_models(case) -> None:
+    operation = operation_id(case)
+    if operation in REAL_BODIES:
+        case.body = dict(REAL_BODIES[operation])
+        return
+    if not isinstance(case.body, dict):
+        return
+    case.body.update(REAL_FIELDS.get(operation, {}))
+    if operation == "create_agent" and isinstance(case.body.get("agent_config"), dict):
+        case.body["agent_config"]["model"] = "tiny"
+
+
+def state_machine(name: str, server: Server) -> type:
+    schema = spec_for(name)
+    schema.config.phases.stateful.inference.algorithms = []  # the overlays' links, nothing guessed
+    machine = schema.as_state_machine()
+
+    class Machine(machine):  # type: ignore[misc, valid-type]
+        def before_call(self, case) -> None:
+            with_real_models(case)
+
+        def get_call_kwargs(self, case) -> dict:
+            return {"base_url": base_url(name, server)}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs) -> None:
+            def validate(**options) -> None:
+                case.validate_response(response, additional_checks=additional_checks,
+                                       transport_kwargs=kwargs or None, recorder=self.recorder, **options)
+
+            check_response(case, response, server, validate)
+
+    return Machine
+
+
+@pytest.mark.parametrize("name", ["llama-stack-stable", "llama-stack-experimental"])
+def test_linked_scenarios(name: str, contract_server: Server) -> None:
+    state_machine(name, contract_server).run(settings=settings(
+        max_examples=SCENARIOS, stateful_step_count=STEPS, deadline=None, suppress_health_check=list(HealthCheck),
+        derandomize=not os.environ.get("GGSTACK_FUZZ_RANDOM")))
