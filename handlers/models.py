@@ -100,7 +100,7 @@ async def list_models(ctx: Context) -> ListModelsResponse:
 
 
 async def get_model(model_id: str, ctx: Context) -> Model:
-    return native_model(ctx.models.get(model_id), ctx)
+    return native_model(await ctx.models.find(model_id), ctx)
 
 
 def spec_from_request(body: RegisterModelRequest, dirs: ModelDirs, remote: Collection[str] = ()) -> ModelSpec:
@@ -166,6 +166,7 @@ async def register_model(body: RegisterModelRequest, ctx: Context) -> Model:
 
 
 async def unregister_model(model_id: str, ctx: Context) -> None:
+    await ctx.models.find(model_id)  # registered on another replica a moment ago: found all the same
     await ctx.models.unregister(model_id)
     await ctx.metadata.delete(MODEL_KIND, model_id)
 

@@ -100,6 +100,13 @@ class Settings(BaseSettings):
         "A model's context may be at most its trained context times this"))
     chat_completions_retention_days: float | None = Field(None, ge=0, description=(
         "Stored chat completions older than this are deleted; 0 stores none; unset keeps them"))
+    files_dir: Path | None = Field(None, description=(
+        "Where uploaded files' bytes live; default data_dir/files. Replicas share one (a shared filesystem)"))
+    ingest_lease_seconds: float = Field(30.0, ge=0.5, description=(
+        "Replicas: how long a claim on a file being indexed lasts unrenewed; a dead replica's work "
+        "is taken over after it"))
+    model_refresh_seconds: float = Field(2.0, ge=0.1, description=(
+        "Replicas: how often the model registry is re-read from the database"))
     max_upload_bytes: int = 512 * 1024 * 1024
     max_json_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest JSON request body (413 past it)")
     api_keys: list[ApiKeyConfig] = Field(default_factory=list, description=(

@@ -8,6 +8,9 @@ two are re-read from their source at each start.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -38,34 +41,47 @@ MODEL_KIND = "model"
 async def open_context(settings: Settings, operations: tuple[Operation, ...],
                        missing: frozenset[str]) -> AsyncIterator[Context]:
     async with open_stores(settings) as stores, open_providers(settings.inference_providers) as providers:
+        # PostgreSQL may be shared by replicas: work is claimed with leases and the model
+        # registry follows the database; a SQLite file belongs to this process alone.
+        shared = stores.metadata.shared
         registry = ModelRegistry(max_queue=settings.max_queue, context_factor=settings.max_context_factor,
                                  providers=providers)
-        await register_models(registry, settings, stores.metadata)
+        await register_models(registry, settings, stores.metadata, live=shared)
         ingest = IngestWorker(metadata=stores.metadata, files=stores.files, vectors=stores.vectors,
-                              models=registry)
+                              models=registry, shared=shared, lease_seconds=settings.ingest_lease_seconds)
         evals = EvalJobs(stores.metadata)
         training = TrainingWorker(metadata=stores.metadata, models=registry, setup=TrainingSetup(
             window=settings.training_window, threads=os.cpu_count() or 1, work_dir=settings.data_dir / "training"))
         ctx = Context(settings=settings, operations=operations, missing=missing, models=registry,
                       metadata=stores.metadata, files=stores.files, vectors=stores.vectors, ingest=ingest,
                       evals=evals, training=training)
+        follower = asyncio.get_running_loop().create_task(
+            follow_models(registry, settings.model_refresh_seconds)) if shared else None
         try:
             # Resumes vector-store files left in_progress by a previous run; eval jobs cannot
             # resume (their tasks died with it) and are marked failed.
             await ingest.start()
-            await evals.recover()
+            if not shared:
+                # Replicas: a job in progress may be running on another replica; eval jobs are
+                # not leased (yet), so one a dead replica held stays in progress there.
+                await evals.recover()
             # Marks fine-tuning jobs a previous run left unfinished as failed.
             await training.start()
             yield ctx
         finally:
             await training.close()
             await evals.close()
+            if follower is not None:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
             await ingest.close()
             await registry.close()
             log.info("ggstack stopped")
 
 
-async def register_models(registry: ModelRegistry, settings: Settings, metadata: MetadataStore) -> None:
+async def register_models(registry: ModelRegistry, settings: Settings, metadata: MetadataStore, *,
+                          live: bool = False) -> None:
     specs: list[ModelSpec] = []
     if settings.default_models:
         specs += await anyio.to_thread.run_sync(default_model_specs, settings.data_dir)
@@ -73,20 +89,38 @@ async def register_models(registry: ModelRegistry, settings: Settings, metadata:
     specs += await remote_model_specs(registry.providers)
     for spec in specs:
         registry.register(spec, replace=True)
+    registry.follow(functools.partial(stored_model_specs, metadata, ModelDirs(settings.model_directories)),
+                    live=live)
+    await registry.refresh()
+    log.info("models: %s", ", ".join(spec.identifier for spec in registry.list()) or "none")
+
+
+async def stored_model_specs(metadata: MetadataStore, dirs: ModelDirs) -> list[ModelSpec]:
+    """The models registered through `POST /v1/models`, as the database holds them now."""
     page = await metadata.list(MODEL_KIND, limit=None, order="asc")
-    dirs = ModelDirs(settings.model_directories)
+    specs = []
     for stored in page.items:
         try:
             spec = ModelSpec.model_validate(stored["spec"])
-            if spec.path is not None and dirs.inside(spec.path) is None:
-                # Registered when model_dirs said otherwise: the fence holds for old entries too.
-                log.warning("registered model %s is outside model_dirs and skipped", stored.get("id"))
-                continue
-            registry.register(spec, replace=True)
-        except DomainError as exc:
-            # A registered file that has since gone away must not stop the server.
-            log.warning("registered model %s is unusable and skipped: %s", stored.get("id"), exc.message)
-    log.info("models: %s", ", ".join(spec.identifier for spec in registry.list()) or "none")
+        except ValueError as exc:
+            log.warning("registered model %s cannot be read and is skipped: %s", stored.get("id"), exc)
+            continue
+        if spec.path is not None and dirs.inside(spec.path) is None:
+            # Registered when model_dirs said otherwise: the fence holds for old entries too.
+            log.warning("registered model %s is outside model_dirs and skipped", stored.get("id"))
+            continue
+        specs.append(spec)
+    return specs
+
+
+async def follow_models(registry: ModelRegistry, every: float) -> None:
+    """Replicas: re-read the registrations other replicas make or remove, every `every` seconds."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await registry.refresh()
+        except Exception:  # a database blip: the next round tries again
+            log.warning("re-reading the model registrations failed", exc_info=True)
 
 
 async def remote_model_specs(providers: Mapping[str, RemoteProvider]) -> list[ModelSpec]:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import functools
 import importlib.util
 import logging
+import math
 import time
+from collections.abc import Awaitable, Callable
 from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ggstack.core.errors import AlreadyExistsError, InvalidValueError, NotFoundError
+from ggstack.core.errors import AlreadyExistsError, DomainError, InvalidValueError, NotFoundError
 from ggstack.engines.admission import bounded_options
 from ggstack.engines.base import ChatEngine, EmbeddingEngine
 from ggstack.engines.gguf_info import GGUFFormatError, inspect_gguf
@@ -90,8 +93,18 @@ class ModelSpec(BaseModel):
         return data
 
 
+#: Replicas: a lookup of an unknown model re-reads the database at most this often.
+MISS_REFRESH_SECONDS = 0.5
+
+
 class ModelRegistry:
-    """Model specs plus lazily loaded, resident engines; the registry itself keeps nothing on disk."""
+    """Model specs plus lazily loaded, resident engines; the registry itself keeps nothing on disk.
+
+    Registrations persisted in the database come in through `follow(loader)` and `refresh()`:
+    once at start, and (replicas on one database) again every few seconds and whenever a
+    model is not found, so a model registered or unregistered on one replica is seen by the
+    others; engines are loaded on first use wherever they are needed.
+    """
 
     def __init__(self, *, max_queue: int = DEFAULT_MAX_QUEUE, context_factor: float = 1.0,
                  providers: Mapping[str, RemoteProvider] | None = None) -> None:
@@ -101,6 +114,11 @@ class ModelRegistry:
         self._loading: dict[str, asyncio.Task[Any]] = {}
         self._max_queue = max_queue
         self._context_factor = context_factor
+        self._loader: Callable[[], Awaitable[list[ModelSpec]]] | None = None
+        self._live = False
+        self._stored: set[str] = set()
+        self._unusable: dict[str, ModelSpec] = {}
+        self._refreshed = self._missed = -math.inf
 
     # -- specs ---------------------------------------------------------------------------------
 
@@ -132,6 +150,51 @@ class ModelRegistry:
         await self.unload(identifier)
         del self._specs[identifier]
 
+    # -- registrations in the database -----------------------------------------------------------
+
+    def follow(self, loader: Callable[[], Awaitable[list[ModelSpec]]], *, live: bool) -> None:
+        """Take persisted registrations from `loader`; `live`: other processes change them too."""
+        self._loader, self._live = loader, live
+
+    async def refresh(self, *, max_age: float = 0.0) -> None:
+        """Re-read the persisted registrations if the last read is older than `max_age` seconds:
+        new or changed ones are registered (a changed one's engine is unloaded), removed ones forgotten."""
+        if self._loader is None or time.monotonic() - self._refreshed < max_age:
+            return
+        self._refreshed = time.monotonic()
+        wanted = {spec.identifier: spec for spec in await self._loader()}
+        for identifier in sorted(self._stored - wanted.keys()):
+            self._stored.discard(identifier)
+            if identifier in self._specs:
+                await self.unregister(identifier)
+        for identifier, spec in wanted.items():
+            self._stored.add(identifier)
+            current = self._specs.get(identifier)
+            if current == spec or self._unusable.get(identifier) == spec:
+                continue
+            try:
+                # register() reads a local model's GGUF header: off the event loop
+                await anyio.to_thread.run_sync(functools.partial(self.register, spec, replace=True))
+            except DomainError as exc:
+                # a registered file that has since gone away must not stop the server
+                log.warning("registered model %s is unusable and skipped: %s", identifier, exc.message)
+                self._unusable[identifier] = spec
+                continue
+            if current is not None:
+                await self.unload(identifier)  # changed elsewhere: load the new one on demand
+
+    async def find(self, identifier: str) -> ModelSpec:
+        """`get`, but a model another replica registered a moment ago is found too."""
+        try:
+            return self.get(identifier)
+        except NotFoundError:
+            # an unknown name re-reads the database, but a flood of them at most twice a second
+            if not self._live or time.monotonic() - self._missed < MISS_REFRESH_SECONDS:
+                raise
+        self._missed = time.monotonic()
+        await self.refresh()
+        return self.get(identifier)
+
     def get(self, identifier: str) -> ModelSpec:
         try:
             return self._specs[identifier]
@@ -152,14 +215,14 @@ class ModelRegistry:
 
     async def chat(self, identifier: str) -> ChatEngine:
         """The generation engine for an `llm` model (InvalidValueError for an embedding model)."""
-        spec = self.get(identifier)
+        spec = await self.find(identifier)
         if spec.model_type != "llm":
             raise InvalidValueError(f"Model '{identifier}' is an {spec.model_type} model, not an LLM", field="model")
         return await self._engine(spec)
 
     async def embedder(self, identifier: str) -> EmbeddingEngine:
         """The embedding engine for an `embedding` model (InvalidValueError for an LLM)."""
-        spec = self.get(identifier)
+        spec = await self.find(identifier)
         if spec.model_type != "embedding":
             raise InvalidValueError(f"Model '{identifier}' is not an embedding model", field="model")
         return await self._engine(spec)
@@ -173,7 +236,7 @@ class ModelRegistry:
         return await self._typed(identifier, "image")
 
     async def _typed(self, identifier: str, model_type: str) -> Any:
-        spec = self.get(identifier)
+        spec = await self.find(identifier)
         if spec.model_type != model_type:
             raise InvalidValueError(f"Model '{identifier}' is an {spec.model_type} model, not {model_type}",
                                     field="model")

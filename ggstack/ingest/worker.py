@@ -11,6 +11,16 @@ Each document carries a `generation` (new on every attach) and, once a worker cl
 the `run` id of the process. A job's result is written only if its generation is still
 current, so a detach or re-attach while a job runs is never overwritten by stale work.
 A file whose indexing kept killing the server is failed after MAX_ATTEMPTS claims.
+
+Replicas (several servers on one PostgreSQL database, `shared`): a claim is a lease. The
+claiming process writes its `run` and `lease_until` in the same row-locked update (SKIP
+LOCKED: a row another replica is claiming right now is passed over, not waited for), renews
+the lease while it works, and writes a result only while it still holds it. Every replica
+polls for `in_progress` files nobody holds (queued by a replica that died, or whose lease
+ran out) and claims them, so a replica killed mid-file has its work redone by another once
+the lease expires. Redoing a file is invisible: chunk ids are the file's id and position,
+and the file's chunks are replaced, never added to. On SQLite the database belongs to one
+process, so claims there are plain (as before replicas existed).
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -39,6 +50,8 @@ MAX_ATTEMPTS = 3
 SWEEP_INTERVAL_SECONDS = 600
 #: A job whose file is already being indexed waits this long before being looked at again.
 BUSY_RETRY_SECONDS = 0.2
+#: How long a replica's claim on a file lasts without renewal (renewed every third of it).
+DEFAULT_LEASE_SECONDS = 30.0
 
 Key = tuple[str, str]
 
@@ -52,7 +65,8 @@ class IngestWorker:
     """Start with `await start()` (resumes unfinished work), stop with `await close()`."""
 
     def __init__(self, *, metadata: MetadataStore, files: FileStore, vectors: VectorStore, models: Any,
-                 concurrency: int = CONCURRENCY) -> None:
+                 concurrency: int = CONCURRENCY, shared: bool = False,
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         self.metadata = metadata
         self.files = files
         self.vectors = vectors
@@ -60,8 +74,12 @@ class IngestWorker:
         #: Marks documents claimed by this process, so cancel can tell "running" from "queued".
         self.run_id = uuid.uuid4().hex
         self._concurrency = concurrency
+        #: other server processes use the same database: claims are leases (see the module doc)
+        self.shared = shared
+        self.lease_seconds = lease_seconds
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._running: set[Key] = set()
+        self._queued: set[Key] = set()
         self._waiters: dict[Key, set[asyncio.Future[None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._progress: Progress | None = None
@@ -75,6 +93,8 @@ class IngestWorker:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._consume(), name=f"ingest-{i}") for i in range(self._concurrency)]
         self._tasks.append(loop.create_task(self._sweep(), name="ingest-sweep"))
+        if self.shared:
+            self._tasks.append(loop.create_task(self._poll(), name="ingest-poll"))
 
     async def close(self) -> None:
         """Stop; a file being indexed stays in_progress and is redone at the next start."""
@@ -84,27 +104,31 @@ class IngestWorker:
         self._tasks = []
 
     async def resume(self) -> int:
-        """Queue every in_progress file of every store (oldest first)."""
-        queued = 0
+        """Queue every in_progress file of every store (oldest first); a file claimed too many
+        times already is failed when it is claimed again (`_job`)."""
+        unfinished = await self._unfinished()
+        for key in unfinished:
+            self.submit(*key)
+        return len(unfinished)
+
+    async def _unfinished(self) -> list[Key]:
+        """(store, file) of every in_progress file, oldest store first."""
+        keys: list[Key] = []
         stores = await self.metadata.list(VECTOR_STORE, limit=None, order="asc")
         for store in stores.items:
             page = await self.metadata.list(VECTOR_STORE_FILE, parent=store["id"], limit=None, order="asc",
                                             where={"status": "in_progress"})
-            for doc in page.items:
-                if int(doc.get("attempts") or 0) >= MAX_ATTEMPTS:
-                    await self._finish(store["id"], doc, failure(
-                        f"indexing was interrupted {MAX_ATTEMPTS} times (the server stopped while "
-                        f"processing this file); giving up"))
-                    continue
-                self.submit(store["id"], doc["id"])
-                queued += 1
-        return queued
+            keys += [(store["id"], doc["id"]) for doc in page.items if not self._held(doc)]
+        return keys
 
     # -- what handlers call -----------------------------------------------------------------
 
     def submit(self, store_id: str, file_id: str) -> None:
         """Look at this file soon; its document must already say in_progress."""
-        self._queue.put_nowait((store_id, file_id))
+        key = (store_id, file_id)
+        if key not in self._queued:  # queued once is enough: the job reads the document then
+            self._queued.add(key)
+            self._queue.put_nowait(key)
 
     async def wait(self, store_id: str, file_id: str, timeout: float) -> dict[str, Any] | None:
         """Wait up to `timeout` for the file to leave in_progress; its document (None if gone)."""
@@ -136,7 +160,7 @@ class IngestWorker:
             def change(current: dict[str, Any]) -> None:
                 nonlocal cancelled
                 if (current.get("batch_id") == batch_id and current["status"] == "in_progress"
-                        and current.get("run") != self.run_id):
+                        and not self._held(current)):
                     current["status"] = "cancelled"
                     cancelled += 1
 
@@ -153,9 +177,10 @@ class IngestWorker:
     async def _consume(self) -> None:
         while True:
             key = await self._queue.get()
+            self._queued.discard(key)
             if key in self._running:
                 # Re-attached while its previous job runs: look again when that one is done.
-                asyncio.get_running_loop().call_later(BUSY_RETRY_SECONDS, self._queue.put_nowait, key)
+                asyncio.get_running_loop().call_later(BUSY_RETRY_SECONDS, self.submit, *key)
                 continue
             self._running.add(key)
             try:
@@ -193,19 +218,77 @@ class IngestWorker:
                 log.exception("sweeping expired files failed")
             await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
 
-    async def _job(self, store_id: str, file_id: str) -> None:
+    # -- claims ---------------------------------------------------------------------------
+
+    def _held(self, doc: dict[str, Any]) -> bool:
+        """Being indexed now: by this process, or (replicas) under another's unexpired lease."""
+        if doc.get("run") == self.run_id:
+            return True
+        return self.shared and doc.get("run") is not None and float(doc.get("lease_until") or 0) > time.time()
+
+    async def _claim(self, store_id: str, file_id: str) -> dict[str, Any] | None:
+        """Take the file for this process; None if it is done, gone, or another replica holds it."""
+        claimed = False
+
         def claim(doc: dict[str, Any]) -> None:
-            if doc["status"] == "in_progress":
+            nonlocal claimed
+            if doc["status"] == "in_progress" and not (self.shared and self._held(doc)):
                 doc["attempts"] = int(doc.get("attempts") or 0) + 1
                 doc["run"] = self.run_id
+                doc["lease_until"] = time.time() + self.lease_seconds
+                claimed = True
 
-        doc = await self.metadata.update(VECTOR_STORE_FILE, file_id, claim, parent=store_id)
-        if doc is None or doc["status"] != "in_progress":
+        doc = await self.metadata.update(VECTOR_STORE_FILE, file_id, claim, parent=store_id,
+                                         skip_locked=self.shared)
+        return doc if claimed else None
+
+    async def _renew(self, store_id: str, file_id: str) -> None:
+        """Keep this process's lease alive while it works (replicas only)."""
+        def renew(doc: dict[str, Any]) -> None:
+            if doc.get("run") == self.run_id and doc["status"] == "in_progress":
+                doc["lease_until"] = time.time() + self.lease_seconds
+
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await self.metadata.update(VECTOR_STORE_FILE, file_id, renew, parent=store_id)
+            except Exception:  # a database blip: the next renewal may work, the lease covers the gap
+                log.warning("renewing the lease on %s failed", file_id, exc_info=True)
+
+    async def _poll(self) -> None:
+        """Replicas: queue the in_progress files nobody holds (their replica died, or has not
+        claimed them yet: whichever claims first does the work)."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 2)
+            try:
+                unfinished = await self._unfinished()
+            except Exception:
+                log.warning("looking for unclaimed files failed", exc_info=True)
+                continue
+            for key in unfinished:
+                if key not in self._running:
+                    self.submit(*key)
+
+    async def _job(self, store_id: str, file_id: str) -> None:
+        doc = await self._claim(store_id, file_id)
+        if doc is None:
+            return
+        if int(doc["attempts"]) > MAX_ATTEMPTS:
+            await self._finish(store_id, doc, failure(
+                f"indexing was interrupted {MAX_ATTEMPTS} times (the server stopped while processing this "
+                "file); giving up"))
             return
         store = await self.metadata.get(VECTOR_STORE, store_id)
         if store is None:
             return
-        result = await self._index(store, doc)
+        renewal = asyncio.get_running_loop().create_task(self._renew(store_id, file_id)) if self.shared else None
+        try:
+            result = await self._index(store, doc)
+        finally:
+            if renewal is not None:
+                renewal.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewal
         await self._finish(store_id, doc, result)
 
     async def _index(self, store: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
@@ -239,7 +322,8 @@ class IngestWorker:
 
         def change(current: dict[str, Any]) -> None:
             nonlocal applied
-            if current.get("generation") == claimed.get("generation") and current["status"] == "in_progress":
+            if (current.get("generation") == claimed.get("generation") and current["status"] == "in_progress"
+                    and current.get("run") == self.run_id):  # a replica that took over writes its own result
                 current.update(result)
                 if current.get("last_error") is None:
                     current.pop("last_error", None)

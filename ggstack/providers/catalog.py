@@ -66,7 +66,7 @@ def configured_providers(settings: Settings) -> list[Provider]:
         providers.append(Provider("vector_io", "chromadb", "inline::chromadb",
                                   {"db_path": str(settings.data_dir / "chroma")}))
     providers.append(Provider("files", "localfs", "inline::localfs",
-                              {"storage_dir": str(settings.data_dir / "files")}))
+                              {"storage_dir": str(settings.files_dir or settings.data_dir / "files")}))
     providers.append(Provider("datasetio", "localfs", "inline::localfs", {"kvstore": "metadata store"}))
     if settings.telemetry:
         providers.append(Provider("telemetry", "spans", "inline::sql-spans", {"store": "metadata store"}))

@@ -81,12 +81,13 @@ class MetadataStore(Protocol):
     async def delete_children(self, kind: str, parent: str) -> int:
         """Delete every `kind` document under `parent`; returns how many."""
 
-    async def update(self, kind: str, id: str, change: Update, *,
-                     parent: str | None = None) -> dict[str, Any] | None:
+    async def update(self, kind: str, id: str, change: Update, *, parent: str | None = None,
+                     skip_locked: bool = False) -> dict[str, Any] | None:
         """Atomically read-modify-write; concurrent updates are serialised, none is lost.
 
-        Returns the new document, or None when it does not exist. An exception raised by a
-        `change` function aborts the update and propagates (use it for AlreadyExistsError checks).
+        Returns the new document, or None when it does not exist (with `skip_locked`, also
+        when another process is changing it right now). An exception raised by a `change`
+        function aborts the update and propagates (use it for AlreadyExistsError checks).
         """
 
     async def list(self, kind: str, *, parent: str | None = None, after: str | None = None,

@@ -24,14 +24,14 @@ class Stores:
 
 @asynccontextmanager
 async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
-    """SQL at `settings.sqlalchemy_url`, files in `<data_dir>/files`, Chroma at `chroma_url`
+    """SQL at `settings.sqlalchemy_url`, files in `files_dir` (default `<data_dir>/files`), Chroma at `chroma_url`
     or embedded in `<data_dir>/chroma`. Opening is blocking (schema, Chroma start), so it
     runs in a worker thread."""
     data_dir = settings.data_dir
     await anyio.to_thread.run_sync(lambda: data_dir.mkdir(parents=True, exist_ok=True))
     metadata = await anyio.to_thread.run_sync(SqlMetadataStore.open, settings.sqlalchemy_url)
     try:
-        files = await anyio.to_thread.run_sync(DiskFileStore, data_dir / "files")
+        files = await anyio.to_thread.run_sync(DiskFileStore, settings.files_dir or data_dir / "files")
         # The keyword index lives in the metadata database, beside what it indexes the files of.
         keywords = await anyio.to_thread.run_sync(KeywordIndex.open, settings.sqlalchemy_url)
         try:

@@ -116,6 +116,12 @@ class SqlMetadataStore:
     def close(self) -> None:
         self._engine.dispose()
 
+    @property
+    def shared(self) -> bool:
+        """True when other processes may use this database at once (PostgreSQL), so background
+        work is claimed with leases; a SQLite file belongs to one server process."""
+        return not _is_sqlite(str(self._engine.url))
+
     async def ping(self) -> None:
         """Raise if the database cannot answer a trivial query (health)."""
         await self._run(self._read, lambda conn: conn.execute(text("SELECT 1")).scalar())
@@ -245,11 +251,13 @@ class SqlMetadataStore:
 
         return await self._run(self._write, work)
 
-    async def update(self, kind: str, id: str, change: Update, *,
-                     parent: str | None = None) -> dict[str, Any] | None:
+    async def update(self, kind: str, id: str, change: Update, *, parent: str | None = None,
+                     skip_locked: bool = False) -> dict[str, Any] | None:
         def work(conn: Connection) -> dict[str, Any] | None:
+            # SKIP LOCKED (PostgreSQL): a row another transaction holds reads as absent instead
+            # of waiting; SQLite ignores it (BEGIN IMMEDIATE already serialises every write).
             row = conn.execute(select(documents.c.seq, documents.c.data)
-                               .where(self._key(kind, id, parent)).with_for_update()).first()
+                               .where(self._key(kind, id, parent)).with_for_update(skip_locked=skip_locked)).first()
             if row is None:
                 return None
             current = copy.deepcopy(row.data)
