@@ -125,6 +125,9 @@ class KeywordIndex:
         self._engine = engine
         self._insert = sqlite_insert if engine.dialect.name == "sqlite" else postgresql_insert
         self._cache = PostingsCache(cache_bytes)
+        # Stores known to have an index: asked once, not before every query. Only drop() takes
+        # an index away.
+        self._known: set[str] = set()
 
     @classmethod
     def open(cls, url: str) -> KeywordIndex:
@@ -193,6 +196,7 @@ class KeywordIndex:
                 conn.execute(delete(table).where(table.c.store_id == store_id))
 
         self._write(work)
+        self._known.discard(store_id)
 
     def _numbers(self, conn: Connection, store_id: str, chunk_ids: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -255,9 +259,14 @@ class KeywordIndex:
 
     def indexed(self, store_id: str) -> bool:
         """Whether this store has an index (possibly of no chunks)."""
+        if store_id in self._known:
+            return True
         with self._engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(keyword_stats)
-                                .where(keyword_stats.c.store_id == store_id)).scalar_one() > 0
+            found = conn.execute(select(func.count()).select_from(keyword_stats)
+                                 .where(keyword_stats.c.store_id == store_id)).scalar_one() > 0
+        if found:
+            self._known.add(store_id)
+        return found
 
     def search(self, store_id: str, terms: Sequence[str], k: int,
                allowed: Sequence[str] | None = None) -> list[Scored]:
