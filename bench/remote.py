@@ -99,7 +99,7 @@ def start_front(remote_url: str, kind: str, name: str, tmp: Path) -> tuple[subpr
     config = tmp / "front.yaml"
     provider_type = "remote::llama-server" if kind == "llama-server" else "remote::openai-compatible"
     config.write_text(yaml.safe_dump({"default_models": False, "inference_providers": [
-        {"provider_id": "remote", "provider_type": provider_type, "base_url": remote_url + "/v1",
+        {"provider_id": "bench-remote", "provider_type": provider_type, "base_url": remote_url + "/v1",
          "models": [{"identifier": "smol", "provider_model_id": name, "context_length": 2048}]}]}))
     log = tmp / "front.log"
     process = subprocess.Popen([sys.executable, "-m", "ggstack", "serve", "--config", str(config), "--port",

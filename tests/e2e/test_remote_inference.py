@@ -184,6 +184,23 @@ def test_responses_legacy_and_dell_run_on_the_remote_model(client, front):
     assert dell["choices"][0]["finish_reason"] == "length"
 
 
+def test_agent_turn_calls_a_client_tool_on_the_remote_model(client):
+    # a boolean argument: the tiny random model's forced call is bounded (a string could run on)
+    weather = {"name": "get_weather", "description": "Get the current weather in Oslo",
+               "parameters": [{"name": "metric", "parameter_type": "boolean", "description": "Celsius?",
+                               "required": True}]}
+    agent = client.agents.create(agent_config={
+        "model": "tiny", "instructions": "You are a helpful assistant.", "max_infer_iters": 2,
+        "sampling_params": {"strategy": {"type": "greedy"}, "max_tokens": 60}, "client_tools": [weather],
+        "tool_config": {"tool_choice": "get_weather"}})
+    session = client.agents.session.create(agent.agent_id, session_name="remote")
+    chunks = list(client.agents.turn.create(session.session_id, agent_id=agent.agent_id, stream=True,
+                                            messages=[{"role": "user", "content": "Weather in Oslo?"}]))
+    assert chunks[-1].event.payload.event_type == "turn_awaiting_input"
+    call = chunks[-1].event.payload.turn.output_message.tool_calls[0]
+    assert call.tool_name == "get_weather"
+
+
 def test_register_and_unregister_a_remote_model_at_run_time(client, oai):
     model = client.models.register(model_id="tiny-alias", provider_id="gpu-box", provider_model_id="tiny",
                                    model_type="llm")
