@@ -192,5 +192,7 @@ def test_a_trained_checkpoint_keeps_the_chat_template(tmp_path: Path, tiny_chat_
     out = gguf.GGUFReader(tmp_path / "out.gguf")
     saved = gguf.GGUFReader(tmp_path / "saved.gguf")
     assert "tokenizer.chat_template" in out.fields and "tokenizer.chat_template" not in saved.fields
+    context = [int(r.fields["llama.context_length"].parts[-1][0]) for r in (gguf.GGUFReader(base), saved, out)]
+    assert context == [512, 256, 512]  # training wrote its window; the checkpoint gets the model's back
     assert [t.name for t in out.tensors] == [t.name for t in saved.tensors]
     assert all((a.data == b.data).all() for a, b in zip(out.tensors, saved.tensors, strict=True))
