@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     max_queue: int = Field(8, description="Requests one model may hold waiting before 429")
     training_window: int = Field(256, ge=256, le=8192, multiple_of=256, description=(
         "Tokens per fine-tuning step (one packed window; llama.cpp contexts come in multiples of 256)"))
+    training_checkpoint_type: Literal["f32", "f16", "q8_0"] = Field("f32", description=(
+        "Tensor type of fine-tuning checkpoints: f32 keeps the trained weights exactly; f16 and q8_0 "
+        "requantize them (SmolLM2-135M: 515, 260 and 145 MB)"))
     validate_responses: bool = False
     telemetry: bool = Field(True, description="Record a span per API call for the Telemetry API")
     telemetry_max_spans: int = Field(100_000, ge=1, description="Spans kept; older ones are pruned")

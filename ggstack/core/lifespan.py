@@ -51,7 +51,8 @@ async def open_context(settings: Settings, operations: tuple[Operation, ...],
                               models=registry, shared=shared, lease_seconds=settings.ingest_lease_seconds)
         evals = EvalJobs(stores.metadata)
         training = TrainingWorker(metadata=stores.metadata, models=registry, setup=TrainingSetup(
-            window=settings.training_window, threads=os.cpu_count() or 1, work_dir=settings.data_dir / "training"))
+            window=settings.training_window, threads=os.cpu_count() or 1, work_dir=settings.data_dir / "training",
+            checkpoint_type=settings.training_checkpoint_type))
         ctx = Context(settings=settings, operations=operations, missing=missing, models=registry,
                       metadata=stores.metadata, files=stores.files, vectors=stores.vectors, ingest=ingest,
                       evals=evals, training=training)

@@ -31,7 +31,7 @@ from ggstack.engines.registry import ModelRegistry
 from ggstack.stores.base import MetadataStore
 from ggstack.training.data import pack, tokenize_rows
 from ggstack.training.metadata import restore_metadata
-from ggstack.training.native import Hyper, Trainer, dequantize
+from ggstack.training.native import Hyper, Trainer, convert, dequantize
 from ggstack.training.plan import Plan
 
 log = logging.getLogger("ggstack.training")
@@ -68,6 +68,7 @@ class TrainingSetup:
     window: int
     threads: int
     work_dir: Path
+    checkpoint_type: str = "f32"
 
 
 class TrainingWorker:
@@ -252,13 +253,18 @@ class TrainingWorker:
                           validation: list[float]) -> None:
         """Written under temporary names, then renamed: a cancel or crash never leaves half a file."""
         path = Path(plan.checkpoint_dir) / f"epoch-{epoch}.gguf"
-        saved, partial = path.with_name(path.name + ".saved.partial"), path.with_name(path.name + ".partial")
+        saved, whole, partial = (path.with_name(f"{path.name}.{stage}.partial") for stage in ("saved", "whole", "out"))
         try:
             await anyio.to_thread.run_sync(trainer.save, saved)
-            await anyio.to_thread.run_sync(restore_metadata, base, saved, partial)
+            await anyio.to_thread.run_sync(restore_metadata, base, saved, whole)
+            if self.setup.checkpoint_type == "f32":
+                await anyio.to_thread.run_sync(os.replace, whole, partial)
+            else:
+                await anyio.to_thread.run_sync(functools.partial(
+                    convert, whole, partial, self.setup.checkpoint_type, threads=self.setup.threads))
             await anyio.to_thread.run_sync(os.replace, partial, path)
         finally:
-            for leftover in (saved, partial):
+            for leftover in (saved, whole, partial):
                 await anyio.to_thread.run_sync(functools.partial(leftover.unlink, missing_ok=True))
         await self._append(plan.job_uuid, "checkpoints", {
             "epoch": epoch, "file": str(path), "created_at": timestamp(),

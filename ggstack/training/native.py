@@ -35,7 +35,8 @@ from ggstack.core.errors import InvalidValueError, UnavailableError
 
 GGML_TYPE_F32 = 0
 GGML_TYPE_I32 = 26
-LLAMA_FTYPE_ALL_F32 = 0
+#: llama_ftype values a file can be converted to: f32 to train on, and checkpoint types.
+CHECKPOINT_TYPES = {"f32": 0, "f16": 1, "q8_0": 7}
 LLAMA_LOAD_MODE_NONE = 0
 #: ggml_opt_optimizer_type
 OPTIMIZERS = {"adamw": 0, "adam": 0, "sgd": 1}
@@ -116,13 +117,19 @@ def dequantize(source: Path, target: Path, *, threads: int) -> None:
     """Write an all-F32 copy of a GGUF: llama.cpp's own quantizer, asked for ALL_F32, reads every
     tensor type it can run (Q4_0/Q4_1/Q8_0, K-quants, F16...) and writes floats; no Python loop
     over blocks."""
+    convert(source, target, "f32", threads=threads)
+
+
+def convert(source: Path, target: Path, file_type: str, *, threads: int) -> None:
+    """llama.cpp's quantizer from any type it reads to `file_type` (a CHECKPOINT_TYPES key); it
+    copies every metadata key."""
     lib = native().llama
     params = lib.llama_model_quantize_default_params()
-    params.ftype = LLAMA_FTYPE_ALL_F32
+    params.ftype = CHECKPOINT_TYPES[file_type]
     params.allow_requantize = True
     params.nthread = threads
     if lib.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params)) != 0:
-        raise UnavailableError(f"llama.cpp could not write an F32 copy of {source.name} to train on")
+        raise UnavailableError(f"llama.cpp could not convert {source.name} to {file_type}")
 
 
 @dataclass(frozen=True)

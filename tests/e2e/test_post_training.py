@@ -92,7 +92,9 @@ def test_smollm2_fine_tune_lowers_the_loss_and_its_checkpoint_chats(tmp_path) ->
 @pytest.fixture(scope="module")
 def tiny_server(tmp_path_factory, tiny_chat_gguf):
     models = [{"identifier": "tiny", "path": str(tiny_chat_gguf), "model_type": "llm"}]
-    server = Server(tmp_path_factory.mktemp("training"), config={"models": models}).start()
+    # requantized checkpoints here (the SmolLM2 test keeps the default, f32)
+    server = Server(tmp_path_factory.mktemp("training"),
+                    config={"models": models, "training_checkpoint_type": "q8_0"}).start()
     client = LlamaStackClient(base_url=server.url, max_retries=0, timeout=60)
     client.datasets.register(purpose="post-training/messages", source={"type": "rows", "rows": ROWS},
                              dataset_id="capitals")
@@ -129,6 +131,13 @@ def test_both_prefixes_and_clear_refusals(tiny: LlamaStackClient, tiny_server: S
     with httpx.Client(base_url=tiny_server.url) as http:
         status = http.get("/v1alpha/post-training/job/status", params={"job_uuid": "sft-alpha"}).json()
         assert status["status"] == "completed" and status["checkpoints"][0]["epoch"] == 1
+        path = status["checkpoints"][0]["path"]
+        checkpoint = gguf.GGUFReader(tiny_server.data_dir / "models" / path)
+        assert int(checkpoint.fields["general.file_type"].parts[-1][0]) == 7  # LLAMA_FTYPE_MOSTLY_Q8_0
+        assert "tokenizer.chat_template" in checkpoint.fields
+        tiny.models.register(model_id="tiny-sft", provider_model_id=path, model_type="llm")
+        answer = tiny.chat.completions.create(model="tiny-sft", max_tokens=4, messages=[{"role": "user", "content": "hi"}])
+        assert answer.choices[0].message.content
         jobs = http.get("/v1alpha/post-training/jobs").json()["data"]
         assert {"job_uuid": "sft-alpha"} in jobs
         assert http.get("/v1alpha/post-training/job/artifacts", params={"job_uuid": "nope"}).status_code == 404
