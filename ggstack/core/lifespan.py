@@ -52,7 +52,7 @@ async def open_context(settings: Settings, operations: tuple[Operation, ...],
         evals = EvalJobs(stores.metadata)
         training = TrainingWorker(metadata=stores.metadata, models=registry, setup=TrainingSetup(
             window=settings.training_window, threads=os.cpu_count() or 1, work_dir=settings.data_dir / "training",
-            checkpoint_type=settings.training_checkpoint_type))
+            checkpoint_type=settings.training_checkpoint_type), shared=shared)
         ctx = Context(settings=settings, operations=operations, missing=missing, models=registry,
                       metadata=stores.metadata, files=stores.files, vectors=stores.vectors, ingest=ingest,
                       evals=evals, training=training)
@@ -66,7 +66,7 @@ async def open_context(settings: Settings, operations: tuple[Operation, ...],
                 # Replicas: a job in progress may be running on another replica; eval jobs are
                 # not leased (yet), so one a dead replica held stays in progress there.
                 await evals.recover()
-            # Marks fine-tuning jobs a previous run left unfinished as failed.
+            # Marks fine-tuning jobs a previous run left unfinished as failed (not with replicas).
             await training.start()
             yield ctx
         finally:

@@ -72,10 +72,13 @@ class TrainingSetup:
 
 
 class TrainingWorker:
-    def __init__(self, *, metadata: MetadataStore, models: ModelRegistry, setup: TrainingSetup) -> None:
+    def __init__(self, *, metadata: MetadataStore, models: ModelRegistry, setup: TrainingSetup,
+                 shared: bool = False) -> None:
         self.metadata = metadata
         self.models = models
         self.setup = setup
+        #: other server processes use the same database (replicas): their jobs are not ours to fail
+        self.shared = shared
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         #: ids taken by this process, and queue places held, both claimed before the first await of
         #: a submission so that two concurrent ones cannot both pass the checks
@@ -88,25 +91,35 @@ class TrainingWorker:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self._fail_leftovers()
+        """Without replicas, every job left waiting or running was this server's before it stopped:
+        it is failed. With replicas one may be running elsewhere, so they are left as they are
+        (a replica that dies mid-job leaves it in progress: jobs are not leased)."""
+        if not self.shared:
+            page = await self.metadata.list(JOB_KIND, limit=None, order="asc")
+            await self._fail([job["job_uuid"] for job in page.items if job["status"] in ACTIVE],
+                             "the server restarted while the job was waiting or running; its weights were "
+                             "only in memory")
+            await anyio.to_thread.run_sync(_remove_partials, self.setup.work_dir)
         self._task = asyncio.get_running_loop().create_task(self._consume(), name="training")
 
     async def close(self) -> None:
-        """Stop: the step in progress ends (llama.cpp cannot be interrupted mid-step), then the job fails."""
+        """Stop: the step in progress ends (llama.cpp cannot be interrupted mid-step), then this
+        server's running and waiting jobs fail."""
+        mine = [self._running] if self._running else []
+        while not self._queue.empty():
+            mine.append(self._queue.get_nowait())
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        await self._fail_leftovers("the server stopped while the job was waiting or running")
+        await self._fail(mine, "the server stopped while the job was waiting or running")
 
-    async def _fail_leftovers(self, reason: str = "the server restarted while the job was waiting or running; "
-                                                  "its weights were only in memory") -> None:
-        page = await self.metadata.list(JOB_KIND, limit=None, order="asc")
-        for job in page.items:
-            if job["status"] in ACTIVE:
-                await self._finish(job["job_uuid"], "failed", error=reason)
+    async def _fail(self, job_uuids: list[str], reason: str) -> None:
+        for job_uuid in job_uuids:
+            job = await self.metadata.get(JOB_KIND, job_uuid)
+            if job is not None and job["status"] in ACTIVE:
+                await self._finish(job_uuid, "failed", error=reason)
                 await anyio.to_thread.run_sync(_remove_partials, Path(job["plan"]["checkpoint_dir"]))
-        await anyio.to_thread.run_sync(_remove_partials, self.setup.work_dir)
 
     # -- what handlers call -----------------------------------------------------------------
 
@@ -143,12 +156,15 @@ class TrainingWorker:
         return (await self.metadata.list(JOB_KIND, limit=None, order="asc")).items
 
     async def cancel(self, job_uuid: str) -> None:
-        """A waiting job is cancelled at once; a running one at its next step. Finished jobs stay as they are."""
+        """A waiting job is cancelled at once; a running one at its next step (another replica's
+        sees the request in its document). Finished jobs stay as they are."""
         job = await self.get(job_uuid)
         if job_uuid == self._running:
             self._cancelling.add(job_uuid)
         elif job["status"] == "scheduled":
             await self._finish(job_uuid, "cancelled")
+        elif job["status"] == "in_progress":
+            await self._update(job_uuid, cancel_requested=True)
 
     # -- the worker -------------------------------------------------------------------------
 
@@ -277,7 +293,9 @@ class TrainingWorker:
         await self.metadata.update(JOB_KIND, job_uuid, fields)
 
     async def _append(self, job_uuid: str, key: str, item: dict[str, Any]) -> None:
-        await self.metadata.update(JOB_KIND, job_uuid, lambda job: job[key].append(item))
+        job = await self.metadata.update(JOB_KIND, job_uuid, lambda job: job[key].append(item))
+        if job is not None and job.get("cancel_requested"):
+            self._cancelling.add(job_uuid)  # asked through another replica
 
     async def _finish(self, job_uuid: str, status: str, *, error: str | None = None) -> None:
         fields: dict[str, Any] = {"status": status, "completed_at": timestamp()}
