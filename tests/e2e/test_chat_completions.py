@@ -21,7 +21,7 @@ import pytest
 from generated.models.llama_stack_deprecated import OpenAIChatCompletion
 from ggstack.engines.registry import smollm2_path
 from tests.fixtures.gguf_builder import chat_vocab
-from tests.server import Server
+from tests.server import http_client, openai_client, served
 
 ROOT = Path(__file__).resolve().parents[2]
 STRICT = json.loads((ROOT / "specs/upstream/chat-completion-responses.fragment.json").read_text())
@@ -54,23 +54,18 @@ def server(tmp_path_factory, tiny_chat_gguf, tiny_embed_gguf):
         models.append({"identifier": "smol-q", "path": str(smollm2_path()), "model_type": "llm",
                        "context_length": 2048, "options": {"max_queue": 1, "parallel": 1}})
     # the tiny model is trained on 512 positions; 2048 lets the overflow test use a long prompt
-    server = Server(tmp_path_factory.mktemp("chat"), config={"models": models, "default_models": True,
-                                                              "max_context_factor": 4}).start()
-    yield server
-    server.stop()
+    yield from served(tmp_path_factory.mktemp("chat"), config={"models": models, "default_models": True,
+                                                               "max_context_factor": 4})
 
 
 @pytest.fixture
 def client(server):
-    yield openai.OpenAI(base_url=server.url + "/v1/openai/v1", api_key="x", max_retries=0)
-    assert server.mismatches() == []
+    yield from openai_client(server)
 
 
 @pytest.fixture
 def http(server):
-    with httpx.Client(base_url=server.url + "/v1/openai/v1", timeout=120) as http:
-        yield http
-    assert server.mismatches() == []
+    yield from http_client(server, "/v1/openai/v1")
 
 
 def sse(response: httpx.Response) -> list:

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from tests.e2e.test_chat_completions import needs_smollm2
-from tests.server import Server
+from tests.server import http_client, openai_client, served
 
 SMOL = "smollm2-135m-instruct"
 
@@ -18,22 +18,17 @@ SMOL = "smollm2-135m-instruct"
 def server(tmp_path_factory, tiny_chat_gguf, tiny_embed_gguf):
     models = [{"identifier": "tiny", "path": str(tiny_chat_gguf), "model_type": "llm"},
               {"identifier": "tiny-embed", "path": str(tiny_embed_gguf), "model_type": "embedding"}]
-    server = Server(tmp_path_factory.mktemp("completions"), config={"models": models, "default_models": True}).start()
-    yield server
-    server.stop()
+    yield from served(tmp_path_factory.mktemp("completions"), config={"models": models, "default_models": True})
 
 
 @pytest.fixture
 def client(server):
-    yield openai.OpenAI(base_url=server.url + "/v1/openai/v1", api_key="x", max_retries=0)
-    assert server.mismatches() == []
+    yield from openai_client(server)
 
 
 @pytest.fixture
 def http(server):
-    with httpx.Client(base_url=server.url + "/v1/openai/v1", timeout=120) as http:
-        yield http
-    assert server.mismatches() == []
+    yield from http_client(server, "/v1/openai/v1")
 
 
 def stream_events(http: httpx.Client, body: dict) -> list:

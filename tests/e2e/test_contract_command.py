@@ -17,7 +17,7 @@ import pytest
 
 from ggstack.cli import main
 from ggstack.core.access import key_digest
-from tests.server import Server, free_port
+from tests.server import Server, free_port, served
 
 CHEAP = "^/v1/(version|health|inspect/routes)$"
 KEY = "contract-test-key-0123456789"
@@ -25,17 +25,13 @@ KEY = "contract-test-key-0123456789"
 
 @pytest.fixture(scope="module")
 def ggstack_server(tmp_path_factory: pytest.TempPathFactory) -> Server:
-    server = Server(tmp_path_factory.mktemp("contract-target")).start()
-    yield server
-    server.stop()
+    yield from served(tmp_path_factory.mktemp("contract-target"))
 
 
 @pytest.fixture(scope="module")
 def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Server:
     config = {"api_keys": [{"name": "ci", "sha256": key_digest(KEY)}]}
-    server = Server(tmp_path_factory.mktemp("contract-keyed"), config=config).start()
-    yield server
-    server.stop()
+    yield from served(tmp_path_factory.mktemp("contract-keyed"), config=config)
 
 
 @pytest.fixture(scope="module")

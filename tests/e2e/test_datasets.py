@@ -7,15 +7,12 @@ import base64
 import httpx
 import pytest
 
-from tests.server import Server
+from tests.server import Server, served
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Server:
-    running = Server(tmp_path_factory.mktemp("datasets")).start()
-    yield running
-    running.stop()
-    assert running.mismatches() == []
+    yield from served(tmp_path_factory.mktemp("datasets"))
 
 
 def register(server: Server, dataset_id: str, source: dict) -> httpx.Response:

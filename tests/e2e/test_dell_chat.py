@@ -14,7 +14,7 @@ import jsonschema
 import openai
 import pytest
 
-from tests.server import Server
+from tests.server import http_client, openai_client, served
 
 HI = [{"role": "user", "content": "hi"}]
 LLAMASTACK = "/llamastack/inference/chat-completion"
@@ -24,23 +24,17 @@ LLAMASTACK = "/llamastack/inference/chat-completion"
 def server(tmp_path_factory, tiny_chat_gguf, tiny_embed_gguf):
     models = [{"identifier": "tiny", "path": str(tiny_chat_gguf), "model_type": "llm", "context_length": 2048},
               {"identifier": "tiny-embed", "path": str(tiny_embed_gguf), "model_type": "embedding"}]
-    server = Server(tmp_path_factory.mktemp("dell-chat"), config={"models": models, "max_context_factor": 4}).start()
-    yield server
-    server.stop()
-    assert server.mismatches() == [], "\n".join(server.mismatches())
+    yield from served(tmp_path_factory.mktemp("dell-chat"), config={"models": models, "max_context_factor": 4})
 
 
 @pytest.fixture
 def http(server):
-    with httpx.Client(base_url=server.url + "/v1", timeout=120) as http:
-        yield http
-    assert server.mismatches() == [], "\n".join(server.mismatches())
+    yield from http_client(server, "/v1")
 
 
 @pytest.fixture
 def client(server):
-    yield openai.OpenAI(base_url=server.url + "/v1/openai", api_key="x", max_retries=0)
-    assert server.mismatches() == [], "\n".join(server.mismatches())
+    yield from openai_client(server, "/v1/openai")
 
 
 def stream(http: httpx.Client, path: str, body: dict) -> list:

@@ -19,7 +19,6 @@ import re
 import wave
 
 import av
-import httpx
 import numpy as np
 import openai
 import pytest
@@ -27,7 +26,7 @@ import pytest
 from ggstack.audio.models import whisper_specs
 from ggstack.images.esrgan import esrgan_specs
 from tests.media import drawing, espeak, mean_gradient, png, ssim, word_error_rate
-from tests.server import Server
+from tests.server import http_client, openai_client, served
 
 SENTENCES = ("The quick brown fox jumps over the lazy dog. A journey of a thousand miles begins with a "
              "single step. The birch canoe slid on the smooth planks.")
@@ -51,16 +50,12 @@ def server(tmp_path_factory, tiny_chat_gguf, tiny_embed_gguf):
         {"identifier": "tiny-unloaded", "path": str(tiny_chat_gguf), "model_type": "llm", "context_length": 512},
         {"identifier": "tiny-embed", "path": str(tiny_embed_gguf), "model_type": "embedding"}]
     config = {"models": models, "max_upload_bytes": UPLOAD_LIMIT, "asr_window_seconds": 10, "image_max_side": 128}
-    server = Server(data_dir, config=config).start()
-    yield server
-    server.stop()
-    assert server.mismatches() == [], "\n".join(server.mismatches())
+    yield from served(data_dir, config=config)
 
 
 @pytest.fixture
 def client(server):
-    yield openai.OpenAI(base_url=server.url + "/v1/openai", api_key="x", max_retries=0, timeout=600)
-    assert server.mismatches() == [], "\n".join(server.mismatches())
+    yield from openai_client(server, "/v1/openai")
 
 
 @pytest.fixture(scope="module")
@@ -226,9 +221,7 @@ def test_size_other_than_4x_is_400(client):
 
 @pytest.fixture
 def http(server):
-    with httpx.Client(base_url=server.url + "/v1", timeout=600) as http:
-        yield http
-    assert server.mismatches() == [], "\n".join(server.mismatches())
+    yield from http_client(server, "/v1", timeout=600)
 
 
 @pytest.mark.parametrize("model, trials, metrics", [

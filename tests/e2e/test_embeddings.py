@@ -9,7 +9,7 @@ import numpy as np
 import openai
 import pytest
 
-from tests.server import Server
+from tests.server import Server, served
 
 SENTENCES = ["hello world", "the cat sat on the mat", "abc def", "zebra", "numbers 123 and 456"]
 DIMENSION = 32  # the tiny BERT's
@@ -19,10 +19,7 @@ DIMENSION = 32  # the tiny BERT's
 def server(tmp_path_factory, tiny_embed_gguf, tiny_chat_gguf):
     config = {"models": [{"identifier": "emb", "path": str(tiny_embed_gguf), "model_type": "embedding"},
                          {"identifier": "chat", "path": str(tiny_chat_gguf), "model_type": "llm"}]}
-    server = Server(tmp_path_factory.mktemp("embeddings"), config=config).start()
-    yield server
-    server.stop()
-    assert server.mismatches() == [], "\n".join(server.mismatches())
+    yield from served(tmp_path_factory.mktemp("embeddings"), config=config)
 
 
 @pytest.fixture

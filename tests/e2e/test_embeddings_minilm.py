@@ -6,17 +6,14 @@ import numpy as np
 import openai
 import pytest
 
-from tests.server import Server
+from tests.server import served
 
 MODEL = "all-minilm-l6-v2"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("minilm"), config={"default_models": True}).start()
-    yield server
-    server.stop()
-    assert server.mismatches() == [], "\n".join(server.mismatches())
+    yield from served(tmp_path_factory.mktemp("minilm"), config={"default_models": True})
 
 
 def test_minilm_embeds_similar_sentences_closer(server):

@@ -9,16 +9,14 @@ import pytest
 
 from ggstack.ingest.records import FILE
 from ggstack.stores.sql import SqlMetadataStore
-from tests.server import Server
+from tests.server import Server, served
 
 LIMIT = 4096
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("files"), config={"max_upload_bytes": LIMIT}).start()
-    yield server
-    server.stop()
+    yield from served(tmp_path_factory.mktemp("files"), config={"max_upload_bytes": LIMIT})
     assert not server.mismatches(), "\n".join(server.mismatches())
 
 

@@ -16,7 +16,7 @@ import httpx
 import jsonschema
 import pytest
 
-from tests.server import Server
+from tests.server import http_client, served
 
 SMOL = "smollm2-135m-instruct"
 GREEDY = {"strategy": {"type": "greedy"}}
@@ -41,19 +41,13 @@ def server(tmp_path_factory, tiny_chat_gguf, tiny_embed_gguf):
     # context 8192: room for tool instructions, and a long generation for the disconnect test
     models = [{"identifier": "tiny", "path": str(tiny_chat_gguf), "model_type": "llm", "context_length": 8192},
               {"identifier": "tiny-embed", "path": str(tiny_embed_gguf), "model_type": "embedding"}]
-    server = Server(tmp_path_factory.mktemp("legacy"),
-                    config={"models": models, "default_models": smollm2_installed(),
-                            "max_context_factor": 16}).start()
-    yield server
-    server.stop()
-    assert server.mismatches() == [], "\n".join(server.mismatches())
+    yield from served(tmp_path_factory.mktemp("legacy"),
+                      config={"models": models, "default_models": smollm2_installed(), "max_context_factor": 16})
 
 
 @pytest.fixture
 def http(server):
-    with httpx.Client(base_url=server.url + "/v1/inference", timeout=120) as http:
-        yield http
-    assert server.mismatches() == [], "\n".join(server.mismatches())
+    yield from http_client(server, "/v1/inference")
 
 
 def stream(http: httpx.Client, path: str, body: dict) -> list[dict]:

@@ -13,9 +13,9 @@ import json
 import httpx
 import openai
 import pytest
-from llama_stack_client import BadRequestError, LlamaStackClient, NotFoundError
+from llama_stack_client import BadRequestError, NotFoundError
 
-from tests.server import Server
+from tests.server import openai_client, served, stack_client
 
 FLAG = {"format": {"type": "json_schema", "name": "flag", "strict": True, "schema": {
     "type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": False}}}
@@ -27,21 +27,17 @@ def server(tmp_path_factory, tiny_chat_gguf, tiny_embed_gguf):
     models = [{"identifier": "tiny", "path": str(tiny_chat_gguf), "model_type": "llm"},
               {"identifier": "tiny-embed", "path": str(tiny_embed_gguf), "model_type": "embedding"}]
     config = {"models": models, "model_dirs": [str(tiny_chat_gguf.parent)]}
-    server = Server(tmp_path_factory.mktemp("llama-stack-client"), config=config).start()
-    yield server
-    server.stop()
+    yield from served(tmp_path_factory.mktemp("llama-stack-client"), config=config)
 
 
 @pytest.fixture
 def client(server):
-    yield LlamaStackClient(base_url=server.url, max_retries=0, timeout=120)
-    assert server.mismatches() == []
+    yield from stack_client(server, timeout=120)
 
 
 @pytest.fixture
 def oai(server):
-    yield openai.OpenAI(base_url=server.url + "/v1/openai/v1", api_key="x", max_retries=0, timeout=120)
-    assert server.mismatches() == []
+    yield from openai_client(server, timeout=120)
 
 
 # -- streams: no [DONE] in the Llama Stack families ----------------------------------------------

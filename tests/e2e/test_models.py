@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from tests.server import Server
+from tests.server import Server, http_client
 
 EMB = {"identifier": "emb", "model_type": "embedding"}
 CHAT = {"identifier": "chat", "model_type": "llm"}
@@ -40,8 +40,7 @@ def server(tmp_path_factory, tiny_embed_gguf, tiny_chat_gguf, model_dir):
 
 @pytest.fixture
 def http(server):
-    with httpx.Client(base_url=server.url, timeout=30) as client:
-        yield client
+    yield from http_client(server, timeout=30)
 
 
 @pytest.fixture

@@ -6,14 +6,12 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.server import Server
+from tests.server import Server, served
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Server:
-    running = Server(tmp_path_factory.mktemp("prompts")).start()
-    yield running
-    running.stop()
+    yield from served(tmp_path_factory.mktemp("prompts"))
 
 
 def api(server: Server) -> httpx.Client:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.server import Server
+from tests.server import Server, served
 
 JSON_LIMIT = 64 * 1024
 UPLOAD_LIMIT = 128 * 1024
@@ -18,9 +18,7 @@ def server(tmp_path_factory, tiny_embed_gguf, tiny_chat_gguf):
               "allowed_origins": ["https://app.example"], "allowed_hosts": ["ggstack.internal"],
               "models": [{"identifier": "emb", "path": str(tiny_embed_gguf), "model_type": "embedding"},
                          {"identifier": "tiny", "path": str(tiny_chat_gguf), "model_type": "llm"}]}
-    server = Server(tmp_path_factory.mktemp("browser"), config=config).start()
-    yield server
-    server.stop()
+    yield from served(tmp_path_factory.mktemp("browser"), config=config)
     assert not server.mismatches(), "\n".join(server.mismatches())
 
 

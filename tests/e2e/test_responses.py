@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from ggstack.engines.registry import smollm2_path
-from tests.server import Server
+from tests.server import http_client, openai_client, served
 
 SMOL = "smollm2-135m-instruct"
 FLAG = {"format": {"type": "json_schema", "name": "flag", "strict": True, "schema": {
@@ -36,22 +36,17 @@ def server(tmp_path_factory, tiny_chat_gguf, tiny_embed_gguf):
               {"identifier": "tiny-2k", "path": str(tiny_chat_gguf), "model_type": "llm", "context_length": 2048},
               {"identifier": "tiny-embed", "path": str(tiny_embed_gguf), "model_type": "embedding"}]
     config = {"models": models, "default_models": smollm2_path() is not None, "max_context_factor": 4}
-    server = Server(tmp_path_factory.mktemp("responses"), config=config).start()
-    yield server
-    server.stop()
+    yield from served(tmp_path_factory.mktemp("responses"), config=config)
 
 
 @pytest.fixture
 def client(server):
-    yield openai.OpenAI(base_url=server.url + "/v1/openai/v1", api_key="x", max_retries=0, timeout=120)
-    assert server.mismatches() == []
+    yield from openai_client(server, timeout=120)
 
 
 @pytest.fixture
 def http(server):
-    with httpx.Client(base_url=server.url + "/v1/openai/v1", timeout=120) as http:
-        yield http
-    assert server.mismatches() == []
+    yield from http_client(server, "/v1/openai/v1")
 
 
 def stream_events(http: httpx.Client, body: dict) -> list:

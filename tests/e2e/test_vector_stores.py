@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from tests.server import Server
+from tests.server import Server, served
 from tests.unit.test_ingest import make_pdf
 
 MODES = ("embedded", "server")
@@ -80,10 +80,8 @@ def prose(topic: str, sentences: int) -> str:
 @pytest.fixture(scope="module", params=MODES)
 def server(request, tmp_path_factory, tiny_embed_gguf):
     mode = request.param
-    server = Server(tmp_path_factory.mktemp(f"vs-{mode}"),
-                    config=tiny_config(tiny_embed_gguf, chroma_url_for(request, mode))).start()
-    yield server
-    server.stop()
+    yield from served(tmp_path_factory.mktemp(f"vs-{mode}"),
+                      config=tiny_config(tiny_embed_gguf, chroma_url_for(request, mode)))
     assert not server.mismatches(), "\n".join(server.mismatches())
 
 
