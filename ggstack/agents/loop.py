@@ -36,6 +36,7 @@ import anyio
 from ggstack.agents import records
 from ggstack.agents.history import input_messages, step_messages
 from ggstack.agents.spans import Span, turn_span
+from ggstack.core import ids
 from ggstack.core.errors import DomainError
 from ggstack.engines.base import ChatEngine, SamplingOptions
 from ggstack.http.errors import ApiError
@@ -99,8 +100,8 @@ class TurnState:
 def new_turn(agent_id: str, session_id: str, messages: list[dict[str, Any]], *,
              toolgroups: Sequence[Any] = (), tool_config: Mapping[str, Any] | None = None) -> TurnState:
     """A turn about to start; its own toolgroups and tool_config are kept for a resume."""
-    turn = {"turn_id": records.new_id(), "session_id": session_id, "input_messages": messages, "steps": [],
-            "started_at": records.now_iso()}
+    turn = {"turn_id": ids.new_uuid(), "session_id": session_id, "input_messages": messages, "steps": [],
+            "started_at": ids.now_iso()}
     return TurnState(agent_id, session_id, {"turn": turn, "status": records.IN_PROGRESS, "inferences": 0,
                                             "pending_calls": [], "toolgroups": list(toolgroups),
                                             "tool_config": dict(tool_config or {})})
@@ -221,7 +222,7 @@ async def _finish(setup: TurnSetup, state: TurnState, message: dict[str, Any], s
     state.turn["output_message"] = message
     state.doc["status"] = status
     if status == records.COMPLETED:
-        state.turn["completed_at"] = records.now_iso()
+        state.turn["completed_at"] = ids.now_iso()
     await setup.metadata.put(records.TURN, state.turn["turn_id"], state.doc, parent=state.session_id)
     event = "turn_complete" if status == records.COMPLETED else "turn_awaiting_input"
     return payload({"event_type": event, "turn": state.turn})
@@ -232,12 +233,12 @@ def _messages(setup: TurnSetup, state: TurnState) -> list[Message]:
 
 
 def _step(state: TurnState, step_type: str) -> dict[str, Any]:
-    return {"turn_id": state.turn["turn_id"], "step_id": records.new_id(), "step_type": step_type,
-            "started_at": records.now_iso()}
+    return {"turn_id": state.turn["turn_id"], "step_id": ids.new_uuid(), "step_type": step_type,
+            "started_at": ids.now_iso()}
 
 
 async def _complete_step(setup: TurnSetup, state: TurnState, span: Span, step: dict[str, Any]) -> Chunk:
-    step["completed_at"] = records.now_iso()
+    step["completed_at"] = ids.now_iso()
     state.turn["steps"].append(step)
     await span.end(setup.metadata)
     return payload({"event_type": "step_complete", "step_type": step["step_type"], "step_id": step["step_id"],

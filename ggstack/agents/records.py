@@ -8,8 +8,6 @@ tools can be resumed after a restart. Deleting an agent deletes its sessions and
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from ggstack.core.errors import NotFoundError
@@ -21,14 +19,6 @@ TURN = "agent_turn"
 
 #: Turn statuses: running now, paused for client tool responses, finished.
 IN_PROGRESS, AWAITING_INPUT, COMPLETED = "in_progress", "awaiting_input", "completed"
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 async def get_agent(metadata: MetadataStore, agent_id: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import numpy as np
 from ggstack.core.errors import InvalidValueError, UnsupportedError
 from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
 from ggstack.engines.chat_template import ChatTemplate
-from ggstack.engines.streaming import Channel, StopBuffer, StreamingChatEngine
+from ggstack.engines.streaming import Channel, StopBuffer, StreamingChatEngine, log_softmax
 from ggstack.engines.worker import DEFAULT_MAX_QUEUE, ModelWorker
 
 log = logging.getLogger("ggstack.engines")
@@ -186,8 +186,7 @@ def _logits(llm: Any) -> np.ndarray:
 
 def _logprobs(llm: Any, logits: np.ndarray | None, token: int, top_n: int) -> tuple[float, list[tuple[str, float]]]:
     assert logits is not None
-    shifted = logits - logits.max()
-    logprobs = shifted - np.log(np.exp(shifted).sum())
+    logprobs = log_softmax(logits)
     best = np.argsort(-logprobs)[:top_n]
     top = [(llm.detokenize([int(t)], decode=False).decode("utf-8", errors="replace"), float(logprobs[t]))
            for t in best]

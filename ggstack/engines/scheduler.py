@@ -33,7 +33,7 @@ import numpy as np
 
 from ggstack.core.errors import BusyError
 from ggstack.engines.base import EngineLoad, Finish, FinishReason, SamplingOptions, TokenEvent
-from ggstack.engines.streaming import Channel, StopBuffer
+from ggstack.engines.streaming import Channel, StopBuffer, log_softmax
 
 log = logging.getLogger("ggstack.engines")
 
@@ -297,9 +297,7 @@ class BatchScheduler:
     def _logprobs(self, index: int) -> np.ndarray:
         """Log-softmax of the raw logits at batch `index` (copied to Python only when asked for)."""
         ptr = self._lib.llama_get_logits_ith(self._ctx.ctx, index)
-        logits = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).astype(np.float64)
-        shifted = logits - logits.max()
-        return shifted - np.log(np.exp(shifted).sum())
+        return log_softmax(np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).astype(np.float64))
 
     def _flush(self, slot: Slot) -> bool:
         """Hand queued events to the consumer; True once the outbox is empty."""

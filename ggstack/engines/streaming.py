@@ -10,6 +10,8 @@ from collections.abc import AsyncGenerator
 from dataclasses import replace
 from typing import Generic, TypeVar
 
+import numpy as np
+
 from ggstack.core.errors import BusyError, ContextOverflowError, InvalidValueError
 from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
 
@@ -137,6 +139,12 @@ class Channel(Generic[T]):
     def close(self) -> None:
         """Consumer side: tell the worker to stop producing."""
         self.cancelled.set()
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-probabilities from raw logits, shifted by the maximum first so exp() cannot overflow."""
+    shifted = logits - logits.max()
+    return shifted - np.log(np.exp(shifted).sum())
 
 
 def check_token_ids(tokens: list[int], n_vocab: int, field: str) -> None:

@@ -32,7 +32,14 @@ from ggstack.inference.logprobs import TokenLogprob, logprobs_by_token
 from ggstack.inference.messages import Message, text_content
 from ggstack.inference.options import MAX_TEMPERATURE, sampling_options
 from ggstack.inference.prompt import plan_chat
-from ggstack.inference.tools import ToolCall, ToolChoice, ToolSpec, check_tool_choice, new_call_id
+from ggstack.inference.tools import (
+    ToolCall,
+    ToolChoice,
+    ToolSpec,
+    check_tool_choice,
+    new_call_id,
+    unique_names,
+)
 
 STOP_REASONS = {"stop": "end_of_turn", "length": "out_of_tokens", "tool_calls": "end_of_message"}
 
@@ -236,11 +243,7 @@ def legacy_tools(tools: Sequence[Mapping[str, Any]] | None) -> list[ToolSpec]:
             parameters = BUILTIN_PARAMETERS.get(name, {})
         specs.append(ToolSpec(name=name, description=tool.get("description") or "",
                               parameters=parameters_schema(parameters)))
-    names = [s.name for s in specs]
-    duplicate = next((n for n in names if names.count(n) > 1), None)
-    if duplicate is not None:
-        raise InvalidValueError(f"tool name '{duplicate}' is given more than once", field="tools")
-    return specs
+    return unique_names(specs)
 
 
 def parameters_schema(parameters: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

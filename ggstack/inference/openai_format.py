@@ -77,15 +77,23 @@ def chat_message(choice: Choice, dialect: Dialect = OPENAI) -> dict[str, Any]:
 def chat_completion(generation: Generation, *, id: str, created: int, model: str, logprobs: bool,
                     dialect: Dialect = OPENAI) -> dict[str, Any]:
     """An `OpenAIChatCompletion` body."""
-    choices = []
-    for choice in generation.choices:
-        body: dict[str, Any] = {"index": choice.index, "message": chat_message(choice, dialect),
-                                "finish_reason": choice.finish_reason}
-        if logprobs:
-            body["logprobs"] = openai_logprobs(choice.logprobs or ())
-        choices.append(body)
-    result: dict[str, Any] = {"id": id, "object": "chat.completion", "created": created, "model": model,
-                              "choices": choices}
+    choices = [_with_logprobs({"index": choice.index, "message": chat_message(choice, dialect),
+                               "finish_reason": choice.finish_reason}, choice, logprobs)
+               for choice in generation.choices]
+    return _whole_answer("chat.completion", generation, choices, id=id, created=created, model=model,
+                         dialect=dialect)
+
+
+def _with_logprobs(body: dict[str, Any], choice: Choice, logprobs: bool) -> dict[str, Any]:
+    if logprobs:
+        body["logprobs"] = openai_logprobs(choice.logprobs or ())
+    return body
+
+
+def _whole_answer(kind: str, generation: Generation, choices: list[dict[str, Any]], *, id: str, created: int,
+                  model: str, dialect: Dialect) -> dict[str, Any]:
+    """The envelope a whole (not streamed) chat or text completion shares."""
+    result: dict[str, Any] = {"id": id, "object": kind, "created": created, "model": model, "choices": choices}
     if dialect.usage:
         result["usage"] = generation.usage.as_dict()
     return result
@@ -138,18 +146,11 @@ class OpenAIChatChunks:
 def completion(generation: Generation, *, id: str, created: int, model: str, logprobs: bool,
                echo: list[str] | None = None, n: int = 1, dialect: Dialect = OPENAI) -> dict[str, Any]:
     """An `OpenAICompletion` body; `echo[p]` is put in front of each choice of prompt p."""
-    choices = []
-    for choice in generation.choices:
-        text = (echo[choice.index // n] if echo else "") + choice.text
-        body: dict[str, Any] = {"index": choice.index, "text": text, "finish_reason": choice.finish_reason}
-        if logprobs:
-            body["logprobs"] = openai_logprobs(choice.logprobs or ())
-        choices.append(body)
-    result: dict[str, Any] = {"id": id, "object": "text_completion", "created": created, "model": model,
-                              "choices": choices}
-    if dialect.usage:
-        result["usage"] = generation.usage.as_dict()
-    return result
+    choices = [_with_logprobs({"index": choice.index, "text": (echo[choice.index // n] if echo else "") + choice.text,
+                               "finish_reason": choice.finish_reason}, choice, logprobs)
+               for choice in generation.choices]
+    return _whole_answer("text_completion", generation, choices, id=id, created=created, model=model,
+                         dialect=dialect)
 
 
 class OpenAICompletionChunks:

@@ -93,6 +93,11 @@ def openai_tools(tools: Sequence[Mapping[str, Any]] | None, functions: Sequence[
             specs.append(_function_spec(tool["function"], f"tools[{i}].function"))
     elif functions:
         specs = [_function_spec(f, f"functions[{i}]") for i, f in enumerate(functions)]
+    return unique_names(specs)
+
+
+def unique_names(specs: list[ToolSpec]) -> list[ToolSpec]:
+    """`specs`, refused when two tools share a name (a call could not say which it means)."""
     names = [s.name for s in specs]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate is not None:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ggstack.core.errors import InvalidValueError
-from ggstack.telemetry.spans import random_hex
+from ggstack.telemetry.spans import iso, random_hex
 
 CLIENT = "client"
 
@@ -32,10 +32,6 @@ def parse_time(timestamp: str) -> int:
     except (ValueError, OverflowError):
         raise InvalidValueError(f"timestamp {timestamp!r} is not an ISO 8601 date-time within the years 1 to 9999",
                                 field="timestamp") from None
-
-
-def iso(epoch_ns: int) -> str:
-    return datetime.fromtimestamp(epoch_ns / 1e9, UTC).isoformat()
 
 
 def started_span(event: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from typing import Any
 
 from generated.models.llama_stack_deprecated import CreateAgentRequest, CreateAgentSessionRequest
 from ggstack.agents import records
+from ggstack.core import ids
 from ggstack.core.context import Context
 from handlers.agents.setup import check_config
 
@@ -18,7 +19,7 @@ def public_session(session: dict[str, Any], turns: list[dict[str, Any]]) -> dict
 async def create_agent(body: CreateAgentRequest, ctx: Context) -> dict[str, Any]:
     config = body.agent_config.model_dump(mode="json", exclude_none=True)
     await check_config(ctx, config)
-    agent: dict[str, Any] = {"agent_id": records.new_id(), "agent_config": config, "created_at": records.now_iso()}
+    agent: dict[str, Any] = {"agent_id": ids.new_uuid(), "agent_config": config, "created_at": ids.now_iso()}
     await ctx.metadata.put(records.AGENT, agent["agent_id"], agent)
     return {"agent_id": agent["agent_id"]}
 
@@ -38,8 +39,8 @@ async def delete_agent(agent_id: str, ctx: Context) -> None:
 
 async def create_agent_session(agent_id: str, body: CreateAgentSessionRequest, ctx: Context) -> dict[str, Any]:
     await records.get_agent(ctx.metadata, agent_id)
-    session = {"session_id": records.new_id(), "session_name": body.session_name, "agent_id": agent_id,
-               "started_at": records.now_iso()}
+    session = {"session_id": ids.new_uuid(), "session_name": body.session_name, "agent_id": agent_id,
+               "started_at": ids.now_iso()}
     await ctx.metadata.put(records.SESSION, session["session_id"], session, parent=agent_id)
     return {"session_id": session["session_id"]}
 

@@ -71,18 +71,19 @@ async def active_store(ctx: Context, store_id: str) -> dict[str, Any]:
 
 
 async def store_file(ctx: Context, store_id: str, file_id: str) -> dict[str, Any]:
-    await records.get_vector_store(ctx.metadata, store_id)
-    doc = await ctx.metadata.get(VECTOR_STORE_FILE, file_id, parent=store_id)
-    if doc is None:
-        raise NotFound(f"File '{file_id}' not found in vector store '{store_id}'", param="file_id")
-    return doc
+    return await _in_store(ctx, store_id, VECTOR_STORE_FILE, file_id, "File", "file_id")
 
 
 async def batch_doc(ctx: Context, store_id: str, batch_id: str) -> dict[str, Any]:
+    return await _in_store(ctx, store_id, FILE_BATCH, batch_id, "File batch", "batch_id")
+
+
+async def _in_store(ctx: Context, store_id: str, kind: str, child_id: str, what: str, param: str) -> dict[str, Any]:
+    """A document kept under a vector store; an unknown store is named before an unknown child."""
     await records.get_vector_store(ctx.metadata, store_id)
-    doc = await ctx.metadata.get(FILE_BATCH, batch_id, parent=store_id)
+    doc = await ctx.metadata.get(kind, child_id, parent=store_id)
     if doc is None:
-        raise NotFound(f"File batch '{batch_id}' not found in vector store '{store_id}'", param="batch_id")
+        raise NotFound(f"{what} '{child_id}' not found in vector store '{store_id}'", param=param)
     return doc
 
 
