@@ -23,7 +23,6 @@ def server(tmp_path_factory, tiny_chat_gguf, tiny_embed_gguf):
               "models": [{"identifier": "tiny", "path": str(tiny_chat_gguf), "model_type": "llm"},
                          {"identifier": "emb", "path": str(tiny_embed_gguf), "model_type": "embedding"}]}
     yield from served(tmp_path_factory.mktemp("keys"), config=config, env={"GGSTACK_API_KEY": ENV_KEY})
-    assert not server.mismatches(), "\n".join(server.mismatches())
     assert "sk-" not in (server.data_dir / "run.yaml").read_text()  # only digests at rest
 
 

@@ -17,7 +17,6 @@ LIMIT = 4096
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     yield from served(tmp_path_factory.mktemp("files"), config={"max_upload_bytes": LIMIT})
-    assert not server.mismatches(), "\n".join(server.mismatches())
 
 
 @pytest.fixture

@@ -82,7 +82,6 @@ def server(request, tmp_path_factory, tiny_embed_gguf):
     mode = request.param
     yield from served(tmp_path_factory.mktemp(f"vs-{mode}"),
                       config=tiny_config(tiny_embed_gguf, chroma_url_for(request, mode)))
-    assert not server.mismatches(), "\n".join(server.mismatches())
 
 
 @pytest.fixture
