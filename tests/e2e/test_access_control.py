@@ -10,7 +10,7 @@ import pytest
 from llama_stack_client import LlamaStackClient
 
 from ggstack.core.access import key_digest
-from tests.server import Server, served
+from tests.server import Server
 
 KEYS = {"alice": "sk-alice-0123456789", "bob": "sk-bob-0123456789", "root": "sk-root-0123456789"}
 ENV_KEY = "sk-from-the-environment"
@@ -22,7 +22,10 @@ def server(tmp_path_factory, tiny_chat_gguf, tiny_embed_gguf):
     config = {"api_keys": api_keys,
               "models": [{"identifier": "tiny", "path": str(tiny_chat_gguf), "model_type": "llm"},
                          {"identifier": "emb", "path": str(tiny_embed_gguf), "model_type": "embedding"}]}
-    yield from served(tmp_path_factory.mktemp("keys"), config=config, env={"GGSTACK_API_KEY": ENV_KEY})
+    server = Server(tmp_path_factory.mktemp("keys"), config=config, env={"GGSTACK_API_KEY": ENV_KEY}).start()
+    yield server
+    server.stop()
+    assert not server.mismatches(), "\n".join(server.mismatches())
     assert "sk-" not in (server.data_dir / "run.yaml").read_text()  # only digests at rest
 
 
