@@ -58,6 +58,7 @@ async def agent_answer(ctx: Context, agent_config: dict[str, Any]) -> Answer:
             turn = await create_agent_turn(agent["agent_id"], session["session_id"],
                                            CreateAgentTurnRequest.model_validate({"messages": messages, "stream": False}),
                                            ctx)
+            assert isinstance(turn, dict)  # a turn asked for without a stream is the turn itself
         except ApiError as exc:
             raise InvalidValueError(f"the agent could not answer: {exc.message}", field="eval_candidate") from None
         generation = {"generated_answer": content_text((turn.get("output_message") or {}).get("content") or "",

@@ -86,15 +86,15 @@ class EvalJobs:
 
     async def start(self, benchmark_id: str, rows: Sequence[Mapping[str, Any]], answer: Answer,
                     score: Score) -> dict[str, Any]:
-        job = {"job_id": new_id("evaljob-"), "benchmark_id": benchmark_id, "status": "scheduled",
-               "created_at": now(), "num_rows": len(rows)}
+        job: dict[str, Any] = {"job_id": new_id("evaljob-"), "benchmark_id": benchmark_id,
+                               "status": "scheduled", "created_at": now(), "num_rows": len(rows)}
         await self._metadata.put(KIND, job["job_id"], job)
         task = asyncio.create_task(self._run(job["job_id"], list(rows), answer, score))
         self._tasks[job["job_id"]] = task
         task.add_done_callback(lambda _: self._tasks.pop(job["job_id"], None))
         return job
 
-    async def _run(self, job_id: str, rows: list[dict[str, Any]], answer: Answer, score: Score) -> None:
+    async def _run(self, job_id: str, rows: list[Mapping[str, Any]], answer: Answer, score: Score) -> None:
         try:
             await self._move(job_id, "in_progress", started_at=now())
             result = await evaluate(rows, answer, score)
