@@ -61,6 +61,7 @@ def chroma_server_url(tmp_path_factory):
 # ==== Tiny models for engine tests (owner: engines; others append their own sections) ====
 # `tiny_chat_gguf`: a 2-layer random llama with a chatml template and byte-level vocab.
 # `tiny_embed_gguf`: a 2-layer random BERT encoder with mean pooling (32 dims).
+# `tiny_rerank_gguf`: the same BERT as a cross-encoder (rank pooling, a one-output head).
 # Both are built once per session in a tmp dir (well under a second each); see
 # tests/fixtures/gguf_builder.py for what their output looks like.
 
@@ -81,6 +82,14 @@ def tiny_embed_gguf(tmp_path_factory):
     from tests.fixtures.gguf_builder import build_tiny_bert_gguf
 
     return build_tiny_bert_gguf(tmp_path_factory.mktemp("tiny-models") / "tiny-bert.gguf")
+
+
+@_engines_pytest.fixture(scope="session")
+def tiny_rerank_gguf(tmp_path_factory):
+    """Path to the tiny BERT as a cross-encoder (rank pooling, one-output classification head)."""
+    from tests.fixtures.gguf_builder import build_tiny_reranker_gguf
+
+    return build_tiny_reranker_gguf(tmp_path_factory.mktemp("tiny-models") / "tiny-rerank.gguf")
 # ==== end tiny models section ====
 
 

@@ -337,6 +337,12 @@ JOB_STATUS = Endpoint(
     stream=None, error_model=llama_stack_experimental.Error,
 )
 
+LEGACY_EMBEDDINGS = Endpoint(
+    "legacy_embeddings", "POST", "/v1/inference/embeddings",
+    result=llama_stack_inference.EmbeddingsResponse, result_kind="json",
+    stream=None, error_model=llama_stack_inference.Error,
+)
+
 LIST_AGENT_SESSIONS = Endpoint(
     "list_agent_sessions", "GET", "/v1alpha/agents/{agent_id}/sessions",
     result=llama_stack_experimental.PaginatedResponse, result_kind="json",
@@ -1153,6 +1159,14 @@ class Client:
     def job_status(self, *, benchmark_id: str, job_id: str) -> llama_stack_experimental.Job:
         """GET /v1alpha/eval/benchmarks/{benchmark_id}/jobs/{job_id}: Get the status of a job."""
         return self._transport.call(JOB_STATUS, {"benchmark_id": benchmark_id, "job_id": job_id}, {}, None)
+
+    def legacy_embeddings(
+        self,
+        *,
+        body: llama_stack_inference.EmbeddingsRequest | dict[str, Any],
+    ) -> llama_stack_inference.EmbeddingsResponse:
+        """POST /v1/inference/embeddings: Generate embeddings for content pieces using the specified model."""
+        return self._transport.call(LEGACY_EMBEDDINGS, {}, {}, body)
 
     def list_agent_sessions(
         self,
@@ -2081,6 +2095,14 @@ class AsyncClient:
     async def job_status(self, *, benchmark_id: str, job_id: str) -> llama_stack_experimental.Job:
         """GET /v1alpha/eval/benchmarks/{benchmark_id}/jobs/{job_id}: Get the status of a job."""
         return await self._transport.call(JOB_STATUS, {"benchmark_id": benchmark_id, "job_id": job_id}, {}, None)
+
+    async def legacy_embeddings(
+        self,
+        *,
+        body: llama_stack_inference.EmbeddingsRequest | dict[str, Any],
+    ) -> llama_stack_inference.EmbeddingsResponse:
+        """POST /v1/inference/embeddings: Generate embeddings for content pieces using the specified model."""
+        return await self._transport.call(LEGACY_EMBEDDINGS, {}, {}, body)
 
     async def list_agent_sessions(
         self,

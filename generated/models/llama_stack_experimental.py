@@ -1175,10 +1175,11 @@ class RerankRequest(BaseModel):
         Field(
             ...,
             description="List of items to rerank. Each item can be a string, text content part, or image content part. Each input must not exceed the model's max input token length.",
+            max_length=1000,
         )
     )
     max_num_results: int | None = Field(
-        None, description="(Optional) Maximum number of results to return. Default: returns all."
+        None, description="(Optional) Maximum number of results to return. Default: returns all.", ge=1
     )
 
 

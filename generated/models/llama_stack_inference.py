@@ -233,6 +233,33 @@ class Error(BaseModel):
     )
 
 
+class EmbeddingsTexts(RootModel[list[str]]):
+    """
+    Contents to embed as plain strings.
+    """
+
+    root: list[str] = Field(
+        ...,
+        description="Contents to embed as plain strings.",
+        max_length=2048,
+        min_length=1,
+        title="EmbeddingsTexts",
+    )
+
+
+class EmbeddingsResponse(BaseModel):
+    """
+    Response containing generated embeddings.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    embeddings: list[list[float]] = Field(
+        ..., description="List of embedding vectors, one per input content."
+    )
+
+
 class CompletionResponse(BaseModel):
     """
     Response from a completion request.
@@ -374,6 +401,20 @@ class InterleavedContentItem(RootModel[ImageContentItem | TextContentItem]):
     root: ImageContentItem | TextContentItem = Field(..., discriminator="type")
 
 
+class EmbeddingsContentItems(RootModel[list[InterleavedContentItem]]):
+    """
+    Contents to embed as interleaved content items (one embedding per item).
+    """
+
+    root: list[InterleavedContentItem] = Field(
+        ...,
+        description="Contents to embed as interleaved content items (one embedding per item).",
+        max_length=2048,
+        min_length=1,
+        title="EmbeddingsContentItems",
+    )
+
+
 class ChatCompletionResponseEvent(BaseModel):
     """
     An event during chat completion generation.
@@ -397,6 +438,37 @@ class ChatCompletionResponseEvent(BaseModel):
 
 class InterleavedContent(RootModel[str | InterleavedContentItem | list[InterleavedContentItem]]):
     root: str | InterleavedContentItem | list[InterleavedContentItem]
+
+
+class EmbeddingsRequest(BaseModel):
+    """
+    The body of a legacy embeddings request.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    model_id: str = Field(
+        ...,
+        description="The identifier of the model to use. The model must be an embedding model registered with Llama Stack and available via the /models endpoint.",
+    )
+    contents: EmbeddingsTexts | EmbeddingsContentItems = Field(
+        ...,
+        description="List of contents to generate embeddings for (1-2048, as the OpenAI route allows). Each content can be a string or an InterleavedContentItem; the models here read text only.",
+    )
+    text_truncation: Literal["none", "start", "end"] | None = Field(
+        "none",
+        description="(Optional) What to do with a text longer than the model reads. none (the default) refuses it; start drops tokens from its start, end from its end.",
+    )
+    output_dimension: int | None = Field(
+        None,
+        description="(Optional) Output dimensionality for the embeddings (the first N components, normalised again). Only meaningful for Matryoshka models.",
+        ge=1,
+    )
+    task_type: Literal["query", "document"] | None = Field(
+        None,
+        description="(Optional) How is the embedding being used? Only asymmetric embedding models use it; the symmetric ones here embed both kinds alike.",
+    )
 
 
 class CompletionRequest(BaseModel):

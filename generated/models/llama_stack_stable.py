@@ -390,8 +390,8 @@ class ListRoutesResponse(BaseModel):
     data: list[RouteInfo] = Field(..., description="List of available route information objects")
 
 
-class ModelType(RootModel[Literal["llm", "embedding", "asr", "image"]]):
-    root: Literal["llm", "embedding", "asr", "image"] = Field(
+class ModelType(RootModel[Literal["llm", "embedding", "asr", "image", "rerank"]]):
+    root: Literal["llm", "embedding", "asr", "image", "rerank"] = Field(
         ..., description="Enumeration of supported model types in Llama Stack.", title="ModelType"
     )
 

@@ -43,9 +43,26 @@ CHAT_COMPLETION = Operation(
     sse_done=False,
 )
 
+LEGACY_EMBEDDINGS = Operation(
+    operation_id="legacy_embeddings",
+    method="POST",
+    spec="llama-stack-inference",
+    spec_path="/v1/inference/embeddings",
+    paths=("/v1/inference/embeddings",),
+    module="inference",
+    summary="Generate embeddings for content pieces using the specified model.",
+    params=(),
+    body=models.EmbeddingsRequest,
+    body_media_type="application/json",
+    body_required=True,
+    error_shape="llama_stack",
+    sse_done=False,
+)
+
 OPERATIONS = (
     COMPLETION,
     CHAT_COMPLETION,
+    LEGACY_EMBEDDINGS,
 )
 
 
@@ -53,4 +70,5 @@ def routes(endpoint: EndpointFactory) -> list[Route]:
     return [
         Route("/v1/inference/completion", endpoint(COMPLETION), methods=["POST"], name="completion"),
         Route("/v1/inference/chat-completion", endpoint(CHAT_COMPLETION), methods=["POST"], name="chat_completion"),
+        Route("/v1/inference/embeddings", endpoint(LEGACY_EMBEDDINGS), methods=["POST"], name="legacy_embeddings"),
     ]

@@ -30,7 +30,7 @@ class ModelConfig(BaseModel):
 
     identifier: str
     path: Path
-    model_type: Literal["llm", "embedding", "asr", "image"] = "llm"
+    model_type: Literal["llm", "embedding", "rerank", "asr", "image"] = "llm"
     engine: Literal["llama-cpp", "ctransformers", "whisper-cpp", "ncnn"] | None = None
     context_length: int | None = None
     embedding_dimension: int | None = None

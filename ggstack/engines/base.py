@@ -148,3 +148,18 @@ class EmbeddingEngine(Protocol):
     async def embed(self, inputs: list[str] | list[list[int]]) -> tuple[list[list[float]], int]:
         """L2-normalised vectors, one per input, and the total number of tokens embedded."""
         ...
+
+    async def tokenize(self, text: str, *, add_bos: bool = True, special: bool = True) -> list[int]:
+        """Token ids for `text`; with `add_bos`, the special tokens the model adds around an input."""
+        ...
+
+
+@runtime_checkable
+class RerankEngine(Protocol):
+    """A loaded reranker (a cross-encoder: it reads the query and a document together)."""
+
+    context_length: int
+
+    async def score(self, query: str, documents: list[str]) -> tuple[list[float], int]:
+        """One relevance score per document (higher is more relevant), and the total tokens read."""
+        ...

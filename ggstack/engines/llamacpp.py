@@ -92,7 +92,8 @@ class LlamaCppOptions:
         if n_ctx < 8:
             raise InvalidValueError(f"context length {n_ctx} is too small", field="context_length")
         pooling = str(options.get("pooling", "unspecified")).lower()
-        if pooling not in POOLING_TYPES or (embedding and pooling == "none"):
+        # rank pooling gives n_cls_out floats per sequence, not an n_embd vector: only rerankers use it
+        if pooling not in POOLING_TYPES or (embedding and pooling in ("none", "rank")):
             raise InvalidValueError(f"pooling must be one of mean, cls, last (got {pooling})", field="options")
         if embedding:
             n_batch = n_ctx  # an encoder sees a whole input in one ubatch
@@ -110,7 +111,7 @@ class LlamaCppOptions:
                    pooling_type=POOLING_TYPES[pooling], use_mmap=bool(options.get("use_mmap", True)))
 
 
-async def _trained_context(path: Path) -> int | None:
+async def trained_context(path: Path) -> int | None:
     try:
         info = await anyio.to_thread.run_sync(inspect_gguf, path)
     except GGUFFormatError as exc:
@@ -147,7 +148,7 @@ class LlamaCppChatEngine(StreamingChatEngine):
         """Load the model and start its scheduler; `options` are LlamaCppOptions keys plus max_queue."""
         options = dict(options or {})
         opts = LlamaCppOptions.from_spec(options, context_length=context_length, embedding=False,
-                                         trained_context=await _trained_context(path))
+                                         trained_context=await trained_context(path))
         model, ctx = await anyio.to_thread.run_sync(_new_batched_context, path, opts)
         scheduler = BatchScheduler(identifier, model, ctx, n_slots=opts.parallel, n_batch=opts.n_batch,
                                    max_queue=int(options.get("max_queue", max_queue)))
@@ -281,6 +282,14 @@ def _new_batched_context(path: Path, opts: LlamaCppOptions) -> tuple[Any, Any]:
     return model, ctx
 
 
+async def start_encoder(identifier: str, path: Path, opts: LlamaCppOptions, *, max_queue: int
+                        ) -> tuple[ModelWorker[Any], Any]:
+    """A worker thread holding an encoder `llama_cpp.Llama` (embeddings or rank scores) for `path`."""
+    worker: ModelWorker[Any] = ModelWorker(identifier, lambda: _new_llama(path, opts, embedding=True),
+                                           max_queue=max_queue)
+    return worker, await worker.start()
+
+
 class LlamaCppEmbeddingEngine:
     """An embedding GGUF (BERT-style encoder with pooling) behind one worker thread (`EmbeddingEngine`)."""
 
@@ -291,10 +300,8 @@ class LlamaCppEmbeddingEngine:
         """Start the worker and load the model on it; `options` are LlamaCppOptions keys plus max_queue."""
         options = dict(options or {})
         opts = LlamaCppOptions.from_spec(options, context_length=context_length, embedding=True,
-                                         trained_context=await _trained_context(path))
-        worker: ModelWorker[Any] = ModelWorker(identifier, lambda: _new_llama(path, opts, embedding=True),
-                                               max_queue=int(options.get("max_queue", max_queue)))
-        llama = await worker.start()
+                                         trained_context=await trained_context(path))
+        worker, llama = await start_encoder(identifier, path, opts, max_queue=int(options.get("max_queue", max_queue)))
         engine = cls(identifier, worker, llama, max_waiting=int(options.get("max_queue", max_queue)))
         if llama.pooling_type() == POOLING_TYPES["none"]:
             await anyio.to_thread.run_sync(engine.close)
@@ -349,12 +356,18 @@ class LlamaCppEmbeddingEngine:
 
 
 def _embed_batch(llama: Any, token_lists: list[list[int]]) -> np.ndarray:
-    """Worker thread: pooled embeddings for all inputs, packing as many sequences per decode as fit."""
+    """Worker thread: pooled embeddings for all inputs."""
+    return pooled_rows(llama, token_lists, llama.n_embd())
+
+
+def pooled_rows(llama: Any, token_lists: list[list[int]], width: int) -> np.ndarray:
+    """Worker thread: each sequence's pooled output (`width` floats), packing as many sequences
+    per decode as fit. `width` must be what the pooling gives: n_embd, or n_cls_out for rank."""
     import llama_cpp
 
     n_batch = llama.n_batch
     n_seq_max = llama.context_params.n_seq_max
-    out = np.empty((len(token_lists), llama.n_embd()), dtype=np.float32)
+    out = np.empty((len(token_lists), width), dtype=np.float32)
     batch, used = llama._batch, 0
     pending: list[int] = []
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ggstack.core.errors import AlreadyExistsError, DomainError, InvalidValueError, NotFoundError
 from ggstack.engines.admission import bounded_options
-from ggstack.engines.base import ChatEngine, EmbeddingEngine
+from ggstack.engines.base import ChatEngine, EmbeddingEngine, RerankEngine
 from ggstack.engines.gguf_info import GGUFFormatError, inspect_gguf
 from ggstack.engines.worker import DEFAULT_MAX_QUEUE
 
@@ -38,13 +38,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ggstack.engines")
 
-ModelType = Literal["llm", "embedding", "asr", "image"]
+#: llama.cpp's LLAMA_POOLING_TYPE_RANK, as a GGUF's `<arch>.pooling_type` says it.
+RANK_POOLING = 4
+
+ModelType = Literal["llm", "embedding", "rerank", "asr", "image"]
 EngineName = Literal["llama-cpp", "ctransformers", "whisper-cpp", "ncnn", "remote"]
 #: The engine each model type runs on when the registration does not say.
-DEFAULT_ENGINES: dict[str, EngineName] = {"llm": "llama-cpp", "embedding": "llama-cpp", "asr": "whisper-cpp",
-                                          "image": "ncnn"}
+DEFAULT_ENGINES: dict[str, EngineName] = {"llm": "llama-cpp", "embedding": "llama-cpp", "rerank": "llama-cpp",
+                                          "asr": "whisper-cpp", "image": "ncnn"}
 #: The model types each engine can run.
-ENGINE_TYPES: dict[str, tuple[str, ...]] = {"llama-cpp": ("llm", "embedding"), "ctransformers": ("llm",),
+ENGINE_TYPES: dict[str, tuple[str, ...]] = {"llama-cpp": ("llm", "embedding", "rerank"), "ctransformers": ("llm",),
                                             "whisper-cpp": ("asr",), "ncnn": ("image",),
                                             "remote": ("llm", "embedding")}
 
@@ -227,6 +230,10 @@ class ModelRegistry:
             raise InvalidValueError(f"Model '{identifier}' is not an embedding model", field="model")
         return await self._engine(spec)
 
+    async def reranker(self, identifier: str) -> RerankEngine:
+        """The cross-encoder for a `rerank` model (InvalidValueError for any other kind)."""
+        return await self._typed(identifier, "rerank")
+
     async def asr(self, identifier: str) -> WhisperEngine:
         """The speech-to-text engine for an `asr` model (InvalidValueError for any other kind)."""
         return await self._typed(identifier, "asr")
@@ -305,7 +312,7 @@ def _completed(spec: ModelSpec, context_factor: float) -> ModelSpec:
     _bounded(spec, info.context_length, context_factor)
     updates: dict[str, Any] = {}
     if spec.context_length is None and info.context_length:
-        default = 512 if spec.model_type == "embedding" else 4096
+        default = 4096 if spec.model_type == "llm" else 512
         updates["context_length"] = min(info.context_length, default)
     if spec.model_type == "embedding":
         dim = spec.embedding_dimension or spec.metadata.get("embedding_dimension") or info.embedding_length
@@ -316,7 +323,14 @@ def _completed(spec: ModelSpec, context_factor: float) -> ModelSpec:
                                     field="embedding_dimension")
         updates["embedding_dimension"] = int(dim)
         updates["metadata"] = {**spec.metadata, "embedding_dimension": int(dim)}
-    elif not info.has_chat_template:
+    if spec.model_type != "rerank" and info.pooling_type == RANK_POOLING and "pooling" not in spec.options:
+        raise InvalidValueError(f"model file {spec.path.name} is a reranker (rank pooling); register it with "
+                                "model_type rerank", field="model_type")
+    if spec.model_type == "rerank" and info.pooling_type != RANK_POOLING:
+        raise InvalidValueError(f"model file {spec.path.name} is not a reranker: its GGUF does not declare rank "
+                                f"pooling ({info.architecture}.pooling_type = 4), as llama.cpp's rerankers do",
+                                field="path")
+    if spec.model_type == "llm" and not info.has_chat_template:
         log.info("model %s has no chat template; only raw completions will work", spec.identifier)
     return spec.model_copy(update=updates) if updates else spec
 
@@ -354,6 +368,11 @@ async def _load_engine(spec: ModelSpec, max_queue: int) -> Any:
 
         return await CTransformersChatEngine.load(spec.identifier, spec.path, options=spec.options,
                                                   context_length=spec.context_length, max_queue=max_queue)
+    if spec.model_type == "rerank":
+        from ggstack.engines.rerank import LlamaCppRerankEngine
+
+        return await LlamaCppRerankEngine.load(spec.identifier, spec.path, options=spec.options,
+                                               context_length=spec.context_length, max_queue=max_queue)
     from ggstack.engines.llamacpp import LlamaCppChatEngine, LlamaCppEmbeddingEngine
 
     cls = LlamaCppEmbeddingEngine if spec.model_type == "embedding" else LlamaCppChatEngine

@@ -1,8 +1,8 @@
 """Dell's /performance: timed trials of real requests against one model, by the model's kind.
 
 Each trial is the work a client would ask of that kind of model (a short chat completion, an
-embedding batch, the bundled spoken clip, a small upscale), timed end to end on the engine,
-so the numbers include queueing behind other requests, as a client would see them.
+embedding batch, a rerank of that batch, the bundled spoken clip, a small upscale), timed end to
+end on the engine, so the numbers include queueing behind other requests, as a client would see them.
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ CHAT_TOKENS = 16
 EMBED_BATCH = [f"Performance trial sentence number {i} about local models." for i in range(8)]
 IMAGE_SIDE = 32
 
+RERANK_QUERY = "Which sentence is about local models?"
 RESULTS = {"llm": "Chat Completion performance measured.", "embedding": "Embedding performance measured.",
-           "asr": "Transcription performance measured.", "image": "Image upscale performance measured."}
+           "rerank": "Rerank performance measured.", "asr": "Transcription performance measured.",
+           "image": "Image upscale performance measured."}
 
 
 @dataclass
@@ -101,6 +103,14 @@ async def embedding_trial(engine: Any) -> Trial:
     return trial
 
 
+async def rerank_trial(engine: Any) -> Trial:
+    async def trial() -> dict[str, float]:
+        await engine.score(RERANK_QUERY, EMBED_BATCH)
+        return {}
+
+    return trial
+
+
 async def asr_trial(engine: Any) -> Trial:
     clip = importlib.resources.files("ggstack.audio").joinpath("data/clip.flac").read_bytes()
 
@@ -127,6 +137,7 @@ async def image_trial(engine: Any) -> Trial:
     return trial
 
 
-ENGINES = {"llm": ModelRegistry.chat, "embedding": ModelRegistry.embedder, "asr": ModelRegistry.asr,
-           "image": ModelRegistry.upscaler}
-TRIALS = {"llm": chat_trial, "embedding": embedding_trial, "asr": asr_trial, "image": image_trial}
+ENGINES = {"llm": ModelRegistry.chat, "embedding": ModelRegistry.embedder, "rerank": ModelRegistry.reranker,
+           "asr": ModelRegistry.asr, "image": ModelRegistry.upscaler}
+TRIALS = {"llm": chat_trial, "embedding": embedding_trial, "rerank": rerank_trial, "asr": asr_trial,
+          "image": image_trial}

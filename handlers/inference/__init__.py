@@ -10,5 +10,6 @@ from handlers.inference.chat import (  # noqa: F401
 )
 from handlers.inference.completions import openai_completion  # noqa: F401
 from handlers.inference.dell import dell_create_chat_completion, dell_llamastack_chat_completion  # noqa: F401
-from handlers.inference.embeddings import dell_create_embedding, openai_embeddings  # noqa: F401
+from handlers.inference.embeddings import dell_create_embedding, legacy_embeddings, openai_embeddings  # noqa: F401
 from handlers.inference.legacy import chat_completion, completion  # noqa: F401
+from handlers.inference.rerank import rerank  # noqa: F401

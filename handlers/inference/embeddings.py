@@ -8,6 +8,10 @@ Vectors leave here as little-endian float32, the precision the model computes in
 `dimensions` follows OpenAI's text-embedding-3 behaviour: keep the first `dimensions`
 components and L2-normalise again. That is only meaningful for Matryoshka-trained models,
 but it is well defined for any model, and asking for more than the model has is a 400.
+
+The legacy `POST /v1/inference/embeddings` (llama-stack-client's `inference.embeddings`) is the
+same computation with the reference's field names; its `text_truncation` cuts a text that is
+too long down to the model's context, keeping the special tokens the model adds around it.
 """
 
 from __future__ import annotations
@@ -30,8 +34,15 @@ from generated.models.llama_stack_deprecated import (
     OpenAIEmbeddingsResponse,
     OpenAIEmbeddingUsage,
 )
+from generated.models.llama_stack_inference import (
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    InterleavedContentItem,
+    TextContentItem,
+)
 from ggstack.core.context import Context
 from ggstack.core.errors import ContextOverflowError
+from ggstack.engines.base import EmbeddingEngine
 from ggstack.http.errors import Fields, InvalidRequest, naming
 
 #: OpenAI's (and Dell's) limit on inputs per request.
@@ -39,6 +50,8 @@ MAX_INPUTS = 2048
 ENCODINGS = ("float", "base64")
 #: An input longer than the model reads is about `input`.
 EMBED_FIELDS: Fields = {ContextOverflowError: "input"}
+#: ... and about `contents` in the legacy request.
+LEGACY_FIELDS: Fields = {ContextOverflowError: "contents"}
 SHAPES = "input must be a string, a list of strings, a token array or a list of token arrays"
 
 
@@ -137,3 +150,46 @@ async def dell_create_embedding(body: CreateEmbeddingRequest, ctx: Context) -> C
     usage = EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
     return CreateEmbeddingResponse(object="list", model=body.model, usage=usage, data=[
         Embedding(object="embedding", embedding=row, index=i) for i, row in enumerate(encoded(matrix, encoding))])
+
+
+async def legacy_embeddings(body: EmbeddingsRequest, ctx: Context) -> EmbeddingsResponse:
+    """`task_type` is accepted and has no effect: the embedding models here are symmetric."""
+    ctx.models.get(body.model_id)
+    texts = [content_text(item, i) for i, item in enumerate(body.contents.root)]
+    engine = await ctx.models.embedder(body.model_id)
+    check_dimensions(body.output_dimension, engine.dimension, body.model_id)
+    side = body.text_truncation or "none"
+    inputs: list[str] | list[list[int]] = texts
+    if side != "none":
+        inputs = [await truncated(engine, text, side) for text in texts]
+    with naming(LEGACY_FIELDS):
+        vectors, _tokens = await engine.embed(inputs)
+    return EmbeddingsResponse(embeddings=shaped(vectors, body.output_dimension).tolist())
+
+
+def content_text(item: Any, index: int) -> str:
+    """A string or a text content item; an image item is a 400 (the models here embed text)."""
+    item = item.root if isinstance(item, InterleavedContentItem) else item
+    text = item if isinstance(item, str) else item.text if isinstance(item, TextContentItem) else None
+    if text is None:
+        raise InvalidRequest(f"contents[{index}] is an image; the embedding models here read text only",
+                             param="contents")
+    if not text:
+        raise InvalidRequest(f"contents[{index}] is an empty string", param="contents")
+    return text
+
+
+async def truncated(engine: EmbeddingEngine, text: str, side: str) -> list[int]:
+    """`text`'s tokens with the model's special tokens, cut from `side` to fit the context."""
+    full = await engine.tokenize(text, add_bos=True, special=False)
+    if len(full) <= engine.context_length:
+        return full
+    body = await engine.tokenize(text, add_bos=False, special=False)
+    # the special tokens the model adds (BERT: [CLS] before, [SEP] after) stay where they are
+    start = next((i for i in range(len(full) - len(body) + 1) if full[i:i + len(body)] == body), None)
+    if start is None:  # a tokenizer whose special tokens merge into the text: cut the whole sequence
+        start, body = 0, full
+    prefix, suffix = full[:start], full[start + len(body):]
+    keep = max(0, engine.context_length - len(prefix) - len(suffix))
+    body = body[:keep] if side == "end" else body[len(body) - keep:]
+    return prefix + body + suffix

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import numpy as np
 import openai
 import pytest
 from llama_stack_client import BadRequestError, NotFoundError
@@ -252,3 +253,51 @@ def test_the_stable_paths_take_the_same_fixes(server):
     stored = stable.chat.completions.retrieve(chunks[0].id)
     assert stored.usage is not None and stored.usage.completion_tokens == 2
     assert server.mismatches() == []
+
+
+# -- the legacy embeddings route (client.inference.embeddings) -------------------------------------
+
+
+def legacy_embeddings(client, **kwargs) -> list[list[float]]:
+    with pytest.deprecated_call():  # the client marks it deprecated; the reference still serves it
+        return client.inference.embeddings(model_id="tiny-embed", **kwargs).embeddings
+
+
+def test_legacy_embeddings_are_the_openai_routes_vectors(client):
+    texts = ["hello world", "the cat sat on the mat"]
+    openai_route = [d.embedding for d in client.embeddings.create(model="tiny-embed", input=texts).data]
+    assert legacy_embeddings(client, contents=texts) == openai_route
+    items = [{"type": "text", "text": text} for text in texts]
+    assert legacy_embeddings(client, contents=items, task_type="query") == openai_route
+    short = legacy_embeddings(client, contents=texts, output_dimension=8)
+    for vector, full in zip(short, openai_route, strict=True):
+        head = np.asarray(full[:8])
+        assert np.allclose(vector, head / np.linalg.norm(head), atol=1e-6)
+
+
+def test_legacy_embeddings_truncate_as_asked(server, client, tiny_embed_gguf):
+    import llama_cpp
+
+    vocab = llama_cpp.Llama(model_path=str(tiny_embed_gguf), vocab_only=True, verbose=False)
+    text = "the cat " * 200 + "hello world " * 200  # 800 words: more than the model's 512 tokens
+    full = vocab.tokenize(text.encode(), add_bos=True, special=False)  # [CLS] ... [SEP]
+    with pytest.raises(BadRequestError, match="maximum context length of 512 tokens"):
+        legacy_embeddings(client, contents=[text])
+    for side, kept in (("end", full[:511] + full[-1:]), ("start", full[:1] + full[-511:])):
+        expected = httpx.post(server.url + "/v1/embeddings", timeout=60,
+                              json={"model": "tiny-embed", "input": kept}).json()["data"][0]["embedding"]
+        assert legacy_embeddings(client, contents=[text], text_truncation=side) == [expected]
+    assert legacy_embeddings(client, contents=[text], text_truncation="start") != legacy_embeddings(
+        client, contents=[text], text_truncation="end")
+    assert legacy_embeddings(client, contents=["hello"], text_truncation="end") == legacy_embeddings(
+        client, contents=["hello"])
+
+
+def test_legacy_embeddings_refuse_images_and_unknown_models(client):
+    image = {"type": "image", "image": {"url": {"uri": "https://example.com/a.png"}}}
+    with pytest.raises(BadRequestError, match=r"contents\[1\] is an image"):
+        legacy_embeddings(client, contents=[{"type": "text", "text": "hi"}, image])
+    with pytest.raises(NotFoundError), pytest.deprecated_call():
+        client.inference.embeddings(model_id="no-such-model", contents=["hi"])
+    with pytest.raises(BadRequestError), pytest.deprecated_call():
+        client.inference.embeddings(model_id="tiny", contents=["hi"])

@@ -52,7 +52,7 @@ def test_every_operation_of_every_spec_is_in_the_route_table() -> None:
     counts = {s.name: len(s.operations) for s in specs}
     assert counts["llama-stack-deprecated"] == 74  # upstream 73 + delete_chat_completion (overlay)
     assert counts["dell-pro-ai-studio"] == 9
-    assert counts["llama-stack-inference"] == 2
+    assert counts["llama-stack-inference"] == 3  # completion, chat_completion + legacy_embeddings (overlay)
 
 
 def test_dell_is_served_under_v1() -> None:

@@ -52,9 +52,11 @@ def test_unknown_engine_option_is_an_error_naming_it():
     assert "n_gpu" in err.value.message
 
 
-def test_embedding_model_cannot_use_pooling_none():
+@pytest.mark.parametrize("pooling", ["none", "rank"])
+def test_embedding_model_cannot_use_pooling_none_or_rank(pooling):
+    """rank gives the classifier's outputs, not a vector of the model's width: rerank models only."""
     with pytest.raises(InvalidValueError):
-        LlamaCppOptions.from_spec({"pooling": "none"}, context_length=256, embedding=True, trained_context=512)
+        LlamaCppOptions.from_spec({"pooling": pooling}, context_length=256, embedding=True, trained_context=512)
 
 
 @pytest.mark.parametrize(("field", "value"), [

@@ -90,7 +90,7 @@ OPERATION_IDS = {
         "supervised_fine_tune", "query_metrics", "query_spans", "save_spans_to_dataset", "get_span_tree",
         "query_traces", "get_trace", "get_span",
     },
-    "llama-stack-inference": {"completion", "chat_completion"},
+    "llama-stack-inference": {"completion", "chat_completion", "legacy_embeddings"},
     "dell-pro-ai-studio": {
         "dell_list_models", "dell_retrieve_model", "dell_create_transcription", "dell_create_translation",
         "dell_create_chat_completion", "dell_create_embedding", "dell_create_image_variation",
