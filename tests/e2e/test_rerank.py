@@ -13,10 +13,10 @@ import gguf
 import httpx
 import numpy as np
 import pytest
-from llama_stack_client import BadRequestError, LlamaStackClient, NotFoundError
+from llama_stack_client import BadRequestError, NotFoundError
 
 from tests.fixtures.gguf_builder import bert_vocab
-from tests.server import Server
+from tests.server import Server, served, stack_client
 
 QUERY = "hello world"
 ITEMS = ["the cat sat", "hello world", "dog", "the mat on the dog", "cat on mat"]  # whole words of the vocabulary
@@ -27,15 +27,12 @@ RERANKER = "rr"
 def server(tmp_path_factory, tiny_embed_gguf, tiny_rerank_gguf):
     models = [{"identifier": "emb", "path": str(tiny_embed_gguf), "model_type": "embedding"}]
     config = {"models": models, "model_dirs": [str(tiny_rerank_gguf.parent), str(tiny_embed_gguf.parent)]}
-    server = Server(tmp_path_factory.mktemp("rerank"), config=config).start()
-    yield server
-    server.stop()
-    assert server.mismatches() == [], "\n".join(server.mismatches())
+    yield from served(tmp_path_factory.mktemp("rerank"), config=config)
 
 
 @pytest.fixture
 def client(server):
-    return LlamaStackClient(base_url=server.url, max_retries=0, timeout=60)
+    yield from stack_client(server)
 
 
 @pytest.fixture
