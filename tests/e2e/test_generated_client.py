@@ -10,7 +10,7 @@ import pytest
 from generated.client import AsyncClient, AsyncStream, Client, InvalidRequest, NotFound, Stream
 from generated.models import dell_pro_ai_studio as dell
 from generated.models import llama_stack_stable as stable
-from tests.server import Server
+from tests.server import Server, served
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -19,9 +19,7 @@ HI = [{"role": "user", "content": "hi"}]
 def server(tmp_path_factory, tiny_chat_gguf, tiny_embed_gguf):
     models = [{"identifier": "tiny", "path": str(tiny_chat_gguf), "model_type": "llm"},
               {"identifier": "tiny-embed", "path": str(tiny_embed_gguf), "model_type": "embedding"}]
-    server = Server(tmp_path_factory.mktemp("generated-client"), config={"models": models}).start()
-    yield server
-    server.stop()
+    yield from served(tmp_path_factory.mktemp("generated-client"), config={"models": models})
 
 
 @pytest.fixture

