@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import anyio.to_thread
 from sqlalchemy import (
@@ -76,6 +76,23 @@ documents = Table(
     UniqueConstraint("kind", "parent", "id", name="uq_ggstack_documents_key"),
     Index("ix_ggstack_documents_order", "kind", "parent", "created_at", "seq"),
 )
+
+
+# SQL counts are signed 64-bit: a larger offset or limit (the specs leave them unbounded) would overflow
+# the driver, so it is cut to a count no table reaches, which reads the same rows. One less than the top
+# leaves room for the extra row a page reads to learn whether more follow.
+_SQL_COUNT_MAX = 2**63 - 2
+
+
+@overload
+def _sql_count(n: int) -> int: ...
+@overload
+def _sql_count(n: None) -> None: ...
+@overload
+def _sql_count(n: int | None) -> int | None: ...
+def _sql_count(n: int | None) -> int | None:
+    """An offset or limit as SQL can take it: negatives read as 0, huge values as the largest count."""
+    return None if n is None else min(max(n, 0), _SQL_COUNT_MAX)
 
 
 def _is_sqlite(url: str) -> bool:
@@ -303,7 +320,7 @@ class SqlMetadataStore:
         if limit is not None and limit < 1:
             raise InvalidValueError("limit must be at least 1", field="limit")
         return await self._run(self._read, partial(self._list_sync, kind, parent, after, before,
-                                                   limit, order, where, max(offset, 0)))
+                                                   _sql_count(limit), order, where, _sql_count(offset)))
 
     def _cursor(self, conn: Connection, kind: str, parent: str | None, id: str, param: str) -> Any:
         row = conn.execute(select(documents.c.created_at, documents.c.seq)
@@ -348,6 +365,7 @@ class SqlMetadataStore:
                    created: tuple[int | None, int | None] = (None, None), offset: int = 0,
                    limit: int | None = None) -> builtins.list[dict[str, Any]]:
         query = self._found(kind, conditions, under, order_by, first_per, created, None)
+        offset, limit = _sql_count(offset), _sql_count(limit)
         if offset > 0:
             query = query.offset(offset)
         if limit is not None:

@@ -103,6 +103,18 @@ async def test_empty_list_and_unknown_cursor(store):
         await store.list("file", order="sideways")
 
 
+async def test_offsets_and_limits_past_64_bits_read_like_any_large_count(store):
+    """The specs leave start_index/limit unbounded; a 24-digit one overflowed the driver (a 500)."""
+    ids = await fill(store, 5)
+    huge = 101940577120179766427648
+    assert (await store.list("file", offset=huge, order="asc")).items == []
+    whole = await store.list("file", limit=huge, order="asc")
+    assert [d["id"] for d in whole.items] == [d["id"] for d in (await store.list("file", limit=None, order="asc")).items]
+    assert len(whole.items) == len(ids) and not whole.has_more
+    assert await store.find("file", offset=huge) == []
+    assert len(await store.find("file", limit=huge)) == len(ids)
+
+
 async def test_where_filters_on_json_keys(store):
     await store.put("batch", "b1", {"status": "completed", "n": 1, "ok": True})
     await store.put("batch", "b2", {"status": "failed", "n": 2, "ok": False})
