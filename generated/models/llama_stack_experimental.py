@@ -1449,7 +1449,7 @@ class AgentConfig(BaseModel):
         title="ToolPromptFormat",
     )
     tool_config: ToolConfig | None = None
-    max_infer_iters: int | None = 10
+    max_infer_iters: int | None = Field(10, ge=1)
     model: str = Field(..., description="The model identifier to use for the agent")
     instructions: str = Field(..., description="The system instructions for the agent")
     name: str | None = Field(

@@ -45,9 +45,12 @@ class ModelDirs:
         """The file `name` names: relative to a model directory (first match), or absolute inside one."""
         candidates = [Path(name)] if Path(name).is_absolute() else [d / name for d in self.dirs]
         for candidate in candidates:
-            resolved = candidate.resolve()
-            if self.inside(resolved) is not None and resolved.is_file():
-                return resolved
+            try:
+                resolved = candidate.resolve()
+                if self.inside(resolved) is not None and resolved.is_file():
+                    return resolved
+            except (ValueError, OSError):  # a NUL byte or a name the file system cannot encode: no file
+                continue
         raise InvalidValueError(f"model file '{name}' is not in the server's model directories "
                                 "(model_dirs in the run config)", field="path")
 

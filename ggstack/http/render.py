@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from ggstack.http.errors import ApiError
 
@@ -45,11 +45,20 @@ def jsonable(result: Any) -> Any:
 #: Built once: `json.dumps` with any option builds a new encoder per call, a measurable
 #: share of a cheap request.
 ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
 
 def dumps(data: Any) -> bytes:
-    """Compact JSON; NaN and infinity are refused, as in Starlette's JSONResponse."""
-    return ENCODER.encode(data).encode("utf-8")
+    """Compact JSON; NaN and infinity are refused, as in Starlette's JSONResponse.
+
+    A lone surrogate (JSON's `\\udbc6` escape parses into one, and an answer or error may echo
+    it) has no UTF-8 form; such a document is written with every non-ASCII character escaped,
+    which is the same JSON.
+    """
+    try:
+        return ENCODER.encode(data).encode("utf-8")
+    except UnicodeEncodeError:
+        return ASCII_ENCODER.encode(data).encode("ascii")
 
 
 def sse_frame(data: Any) -> bytes:
@@ -77,4 +86,5 @@ def error_body(exc: ApiError, shape: str) -> dict[str, Any]:
 
 
 def error_response(exc: ApiError, shape: str) -> Response:
-    return JSONResponse(error_body(exc, shape), status_code=exc.status, headers=exc.headers)
+    return Response(dumps(error_body(exc, shape)), status_code=exc.status, headers=exc.headers,
+                    media_type="application/json")

@@ -32,8 +32,9 @@ async def create_agent_turn(agent_id: str, session_id: str, body: CreateAgentTur
     request = body.model_dump(mode="json", exclude_none=True)
     for i, message in enumerate(request["messages"]):
         if message["role"] == "tool":
-            raise InvalidRequest(f"messages[{i}] is a tool response: answer a paused turn with resume",
-                                 param=f"messages[{i}]")
+            # The schema allows it; it only answers a turn paused on a client tool (the house rule's 400).
+            raise InvalidRequest(f"Invalid value: messages[{i}] is a tool response: answer a paused turn with "
+                                 "resume", param=f"messages[{i}]")
     toolgroups, tool_config = request.get("toolgroups") or [], request.get("tool_config")
     setup = await prepare(ctx, agent, session, toolgroups=toolgroups, tool_config=tool_config,
                           documents=request.get("documents"))

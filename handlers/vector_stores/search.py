@@ -44,7 +44,8 @@ async def openai_search_vector_store(vector_store_id: str, body: OpenaiSearchVec
     store = await active_store(ctx, vector_store_id)
     query = body.query if isinstance(body.query, str) else " ".join(body.query)
     if not query.strip():
-        raise InvalidRequest("query must not be empty", param="query")
+        # As vector-io says it: a blank query is valid JSON the search cannot use.
+        raise InvalidRequest("Invalid value: query must not be empty", param="query")
     k = DEFAULT_RESULTS if body.max_num_results is None else body.max_num_results
     if not 1 <= k <= MAX_RESULTS:
         raise InvalidRequest(f"max_num_results must be between 1 and {MAX_RESULTS}", param="max_num_results")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import httpx
@@ -193,18 +194,20 @@ def test_registrations_survive_a_restart_and_config_models_come_back(tmp_path, t
         stopped(second)
 
 
-@pytest.mark.parametrize("name", ["../outside.gguf", "sub/../../outside.gguf", "link.gguf", "OUTSIDE"])
+@pytest.mark.parametrize("name", ["../outside.gguf", "sub/../../outside.gguf", "link.gguf", "OUTSIDE",
+                                  "nul\x00.gguf", "surrogate\udbc6.gguf"])
 def test_paths_out_of_the_model_directory_are_refused_alike(http, model_dir, tiny_embed_gguf, name):
-    """`..`, a symlink pointing out, and an absolute path outside all get the answer a missing file
-    gets, which names only what the client sent."""
+    """`..`, a symlink pointing out, an absolute path outside, and names no file system can hold
+    (a NUL byte, a lone surrogate: found by the stateful fuzz as a 500) all get the answer a
+    missing file gets, which names only what the client sent."""
     outside = model_dir.parent / "outside.gguf"
     shutil.copy(tiny_embed_gguf, outside)
     link = model_dir / "link.gguf"
     if not link.exists():
         link.symlink_to(outside)
     name = str(outside) if name == "OUTSIDE" else name
-    response = http.post("/v1/models", json={"model_id": "escape", "provider_model_id": name,
-                                             "model_type": "embedding"})
+    body = json.dumps({"model_id": "escape", "provider_model_id": name, "model_type": "embedding"})  # \u-escaped
+    response = http.post("/v1/models", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 400
     detail = response.json()["detail"]
     assert detail == (f"Invalid value: model file '{name}' is not in the server's model directories "
