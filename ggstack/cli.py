@@ -130,8 +130,9 @@ def add_contract_parser(commands: argparse._SubParsersAction) -> None:
                           help="generated cases per operation in the fuzzing phase (default 10)")
     contract.add_argument("--stateful", action="store_true", help="also run link-driven request sequences")
     contract.add_argument("--header", "-H", action="append", default=[], metavar="'NAME: VALUE'",
-                          help="sent with every request; repeatable")
-    contract.add_argument("--api-key", help="sent as `Authorization: Bearer KEY` (masked in reports)")
+                          help="sent with every request; repeatable (a credential header, which Schemathesis "
+                               "masks, replays as $GGSTACK_<NAME>)")
+    contract.add_argument("--api-key", help="sent as `Authorization: Bearer KEY` (replays read it from $GGSTACK_API_KEY)")
     contract.add_argument("--exclude-check", action="append", default=[], metavar="CHECK",
                           help="a Schemathesis check to skip, e.g. positive_data_acceptance; repeatable")
     contract.add_argument("--seed", type=int, default=0, help="generation seed (default 0: the same cases each run)")
@@ -142,7 +143,7 @@ def add_contract_parser(commands: argparse._SubParsersAction) -> None:
 
 def contract_command(args: argparse.Namespace) -> int:
     from ggstack.contract.report import html_report, junit_xml, text_report
-    from ggstack.contract.runner import ContractError, Options, run_contract
+    from ggstack.contract.runner import ContractError, Options, replay_placeholders, run_contract
 
     headers = {}
     for header in args.header:
@@ -156,7 +157,8 @@ def contract_command(args: argparse.Namespace) -> int:
     specs = args.spec or ["llama-stack-stable", "llama-stack-experimental", "llama-stack-deprecated",
                           "llama-stack-inference", "dell-pro-ai-studio"]
     options = Options(url=args.url, specs=specs, include=args.include, examples=args.examples,
-                      stateful=args.stateful, headers=headers, exclude_checks=args.exclude_check, seed=args.seed)
+                      stateful=args.stateful, headers=headers, exclude_checks=args.exclude_check, seed=args.seed,
+                      placeholders=replay_placeholders(headers, api_key=bool(args.api_key)))
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     try:
         run = run_contract(options, progress)

@@ -13,7 +13,7 @@ MARKS = {"passed": "ok  ", "failed": "FAIL", "not implemented": "n/i ", "errored
 
 
 def text_report(run: ContractRun) -> str:
-    lines = []
+    lines = [replay_note(run)] if run.replay_env else []
     for result in run.results:
         statuses = ", ".join(f"{code}x{n}" for code, n in sorted(result.statuses.items()))
         lines.append(f"{MARKS[result.outcome]} {result.spec:<26} {result.label:<60} {result.operation_id}"
@@ -33,6 +33,11 @@ def text_report(run: ContractRun) -> str:
     lines.extend(f"fatal: {message}" for message in run.fatal)
     lines.append(summary_line(run))
     return "\n".join(lines)
+
+
+def replay_note(run: ContractRun) -> str:
+    exports = " ".join(f"{name}=..." for name in run.replay_env)
+    return f"Replays read the credentials passed from the environment: export {exports} before pasting them."
 
 
 def summary_line(run: ContractRun) -> str:
@@ -73,4 +78,5 @@ def junit_case(suite: ET.Element, result: OperationResult) -> None:
 def html_report(run: ContractRun) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-    return env.get_template("report.html.jinja").render(run=run, summary=summary_line(run))
+    return env.get_template("report.html.jinja").render(run=run, summary=summary_line(run),
+                                                      replay_note=replay_note(run) if run.replay_env else None)

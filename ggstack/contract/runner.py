@@ -99,6 +99,8 @@ class OperationResult:
 @dataclass
 class ContractRun:
     url: str
+    #: Environment variables the replays read instead of the secrets passed (see `replay_placeholders`).
+    replay_env: list[str] = field(default_factory=list)
     results: list[OperationResult] = field(default_factory=list)
     fatal: list[str] = field(default_factory=list)
 
@@ -118,6 +120,8 @@ class Options:
     examples: int = 10
     stateful: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    #: Header name -> what replays show for its value (`replay_placeholders`).
+    placeholders: dict[str, str] = field(default_factory=dict)
     exclude_checks: list[str] = field(default_factory=list)
     seed: int | None = 0
     request_timeout: float = 60.0
@@ -179,6 +183,29 @@ def unknown_id_rules(document: Document) -> list[dict[str, Any]]:
     return rules
 
 
+def replay_placeholders(headers: dict[str, str], api_key: bool) -> dict[str, str]:
+    """Header name -> a shell variable reference that replays carry instead of the value.
+
+    Schemathesis masks credentials in its curl samples as `[Filtered]`, which a person cannot paste
+    and run; a variable keeps the secret out of reports and still runs once it is exported. The key
+    from --api-key reads `$GGSTACK_API_KEY`; any other header `$GGSTACK_<NAME>`.
+    """
+    found = {}
+    for name in headers:
+        if api_key and name.lower() == "authorization":
+            found[name] = "Bearer $GGSTACK_API_KEY"
+        else:
+            found[name] = "$GGSTACK_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
+    return found
+
+
+def unmask(curl: str, placeholders: dict[str, str]) -> str:
+    """Swap `-H 'Name: [Filtered]'` for `-H "Name: $VAR"` (double quotes, so the shell expands it)."""
+    for name, value in placeholders.items():
+        curl = curl.replace(f"-H '{name}: [Filtered]'", f'-H "{name}: {value}"')
+    return curl
+
+
 def run_contract(options: Options, progress: Any = None) -> ContractRun:
     """Test every document in turn; `progress(text)` hears one line per finished operation phase."""
     if options.include is not None:
@@ -190,6 +217,9 @@ def run_contract(options: Options, progress: Any = None) -> ContractRun:
     run = ContractRun(url=options.url)
     for document in documents:
         run_document(options, document, run, progress or (lambda text: None))
+    replays = "\n".join(f.curl for r in run.results for f in r.failures)
+    run.replay_env = [var for value in options.placeholders.values()
+                      for var in re.findall(r"\$(\w+)", value) if f"${var}" in replays]
     return run
 
 
@@ -215,7 +245,7 @@ def run_document(options: Options, document: Document, run: ContractRun, progres
 
     for event in from_schema(schema).execute():
         if isinstance(event, events.ScenarioFinished) and event.skip_reason is None:
-            merge_scenario(row(event.recorder.label), event.recorder, document)
+            merge_scenario(row(event.recorder.label), event.recorder, document, options.placeholders)
             progress(f"{document.name} {event.phase.value:<9} {event.recorder.label}: {event.status.value}")
         elif isinstance(event, events.NonFatalError):
             row(event.label).errors.append(event.info.message)
@@ -228,7 +258,8 @@ def operation_id_of(operation: Any) -> str:
     return operation.definition.raw.get("operationId", "")
 
 
-def merge_scenario(result: OperationResult, recorder: Any, document: Document) -> None:
+def merge_scenario(result: OperationResult, recorder: Any, document: Document,
+                   placeholders: dict[str, str]) -> None:
     method = result.label.split(" ", 1)[0]
     # An operation's row counts its own method only (checks also send other methods on purpose);
     # the stateful row counts every request of its sequences.
@@ -246,7 +277,7 @@ def merge_scenario(result: OperationResult, recorder: Any, document: Document) -
             failure = check.failure_info.failure
             result.add_failure(Failure(
                 check=check.name, title=failure.title, message=short_message(failure.message),
-                curl=check.failure_info.code_sample, status=status,
+                curl=unmask(check.failure_info.code_sample, placeholders), status=status,
                 schema_path=schema_pointer(document, failure.operation or result.label, failure, status)))
 
 

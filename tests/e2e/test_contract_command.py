@@ -106,6 +106,20 @@ def test_api_key_option_authenticates(keyed_server: Server, capsys) -> None:
     assert "1 passed" in out
 
 
+def test_replays_read_credentials_from_the_environment(broken_url: str, capsys) -> None:
+    code, out = contract(capsys, broken_url, "--spec", "llama-stack-stable", "--include", "^/v1/version$",
+                         "--api-key", KEY, "-H", "X-Token: secret-token")
+    assert code == 1, out
+    assert KEY not in out and "secret-token" not in out
+    assert out.splitlines()[0].startswith("Replays read the credentials passed from the environment: export ")
+    replay = next(line for line in out.splitlines() if "replay: curl" in line).split("replay: ", 1)[1]
+    assert '-H "Authorization: Bearer $GGSTACK_API_KEY"' in replay and '-H "X-Token: $GGSTACK_X_TOKEN"' in replay
+    pasted = subprocess.run(["bash", "-c", replay.replace("curl ", "curl -sS -w ' %{http_code}' ", 1)],
+                            env={"PATH": "/usr/bin:/bin", "GGSTACK_API_KEY": KEY, "GGSTACK_X_TOKEN": "t"},
+                            capture_output=True, text=True, check=True)
+    assert pasted.stdout == '{"release":"0.2.23"} 200'
+
+
 def test_dell_document_is_tested_under_its_server_path(ggstack_server: Server, capsys) -> None:
     code, out = contract(capsys, ggstack_server.url, "--spec", "dell-pro-ai-studio", "--include", "^/openai/models$")
     assert code == 0, out
