@@ -2822,7 +2822,7 @@ class OpenaiSearchVectorStoreRequest(BaseModel):
     rewrite_query: bool | None = Field(
         None, description="Whether to rewrite the natural language query for vector search (default false)"
     )
-    search_mode: str | None = Field(
+    search_mode: Literal["vector", "keyword", "hybrid"] | None = Field(
         None, description='The search mode to use - "keyword", "vector", or "hybrid" (default "vector")'
     )
 
