@@ -102,9 +102,9 @@ class Settings(BaseSettings):
         "Stored chat completions older than this are deleted; 0 stores none; unset keeps them"))
     files_dir: Path | None = Field(None, description=(
         "Where uploaded files' bytes live; default data_dir/files. Replicas share one (a shared filesystem)"))
-    ingest_lease_seconds: float = Field(30.0, ge=0.5, description=(
-        "Replicas: how long a claim on a file being indexed lasts unrenewed; a dead replica's work "
-        "is taken over after it"))
+    lease_seconds: float = Field(30.0, ge=0.5, description=(
+        "Replicas: how long a claim on background work (a file being indexed, an eval or training job) "
+        "lasts unrenewed; a dead replica's work is taken over (files) or failed (jobs) after it"))
     model_refresh_seconds: float = Field(2.0, ge=0.1, description=(
         "Replicas: how often the model registry is re-read from the database"))
     max_upload_bytes: int = 512 * 1024 * 1024

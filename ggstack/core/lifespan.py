@@ -30,6 +30,7 @@ from ggstack.http.operations import Operation
 from ggstack.ingest.worker import IngestWorker
 from ggstack.stores.base import MetadataStore
 from ggstack.stores.factory import open_stores
+from ggstack.stores.leases import Leases
 from ggstack.training.jobs import TrainingSetup, TrainingWorker
 
 log = logging.getLogger("ggstack.core.lifespan")
@@ -47,26 +48,25 @@ async def open_context(settings: Settings, operations: tuple[Operation, ...],
         registry = ModelRegistry(max_queue=settings.max_queue, context_factor=settings.max_context_factor,
                                  providers=providers)
         await register_models(registry, settings, stores.metadata, live=shared)
+        # one run id for this process's claims on files, eval jobs and training jobs
+        leases = Leases(stores.metadata, shared=shared, seconds=settings.lease_seconds)
         ingest = IngestWorker(metadata=stores.metadata, files=stores.files, vectors=stores.vectors,
-                              models=registry, shared=shared, lease_seconds=settings.ingest_lease_seconds)
-        evals = EvalJobs(stores.metadata)
-        training = TrainingWorker(metadata=stores.metadata, models=registry, setup=TrainingSetup(
+                              models=registry, leases=leases)
+        evals = EvalJobs(stores.metadata, leases)
+        training = TrainingWorker(metadata=stores.metadata, models=registry, leases=leases, setup=TrainingSetup(
             window=settings.training_window, threads=os.cpu_count() or 1, work_dir=settings.data_dir / "training",
-            checkpoint_type=settings.training_checkpoint_type), shared=shared)
+            checkpoint_type=settings.training_checkpoint_type))
         ctx = Context(settings=settings, operations=operations, missing=missing, models=registry,
                       metadata=stores.metadata, files=stores.files, vectors=stores.vectors, ingest=ingest,
                       evals=evals, training=training)
         follower = asyncio.get_running_loop().create_task(
             follow_models(registry, settings.model_refresh_seconds)) if shared else None
         try:
-            # Resumes vector-store files left in_progress by a previous run; eval jobs cannot
-            # resume (their tasks died with it) and are marked failed.
+            # Resumes vector-store files left in_progress by a previous run (replicas: nobody
+            # holds); eval and fine-tuning jobs cannot resume (their state died with the process)
+            # and are marked failed; replicas keep looking for those a dead replica leaves.
             await ingest.start()
-            if not shared:
-                # Replicas: a job in progress may be running on another replica; eval jobs are
-                # not leased (yet), so one a dead replica held stays in progress there.
-                await evals.recover()
-            # Marks fine-tuning jobs a previous run left unfinished as failed (not with replicas).
+            await evals.open()
             await training.start()
             yield ctx
         finally:

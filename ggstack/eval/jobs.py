@@ -5,6 +5,12 @@ in_progress → completed, or to failed (with the reason) or cancelled; its resu
 scores) is a document of its own (kind "eval_job_result"). The work is an asyncio task in this
 process: cancelling the task closes the generations in flight, which stops the model within a
 token. A job a previous process left unfinished is marked failed at start-up (`recover`).
+
+Replicas (one PostgreSQL database): a job is leased to the process running it
+(ggstack/stores/leases.py), renewed while it runs. Every replica looks for unfinished jobs
+whose lease ran out every half lease and fails them with the reason: their rows, candidate
+and scorers lived in the dead replica's memory, so they are not resumed. A job cancelled
+through another replica is stopped by its owner at the next renewal.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 from ggstack.core.errors import BusyError, DomainError, InvalidValueError, NotFoundError
 from ggstack.core.ids import new_id, now
 from ggstack.eval.candidates import Answer
+from ggstack.stores.leases import Leases
 
 log = logging.getLogger("ggstack.eval.jobs")
 
@@ -27,6 +34,7 @@ ROW_CONCURRENCY = 4
 #: Times a row waits for a full model queue (each wait is the queue's Retry-After) before the job fails.
 BUSY_RETRIES = 60
 RESTARTED = "the server stopped while this job ran; run it again"
+ORPHANED = "the replica running this job stopped (its lease expired); run it again"
 FINAL = ("completed", "failed", "cancelled")
 
 Score = Callable[[list[dict[str, Any]]], Awaitable[dict[str, Any]]]
@@ -70,24 +78,39 @@ def failure(job_id: str, exc: Exception) -> str:
     return "internal error (see the server log)"
 
 
+def unfinished(job: dict[str, Any]) -> bool:
+    return job["status"] not in FINAL
+
+
 class EvalJobs:
     """Starts, tracks, cancels and reads jobs; one per server (created in the lifespan)."""
 
-    def __init__(self, metadata: Any) -> None:
+    def __init__(self, metadata: Any, leases: Leases | None = None) -> None:
         self._metadata = metadata
+        self._leases = leases or Leases(metadata, shared=False)
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._reaper: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        """Fail what a previous run left; replicas: from then on, what a dead replica leaves too."""
+        await self.recover()
+        if self._leases.shared:
+            self._reaper = self._leases.every_half_lease(self.recover, "orphaned eval jobs")
 
     async def recover(self) -> int:
-        """Mark jobs a previous process left scheduled or in progress failed; how many there were."""
+        """Mark failed the scheduled or in-progress jobs nobody holds (left by a previous process,
+        or by a replica whose lease ran out); how many there were."""
+        reason = ORPHANED if self._leases.shared else RESTARTED
         stale = await self._metadata.list(KIND, limit=None, order="asc", where={"status": ["scheduled", "in_progress"]})
-        for job in stale.items:
-            await self._move(job["job_id"], "failed", completed_at=now(), error=RESTARTED)
-        return len(stale.items)
+        failed = await self._leases.reap(KIND, stale.items, "job_id", unfinished,
+                                         {"status": "failed", "completed_at": now(), "error": reason})
+        return len(failed)
 
     async def start(self, benchmark_id: str, rows: Sequence[Mapping[str, Any]], answer: Answer,
                     score: Score) -> dict[str, Any]:
         job: dict[str, Any] = {"job_id": new_id("evaljob-"), "benchmark_id": benchmark_id,
                                "status": "scheduled", "created_at": now(), "num_rows": len(rows)}
+        self._leases.stamp(job)
         await self._metadata.put(KIND, job["job_id"], job)
         task = asyncio.create_task(self._run(job["job_id"], list(rows), answer, score))
         self._tasks[job["job_id"]] = task
@@ -97,7 +120,10 @@ class EvalJobs:
     async def _run(self, job_id: str, rows: list[Mapping[str, Any]], answer: Answer, score: Score) -> None:
         try:
             await self._move(job_id, "in_progress", started_at=now())
-            result = await evaluate(rows, answer, score)
+            # finished or taken over elsewhere while it runs (a cancel through another replica): stop
+            stop = asyncio.current_task().cancel  # type: ignore[union-attr]
+            async with self._leases.kept(KIND, job_id, unfinished, lost=stop):
+                result = await evaluate(rows, answer, score)
             await self._metadata.put(RESULT_KIND, job_id, result, parent=job_id)
             await self._move(job_id, "completed", completed_at=now())
         except asyncio.CancelledError:
@@ -139,6 +165,9 @@ class EvalJobs:
 
     async def close(self) -> None:
         """Shutting down: running jobs stop and are marked failed (a restart would say the same)."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
         tasks = list(self._tasks.items())
         for _, task in tasks:
             task.cancel()

@@ -12,15 +12,13 @@ the `run` id of the process. A job's result is written only if its generation is
 current, so a detach or re-attach while a job runs is never overwritten by stale work.
 A file whose indexing kept killing the server is failed after MAX_ATTEMPTS claims.
 
-Replicas (several servers on one PostgreSQL database, `shared`): a claim is a lease. The
-claiming process writes its `run` and `lease_until` in the same row-locked update (SKIP
-LOCKED: a row another replica is claiming right now is passed over, not waited for), renews
-the lease while it works, and writes a result only while it still holds it. Every replica
-polls for `in_progress` files nobody holds (queued by a replica that died, or whose lease
-ran out) and claims them, so a replica killed mid-file has its work redone by another once
-the lease expires. Redoing a file is invisible: chunk ids are the file's id and position,
-and the file's chunks are replaced, never added to. On SQLite the database belongs to one
-process, so claims there are plain (as before replicas existed).
+Replicas (several servers on one PostgreSQL database): a claim is a lease
+(ggstack/stores/leases.py), renewed while the file is indexed; a result is written only while
+this process still holds the file. Every replica polls for `in_progress` files nobody holds
+(queued by a replica that died, or whose lease ran out) and claims them, so a replica killed
+mid-file has its work redone by another once the lease expires. Redoing a file is invisible:
+chunk ids are the file's id and position, and the file's chunks are replaced, never added to.
+On SQLite the database belongs to one process, so claims there are plain (as before replicas).
 """
 
 from __future__ import annotations
@@ -28,8 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-import uuid
 from typing import Any
 
 from ggstack.core.errors import DomainError, NotFoundError
@@ -40,6 +36,7 @@ from ggstack.ingest.extract import ExtractionError
 from ggstack.ingest.pipeline import EmbeddingBusy, index_file
 from ggstack.ingest.records import FILE_BATCH, VECTOR_STORE, VECTOR_STORE_FILE
 from ggstack.stores.base import FileStore, MetadataStore, VectorStore
+from ggstack.stores.leases import Leases
 
 log = logging.getLogger("ggstack.ingest.worker")
 
@@ -50,10 +47,12 @@ MAX_ATTEMPTS = 3
 SWEEP_INTERVAL_SECONDS = 600
 #: A job whose file is already being indexed waits this long before being looked at again.
 BUSY_RETRY_SECONDS = 0.2
-#: How long a replica's claim on a file lasts without renewal (renewed every third of it).
-DEFAULT_LEASE_SECONDS = 30.0
 
 Key = tuple[str, str]
+
+
+def in_progress(doc: dict[str, Any]) -> bool:
+    return bool(doc["status"] == "in_progress")
 
 
 def failure(message: str, code: str = "server_error") -> dict[str, Any]:
@@ -65,18 +64,14 @@ class IngestWorker:
     """Start with `await start()` (resumes unfinished work), stop with `await close()`."""
 
     def __init__(self, *, metadata: MetadataStore, files: FileStore, vectors: VectorStore, models: Any,
-                 concurrency: int = CONCURRENCY, shared: bool = False,
-                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+                 concurrency: int = CONCURRENCY, leases: Leases | None = None) -> None:
         self.metadata = metadata
         self.files = files
         self.vectors = vectors
         self.models = models
-        #: Marks documents claimed by this process, so cancel can tell "running" from "queued".
-        self.run_id = uuid.uuid4().hex
+        #: Claims on files, so cancel can tell "running" from "queued" (and replicas share the work).
+        self.leases = leases or Leases(metadata, shared=False)
         self._concurrency = concurrency
-        #: other server processes use the same database: claims are leases (see the module doc)
-        self.shared = shared
-        self.lease_seconds = lease_seconds
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._running: set[Key] = set()
         self._queued: set[Key] = set()
@@ -93,8 +88,8 @@ class IngestWorker:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._consume(), name=f"ingest-{i}") for i in range(self._concurrency)]
         self._tasks.append(loop.create_task(self._sweep(), name="ingest-sweep"))
-        if self.shared:
-            self._tasks.append(loop.create_task(self._poll(), name="ingest-poll"))
+        if self.leases.shared:
+            self._tasks.append(self.leases.every_half_lease(self._poll, "unclaimed files"))
 
     async def close(self) -> None:
         """Stop; a file being indexed stays in_progress and is redone at the next start."""
@@ -118,7 +113,7 @@ class IngestWorker:
         for store in stores.items:
             page = await self.metadata.list(VECTOR_STORE_FILE, parent=store["id"], limit=None, order="asc",
                                             where={"status": "in_progress"})
-            keys += [(store["id"], doc["id"]) for doc in page.items if not self._held(doc)]
+            keys += [(store["id"], doc["id"]) for doc in page.items if not self.leases.held(doc)]
         return keys
 
     # -- what handlers call -----------------------------------------------------------------
@@ -160,7 +155,7 @@ class IngestWorker:
             def change(current: dict[str, Any]) -> None:
                 nonlocal cancelled
                 if (current.get("batch_id") == batch_id and current["status"] == "in_progress"
-                        and not self._held(current)):
+                        and not self.leases.held(current)):
                     current["status"] = "cancelled"
                     cancelled += 1
 
@@ -220,54 +215,22 @@ class IngestWorker:
 
     # -- claims ---------------------------------------------------------------------------
 
-    def _held(self, doc: dict[str, Any]) -> bool:
-        """Being indexed now: by this process, or (replicas) under another's unexpired lease."""
-        if doc.get("run") == self.run_id:
-            return True
-        return self.shared and doc.get("run") is not None and float(doc.get("lease_until") or 0) > time.time()
-
     async def _claim(self, store_id: str, file_id: str) -> dict[str, Any] | None:
         """Take the file for this process; None if it is done, gone, or another replica holds it."""
-        claimed = False
+        def unfinished(doc: dict[str, Any]) -> bool:
+            if doc["status"] != "in_progress":
+                return False
+            doc["attempts"] = int(doc.get("attempts") or 0) + 1
+            return True
 
-        def claim(doc: dict[str, Any]) -> None:
-            nonlocal claimed
-            if doc["status"] == "in_progress" and not (self.shared and self._held(doc)):
-                doc["attempts"] = int(doc.get("attempts") or 0) + 1
-                doc["run"] = self.run_id
-                doc["lease_until"] = time.time() + self.lease_seconds
-                claimed = True
-
-        doc = await self.metadata.update(VECTOR_STORE_FILE, file_id, claim, parent=store_id,
-                                         skip_locked=self.shared)
-        return doc if claimed else None
-
-    async def _renew(self, store_id: str, file_id: str) -> None:
-        """Keep this process's lease alive while it works (replicas only)."""
-        def renew(doc: dict[str, Any]) -> None:
-            if doc.get("run") == self.run_id and doc["status"] == "in_progress":
-                doc["lease_until"] = time.time() + self.lease_seconds
-
-        while True:
-            await asyncio.sleep(self.lease_seconds / 3)
-            try:
-                await self.metadata.update(VECTOR_STORE_FILE, file_id, renew, parent=store_id)
-            except Exception:  # a database blip: the next renewal may work, the lease covers the gap
-                log.warning("renewing the lease on %s failed", file_id, exc_info=True)
+        return await self.leases.take(VECTOR_STORE_FILE, file_id, unfinished, parent=store_id)
 
     async def _poll(self) -> None:
         """Replicas: queue the in_progress files nobody holds (their replica died, or has not
         claimed them yet: whichever claims first does the work)."""
-        while True:
-            await asyncio.sleep(self.lease_seconds / 2)
-            try:
-                unfinished = await self._unfinished()
-            except Exception:
-                log.warning("looking for unclaimed files failed", exc_info=True)
-                continue
-            for key in unfinished:
-                if key not in self._running:
-                    self.submit(*key)
+        for key in await self._unfinished():
+            if key not in self._running:
+                self.submit(*key)
 
     async def _job(self, store_id: str, file_id: str) -> None:
         doc = await self._claim(store_id, file_id)
@@ -281,14 +244,8 @@ class IngestWorker:
         store = await self.metadata.get(VECTOR_STORE, store_id)
         if store is None:
             return
-        renewal = asyncio.get_running_loop().create_task(self._renew(store_id, file_id)) if self.shared else None
-        try:
+        async with self.leases.kept(VECTOR_STORE_FILE, file_id, in_progress, parent=store_id):
             result = await self._index(store, doc)
-        finally:
-            if renewal is not None:
-                renewal.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewal
         await self._finish(store_id, doc, result)
 
     async def _index(self, store: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
@@ -323,7 +280,7 @@ class IngestWorker:
         def change(current: dict[str, Any]) -> None:
             nonlocal applied
             if (current.get("generation") == claimed.get("generation") and current["status"] == "in_progress"
-                    and current.get("run") == self.run_id):  # a replica that took over writes its own result
+                    and self.leases.mine(current)):  # a replica that took over writes its own result
                 current.update(result)
                 if current.get("last_error") is None:
                     current.pop("last_error", None)

@@ -9,11 +9,17 @@ What survives a restart: the documents. A job that was in progress or waiting wh
 stopped is marked failed with that reason at the next start (its weights were only in memory);
 checkpoints it finished stay on disk and listed. A checkpoint is written to a temporary name and
 renamed when complete, so no reader ever sees half a model.
+
+Replicas (one PostgreSQL database): a job is leased to the process it was submitted to
+(ggstack/stores/leases.py) and renewed while it waits and runs. Only jobs nobody holds are
+failed: at start, those of a previous run; on replicas, every half lease, those whose replica
+died (its lease ran out). A replica starting or stopping leaves the others' jobs alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -29,6 +35,7 @@ from ggstack.core.errors import AlreadyExistsError, BusyError, DomainError, Inva
 from ggstack.datasets.rows import ROW_KIND, rows_parent
 from ggstack.engines.registry import ModelRegistry
 from ggstack.stores.base import MetadataStore
+from ggstack.stores.leases import Leases
 from ggstack.training.data import pack, tokenize_rows
 from ggstack.training.metadata import restore_metadata
 from ggstack.training.native import Hyper, Trainer, convert, dequantize
@@ -43,6 +50,14 @@ MAX_WAITING = 4
 #: Rows one dataset may give a job.
 MAX_ROWS = 100_000
 ACTIVE = ("scheduled", "in_progress")
+RESTARTED = "the server restarted while the job was waiting or running; its weights were only in memory"
+STOPPED = "the server stopped while the job was waiting or running"
+ORPHANED = ("the replica running this job stopped (its lease expired) while the job was waiting or running; "
+            "its weights were only in memory")
+
+
+def active(job: dict[str, Any]) -> bool:
+    return job["status"] in ACTIVE
 
 
 def _remove_partials(folder: Path) -> None:
@@ -73,12 +88,14 @@ class TrainingSetup:
 
 class TrainingWorker:
     def __init__(self, *, metadata: MetadataStore, models: ModelRegistry, setup: TrainingSetup,
-                 shared: bool = False) -> None:
+                 leases: Leases | None = None) -> None:
         self.metadata = metadata
+        self.leases = leases or Leases(metadata, shared=False)
+        #: the leases this process keeps renewing: its waiting jobs and the running one
+        self._kept: dict[str, contextlib.AsyncExitStack] = {}
+        self._reaper: asyncio.Task[None] | None = None
         self.models = models
         self.setup = setup
-        #: other server processes use the same database (replicas): their jobs are not ours to fail
-        self.shared = shared
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         #: ids taken by this process, and queue places held, both claimed before the first await of
         #: a submission so that two concurrent ones cannot both pass the checks
@@ -91,35 +108,46 @@ class TrainingWorker:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Without replicas, every job left waiting or running was this server's before it stopped:
-        it is failed. With replicas one may be running elsewhere, so they are left as they are
-        (a replica that dies mid-job leaves it in progress: jobs are not leased)."""
-        if not self.shared:
-            page = await self.metadata.list(JOB_KIND, limit=None, order="asc")
-            await self._fail([job["job_uuid"] for job in page.items if job["status"] in ACTIVE],
-                             "the server restarted while the job was waiting or running; its weights were "
-                             "only in memory")
-            await anyio.to_thread.run_sync(_remove_partials, self.setup.work_dir)
+        await self._fail_unheld()
+        await anyio.to_thread.run_sync(_remove_partials, self.setup.work_dir)
         self._task = asyncio.get_running_loop().create_task(self._consume(), name="training")
+        if self.leases.shared:
+            self._reaper = self.leases.every_half_lease(self._fail_unheld, "orphaned training jobs")
 
     async def close(self) -> None:
         """Stop: the step in progress ends (llama.cpp cannot be interrupted mid-step), then this
-        server's running and waiting jobs fail."""
-        mine = [self._running] if self._running else []
-        while not self._queue.empty():
-            mine.append(self._queue.get_nowait())
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        await self._fail(mine, "the server stopped while the job was waiting or running")
-
-    async def _fail(self, job_uuids: list[str], reason: str) -> None:
-        for job_uuid in job_uuids:
-            job = await self.metadata.get(JOB_KIND, job_uuid)
-            if job is not None and job["status"] in ACTIVE:
-                await self._finish(job_uuid, "failed", error=reason)
+        process's jobs fail (another replica's are not touched)."""
+        for task in (self._task, self._reaper):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._reaper = None
+        for job_uuid in list(self._kept):
+            await self._release(job_uuid)
+        for job in await self.all_jobs():
+            if active(job) and self.leases.mine(job):
+                await self._finish(job["job_uuid"], "failed", error=STOPPED)
                 await anyio.to_thread.run_sync(_remove_partials, Path(job["plan"]["checkpoint_dir"]))
+
+    async def _fail_unheld(self) -> None:
+        """Fail the waiting or running jobs nobody holds: a previous run's, or a dead replica's."""
+        reason = ORPHANED if self.leases.shared else RESTARTED
+        failed = await self.leases.reap(JOB_KIND, await self.all_jobs(), "job_uuid", active,
+                                        {"status": "failed", "completed_at": timestamp(), "error": reason})
+        for job in failed:
+            await anyio.to_thread.run_sync(_remove_partials, Path(job["plan"]["checkpoint_dir"]))
+
+    async def _keep(self, job_uuid: str) -> None:
+        """Renew the job's lease until `_release`; failed elsewhere meanwhile (its lease ran out), it stops."""
+        stack = contextlib.AsyncExitStack()
+        await stack.enter_async_context(self.leases.kept(
+            JOB_KIND, job_uuid, active, lost=functools.partial(self._cancelling.add, job_uuid)))
+        self._kept[job_uuid] = stack
+
+    async def _release(self, job_uuid: str) -> None:
+        stack = self._kept.pop(job_uuid, None)
+        if stack is not None:
+            await stack.aclose()
 
     # -- what handlers call -----------------------------------------------------------------
 
@@ -139,10 +167,12 @@ class TrainingWorker:
                 raise AlreadyExistsError(f"training job {plan.job_uuid} already exists")
             job = {"job_uuid": plan.job_uuid, "status": "scheduled", "scheduled_at": timestamp(),
                    "plan": plan.as_dict(), "checkpoints": [], "steps": []}
+            self.leases.stamp(job)
             await self.metadata.put(JOB_KIND, plan.job_uuid, job)
         except BaseException:
             self._waiting -= 1
             raise
+        await self._keep(plan.job_uuid)
         self._queue.put_nowait(plan.job_uuid)
         return job
 
@@ -174,6 +204,8 @@ class TrainingWorker:
             self._waiting -= 1
             job = await self.metadata.get(JOB_KIND, job_uuid)
             if job is None or job["status"] != "scheduled":
+                self._cancelling.discard(job_uuid)
+                await self._release(job_uuid)
                 continue  # cancelled while it waited
             self._running = job_uuid
             try:
@@ -181,6 +213,7 @@ class TrainingWorker:
             finally:
                 self._running = None
                 self._cancelling.discard(job_uuid)
+                await self._release(job_uuid)
 
     async def _run(self, plan: Plan) -> None:
         await self._update(plan.job_uuid, status="in_progress", started_at=timestamp())
