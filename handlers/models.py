@@ -162,6 +162,7 @@ async def register_model(body: RegisterModelRequest, ctx: Context) -> Model:
     except BaseException:
         await ctx.models.unregister(spec.identifier)
         raise
+    ctx.models.persisted(spec.identifier)
     return native_model(spec, ctx)
 
 

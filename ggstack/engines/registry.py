@@ -186,6 +186,11 @@ class ModelRegistry:
             if current is not None:
                 await self.unload(identifier)  # changed elsewhere: load the new one on demand
 
+    def persisted(self, identifier: str) -> None:
+        """A registration this process just stored: an unregistration through another replica
+        (its row gone at the next `refresh`) removes it here too, even before any refresh saw it."""
+        self._stored.add(identifier)
+
     async def find(self, identifier: str) -> ModelSpec:
         """`get`, but a model another replica registered a moment ago is found too."""
         try:
