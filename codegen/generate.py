@@ -46,6 +46,9 @@ DATAMODEL_FLAGS = (
     "--use-double-quotes",
     "--field-constraints",
     "--enum-field-as-literal", "all",
+    # A field typed by a named enum or union reads as its value (`model.model_type == "llm"`), in the
+    # handlers and the generated client alike, rather than through a RootModel's `.root`.
+    "--collapse-root-models",
     "--formatters", "builtin",
     # JSON Schema 2020-12 treats formats as annotations; so must the models, or a spec-valid
     # "http://" or date string would be refused.

@@ -8,7 +8,6 @@ import anyio.to_thread
 from starlette.datastructures import UploadFile
 
 from generated.models.dell_pro_ai_studio import (
-    AudioResponseFormat,
     CreateTranscriptionRequest,
     CreateTranslationRequest,
 )
@@ -40,8 +39,8 @@ async def dell_create_translation(body: CreateTranslationRequest, uploads: dict[
     return await transcribe(ctx, model, uploads, options, format_name(body.response_format), task="translate")
 
 
-def format_name(response_format: AudioResponseFormat | None) -> str:
-    return response_format.root if response_format is not None else "json"
+def format_name(response_format: str | None) -> str:
+    return response_format or "json"
 
 
 def resolve_model(ctx: Context, name: str, default: str) -> str:

@@ -66,7 +66,7 @@ async def openai_upload_file(body: OpenaiUploadFileRequest, uploads: dict[str, U
     blob = await ctx.files.save(upload_chunks(upload), max_bytes=ctx.settings.max_upload_bytes)
     doc: dict[str, Any] = {"id": ids.new_id("file-"), "object": "file", "bytes": blob.size,
                            "created_at": created_at,
-           "expires_at": expires_at, "filename": filename, "purpose": body.purpose.root,
+           "expires_at": expires_at, "filename": filename, "purpose": body.purpose,
            "content_type": content_type_of(upload, filename), "key": blob.key, "sha256": blob.sha256}
     await ctx.metadata.put(FILE, doc["id"], doc)
     return file_object(doc)

@@ -114,7 +114,7 @@ def spec_from_request(body: RegisterModelRequest, dirs: ModelDirs, remote: Colle
     if body.provider_id is not None and body.provider_id in remote:
         return _spec(body.model_id, engine="remote", provider_id=body.provider_id,
                      provider_model_id=body.provider_model_id or body.model_id,
-                     model_type=body.model_type.root if body.model_type else "llm", metadata=metadata)
+                     model_type=body.model_type or "llm", metadata=metadata)
     if body.provider_id is not None:
         if body.provider_id not in PROVIDERS:
             known = ", ".join([*PROVIDERS, *sorted(remote)])
@@ -124,7 +124,7 @@ def spec_from_request(body: RegisterModelRequest, dirs: ModelDirs, remote: Colle
             raise InvalidValueError(f"metadata.engine {engine!r} contradicts provider_id {body.provider_id!r}",
                                     field="provider_id")
         engine = body.provider_id
-    model_type = body.model_type.root if body.model_type else "llm"
+    model_type = body.model_type or "llm"
     if engine == "ctransformers" and model_type != "llm":
         raise InvalidValueError("the ctransformers provider only runs LLMs", field="model_type")
     if engine == "ctransformers" and not ctransformers_available():

@@ -14,6 +14,8 @@ import json
 import uuid
 from typing import Any
 
+from pydantic_core import to_jsonable_python
+
 from generated.models.llama_stack_stable import InsertChunksRequest, QueryChunksRequest, QueryChunksResponse
 from ggstack.core.context import Context
 from ggstack.http.errors import InvalidRequest
@@ -105,7 +107,7 @@ def answer_chunk(hit: Hit) -> dict[str, Any]:
 
 async def query_chunks(body: QueryChunksRequest, ctx: Context) -> QueryChunksResponse:
     store = await active_store(ctx, body.vector_db_id)
-    query = content_text(body.query.model_dump(mode="json"), "query")
+    query = content_text(to_jsonable_python(body.query), "query")
     if not query.strip():
         raise InvalidRequest("Invalid value: query must not be empty", param="query")
     params = body.params.model_dump(mode="json", exclude_none=True) if body.params else None

@@ -35,13 +35,6 @@ class ListModelsResponse(BaseModel):
     data: list[Model]
 
 
-class AudioResponseFormat(RootModel[Literal["text", "json", "srt", "verbose_json", "vtt"]]):
-    root: Literal["text", "json", "srt", "verbose_json", "vtt"] = Field(
-        "json",
-        description="The format of the output: `json` (the default, as the openai SDK expects), `text`, `srt`, `verbose_json` or `vtt`.",
-    )
-
-
 class Embedding(BaseModel):
     """
     Represents an embedding vector returned by embedding endpoint.
@@ -160,7 +153,10 @@ class CreateTranslationRequest(BaseModel):
         None,
         description="An optional text to guide the model's style or continue a previous audio segment. The [prompt] should be in English.\n",
     )
-    response_format: AudioResponseFormat | None = Field("json", validate_default=True)
+    response_format: Literal["text", "json", "srt", "verbose_json", "vtt"] | None = Field(
+        "json",
+        description="The format of the output: `json` (the default, as the openai SDK expects), `text`, `srt`, `verbose_json` or `vtt`.",
+    )
     temperature: float | None = Field(
         0,
         description="The sampling temperature, between 0 and 1. Higher values like 0.8 will make the output more random, while lower values like 0.2 will make it more focused and deterministic. If set to 0, the model will use [log probability](https://en.wikipedia.org/wiki/Log_probability) to automatically increase the temperature until certain thresholds are hit.\n",
@@ -290,10 +286,6 @@ class ChatCompletionStreamOptions(BaseModel):
     )
 
 
-class ParallelToolCalls(RootModel[bool]):
-    root: bool = Field(True, description="Whether to enable [parallel function calling] during tool use.")
-
-
 class ChatCompletionFunctionCallOption(BaseModel):
     """
     Specifying a particular function via `{"name": "my_function"}` forces the model to call that function.
@@ -375,25 +367,13 @@ class CompletionUsage(BaseModel):
     )
 
 
-class BuiltinTool(RootModel[Literal["brave_search", "wolfram_alpha", "photogen", "code_interpreter"]]):
-    root: Literal["brave_search", "wolfram_alpha", "photogen", "code_interpreter"]
-
-
-class StopReason(RootModel[Literal["end_of_turn", "end_of_message", "out_of_tokens"]]):
-    root: Literal["end_of_turn", "end_of_message", "out_of_tokens"]
-
-
 class ToolCall(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
     arguments: dict[str, str | int | float | bool | list[str | int | float | bool | None] | dict[str, str | int | float | bool | None] | None]
     call_id: str
-    tool_name: BuiltinTool | str
-
-
-class SamplingStrategy(RootModel[Literal["greedy", "top_p", "top_k"]]):
-    root: Literal["greedy", "top_p", "top_k"]
+    tool_name: str | Literal["brave_search", "wolfram_alpha", "photogen", "code_interpreter"]
 
 
 class ToolParamDefinition(BaseModel):
@@ -404,10 +384,6 @@ class ToolParamDefinition(BaseModel):
     description: str | None = None
     param_type: str
     required: bool | None = True
-
-
-class ChatCompletionResponseEventType(RootModel[Literal["start", "complete", "progress"]]):
-    root: Literal["start", "complete", "progress"]
 
 
 class ChatCompletionRequestFunctionMessage(BaseModel):
@@ -452,10 +428,6 @@ class FunctionParameters(BaseModel):
 
 class ChatCompletionRequestSystemMessageContentPart(RootModel[ChatCompletionRequestMessageContentPartText]):
     root: ChatCompletionRequestMessageContentPartText
-
-
-class ToolCallParseStatus(RootModel[Literal["started", "in_progress", "failure", "success"]]):
-    root: Literal["started", "in_progress", "failure", "success"]
 
 
 class ChatCompletionRequestToolMessageContentPart(RootModel[ChatCompletionRequestMessageContentPartText]):
@@ -758,7 +730,10 @@ class CreateTranscriptionRequest(BaseModel):
         None,
         description="The language of the input audio. Supplying the input language in [ISO-639-1](https://en.wikipedia.org/wiki/List_of_ISO_639-1_codes) format will improve accuracy and latency.\n",
     )
-    response_format: AudioResponseFormat | None = Field("json", validate_default=True)
+    response_format: Literal["text", "json", "srt", "verbose_json", "vtt"] | None = Field(
+        "json",
+        description="The format of the output: `json` (the default, as the openai SDK expects), `text`, `srt`, `verbose_json` or `vtt`.",
+    )
     temperature: float | None = Field(
         0,
         description="The sampling temperature, between 0 and 1. Higher values like 0.8 will make the output more random, while lower values like 0.2 will make it more focused and deterministic. If set to 0, the model will use [log probability](https://en.wikipedia.org/wiki/Log_probability) to automatically increase the temperature until certain thresholds are hit.\n",
@@ -878,7 +853,7 @@ class ToolResponseMessage(BaseModel):
     call_id: str
     content: str | ImageMedia | list[str | ImageMedia]
     role: Literal["ipython"]
-    tool_name: BuiltinTool | str
+    tool_name: str | Literal["brave_search", "wolfram_alpha", "photogen", "code_interpreter"]
 
 
 class CompletionMessage(BaseModel):
@@ -887,7 +862,7 @@ class CompletionMessage(BaseModel):
     )
     content: str | ImageMedia | list[str | ImageMedia]
     role: Literal["assistant"] = "assistant"
-    stop_reason: StopReason
+    stop_reason: Literal["end_of_turn", "end_of_message", "out_of_tokens"]
     tool_calls: list[ToolCall]
 
 
@@ -897,7 +872,7 @@ class SamplingParams(BaseModel):
     )
     max_tokens: int | None = 0
     repetition_penalty: float | None = 1.0
-    strategy: SamplingStrategy | None = Field("greedy", validate_default=True)
+    strategy: Literal["greedy", "top_p", "top_k"] | None = "greedy"
     temperature: float | None = 0.0
     top_k: int | None = 0
     top_p: float | None = 0.95
@@ -909,7 +884,7 @@ class ToolDefinition(BaseModel):
     )
     description: str | None = None
     parameters: dict[str, ToolParamDefinition] | None = None
-    tool_name: BuiltinTool | str
+    tool_name: str | Literal["brave_search", "wolfram_alpha", "photogen", "code_interpreter"]
 
 
 class PredictionContent(BaseModel):
@@ -969,7 +944,7 @@ class ToolCallDelta(BaseModel):
         extra="forbid",
     )
     content: str | ToolCall
-    parse_status: ToolCallParseStatus
+    parse_status: Literal["started", "in_progress", "failure", "success"]
 
 
 class ChatCompletionRequestSystemMessage(BaseModel):
@@ -1029,22 +1004,6 @@ class ChatCompletionMessageToolCallChunk(BaseModel):
     function: ChatCompletionMessageToolCallChunkFunction | None = None
 
 
-class ChatCompletionRequestUserMessageContentPart(
-    RootModel[
-        ChatCompletionRequestMessageContentPartText
-        | ChatCompletionRequestMessageContentPartImage
-        | ChatCompletionRequestMessageContentPartAudio
-    ]
-):
-    root: ChatCompletionRequestMessageContentPartText | ChatCompletionRequestMessageContentPartImage | ChatCompletionRequestMessageContentPartAudio
-
-
-class ChatCompletionRequestAssistantMessageContentPart(
-    RootModel[ChatCompletionRequestMessageContentPartText | ChatCompletionRequestMessageContentPartRefusal]
-):
-    root: ChatCompletionRequestMessageContentPartText | ChatCompletionRequestMessageContentPartRefusal
-
-
 class ChatCompletionMessageToolCall(BaseModel):
     id: str = Field(..., description="The ID of the tool call.")
     type: Literal["function"] = Field(
@@ -1054,30 +1013,34 @@ class ChatCompletionMessageToolCall(BaseModel):
 
 
 class ChatCompletionRequestUserMessageContentParts(
-    RootModel[list[ChatCompletionRequestUserMessageContentPart]]
+    RootModel[list[ChatCompletionRequestMessageContentPartText | ChatCompletionRequestMessageContentPartImage | ChatCompletionRequestMessageContentPartAudio]]
 ):
     """
     An array of content parts with a defined type. Supported options differ based on the [model] being used to generate the response. Can contain text, image, or audio inputs.
     """
 
-    root: list[ChatCompletionRequestUserMessageContentPart] = Field(
-        ...,
-        description="An array of content parts with a defined type. Supported options differ based on the [model] being used to generate the response. Can contain text, image, or audio inputs.",
-        min_length=1,
+    root: list[ChatCompletionRequestMessageContentPartText | ChatCompletionRequestMessageContentPartImage | ChatCompletionRequestMessageContentPartAudio] = (
+        Field(
+            ...,
+            description="An array of content parts with a defined type. Supported options differ based on the [model] being used to generate the response. Can contain text, image, or audio inputs.",
+            min_length=1,
+        )
     )
 
 
 class ChatCompletionRequestAssistantMessageContentParts(
-    RootModel[list[ChatCompletionRequestAssistantMessageContentPart]]
+    RootModel[list[ChatCompletionRequestMessageContentPartText | ChatCompletionRequestMessageContentPartRefusal]]
 ):
     """
     An array of content parts with a defined type. Can be one or more of type `text`, or exactly one of type `refusal`.
     """
 
-    root: list[ChatCompletionRequestAssistantMessageContentPart] = Field(
-        ...,
-        description="An array of content parts with a defined type. Can be one or more of type `text`, or exactly one of type `refusal`.",
-        min_length=1,
+    root: list[ChatCompletionRequestMessageContentPartText | ChatCompletionRequestMessageContentPartRefusal] = (
+        Field(
+            ...,
+            description="An array of content parts with a defined type. Can be one or more of type `text`, or exactly one of type `refusal`.",
+            min_length=1,
+        )
     )
 
 
@@ -1114,9 +1077,9 @@ class ChatCompletionResponseEvent(BaseModel):
         extra="forbid",
     )
     delta: str | ToolCallDelta
-    event_type: ChatCompletionResponseEventType
+    event_type: Literal["start", "complete", "progress"]
     logprobs: list[TokenLogProbs] | None = None
-    stop_reason: StopReason | None = None
+    stop_reason: Literal["end_of_turn", "end_of_message", "out_of_tokens"] | None = None
 
 
 class ChatCompletionTool(BaseModel):
@@ -1124,15 +1087,6 @@ class ChatCompletionTool(BaseModel):
         ..., description="The type of the tool. Currently, only `function` is supported."
     )
     function: FunctionObject
-
-
-class ChatCompletionToolChoiceOption(
-    RootModel[Literal["none", "auto", "required"] | ChatCompletionNamedToolChoice]
-):
-    root: Literal["none", "auto", "required"] | ChatCompletionNamedToolChoice = Field(
-        ...,
-        description='Controls which (if any) tool is called by the model.\n`none` means the model will not call any tool and instead generates a message.\n`auto` means the model can pick between generating a message or calling one or more tools.\n`required` means the model must call one or more tools.\nSpecifying a particular tool via `{"type": "function", "function": {"name": "my_function"}}` forces the model to call that tool.\n\n`none` is the default when no tools are present. `auto` is the default if tools are present.\n',
-    )
 
 
 class ChatCompletionStreamResponseDelta(BaseModel):
@@ -1161,16 +1115,6 @@ class ChatCompletionRequestUserMessage(BaseModel):
     name: str | None = Field(
         None,
         description="An optional name for the participant. Provides the model information to differentiate between participants of the same role.",
-    )
-
-
-class ChatCompletionMessageToolCalls(RootModel[list[ChatCompletionMessageToolCall]]):
-    """
-    The tool calls generated by the model, such as function calls.
-    """
-
-    root: list[ChatCompletionMessageToolCall] = Field(
-        ..., description="The tool calls generated by the model, such as function calls."
     )
 
 
@@ -1239,7 +1183,9 @@ class ChatCompletionResponseMessage(BaseModel):
 
     content: str | None = Field(..., description="The contents of the message.")
     refusal: str | None = Field(..., description="The refusal message generated by the model.")
-    tool_calls: ChatCompletionMessageToolCalls | None = None
+    tool_calls: list[ChatCompletionMessageToolCall] | None = Field(
+        None, description="The tool calls generated by the model, such as function calls."
+    )
     role: Literal["assistant"] = Field(..., description="The role of the author of this message.")
     function_call: ChatCompletionMessageFunctionCall | None = Field(
         None,
@@ -1263,7 +1209,7 @@ class ChatCompletionRequestAssistantMessage(BaseModel):
         description="An optional name for the participant. Provides the model information to differentiate between participants of the same role.",
     )
     audio: ChatCompletionRequestAssistantMessageAudio | None = None
-    tool_calls: ChatCompletionMessageToolCalls | None = None
+    tool_calls: list[ChatCompletionMessageToolCall] | None = None
     function_call: ChatCompletionMessageFunctionCall | None = Field(
         None,
         deprecated=True,
@@ -1317,23 +1263,13 @@ class CreateChatCompletionResponse(BaseModel):
     usage: CompletionUsage | None = None
 
 
-class ChatCompletionRequestMessage(
-    RootModel[
-        ChatCompletionRequestSystemMessage
-        | ChatCompletionRequestUserMessage
-        | ChatCompletionRequestAssistantMessage
-        | ChatCompletionRequestToolMessage
-        | ChatCompletionRequestFunctionMessage
-    ]
-):
-    root: ChatCompletionRequestSystemMessage | ChatCompletionRequestUserMessage | ChatCompletionRequestAssistantMessage | ChatCompletionRequestToolMessage | ChatCompletionRequestFunctionMessage
-
-
 class CreateChatCompletionRequest(BaseModel):
-    messages: list[ChatCompletionRequestMessage] = Field(
-        ...,
-        description="A list of messages comprising the conversation so far. Depending on the [model] you use, different message types (modalities) are supported, like [text], [images], and [audio].\n",
-        min_length=1,
+    messages: list[ChatCompletionRequestSystemMessage | ChatCompletionRequestUserMessage | ChatCompletionRequestAssistantMessage | ChatCompletionRequestToolMessage | ChatCompletionRequestFunctionMessage] = (
+        Field(
+            ...,
+            description="A list of messages comprising the conversation so far. Depending on the [model] you use, different message types (modalities) are supported, like [text], [images], and [audio].\n",
+            min_length=1,
+        )
     )
     model: str | Literal["phi3.5"] = Field(
         ...,
@@ -1401,8 +1337,8 @@ class CreateChatCompletionRequest(BaseModel):
         ge=0.0,
         le=1.0,
     )
-    tool_choice: ChatCompletionToolChoiceOption | None = None
-    parallel_tool_calls: ParallelToolCalls | None = Field(True, validate_default=True)
+    tool_choice: Literal["none", "auto", "required"] | ChatCompletionNamedToolChoice | None = None
+    parallel_tool_calls: bool | None = True
     user: str | None = Field(
         None,
         description="A unique identifier representing your end-user, which can help Dell Pro AI Studio to monitor and detect abuse.\n",

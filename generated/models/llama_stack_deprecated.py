@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
@@ -79,10 +79,6 @@ class JsonSchemaResponseFormat(BaseModel):
         ...,
         description="The JSON schema the response should conform to. In a Python SDK, this is often a `pydantic` model.",
     )
-
-
-class ResponseFormat(RootModel[JsonSchemaResponseFormat | GrammarResponseFormat]):
-    root: JsonSchemaResponseFormat | GrammarResponseFormat = Field(..., discriminator="type")
 
 
 class ToolConfig(BaseModel):
@@ -219,12 +215,6 @@ class URL(BaseModel):
     uri: str = Field(..., description="The URL string pointing to the resource")
 
 
-class ViolationLevel(RootModel[Literal["info", "warn", "error"]]):
-    root: Literal["info", "warn", "error"] = Field(
-        ..., description="Severity level of a safety violation.", title="ViolationLevel"
-    )
-
-
 class AgentTurnResponseStepStartPayload(BaseModel):
     """
     Payload for step start events in agent turn responses.
@@ -335,10 +325,6 @@ class URIDataSource(BaseModel):
     )
 
 
-class DataSource(RootModel[URIDataSource | RowsDataSource]):
-    root: URIDataSource | RowsDataSource = Field(..., discriminator="type")
-
-
 class RegisterDatasetRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -349,9 +335,10 @@ class RegisterDatasetRequest(BaseModel):
             description='The purpose of the dataset. One of: - "post-training/messages": The dataset contains a messages column with list of messages for post-training. { "messages": [ {"role": "user", "content": "Hello, world!"}, {"role": "assistant", "content": "Hello, world!"}, ] } - "eval/question-answer": The dataset contains a question column and an answer column for evaluation. { "question": "What is the capital of France?", "answer": "Paris" } - "eval/messages-answer": The dataset contains a messages column with list of messages and an answer column for evaluation. { "messages": [ {"role": "user", "content": "Hello, my name is John Doe."}, {"role": "assistant", "content": "Hello, John Doe. How can I help you today?"}, {"role": "user", "content": "What\'s my name?"}, ], "answer": "John Doe" }',
         )
     )
-    source: DataSource = Field(
+    source: URIDataSource | RowsDataSource = Field(
         ...,
         description='The data source of the dataset. Ensure that the data source schema is compatible with the purpose of the dataset. Examples: - { "type": "uri", "uri": "https://mywebsite.com/mydata.jsonl" } - { "type": "uri", "uri": "lsfs://mydata.jsonl" } - { "type": "uri", "uri": "data:csv;base64,{base64_content}" } - { "type": "uri", "uri": "huggingface://llamastack/simpleqa?split=train" } - { "type": "rows", "rows": [ { "messages": [ {"role": "user", "content": "Hello, world!"}, {"role": "assistant", "content": "Hello, world!"}, ] } ] }',
+        discriminator="type",
     )
     metadata: dict[str, Any] | None = Field(
         None, description='The metadata for the dataset. - E.g. {"description": "My dataset"}.'
@@ -401,16 +388,6 @@ class RegisterBenchmarkRequest(BaseModel):
     metadata: dict[str, Any] | None = Field(None, description="The metadata to use for the benchmark.")
 
 
-class AggregationFunctionType(
-    RootModel[Literal["average", "weighted_average", "median", "categorical_count", "accuracy"]]
-):
-    root: Literal["average", "weighted_average", "median", "categorical_count", "accuracy"] = Field(
-        ...,
-        description="Types of aggregation functions for scoring results.",
-        title="AggregationFunctionType",
-    )
-
-
 class BasicScoringFnParams(BaseModel):
     """
     Parameters for basic scoring function configuration.
@@ -422,8 +399,8 @@ class BasicScoringFnParams(BaseModel):
     type: Literal["basic"] = Field(
         ..., description="The type of scoring function parameters, always basic", title="ScoringFnParamsType"
     )
-    aggregation_functions: list[AggregationFunctionType] = Field(
-        ..., description="Aggregation functions to apply to the scores of each row"
+    aggregation_functions: list[Literal["average", "weighted_average", "median", "categorical_count", "accuracy"]] = (
+        Field(..., description="Aggregation functions to apply to the scores of each row")
     )
 
 
@@ -447,8 +424,8 @@ class LLMAsJudgeScoringFnParams(BaseModel):
     judge_score_regexes: list[str] = Field(
         ..., description="Regexes to extract the answer from generated response"
     )
-    aggregation_functions: list[AggregationFunctionType] = Field(
-        ..., description="Aggregation functions to apply to the scores of each row"
+    aggregation_functions: list[Literal["average", "weighted_average", "median", "categorical_count", "accuracy"]] = (
+        Field(..., description="Aggregation functions to apply to the scores of each row")
     )
 
 
@@ -466,16 +443,8 @@ class RegexParserScoringFnParams(BaseModel):
         title="ScoringFnParamsType",
     )
     parsing_regexes: list[str] = Field(..., description="Regex to extract the answer from generated response")
-    aggregation_functions: list[AggregationFunctionType] = Field(
-        ..., description="Aggregation functions to apply to the scores of each row"
-    )
-
-
-class ScoringFnParams(
-    RootModel[LLMAsJudgeScoringFnParams | RegexParserScoringFnParams | BasicScoringFnParams]
-):
-    root: LLMAsJudgeScoringFnParams | RegexParserScoringFnParams | BasicScoringFnParams = Field(
-        ..., discriminator="type"
+    aggregation_functions: list[Literal["average", "weighted_average", "median", "categorical_count", "accuracy"]] = (
+        Field(..., description="Aggregation functions to apply to the scores of each row")
     )
 
 
@@ -789,12 +758,6 @@ class OpenAIEmbeddingsResponse(BaseModel):
     usage: OpenAIEmbeddingUsage = Field(..., description="Usage information")
 
 
-class OpenAIFilePurpose(RootModel[Literal["assistants", "batch"]]):
-    root: Literal["assistants", "batch"] = Field(
-        ..., description="Valid purpose values for OpenAI Files API.", title="OpenAIFilePurpose"
-    )
-
-
 class OpenAIFileObject(BaseModel):
     """
     OpenAI File object as defined in the OpenAI Files API.
@@ -948,22 +911,6 @@ class OpenAIResponseAnnotationFilePath(BaseModel):
     index: int
 
 
-class OpenAIResponseAnnotations(
-    RootModel[
-        OpenAIResponseAnnotationFileCitation
-        | OpenAIResponseAnnotationCitation
-        | OpenAIResponseAnnotationContainerFileCitation
-        | OpenAIResponseAnnotationFilePath
-    ]
-):
-    root: (
-        OpenAIResponseAnnotationFileCitation
-        | OpenAIResponseAnnotationCitation
-        | OpenAIResponseAnnotationContainerFileCitation
-        | OpenAIResponseAnnotationFilePath
-    ) = Field(..., discriminator="type")
-
-
 class OpenAIResponseError(BaseModel):
     """
     Error details for failed OpenAI response requests.
@@ -1054,7 +1001,12 @@ class OpenAIResponseOutputMessageContent(BaseModel):
     )
     text: str
     type: Literal["output_text"] = "output_text"
-    annotations: list[OpenAIResponseAnnotations]
+    annotations: list[
+        Annotated[
+            OpenAIResponseAnnotationFileCitation | OpenAIResponseAnnotationCitation | OpenAIResponseAnnotationContainerFileCitation | OpenAIResponseAnnotationFilePath,
+            Field(discriminator="type"),
+        ]
+    ]
 
 
 class Result(BaseModel):
@@ -1648,10 +1600,6 @@ class VectorStoreChunkingStrategyStaticConfig(BaseModel):
     )
 
 
-class VectorStoreFileStatus(RootModel[Literal["completed", "in_progress", "cancelled", "failed"]]):
-    root: Literal["completed", "in_progress", "cancelled", "failed"]
-
-
 class VectorStoreFileLastError(BaseModel):
     """
     Error information for failed vector store file processing.
@@ -1771,16 +1719,6 @@ class CancelTrainingJobRequest(BaseModel):
     job_uuid: str = Field(..., description="The UUID of the job to cancel.")
 
 
-class DPOLossType(RootModel[Literal["sigmoid", "hinge", "ipo", "kto_pair"]]):
-    root: Literal["sigmoid", "hinge", "ipo", "kto_pair"] = Field(..., title="DPOLossType")
-
-
-class DatasetFormat(RootModel[Literal["instruct", "dialog"]]):
-    root: Literal["instruct", "dialog"] = Field(
-        ..., description="Format of the training dataset.", title="DatasetFormat"
-    )
-
-
 class EfficiencyConfig(BaseModel):
     """
     Configuration for memory and compute efficiency optimizations.
@@ -1800,12 +1738,6 @@ class EfficiencyConfig(BaseModel):
     )
     fsdp_cpu_offload: bool | None = Field(
         False, description="(Optional) Whether to offload FSDP parameters to CPU"
-    )
-
-
-class OptimizerType(RootModel[Literal["adam", "adamw", "sgd"]]):
-    root: Literal["adam", "adamw", "sgd"] = Field(
-        ..., description="Available optimizer algorithms for training.", title="OptimizerType"
     )
 
 
@@ -1928,12 +1860,6 @@ class QueryMetricsResponse(BaseModel):
     data: list[MetricSeries] = Field(..., description="List of metric series matching the query criteria")
 
 
-class QueryConditionOp(RootModel[Literal["eq", "ne", "gt", "lt"]]):
-    root: Literal["eq", "ne", "gt", "lt"] = Field(
-        ..., description="Comparison operators for query conditions.", title="QueryConditionOp"
-    )
-
-
 class Span(BaseModel):
     """
     A span representing a single operation within a trace.
@@ -1976,14 +1902,6 @@ class GetSpanTreeRequest(BaseModel):
     max_depth: int | None = Field(None, description="The maximum depth of the tree.")
 
 
-class SpanStatus(RootModel[Literal["ok", "error"]]):
-    root: Literal["ok", "error"] = Field(
-        ...,
-        description="The status of a span indicating whether it completed successfully or with an error.",
-        title="SpanStatus",
-    )
-
-
 class SpanWithStatus(BaseModel):
     """
     A span that includes status information.
@@ -2005,7 +1923,9 @@ class SpanWithStatus(BaseModel):
     attributes: dict[str, Any] | None = Field(
         None, description="(Optional) Key-value pairs containing additional metadata about the span"
     )
-    status: SpanStatus | None = Field(None, description="(Optional) The current status of the span")
+    status: Literal["ok", "error"] | None = Field(
+        None, description="(Optional) The current status of the span", title="SpanStatus"
+    )
 
 
 class QuerySpanTreeResponse(BaseModel):
@@ -2132,12 +2052,10 @@ class CompletionLogprobCount(RootModel[int]):
 
 class OpenaiUploadFileRequest(BaseModel):
     file: bytes
-    purpose: OpenAIFilePurpose
+    purpose: Literal["assistants", "batch"] = Field(
+        ..., description="Valid purpose values for OpenAI Files API.", title="OpenAIFilePurpose"
+    )
     expires_after: ExpiresAfter | None = None
-
-
-class AgentTool(RootModel[str | AgentToolGroupWithArgs]):
-    root: str | AgentToolGroupWithArgs
 
 
 class SamplingParams(BaseModel):
@@ -2218,10 +2136,6 @@ class ImageContentItem(BaseModel):
     image: Image = Field(..., description="Image as a base64 encoded string or an URL")
 
 
-class InterleavedContentItem(RootModel[ImageContentItem | TextContentItem]):
-    root: ImageContentItem | TextContentItem = Field(..., discriminator="type")
-
-
 class SafetyViolation(BaseModel):
     """
     Details of a safety violation detected by content moderation.
@@ -2230,7 +2144,9 @@ class SafetyViolation(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    violation_level: ViolationLevel = Field(..., description="Severity level of the violation")
+    violation_level: Literal["info", "warn", "error"] = Field(
+        ..., description="Severity level of the violation", title="ViolationLevel"
+    )
     user_message: str | None = Field(
         None, description="(Optional) Message to convey to the user about the violation"
     )
@@ -2265,9 +2181,13 @@ class OutputAttachment(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    content: str | InterleavedContentItem | list[InterleavedContentItem] | URL = Field(
-        ..., description="The content of the attachment."
-    )
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | URL
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The content of the attachment.")
     mime_type: str = Field(..., description="The MIME type of the attachment.")
 
 
@@ -2279,9 +2199,13 @@ class Document(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    content: str | InterleavedContentItem | list[InterleavedContentItem] | URL = Field(
-        ..., description="The content of the document."
-    )
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | URL
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The content of the document.")
     mime_type: str = Field(..., description="The MIME type of the document.")
 
 
@@ -2401,14 +2325,6 @@ class OpenAITokenLogProb(BaseModel):
     top_logprobs: list[OpenAITopLogProb]
 
 
-class OpenAIResponseFormatParam(
-    RootModel[OpenAIResponseFormatText | OpenAIResponseFormatJSONSchema | OpenAIResponseFormatJSONObject]
-):
-    root: OpenAIResponseFormatText | OpenAIResponseFormatJSONSchema | OpenAIResponseFormatJSONObject = Field(
-        ..., discriminator="type"
-    )
-
-
 class OpenAIChoiceDelta(BaseModel):
     """
     A delta from an OpenAI-compatible chat completion streaming response.
@@ -2489,14 +2405,6 @@ class ModerationObject(BaseModel):
     results: list[ModerationObjectResults] = Field(..., description="A list of moderation objects")
 
 
-class OpenAIResponseInputMessageContent(
-    RootModel[OpenAIResponseInputMessageContentText | OpenAIResponseInputMessageContentImage]
-):
-    root: OpenAIResponseInputMessageContentText | OpenAIResponseInputMessageContentImage = Field(
-        ..., discriminator="type"
-    )
-
-
 class OpenAIResponseMessage(BaseModel):
     """
     Corresponds to the various Message types in the Responses API. They are all under one type because the Responses API gives them all the same "type" value, and there is no way to tell them apart in certain scenarios.
@@ -2505,33 +2413,11 @@ class OpenAIResponseMessage(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    content: str | list[OpenAIResponseInputMessageContent] | list[OpenAIResponseOutputMessageContent]
+    content: str | list[Annotated[OpenAIResponseInputMessageContentText | OpenAIResponseInputMessageContentImage, Field(discriminator="type")]] | list[OpenAIResponseOutputMessageContent]
     role: Literal["system", "developer", "user", "assistant"]
     type: Literal["message"] = "message"
     id: str | None = None
     status: str | None = None
-
-
-class OpenAIResponseOutput(
-    RootModel[
-        OpenAIResponseMessage
-        | OpenAIResponseOutputMessageWebSearchToolCall
-        | OpenAIResponseOutputMessageFileSearchToolCall
-        | OpenAIResponseOutputMessageFunctionToolCall
-        | OpenAIResponseOutputMessageMCPCall
-        | OpenAIResponseOutputMessageMCPListTools
-        | OpenAIResponseMCPApprovalRequest
-    ]
-):
-    root: (
-        OpenAIResponseMessage
-        | OpenAIResponseOutputMessageWebSearchToolCall
-        | OpenAIResponseOutputMessageFileSearchToolCall
-        | OpenAIResponseOutputMessageFunctionToolCall
-        | OpenAIResponseOutputMessageMCPCall
-        | OpenAIResponseOutputMessageMCPListTools
-        | OpenAIResponseMCPApprovalRequest
-    ) = Field(..., discriminator="type")
 
 
 class OpenAIResponseInputToolFileSearch(BaseModel):
@@ -2570,8 +2456,8 @@ class OpenAIResponseObject(BaseModel):
     id: str = Field(..., description="Unique identifier for this response")
     model: str = Field(..., description="Model identifier used for generation")
     object: Literal["response"] = Field(..., description='Object type identifier, always "response"')
-    output: list[OpenAIResponseOutput] = Field(
-        ..., description="List of generated output items (messages, tool calls, etc.)"
+    output: list[Annotated[OpenAIResponseMessage | OpenAIResponseOutputMessageWebSearchToolCall | OpenAIResponseOutputMessageFileSearchToolCall | OpenAIResponseOutputMessageFunctionToolCall | OpenAIResponseOutputMessageMCPCall | OpenAIResponseOutputMessageMCPListTools | OpenAIResponseMCPApprovalRequest, Field(discriminator="type")]] = (
+        Field(..., description="List of generated output items (messages, tool calls, etc.)")
     )
     parallel_tool_calls: bool = Field(..., description="Whether tool calls can be executed in parallel")
     previous_response_id: str | None = Field(
@@ -2742,7 +2628,9 @@ class VectorStoreFileBatchObject(BaseModel):
     object: str = Field(..., description='Object type identifier, always "vector_store.file_batch"')
     created_at: int = Field(..., description="Timestamp when the file batch was created")
     vector_store_id: str = Field(..., description="ID of the vector store containing the file batch")
-    status: VectorStoreFileStatus = Field(..., description="Current processing status of the file batch")
+    status: Literal["completed", "in_progress", "cancelled", "failed"] = Field(
+        ..., description="Current processing status of the file batch"
+    )
     file_counts: VectorStoreFileCounts = Field(..., description="File processing status counts for the batch")
 
 
@@ -2764,7 +2652,9 @@ class VectorStoreFileObject(BaseModel):
     last_error: VectorStoreFileLastError | None = Field(
         None, description="(Optional) Error information if file processing failed"
     )
-    status: VectorStoreFileStatus = Field(..., description="Current processing status of the file")
+    status: Literal["completed", "in_progress", "cancelled", "failed"] = Field(
+        ..., description="Current processing status of the file"
+    )
     usage_bytes: int = Field(..., description="Storage space used by this file in bytes")
     vector_store_id: str = Field(..., description="ID of the vector store containing this file")
 
@@ -2902,8 +2792,8 @@ class DPOAlignmentConfig(BaseModel):
         extra="forbid",
     )
     beta: float = Field(..., description="Temperature parameter for the DPO loss")
-    loss_type: DPOLossType | None = Field(
-        "sigmoid", description="The type of loss function to use for DPO", validate_default=True
+    loss_type: Literal["sigmoid", "hinge", "ipo", "kto_pair"] | None = Field(
+        "sigmoid", description="The type of loss function to use for DPO", title="DPOLossType"
     )
 
 
@@ -2918,7 +2808,9 @@ class DataConfig(BaseModel):
     dataset_id: str = Field(..., description="Unique identifier for the training dataset")
     batch_size: int = Field(..., description="Number of samples per training batch")
     shuffle: bool = Field(..., description="Whether to shuffle the dataset during training")
-    data_format: DatasetFormat = Field(..., description="Format of the dataset (instruct or dialog)")
+    data_format: Literal["instruct", "dialog"] = Field(
+        ..., description="Format of the dataset (instruct or dialog)", title="DatasetFormat"
+    )
     validation_dataset_id: str | None = Field(
         None, description="(Optional) Unique identifier for the validation dataset"
     )
@@ -2938,7 +2830,9 @@ class OptimizerConfig(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    optimizer_type: OptimizerType = Field(..., description="Type of optimizer to use (adam, adamw, or sgd)")
+    optimizer_type: Literal["adam", "adamw", "sgd"] = Field(
+        ..., description="Type of optimizer to use (adam, adamw, or sgd)", title="OptimizerType"
+    )
     lr: float = Field(..., description="Learning rate for the optimizer")
     weight_decay: float = Field(..., description="Weight decay coefficient for regularization")
     num_warmup_steps: int = Field(..., description="Number of steps for learning rate warmup")
@@ -2986,10 +2880,6 @@ class PreferenceOptimizeRequest(BaseModel):
     logger_config: dict[str, Any] = Field(..., description="The logger configuration.")
 
 
-class AlgorithmConfig(RootModel[LoraFinetuningConfig | QATFinetuningConfig]):
-    root: LoraFinetuningConfig | QATFinetuningConfig = Field(..., discriminator="type")
-
-
 class SupervisedFineTuneRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -3000,7 +2890,9 @@ class SupervisedFineTuneRequest(BaseModel):
     logger_config: dict[str, Any] = Field(..., description="The logger configuration.")
     model: str | None = Field(None, description="The model to fine-tune.")
     checkpoint_dir: str | None = Field(None, description="The directory to save checkpoint(s) to.")
-    algorithm_config: AlgorithmConfig | None = Field(None, description="The algorithm configuration.")
+    algorithm_config: LoraFinetuningConfig | QATFinetuningConfig | None = Field(
+        None, description="The algorithm configuration."
+    )
 
 
 class QueryCondition(BaseModel):
@@ -3012,7 +2904,9 @@ class QueryCondition(BaseModel):
         extra="forbid",
     )
     key: str = Field(..., description="The attribute key to filter on")
-    op: QueryConditionOp = Field(..., description="The comparison operator to apply")
+    op: Literal["eq", "ne", "gt", "lt"] = Field(
+        ..., description="The comparison operator to apply", title="QueryConditionOp"
+    )
     value: Any = Field(..., description="The value to compare against")
 
 
@@ -3106,7 +3000,7 @@ class AgentConfig(BaseModel):
     sampling_params: SamplingParams | None = None
     input_shields: list[str] | None = None
     output_shields: list[str] | None = None
-    toolgroups: list[AgentTool] | None = None
+    toolgroups: list[str | AgentToolGroupWithArgs] | None = None
     client_tools: list[ToolDef] | None = None
     tool_choice: Literal["auto", "required", "none"] | None = Field(
         None,
@@ -3130,7 +3024,9 @@ class AgentConfig(BaseModel):
     enable_session_persistence: bool | None = Field(
         False, description="Optional flag indicating whether session data has to be persisted"
     )
-    response_format: ResponseFormat | None = Field(None, description="Optional response format configuration")
+    response_format: JsonSchemaResponseFormat | GrammarResponseFormat | None = Field(
+        None, description="Optional response format configuration"
+    )
 
 
 class CreateAgentRequest(BaseModel):
@@ -3153,10 +3049,6 @@ class Agent(BaseModel):
     created_at: str = Field(..., description="Timestamp when the agent was created")
 
 
-class InterleavedContent(RootModel[str | InterleavedContentItem | list[InterleavedContentItem]]):
-    root: str | InterleavedContentItem | list[InterleavedContentItem]
-
-
 class MemoryRetrievalStep(BaseModel):
     """
     A memory retrieval step in an agent turn.
@@ -3173,9 +3065,12 @@ class MemoryRetrievalStep(BaseModel):
         ..., description="Type of the step in an agent turn.", title="StepType"
     )
     vector_db_ids: str = Field(..., description="The IDs of the vector databases to retrieve context from.")
-    inserted_context: InterleavedContent = Field(
-        ..., description="The context retrieved from the vector databases."
-    )
+    inserted_context: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The context retrieved from the vector databases.")
 
 
 class ToolResponse(BaseModel):
@@ -3190,7 +3085,12 @@ class ToolResponse(BaseModel):
     tool_name: Literal["brave_search", "wolfram_alpha", "photogen", "code_interpreter"] | str = Field(
         ..., description="Name of the tool that was invoked"
     )
-    content: InterleavedContent = Field(..., description="The response content from the tool")
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The response content from the tool")
     metadata: dict[str, Any] | None = Field(
         None, description="(Optional) Additional metadata about the tool response"
     )
@@ -3206,7 +3106,12 @@ class ToolResponseMessage(BaseModel):
     )
     role: Literal["tool"] = Field("tool", description='Must be "tool" to identify this as a tool response')
     call_id: str = Field(..., description="Unique identifier for the tool call this response is for")
-    content: InterleavedContent = Field(..., description="The response content from the tool")
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The response content from the tool")
 
 
 class UserMessage(BaseModel):
@@ -3218,13 +3123,19 @@ class UserMessage(BaseModel):
         extra="forbid",
     )
     role: Literal["user"] = Field("user", description='Must be "user" to identify this as a user message')
-    content: InterleavedContent = Field(
-        ..., description="The content of the message, which can include text and other media"
-    )
-    context: InterleavedContent | None = Field(
-        None,
-        description="(Optional) This field is used internally by Llama Stack to pass RAG context. This field may be removed in the API in the future.",
-    )
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The content of the message, which can include text and other media")
+    context: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+        | None
+    ) = Field(None, description="(Optional) This field is used internally by Llama Stack to pass RAG context. This field may be removed in the API in the future.")
 
 
 class CreateAgentTurnRequest(BaseModel):
@@ -3241,7 +3152,7 @@ class CreateAgentTurnRequest(BaseModel):
     documents: list[Document] | None = Field(
         None, description="(Optional) List of documents to create the turn with."
     )
-    toolgroups: list[AgentTool] | None = Field(
+    toolgroups: list[str | AgentToolGroupWithArgs] | None = Field(
         None,
         description="(Optional) List of toolgroups to create the turn with, will be used in addition to the agent's config toolgroups for the request.",
     )
@@ -3284,10 +3195,12 @@ class SystemMessage(BaseModel):
     role: Literal["system"] = Field(
         "system", description='Must be "system" to identify this as a system message'
     )
-    content: InterleavedContent = Field(
-        ...,
-        description='The content of the "system prompt". If multiple system messages are provided, they are concatenated. The underlying Llama Stack code may also add other system messages (for example, for formatting tool definitions).',
-    )
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description='The content of the "system prompt". If multiple system messages are provided, they are concatenated. The underlying Llama Stack code may also add other system messages (for example, for formatting tool definitions).')
 
 
 class OpenAIAssistantMessageParam(BaseModel):
@@ -3308,18 +3221,6 @@ class OpenAIAssistantMessageParam(BaseModel):
     tool_calls: list[OpenAIChatCompletionToolCallParam] | None = Field(
         None, description="List of tool calls. Each tool call is an OpenAIChatCompletionToolCall object."
     )
-
-
-class OpenAIChatCompletionContentPartParam(
-    RootModel[
-        OpenAIChatCompletionContentPartTextParam
-        | OpenAIChatCompletionContentPartImageParam
-        | OpenAIFile
-    ]
-):
-    root: (
-        OpenAIChatCompletionContentPartTextParam | OpenAIChatCompletionContentPartImageParam | OpenAIFile
-    ) = Field(..., discriminator="type")
 
 
 class OpenAIChoiceLogprobs(BaseModel):
@@ -3347,9 +3248,12 @@ class OpenAIUserMessageParam(BaseModel):
         extra="forbid",
     )
     role: Literal["user"] = Field(..., description='Must be "user" to identify this as a user message')
-    content: str | list[OpenAIChatCompletionContentPartParam] = Field(
-        ..., description="The content of the message, which can include text and other media"
-    )
+    content: (
+        str
+        | list[
+            Annotated[OpenAIChatCompletionContentPartTextParam | OpenAIChatCompletionContentPartImageParam | OpenAIFile, Field(discriminator="type")]
+        ]
+    ) = Field(..., description="The content of the message, which can include text and other media")
     name: str | None = Field(None, description="(Optional) The name of the user message participant.")
 
 
@@ -3383,20 +3287,6 @@ class OpenAICompletionChoice(BaseModel):
     logprobs: OpenAIChoiceLogprobs | None = None
 
 
-class OpenAIResponseInput(
-    RootModel[
-        OpenAIResponseOutputMessageWebSearchToolCall
-        | OpenAIResponseOutputMessageFileSearchToolCall
-        | OpenAIResponseOutputMessageFunctionToolCall
-        | OpenAIResponseInputFunctionToolCallOutput
-        | OpenAIResponseMCPApprovalRequest
-        | OpenAIResponseMCPApprovalResponse
-        | OpenAIResponseMessage
-    ]
-):
-    root: OpenAIResponseOutputMessageWebSearchToolCall | OpenAIResponseOutputMessageFileSearchToolCall | OpenAIResponseOutputMessageFunctionToolCall | OpenAIResponseInputFunctionToolCallOutput | OpenAIResponseMCPApprovalRequest | OpenAIResponseMCPApprovalResponse | OpenAIResponseMessage
-
-
 class OpenAIResponseObjectWithInput(BaseModel):
     """
     OpenAI response object extended with input context information.
@@ -3412,8 +3302,8 @@ class OpenAIResponseObjectWithInput(BaseModel):
     id: str = Field(..., description="Unique identifier for this response")
     model: str = Field(..., description="Model identifier used for generation")
     object: Literal["response"] = Field(..., description='Object type identifier, always "response"')
-    output: list[OpenAIResponseOutput] = Field(
-        ..., description="List of generated output items (messages, tool calls, etc.)"
+    output: list[Annotated[OpenAIResponseMessage | OpenAIResponseOutputMessageWebSearchToolCall | OpenAIResponseOutputMessageFileSearchToolCall | OpenAIResponseOutputMessageFunctionToolCall | OpenAIResponseOutputMessageMCPCall | OpenAIResponseOutputMessageMCPListTools | OpenAIResponseMCPApprovalRequest, Field(discriminator="type")]] = (
+        Field(..., description="List of generated output items (messages, tool calls, etc.)")
     )
     parallel_tool_calls: bool = Field(..., description="Whether tool calls can be executed in parallel")
     previous_response_id: str | None = Field(
@@ -3424,32 +3314,21 @@ class OpenAIResponseObjectWithInput(BaseModel):
     text: OpenAIResponseText = Field(..., description="Text formatting configuration for the response")
     top_p: float | None = Field(None, description="(Optional) Nucleus sampling parameter used for generation")
     truncation: str | None = Field(None, description="(Optional) Truncation strategy applied to the response")
-    input: list[OpenAIResponseInput] = Field(..., description="List of input items that led to this response")
-
-
-class OpenAIResponseInputTool(
-    RootModel[
-        OpenAIResponseInputToolWebSearch
-        | OpenAIResponseInputToolFileSearch
-        | OpenAIResponseInputToolFunction
-        | OpenAIResponseInputToolMCP
-    ]
-):
-    root: (
-        OpenAIResponseInputToolWebSearch
-        | OpenAIResponseInputToolFileSearch
-        | OpenAIResponseInputToolFunction
-        | OpenAIResponseInputToolMCP
-    ) = Field(..., discriminator="type")
+    input: list[OpenAIResponseOutputMessageWebSearchToolCall | OpenAIResponseOutputMessageFileSearchToolCall | OpenAIResponseOutputMessageFunctionToolCall | OpenAIResponseInputFunctionToolCallOutput | OpenAIResponseMCPApprovalRequest | OpenAIResponseMCPApprovalResponse | OpenAIResponseMessage] = (
+        Field(..., description="List of input items that led to this response")
+    )
 
 
 class CreateOpenaiResponseRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    input: str | list[OpenAIResponseInput] = Field(
-        ..., description="Input message(s) to create the response."
-    )
+    input: (
+        str
+        | list[
+            OpenAIResponseOutputMessageWebSearchToolCall | OpenAIResponseOutputMessageFileSearchToolCall | OpenAIResponseOutputMessageFunctionToolCall | OpenAIResponseInputFunctionToolCallOutput | OpenAIResponseMCPApprovalRequest | OpenAIResponseMCPApprovalResponse | OpenAIResponseMessage
+        ]
+    ) = Field(..., description="Input message(s) to create the response.")
     model: str = Field(..., description="The underlying LLM used for completions.")
     instructions: str | None = None
     previous_response_id: str | None = Field(
@@ -3460,7 +3339,12 @@ class CreateOpenaiResponseRequest(BaseModel):
     stream: bool | None = None
     temperature: float | None = None
     text: OpenAIResponseText | None = None
-    tools: list[OpenAIResponseInputTool] | None = None
+    tools: (
+        list[
+            Annotated[OpenAIResponseInputToolWebSearch | OpenAIResponseInputToolFileSearch | OpenAIResponseInputToolFunction | OpenAIResponseInputToolMCP, Field(discriminator="type")]
+        ]
+        | None
+    ) = None
     include: list[str] | None = Field(
         None, description="(Optional) Additional fields to include in the response."
     )
@@ -3537,16 +3421,10 @@ class ListOpenAIResponseInputItem(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    data: list[OpenAIResponseInput] = Field(..., description="List of input items")
-    object: Literal["list"] = Field(..., description='Object type identifier, always "list"')
-
-
-class VectorStoreChunkingStrategy(
-    RootModel[VectorStoreChunkingStrategyAuto | VectorStoreChunkingStrategyStatic]
-):
-    root: VectorStoreChunkingStrategyAuto | VectorStoreChunkingStrategyStatic = Field(
-        ..., discriminator="type"
+    data: list[OpenAIResponseOutputMessageWebSearchToolCall | OpenAIResponseOutputMessageFileSearchToolCall | OpenAIResponseOutputMessageFunctionToolCall | OpenAIResponseInputFunctionToolCallOutput | OpenAIResponseMCPApprovalRequest | OpenAIResponseMCPApprovalResponse | OpenAIResponseMessage] = (
+        Field(..., description="List of input items")
     )
+    object: Literal["list"] = Field(..., description='Object type identifier, always "list"')
 
 
 class OpenaiCreateVectorStoreFileBatchRequest(BaseModel):
@@ -3557,7 +3435,7 @@ class OpenaiCreateVectorStoreFileBatchRequest(BaseModel):
     attributes: dict[str, Any] | None = Field(
         None, description="(Optional) Key-value attributes to store with the files."
     )
-    chunking_strategy: VectorStoreChunkingStrategy | None = Field(
+    chunking_strategy: VectorStoreChunkingStrategyAuto | VectorStoreChunkingStrategyStatic | None = Field(
         None, description="(Optional) The chunking strategy used to chunk the file(s). Defaults to auto."
     )
 
@@ -3570,7 +3448,7 @@ class OpenaiAttachFileToVectorStoreRequest(BaseModel):
     attributes: dict[str, Any] | None = Field(
         None, description="The key-value attributes stored with the file, which can be used for filtering."
     )
-    chunking_strategy: VectorStoreChunkingStrategy | None = Field(
+    chunking_strategy: VectorStoreChunkingStrategyAuto | VectorStoreChunkingStrategyStatic | None = Field(
         None, description="The chunking strategy to use for the file."
     )
 
@@ -3586,7 +3464,12 @@ class CompletionMessage(BaseModel):
     role: Literal["assistant"] = Field(
         ..., description='Must be "assistant" to identify this as the model\'s response'
     )
-    content: InterleavedContent = Field(..., description="The content of the model's response")
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The content of the model's response")
     stop_reason: Literal["end_of_turn", "end_of_message", "out_of_tokens"] = Field(
         ...,
         description="Reason why the model stopped generating. Options are: - `StopReason.end_of_turn`: The model finished generating the entire response. - `StopReason.end_of_message`: The model finished generating but generated a partial response -- usually, a tool call. The user may call the tool and continue the conversation with the tool's response. - `StopReason.out_of_tokens`: The model ran out of token budget.",
@@ -3633,12 +3516,6 @@ class ToolExecutionStep(BaseModel):
     tool_responses: list[ToolResponse] = Field(..., description="The tool responses from the tool calls.")
 
 
-class Steps(RootModel[InferenceStep | ToolExecutionStep | ShieldCallStep | MemoryRetrievalStep]):
-    root: InferenceStep | ToolExecutionStep | ShieldCallStep | MemoryRetrievalStep = Field(
-        ..., discriminator="step_type"
-    )
-
-
 class Turn(BaseModel):
     """
     A single turn in an interaction with an Agentic System.
@@ -3652,7 +3529,9 @@ class Turn(BaseModel):
     input_messages: list[UserMessage | ToolResponseMessage] = Field(
         ..., description="List of messages that initiated this turn"
     )
-    steps: list[Steps] = Field(..., description="Ordered list of processing steps executed during this turn")
+    steps: list[Annotated[InferenceStep | ToolExecutionStep | ShieldCallStep | MemoryRetrievalStep, Field(discriminator="step_type")]] = (
+        Field(..., description="Ordered list of processing steps executed during this turn")
+    )
     output_message: CompletionMessage = Field(
         ..., description="The model's generated response containing content and metadata"
     )
@@ -3758,24 +3637,6 @@ class OpenAIChoice(BaseModel):
     )
 
 
-class OpenAIMessageParam(
-    RootModel[
-        OpenAIUserMessageParam
-        | OpenAISystemMessageParam
-        | OpenAIAssistantMessageParam
-        | OpenAIToolMessageParam
-        | OpenAIDeveloperMessageParam
-    ]
-):
-    root: (
-        OpenAIUserMessageParam
-        | OpenAISystemMessageParam
-        | OpenAIAssistantMessageParam
-        | OpenAIToolMessageParam
-        | OpenAIDeveloperMessageParam
-    ) = Field(..., discriminator="role")
-
-
 class OpenaiChatCompletionRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -3784,7 +3645,9 @@ class OpenaiChatCompletionRequest(BaseModel):
         ...,
         description="The identifier of the model to use. The model must be registered with Llama Stack and available via the /models endpoint.",
     )
-    messages: list[OpenAIMessageParam] = Field(..., description="List of messages in the conversation.")
+    messages: list[Annotated[OpenAIUserMessageParam | OpenAISystemMessageParam | OpenAIAssistantMessageParam | OpenAIToolMessageParam | OpenAIDeveloperMessageParam, Field(discriminator="role")]] = (
+        Field(..., description="List of messages in the conversation.")
+    )
     frequency_penalty: float | None = Field(None, description="(Optional) The penalty for repeated tokens.")
     function_call: str | dict[str, Any] | None = Field(
         None, description="(Optional) The function call to use."
@@ -3801,9 +3664,9 @@ class OpenaiChatCompletionRequest(BaseModel):
         None, description="(Optional) Whether to parallelize tool calls."
     )
     presence_penalty: float | None = Field(None, description="(Optional) The penalty for repeated tokens.")
-    response_format: OpenAIResponseFormatParam | None = Field(
-        None, description="(Optional) The response format to use."
-    )
+    response_format: (
+        OpenAIResponseFormatText | OpenAIResponseFormatJSONSchema | OpenAIResponseFormatJSONObject | None
+    ) = Field(None, description="(Optional) The response format to use.")
     seed: int | None = Field(None, description="(Optional) The seed to use.")
     stop: str | list[str] | None = Field(None, description="(Optional) The stop tokens to use.")
     stream: bool | None = Field(None, description="(Optional) Whether to stream the response.")
@@ -3873,7 +3736,12 @@ class OpenAICompletionWithInputMessages(BaseModel):
         ..., description="The Unix timestamp in seconds when the chat completion was created"
     )
     model: str = Field(..., description="The model that was used to generate the chat completion")
-    input_messages: list[OpenAIMessageParam]
+    input_messages: list[
+        Annotated[
+            OpenAIUserMessageParam | OpenAISystemMessageParam | OpenAIAssistantMessageParam | OpenAIToolMessageParam | OpenAIDeveloperMessageParam,
+            Field(discriminator="role"),
+        ]
+    ]
     usage: OpenAICompletionUsage | None = None
 
 
@@ -3966,10 +3834,9 @@ class BenchmarkConfig(BaseModel):
     eval_candidate: ModelCandidate | AgentCandidate = Field(
         ..., description="The candidate to evaluate.", discriminator="type"
     )
-    scoring_params: dict[str, ScoringFnParams] | None = Field(
-        None,
-        description="Map between scoring function id and parameters for each scoring function you want to run",
-    )
+    scoring_params: (
+        dict[str, LLMAsJudgeScoringFnParams | RegexParserScoringFnParams | BasicScoringFnParams] | None
+    ) = Field(None, description="Map between scoring function id and parameters for each scoring function you want to run")
     num_examples: int | None = Field(
         None,
         description="(Optional) The number of examples to evaluate. If not provided, all examples in the dataset will be evaluated",

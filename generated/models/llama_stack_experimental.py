@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
@@ -76,10 +76,6 @@ class URIDataSource(BaseModel):
     )
 
 
-class DataSource(RootModel[URIDataSource | RowsDataSource]):
-    root: URIDataSource | RowsDataSource = Field(..., discriminator="type")
-
-
 class RegisterDatasetRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -90,9 +86,10 @@ class RegisterDatasetRequest(BaseModel):
             description='The purpose of the dataset. One of: - "post-training/messages": The dataset contains a messages column with list of messages for post-training. { "messages": [ {"role": "user", "content": "Hello, world!"}, {"role": "assistant", "content": "Hello, world!"}, ] } - "eval/question-answer": The dataset contains a question column and an answer column for evaluation. { "question": "What is the capital of France?", "answer": "Paris" } - "eval/messages-answer": The dataset contains a messages column with list of messages and an answer column for evaluation. { "messages": [ {"role": "user", "content": "Hello, my name is John Doe."}, {"role": "assistant", "content": "Hello, John Doe. How can I help you today?"}, {"role": "user", "content": "What\'s my name?"}, ], "answer": "John Doe" }',
         )
     )
-    source: DataSource = Field(
+    source: URIDataSource | RowsDataSource = Field(
         ...,
         description='The data source of the dataset. Ensure that the data source schema is compatible with the purpose of the dataset. Examples: - { "type": "uri", "uri": "https://mywebsite.com/mydata.jsonl" } - { "type": "uri", "uri": "lsfs://mydata.jsonl" } - { "type": "uri", "uri": "data:csv;base64,{base64_content}" } - { "type": "uri", "uri": "huggingface://llamastack/simpleqa?split=train" } - { "type": "rows", "rows": [ { "messages": [ {"role": "user", "content": "Hello, world!"}, {"role": "assistant", "content": "Hello, world!"}, ] } ] }',
+        discriminator="type",
     )
     metadata: dict[str, Any] | None = Field(
         None, description='The metadata for the dataset. - E.g. {"description": "My dataset"}.'
@@ -142,10 +139,6 @@ class JsonSchemaResponseFormat(BaseModel):
         ...,
         description="The JSON schema the response should conform to. In a Python SDK, this is often a `pydantic` model.",
     )
-
-
-class ResponseFormat(RootModel[JsonSchemaResponseFormat | GrammarResponseFormat]):
-    root: JsonSchemaResponseFormat | GrammarResponseFormat = Field(..., discriminator="type")
 
 
 class ToolConfig(BaseModel):
@@ -282,12 +275,6 @@ class URL(BaseModel):
     uri: str = Field(..., description="The URL string pointing to the resource")
 
 
-class ViolationLevel(RootModel[Literal["info", "warn", "error"]]):
-    root: Literal["info", "warn", "error"] = Field(
-        ..., description="Severity level of a safety violation.", title="ViolationLevel"
-    )
-
-
 class AgentTurnResponseStepStartPayload(BaseModel):
     """
     Payload for step start events in agent turn responses.
@@ -401,16 +388,6 @@ class RegisterBenchmarkRequest(BaseModel):
     metadata: dict[str, Any] | None = Field(None, description="The metadata to use for the benchmark.")
 
 
-class AggregationFunctionType(
-    RootModel[Literal["average", "weighted_average", "median", "categorical_count", "accuracy"]]
-):
-    root: Literal["average", "weighted_average", "median", "categorical_count", "accuracy"] = Field(
-        ...,
-        description="Types of aggregation functions for scoring results.",
-        title="AggregationFunctionType",
-    )
-
-
 class BasicScoringFnParams(BaseModel):
     """
     Parameters for basic scoring function configuration.
@@ -422,8 +399,8 @@ class BasicScoringFnParams(BaseModel):
     type: Literal["basic"] = Field(
         ..., description="The type of scoring function parameters, always basic", title="ScoringFnParamsType"
     )
-    aggregation_functions: list[AggregationFunctionType] = Field(
-        ..., description="Aggregation functions to apply to the scores of each row"
+    aggregation_functions: list[Literal["average", "weighted_average", "median", "categorical_count", "accuracy"]] = (
+        Field(..., description="Aggregation functions to apply to the scores of each row")
     )
 
 
@@ -447,8 +424,8 @@ class LLMAsJudgeScoringFnParams(BaseModel):
     judge_score_regexes: list[str] = Field(
         ..., description="Regexes to extract the answer from generated response"
     )
-    aggregation_functions: list[AggregationFunctionType] = Field(
-        ..., description="Aggregation functions to apply to the scores of each row"
+    aggregation_functions: list[Literal["average", "weighted_average", "median", "categorical_count", "accuracy"]] = (
+        Field(..., description="Aggregation functions to apply to the scores of each row")
     )
 
 
@@ -466,16 +443,8 @@ class RegexParserScoringFnParams(BaseModel):
         title="ScoringFnParamsType",
     )
     parsing_regexes: list[str] = Field(..., description="Regex to extract the answer from generated response")
-    aggregation_functions: list[AggregationFunctionType] = Field(
-        ..., description="Aggregation functions to apply to the scores of each row"
-    )
-
-
-class ScoringFnParams(
-    RootModel[LLMAsJudgeScoringFnParams | RegexParserScoringFnParams | BasicScoringFnParams]
-):
-    root: LLMAsJudgeScoringFnParams | RegexParserScoringFnParams | BasicScoringFnParams = Field(
-        ..., discriminator="type"
+    aggregation_functions: list[Literal["average", "weighted_average", "median", "categorical_count", "accuracy"]] = (
+        Field(..., description="Aggregation functions to apply to the scores of each row")
     )
 
 
@@ -588,16 +557,6 @@ class CancelTrainingJobRequest(BaseModel):
     job_uuid: str = Field(..., description="The UUID of the job to cancel.")
 
 
-class DPOLossType(RootModel[Literal["sigmoid", "hinge", "ipo", "kto_pair"]]):
-    root: Literal["sigmoid", "hinge", "ipo", "kto_pair"] = Field(..., title="DPOLossType")
-
-
-class DatasetFormat(RootModel[Literal["instruct", "dialog"]]):
-    root: Literal["instruct", "dialog"] = Field(
-        ..., description="Format of the training dataset.", title="DatasetFormat"
-    )
-
-
 class EfficiencyConfig(BaseModel):
     """
     Configuration for memory and compute efficiency optimizations.
@@ -617,12 +576,6 @@ class EfficiencyConfig(BaseModel):
     )
     fsdp_cpu_offload: bool | None = Field(
         False, description="(Optional) Whether to offload FSDP parameters to CPU"
-    )
-
-
-class OptimizerType(RootModel[Literal["adam", "adamw", "sgd"]]):
-    root: Literal["adam", "adamw", "sgd"] = Field(
-        ..., description="Available optimizer algorithms for training.", title="OptimizerType"
     )
 
 
@@ -745,12 +698,6 @@ class QueryMetricsResponse(BaseModel):
     data: list[MetricSeries] = Field(..., description="List of metric series matching the query criteria")
 
 
-class QueryConditionOp(RootModel[Literal["eq", "ne", "gt", "lt"]]):
-    root: Literal["eq", "ne", "gt", "lt"] = Field(
-        ..., description="Comparison operators for query conditions.", title="QueryConditionOp"
-    )
-
-
 class Span(BaseModel):
     """
     A span representing a single operation within a trace.
@@ -793,14 +740,6 @@ class GetSpanTreeRequest(BaseModel):
     max_depth: int | None = Field(None, description="The maximum depth of the tree.")
 
 
-class SpanStatus(RootModel[Literal["ok", "error"]]):
-    root: Literal["ok", "error"] = Field(
-        ...,
-        description="The status of a span indicating whether it completed successfully or with an error.",
-        title="SpanStatus",
-    )
-
-
 class SpanWithStatus(BaseModel):
     """
     A span that includes status information.
@@ -822,7 +761,9 @@ class SpanWithStatus(BaseModel):
     attributes: dict[str, Any] | None = Field(
         None, description="(Optional) Key-value pairs containing additional metadata about the span"
     )
-    status: SpanStatus | None = Field(None, description="(Optional) The current status of the span")
+    status: Literal["ok", "error"] | None = Field(
+        None, description="(Optional) The current status of the span", title="SpanStatus"
+    )
 
 
 class QuerySpanTreeResponse(BaseModel):
@@ -969,10 +910,6 @@ class ListDatasetsResponse(BaseModel):
     data: list[Dataset] = Field(..., description="List of datasets")
 
 
-class AgentTool(RootModel[str | AgentToolGroupWithArgs]):
-    root: str | AgentToolGroupWithArgs
-
-
 class SamplingParams(BaseModel):
     """
     Sampling parameters.
@@ -1051,10 +988,6 @@ class ImageContentItem(BaseModel):
     image: Image = Field(..., description="Image as a base64 encoded string or an URL")
 
 
-class InterleavedContentItem(RootModel[ImageContentItem | TextContentItem]):
-    root: ImageContentItem | TextContentItem = Field(..., discriminator="type")
-
-
 class SafetyViolation(BaseModel):
     """
     Details of a safety violation detected by content moderation.
@@ -1063,7 +996,9 @@ class SafetyViolation(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    violation_level: ViolationLevel = Field(..., description="Severity level of the violation")
+    violation_level: Literal["info", "warn", "error"] = Field(
+        ..., description="Severity level of the violation", title="ViolationLevel"
+    )
     user_message: str | None = Field(
         None, description="(Optional) Message to convey to the user about the violation"
     )
@@ -1098,9 +1033,13 @@ class OutputAttachment(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    content: str | InterleavedContentItem | list[InterleavedContentItem] | URL = Field(
-        ..., description="The content of the attachment."
-    )
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | URL
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The content of the attachment.")
     mime_type: str = Field(..., description="The MIME type of the attachment.")
 
 
@@ -1112,9 +1051,13 @@ class Document(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    content: str | InterleavedContentItem | list[InterleavedContentItem] | URL = Field(
-        ..., description="The content of the document."
-    )
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | URL
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The content of the document.")
     mime_type: str = Field(..., description="The MIME type of the document.")
 
 
@@ -1258,8 +1201,8 @@ class DPOAlignmentConfig(BaseModel):
         extra="forbid",
     )
     beta: float = Field(..., description="Temperature parameter for the DPO loss")
-    loss_type: DPOLossType | None = Field(
-        "sigmoid", description="The type of loss function to use for DPO", validate_default=True
+    loss_type: Literal["sigmoid", "hinge", "ipo", "kto_pair"] | None = Field(
+        "sigmoid", description="The type of loss function to use for DPO", title="DPOLossType"
     )
 
 
@@ -1274,7 +1217,9 @@ class DataConfig(BaseModel):
     dataset_id: str = Field(..., description="Unique identifier for the training dataset")
     batch_size: int = Field(..., description="Number of samples per training batch")
     shuffle: bool = Field(..., description="Whether to shuffle the dataset during training")
-    data_format: DatasetFormat = Field(..., description="Format of the dataset (instruct or dialog)")
+    data_format: Literal["instruct", "dialog"] = Field(
+        ..., description="Format of the dataset (instruct or dialog)", title="DatasetFormat"
+    )
     validation_dataset_id: str | None = Field(
         None, description="(Optional) Unique identifier for the validation dataset"
     )
@@ -1294,7 +1239,9 @@ class OptimizerConfig(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    optimizer_type: OptimizerType = Field(..., description="Type of optimizer to use (adam, adamw, or sgd)")
+    optimizer_type: Literal["adam", "adamw", "sgd"] = Field(
+        ..., description="Type of optimizer to use (adam, adamw, or sgd)", title="OptimizerType"
+    )
     lr: float = Field(..., description="Learning rate for the optimizer")
     weight_decay: float = Field(..., description="Weight decay coefficient for regularization")
     num_warmup_steps: int = Field(..., description="Number of steps for learning rate warmup")
@@ -1342,10 +1289,6 @@ class PreferenceOptimizeRequest(BaseModel):
     logger_config: dict[str, Any] = Field(..., description="The logger configuration.")
 
 
-class AlgorithmConfig(RootModel[LoraFinetuningConfig | QATFinetuningConfig]):
-    root: LoraFinetuningConfig | QATFinetuningConfig = Field(..., discriminator="type")
-
-
 class SupervisedFineTuneRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -1356,7 +1299,9 @@ class SupervisedFineTuneRequest(BaseModel):
     logger_config: dict[str, Any] = Field(..., description="The logger configuration.")
     model: str | None = Field(None, description="The model to fine-tune.")
     checkpoint_dir: str | None = Field(None, description="The directory to save checkpoint(s) to.")
-    algorithm_config: AlgorithmConfig | None = Field(None, description="The algorithm configuration.")
+    algorithm_config: LoraFinetuningConfig | QATFinetuningConfig | None = Field(
+        None, description="The algorithm configuration."
+    )
 
 
 class QueryCondition(BaseModel):
@@ -1368,7 +1313,9 @@ class QueryCondition(BaseModel):
         extra="forbid",
     )
     key: str = Field(..., description="The attribute key to filter on")
-    op: QueryConditionOp = Field(..., description="The comparison operator to apply")
+    op: Literal["eq", "ne", "gt", "lt"] = Field(
+        ..., description="The comparison operator to apply", title="QueryConditionOp"
+    )
     value: Any = Field(..., description="The value to compare against")
 
 
@@ -1434,7 +1381,7 @@ class AgentConfig(BaseModel):
     sampling_params: SamplingParams | None = None
     input_shields: list[str] | None = None
     output_shields: list[str] | None = None
-    toolgroups: list[AgentTool] | None = None
+    toolgroups: list[str | AgentToolGroupWithArgs] | None = None
     client_tools: list[ToolDef] | None = None
     tool_choice: Literal["auto", "required", "none"] | None = Field(
         None,
@@ -1458,7 +1405,9 @@ class AgentConfig(BaseModel):
     enable_session_persistence: bool | None = Field(
         False, description="Optional flag indicating whether session data has to be persisted"
     )
-    response_format: ResponseFormat | None = Field(None, description="Optional response format configuration")
+    response_format: JsonSchemaResponseFormat | GrammarResponseFormat | None = Field(
+        None, description="Optional response format configuration"
+    )
 
 
 class CreateAgentRequest(BaseModel):
@@ -1481,10 +1430,6 @@ class Agent(BaseModel):
     created_at: str = Field(..., description="Timestamp when the agent was created")
 
 
-class InterleavedContent(RootModel[str | InterleavedContentItem | list[InterleavedContentItem]]):
-    root: str | InterleavedContentItem | list[InterleavedContentItem]
-
-
 class MemoryRetrievalStep(BaseModel):
     """
     A memory retrieval step in an agent turn.
@@ -1501,9 +1446,12 @@ class MemoryRetrievalStep(BaseModel):
         ..., description="Type of the step in an agent turn.", title="StepType"
     )
     vector_db_ids: str = Field(..., description="The IDs of the vector databases to retrieve context from.")
-    inserted_context: InterleavedContent = Field(
-        ..., description="The context retrieved from the vector databases."
-    )
+    inserted_context: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The context retrieved from the vector databases.")
 
 
 class ToolResponse(BaseModel):
@@ -1518,7 +1466,12 @@ class ToolResponse(BaseModel):
     tool_name: Literal["brave_search", "wolfram_alpha", "photogen", "code_interpreter"] | str = Field(
         ..., description="Name of the tool that was invoked"
     )
-    content: InterleavedContent = Field(..., description="The response content from the tool")
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The response content from the tool")
     metadata: dict[str, Any] | None = Field(
         None, description="(Optional) Additional metadata about the tool response"
     )
@@ -1534,7 +1487,12 @@ class ToolResponseMessage(BaseModel):
     )
     role: Literal["tool"] = Field("tool", description='Must be "tool" to identify this as a tool response')
     call_id: str = Field(..., description="Unique identifier for the tool call this response is for")
-    content: InterleavedContent = Field(..., description="The response content from the tool")
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The response content from the tool")
 
 
 class UserMessage(BaseModel):
@@ -1546,13 +1504,19 @@ class UserMessage(BaseModel):
         extra="forbid",
     )
     role: Literal["user"] = Field("user", description='Must be "user" to identify this as a user message')
-    content: InterleavedContent = Field(
-        ..., description="The content of the message, which can include text and other media"
-    )
-    context: InterleavedContent | None = Field(
-        None,
-        description="(Optional) This field is used internally by Llama Stack to pass RAG context. This field may be removed in the API in the future.",
-    )
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The content of the message, which can include text and other media")
+    context: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+        | None
+    ) = Field(None, description="(Optional) This field is used internally by Llama Stack to pass RAG context. This field may be removed in the API in the future.")
 
 
 class CreateAgentTurnRequest(BaseModel):
@@ -1569,7 +1533,7 @@ class CreateAgentTurnRequest(BaseModel):
     documents: list[Document] | None = Field(
         None, description="(Optional) List of documents to create the turn with."
     )
-    toolgroups: list[AgentTool] | None = Field(
+    toolgroups: list[str | AgentToolGroupWithArgs] | None = Field(
         None,
         description="(Optional) List of toolgroups to create the turn with, will be used in addition to the agent's config toolgroups for the request.",
     )
@@ -1612,10 +1576,12 @@ class SystemMessage(BaseModel):
     role: Literal["system"] = Field(
         "system", description='Must be "system" to identify this as a system message'
     )
-    content: InterleavedContent = Field(
-        ...,
-        description='The content of the "system prompt". If multiple system messages are provided, they are concatenated. The underlying Llama Stack code may also add other system messages (for example, for formatting tool definitions).',
-    )
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description='The content of the "system prompt". If multiple system messages are provided, they are concatenated. The underlying Llama Stack code may also add other system messages (for example, for formatting tool definitions).')
 
 
 class CompletionMessage(BaseModel):
@@ -1629,7 +1595,12 @@ class CompletionMessage(BaseModel):
     role: Literal["assistant"] = Field(
         ..., description='Must be "assistant" to identify this as the model\'s response'
     )
-    content: InterleavedContent = Field(..., description="The content of the model's response")
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The content of the model's response")
     stop_reason: Literal["end_of_turn", "end_of_message", "out_of_tokens"] = Field(
         ...,
         description="Reason why the model stopped generating. Options are: - `StopReason.end_of_turn`: The model finished generating the entire response. - `StopReason.end_of_message`: The model finished generating but generated a partial response -- usually, a tool call. The user may call the tool and continue the conversation with the tool's response. - `StopReason.out_of_tokens`: The model ran out of token budget.",
@@ -1676,12 +1647,6 @@ class ToolExecutionStep(BaseModel):
     tool_responses: list[ToolResponse] = Field(..., description="The tool responses from the tool calls.")
 
 
-class Steps(RootModel[InferenceStep | ToolExecutionStep | ShieldCallStep | MemoryRetrievalStep]):
-    root: InferenceStep | ToolExecutionStep | ShieldCallStep | MemoryRetrievalStep = Field(
-        ..., discriminator="step_type"
-    )
-
-
 class Turn(BaseModel):
     """
     A single turn in an interaction with an Agentic System.
@@ -1695,7 +1660,9 @@ class Turn(BaseModel):
     input_messages: list[UserMessage | ToolResponseMessage] = Field(
         ..., description="List of messages that initiated this turn"
     )
-    steps: list[Steps] = Field(..., description="Ordered list of processing steps executed during this turn")
+    steps: list[Annotated[InferenceStep | ToolExecutionStep | ShieldCallStep | MemoryRetrievalStep, Field(discriminator="step_type")]] = (
+        Field(..., description="Ordered list of processing steps executed during this turn")
+    )
     output_message: CompletionMessage = Field(
         ..., description="The model's generated response containing content and metadata"
     )
@@ -1835,10 +1802,9 @@ class BenchmarkConfig(BaseModel):
     eval_candidate: ModelCandidate | AgentCandidate = Field(
         ..., description="The candidate to evaluate.", discriminator="type"
     )
-    scoring_params: dict[str, ScoringFnParams] | None = Field(
-        None,
-        description="Map between scoring function id and parameters for each scoring function you want to run",
-    )
+    scoring_params: (
+        dict[str, LLMAsJudgeScoringFnParams | RegexParserScoringFnParams | BasicScoringFnParams] | None
+    ) = Field(None, description="Map between scoring function id and parameters for each scoring function you want to run")
     num_examples: int | None = Field(
         None,
         description="(Optional) The number of examples to evaluate. If not provided, all examples in the dataset will be evaluated",

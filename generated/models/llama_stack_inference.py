@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
@@ -160,10 +160,6 @@ class ToolParamDefinition(BaseModel):
     description: str | None = None
     param_type: str
     required: bool | None = True
-
-
-class BuiltinTool(RootModel[Literal["brave_search", "wolfram_alpha", "photogen", "code_interpreter"]]):
-    root: Literal["brave_search", "wolfram_alpha", "photogen", "code_interpreter"]
 
 
 class ToolConfig(BaseModel):
@@ -375,38 +371,23 @@ class SamplingParams(BaseModel):
     )
 
 
-class ResponseFormat(RootModel[JsonSchemaResponseFormat | GrammarResponseFormat]):
-    root: JsonSchemaResponseFormat | GrammarResponseFormat = Field(..., discriminator="type")
-
-
 class ToolDefinition(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
     description: str | None = None
     parameters: dict[str, ToolParamDefinition] | None = None
-    tool_name: BuiltinTool | str
+    tool_name: str | Literal["brave_search", "wolfram_alpha", "photogen", "code_interpreter"]
 
 
-class ContentDelta(RootModel[TextDelta | ImageDelta | ToolCallDelta]):
-    root: TextDelta | ImageDelta | ToolCallDelta = Field(
-        ...,
-        description="A piece of streamed content: text, image data or a tool call.",
-        discriminator="type",
-        title="ContentDelta",
-    )
-
-
-class InterleavedContentItem(RootModel[ImageContentItem | TextContentItem]):
-    root: ImageContentItem | TextContentItem = Field(..., discriminator="type")
-
-
-class EmbeddingsContentItems(RootModel[list[InterleavedContentItem]]):
+class EmbeddingsContentItems(
+    RootModel[list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]]
+):
     """
     Contents to embed as interleaved content items (one embedding per item).
     """
 
-    root: list[InterleavedContentItem] = Field(
+    root: list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]] = Field(
         ...,
         description="Contents to embed as interleaved content items (one embedding per item).",
         max_length=2048,
@@ -427,17 +408,15 @@ class ChatCompletionResponseEvent(BaseModel):
         ...,
         description="Type of the event: `start` opens the stream, `progress` carries content, `complete` closes it.",
     )
-    delta: ContentDelta = Field(..., description="Content generated since the last event")
+    delta: TextDelta | ImageDelta | ToolCallDelta = Field(
+        ..., description="Content generated since the last event", discriminator="type", title="ContentDelta"
+    )
     logprobs: list[TokenLogProbs] | None = Field(
         None, description="Optional log probabilities for generated tokens"
     )
     stop_reason: Literal["end_of_turn", "end_of_message", "out_of_tokens"] | None = Field(
         None, description="Optional reason why generation stopped, if complete"
     )
-
-
-class InterleavedContent(RootModel[str | InterleavedContentItem | list[InterleavedContentItem]]):
-    root: str | InterleavedContentItem | list[InterleavedContentItem]
 
 
 class EmbeddingsRequest(BaseModel):
@@ -483,11 +462,16 @@ class CompletionRequest(BaseModel):
         ...,
         description="The identifier of the model to use. The model must be registered with Llama Stack and available via the /models endpoint.",
     )
-    content: InterleavedContent = Field(..., description="The content to generate a completion for.")
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The content to generate a completion for.")
     sampling_params: SamplingParams | None = Field(
         None, description="(Optional) Parameters to control the sampling strategy."
     )
-    response_format: ResponseFormat | None = Field(
+    response_format: JsonSchemaResponseFormat | GrammarResponseFormat | None = Field(
         None, description="(Optional) Grammar specification for guided (structured) decoding."
     )
     stream: bool | None = Field(
@@ -523,13 +507,19 @@ class UserMessage(BaseModel):
         extra="forbid",
     )
     role: Literal["user"] = Field(..., description='Must be "user" to identify this as a user message')
-    content: InterleavedContent = Field(
-        ..., description="The content of the message, which can include text and other media"
-    )
-    context: InterleavedContent | None = Field(
-        None,
-        description="(Optional) This field is used internally by Llama Stack to pass RAG context. This field may be removed in the API in the future.",
-    )
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The content of the message, which can include text and other media")
+    context: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+        | None
+    ) = Field(None, description="(Optional) This field is used internally by Llama Stack to pass RAG context. This field may be removed in the API in the future.")
 
 
 class SystemMessage(BaseModel):
@@ -541,10 +531,12 @@ class SystemMessage(BaseModel):
         extra="forbid",
     )
     role: Literal["system"] = Field(..., description='Must be "system" to identify this as a system message')
-    content: InterleavedContent = Field(
-        ...,
-        description='The content of the "system prompt". If multiple system messages are provided, they are concatenated. The underlying Llama Stack code may also add other system messages (for example, for formatting tool definitions).',
-    )
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description='The content of the "system prompt". If multiple system messages are provided, they are concatenated. The underlying Llama Stack code may also add other system messages (for example, for formatting tool definitions).')
 
 
 class ToolResponseMessage(BaseModel):
@@ -557,7 +549,12 @@ class ToolResponseMessage(BaseModel):
     )
     role: Literal["tool"] = Field(..., description='Must be "tool" to identify this as a tool response')
     call_id: str = Field(..., description="Unique identifier for the tool call this response is for")
-    content: InterleavedContent = Field(..., description="The response content from the tool")
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The response content from the tool")
 
 
 class CompletionMessage(BaseModel):
@@ -571,7 +568,12 @@ class CompletionMessage(BaseModel):
     role: Literal["assistant"] = Field(
         ..., description='Must be "assistant" to identify this as the model\'s response'
     )
-    content: InterleavedContent = Field(..., description="The content of the model's response")
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The content of the model's response")
     stop_reason: Literal["end_of_turn", "end_of_message", "out_of_tokens"] = Field(
         ...,
         description="Reason why the model stopped generating. Options are: - `StopReason.end_of_turn`: The model finished generating the entire response. - `StopReason.end_of_message`: The model finished generating but generated a partial response -- usually, a tool call. The user may call the tool and continue the conversation with the tool's response. - `StopReason.out_of_tokens`: The model ran out of token budget.",
@@ -598,12 +600,6 @@ class ChatCompletionResponse(BaseModel):
     )
 
 
-class Message(RootModel[UserMessage | SystemMessage | ToolResponseMessage | CompletionMessage]):
-    root: UserMessage | SystemMessage | ToolResponseMessage | CompletionMessage = Field(
-        ..., description="A message in a chat conversation.", discriminator="role", title="Message"
-    )
-
-
 class ChatCompletionRequest(BaseModel):
     """
     The body of a chat completion request.
@@ -616,7 +612,9 @@ class ChatCompletionRequest(BaseModel):
         ...,
         description="The identifier of the model to use. The model must be registered with Llama Stack and available via the /models endpoint.",
     )
-    messages: list[Message] = Field(..., description="List of messages in the conversation.")
+    messages: list[Annotated[UserMessage | SystemMessage | ToolResponseMessage | CompletionMessage, Field(discriminator="role")]] = (
+        Field(..., description="List of messages in the conversation.")
+    )
     sampling_params: SamplingParams | None = Field(
         None, description="Parameters to control the sampling strategy."
     )
@@ -633,7 +631,7 @@ class ChatCompletionRequest(BaseModel):
         deprecated=True,
         description="(Optional) Instructs the model how to format tool calls. By default, Llama Stack will attempt to use a format that is best adapted to the model. Deprecated: use tool_config instead.",
     )
-    response_format: ResponseFormat | None = Field(
+    response_format: JsonSchemaResponseFormat | GrammarResponseFormat | None = Field(
         None,
         description="(Optional) Grammar specification for guided (structured) decoding: a JSON schema or a BNF grammar.",
     )

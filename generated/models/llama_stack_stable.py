@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
@@ -302,12 +302,6 @@ class OpenAIEmbeddingsResponse(BaseModel):
     usage: OpenAIEmbeddingUsage = Field(..., description="Usage information")
 
 
-class OpenAIFilePurpose(RootModel[Literal["assistants", "batch"]]):
-    root: Literal["assistants", "batch"] = Field(
-        ..., description="Valid purpose values for OpenAI Files API.", title="OpenAIFilePurpose"
-    )
-
-
 class OpenAIFileObject(BaseModel):
     """
     OpenAI File object as defined in the OpenAI Files API.
@@ -390,12 +384,6 @@ class ListRoutesResponse(BaseModel):
     data: list[RouteInfo] = Field(..., description="List of available route information objects")
 
 
-class ModelType(RootModel[Literal["llm", "embedding", "asr", "image", "rerank"]]):
-    root: Literal["llm", "embedding", "asr", "image", "rerank"] = Field(
-        ..., description="Enumeration of supported model types in Llama Stack.", title="ModelType"
-    )
-
-
 class RegisterModelRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -408,7 +396,9 @@ class RegisterModelRequest(BaseModel):
         min_length=1,
     )
     metadata: dict[str, Any] | None = Field(None, description="Any additional metadata for this model.")
-    model_type: ModelType | None = Field(None, description="The type of model to register.")
+    model_type: Literal["llm", "embedding", "asr", "image", "rerank"] | None = Field(
+        None, description="The type of model to register."
+    )
 
 
 class RunModerationRequest(BaseModel):
@@ -590,22 +580,6 @@ class OpenAIResponseAnnotationFilePath(BaseModel):
     index: int
 
 
-class OpenAIResponseAnnotations(
-    RootModel[
-        OpenAIResponseAnnotationFileCitation
-        | OpenAIResponseAnnotationCitation
-        | OpenAIResponseAnnotationContainerFileCitation
-        | OpenAIResponseAnnotationFilePath
-    ]
-):
-    root: (
-        OpenAIResponseAnnotationFileCitation
-        | OpenAIResponseAnnotationCitation
-        | OpenAIResponseAnnotationContainerFileCitation
-        | OpenAIResponseAnnotationFilePath
-    ) = Field(..., discriminator="type")
-
-
 class OpenAIResponseError(BaseModel):
     """
     Error details for failed OpenAI response requests.
@@ -696,7 +670,12 @@ class OpenAIResponseOutputMessageContent(BaseModel):
     )
     text: str
     type: Literal["output_text"] = "output_text"
-    annotations: list[OpenAIResponseAnnotations]
+    annotations: list[
+        Annotated[
+            OpenAIResponseAnnotationFileCitation | OpenAIResponseAnnotationCitation | OpenAIResponseAnnotationContainerFileCitation | OpenAIResponseAnnotationFilePath,
+            Field(discriminator="type"),
+        ]
+    ]
 
 
 class Result(BaseModel):
@@ -1239,12 +1218,6 @@ class URL(BaseModel):
     uri: str = Field(..., description="The URL string pointing to the resource")
 
 
-class ViolationLevel(RootModel[Literal["info", "warn", "error"]]):
-    root: Literal["info", "warn", "error"] = Field(
-        ..., description="Severity level of a safety violation.", title="ViolationLevel"
-    )
-
-
 class AgentTurnInputType(BaseModel):
     """
     Parameter type for agent turn input.
@@ -1255,16 +1228,6 @@ class AgentTurnInputType(BaseModel):
     )
     type: Literal["agent_turn_input"] = Field(
         ..., description='Discriminator type. Always "agent_turn_input"'
-    )
-
-
-class AggregationFunctionType(
-    RootModel[Literal["average", "weighted_average", "median", "categorical_count", "accuracy"]]
-):
-    root: Literal["average", "weighted_average", "median", "categorical_count", "accuracy"] = Field(
-        ...,
-        description="Types of aggregation functions for scoring results.",
-        title="AggregationFunctionType",
     )
 
 
@@ -1290,8 +1253,8 @@ class BasicScoringFnParams(BaseModel):
     type: Literal["basic"] = Field(
         ..., description="The type of scoring function parameters, always basic", title="ScoringFnParamsType"
     )
-    aggregation_functions: list[AggregationFunctionType] = Field(
-        ..., description="Aggregation functions to apply to the scores of each row"
+    aggregation_functions: list[Literal["average", "weighted_average", "median", "categorical_count", "accuracy"]] = (
+        Field(..., description="Aggregation functions to apply to the scores of each row")
     )
 
 
@@ -1363,8 +1326,8 @@ class LLMAsJudgeScoringFnParams(BaseModel):
     judge_score_regexes: list[str] = Field(
         ..., description="Regexes to extract the answer from generated response"
     )
-    aggregation_functions: list[AggregationFunctionType] = Field(
-        ..., description="Aggregation functions to apply to the scores of each row"
+    aggregation_functions: list[Literal["average", "weighted_average", "median", "categorical_count", "accuracy"]] = (
+        Field(..., description="Aggregation functions to apply to the scores of each row")
     )
 
 
@@ -1404,16 +1367,8 @@ class RegexParserScoringFnParams(BaseModel):
         title="ScoringFnParamsType",
     )
     parsing_regexes: list[str] = Field(..., description="Regex to extract the answer from generated response")
-    aggregation_functions: list[AggregationFunctionType] = Field(
-        ..., description="Aggregation functions to apply to the scores of each row"
-    )
-
-
-class ScoringFnParams(
-    RootModel[LLMAsJudgeScoringFnParams | RegexParserScoringFnParams | BasicScoringFnParams]
-):
-    root: LLMAsJudgeScoringFnParams | RegexParserScoringFnParams | BasicScoringFnParams = Field(
-        ..., discriminator="type"
+    aggregation_functions: list[Literal["average", "weighted_average", "median", "categorical_count", "accuracy"]] = (
+        Field(..., description="Aggregation functions to apply to the scores of each row")
     )
 
 
@@ -1445,48 +1400,31 @@ class UnionType(BaseModel):
     type: Literal["union"] = Field(..., description='Discriminator type. Always "union"')
 
 
-class ParamType(
-    RootModel[
-        StringType
-        | NumberType
-        | BooleanType
-        | ArrayType
-        | ObjectType
-        | JsonType
-        | UnionType
-        | ChatCompletionInputType
-        | CompletionInputType
-        | AgentTurnInputType
-    ]
-):
-    root: (
-        StringType
-        | NumberType
-        | BooleanType
-        | ArrayType
-        | ObjectType
-        | JsonType
-        | UnionType
-        | ChatCompletionInputType
-        | CompletionInputType
-        | AgentTurnInputType
-    ) = Field(..., discriminator="type")
-
-
 class RegisterScoringFunctionRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
     scoring_fn_id: str = Field(..., description="The ID of the scoring function to register.")
     description: str = Field(..., description="The description of the scoring function.")
-    return_type: ParamType = Field(..., description="The return type of the scoring function.")
+    return_type: (
+        StringType
+        | NumberType
+        | BooleanType
+        | ArrayType
+        | ObjectType
+        | JsonType
+        | UnionType
+        | ChatCompletionInputType
+        | CompletionInputType
+        | AgentTurnInputType
+    ) = Field(..., description="The return type of the scoring function.", discriminator="type")
     provider_scoring_fn_id: str | None = Field(
         None, description="The ID of the provider scoring function to use for the scoring function."
     )
     provider_id: str | None = Field(
         None, description="The ID of the provider to use for the scoring function."
     )
-    params: ScoringFnParams | None = Field(
+    params: LLMAsJudgeScoringFnParams | RegexParserScoringFnParams | BasicScoringFnParams | None = Field(
         None,
         description="The parameters for the scoring function for benchmark eval, these can be overridden for app eval.",
     )
@@ -1497,8 +1435,8 @@ class ScoreRequest(BaseModel):
         extra="forbid",
     )
     input_rows: list[dict[str, Any]] = Field(..., description="The rows to score.")
-    scoring_functions: dict[str, ScoringFnParams | None] = Field(
-        ..., description="The scoring functions to use for the scoring."
+    scoring_functions: dict[str, LLMAsJudgeScoringFnParams | RegexParserScoringFnParams | BasicScoringFnParams | None] = (
+        Field(..., description="The scoring functions to use for the scoring.")
     )
 
 
@@ -1521,8 +1459,8 @@ class ScoreBatchRequest(BaseModel):
         extra="forbid",
     )
     dataset_id: str = Field(..., description="The ID of the dataset to score.")
-    scoring_functions: dict[str, ScoringFnParams | None] = Field(
-        ..., description="The scoring functions to use for the scoring."
+    scoring_functions: dict[str, LLMAsJudgeScoringFnParams | RegexParserScoringFnParams | BasicScoringFnParams | None] = (
+        Field(..., description="The scoring functions to use for the scoring.")
     )
     save_results_dataset: bool = Field(..., description="Whether to save the results to a dataset.")
 
@@ -1600,12 +1538,6 @@ class EventType(RootModel[Literal["unstructured_log", "structured_log", "metric"
     )
 
 
-class LogSeverity(RootModel[Literal["verbose", "debug", "info", "warn", "error", "critical"]]):
-    root: Literal["verbose", "debug", "info", "warn", "error", "critical"] = Field(
-        ..., description="The severity level of a log message.", title="LogSeverity"
-    )
-
-
 class MetricEvent(BaseModel):
     """
     A metric event containing a measured value.
@@ -1643,14 +1575,6 @@ class SpanStartPayload(BaseModel):
     )
 
 
-class SpanStatus(RootModel[Literal["ok", "error"]]):
-    root: Literal["ok", "error"] = Field(
-        ...,
-        description="The status of a span indicating whether it completed successfully or with an error.",
-        title="SpanStatus",
-    )
-
-
 class StructuredLogType(RootModel[Literal["span_start", "span_end"]]):
     root: Literal["span_start", "span_end"] = Field(
         ..., description="The type of structured log event payload.", title="StructuredLogType"
@@ -1675,7 +1599,9 @@ class UnstructuredLogEvent(BaseModel):
         ..., description="Event type identifier set to UNSTRUCTURED_LOG", title="EventType"
     )
     message: str = Field(..., description="The log message text")
-    severity: LogSeverity = Field(..., description="The severity level of the log message")
+    severity: Literal["verbose", "debug", "info", "warn", "error", "critical"] = Field(
+        ..., description="The severity level of the log message", title="LogSeverity"
+    )
 
 
 class InvokeToolRequest(BaseModel):
@@ -1730,14 +1656,6 @@ class LLMRAGQueryGeneratorConfig(BaseModel):
     type: Literal["llm"] = Field(..., description="Type of query generator, always 'llm'")
     model: str = Field(..., description="Name of the language model to use for query generation")
     template: str = Field(..., description="Template string for formatting the query generation prompt")
-
-
-class RAGSearchMode(RootModel[Literal["vector", "keyword", "hybrid"]]):
-    root: Literal["vector", "keyword", "hybrid"] = Field(
-        ...,
-        description="Search modes for RAG query retrieval: - VECTOR: Uses vector similarity search for semantic matching - KEYWORD: Uses keyword-based search for exact matching - HYBRID: Combines both vector and keyword search for better results",
-        title="RAGSearchMode",
-    )
 
 
 class RRFRanker(BaseModel):
@@ -2044,10 +1962,6 @@ class VectorStoreChunkingStrategyStaticConfig(BaseModel):
     )
 
 
-class VectorStoreFileStatus(RootModel[Literal["completed", "in_progress", "cancelled", "failed"]]):
-    root: Literal["completed", "in_progress", "cancelled", "failed"]
-
-
 class VectorStoreFileLastError(BaseModel):
     """
     Error information for failed vector store file processing.
@@ -2241,7 +2155,9 @@ class CompletionLogprobCount(RootModel[int]):
 
 class OpenaiUploadFileRequest(BaseModel):
     file: bytes
-    purpose: OpenAIFilePurpose
+    purpose: Literal["assistants", "batch"] = Field(
+        ..., description="Valid purpose values for OpenAI Files API.", title="OpenAIFilePurpose"
+    )
     expires_after: ExpiresAfter | None = None
 
 
@@ -2297,14 +2213,6 @@ class OpenAITokenLogProb(BaseModel):
     bytes: list[int] | None = None
     logprob: float
     top_logprobs: list[OpenAITopLogProb]
-
-
-class OpenAIResponseFormatParam(
-    RootModel[OpenAIResponseFormatText | OpenAIResponseFormatJSONSchema | OpenAIResponseFormatJSONObject]
-):
-    root: OpenAIResponseFormatText | OpenAIResponseFormatJSONSchema | OpenAIResponseFormatJSONObject = Field(
-        ..., discriminator="type"
-    )
 
 
 class OpenAIChoiceDelta(BaseModel):
@@ -2389,7 +2297,9 @@ class Model(BaseModel):
     provider_id: str = Field(..., description="ID of the provider that owns this resource")
     type: Literal["model"] = Field(..., description="The resource type, always 'model' for model resources")
     metadata: dict[str, Any] = Field(..., description="Any additional metadata for this model")
-    model_type: ModelType = Field(..., description="The type of model (LLM or embedding model)")
+    model_type: Literal["llm", "embedding", "asr", "image", "rerank"] = Field(
+        ..., description="The type of model (LLM or embedding model)", title="ModelType"
+    )
 
 
 class ListModelsResponse(BaseModel):
@@ -2412,14 +2322,6 @@ class ModerationObject(BaseModel):
     results: list[ModerationObjectResults] = Field(..., description="A list of moderation objects")
 
 
-class OpenAIResponseInputMessageContent(
-    RootModel[OpenAIResponseInputMessageContentText | OpenAIResponseInputMessageContentImage]
-):
-    root: OpenAIResponseInputMessageContentText | OpenAIResponseInputMessageContentImage = Field(
-        ..., discriminator="type"
-    )
-
-
 class OpenAIResponseMessage(BaseModel):
     """
     Corresponds to the various Message types in the Responses API. They are all under one type because the Responses API gives them all the same "type" value, and there is no way to tell them apart in certain scenarios.
@@ -2428,33 +2330,11 @@ class OpenAIResponseMessage(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    content: str | list[OpenAIResponseInputMessageContent] | list[OpenAIResponseOutputMessageContent]
+    content: str | list[Annotated[OpenAIResponseInputMessageContentText | OpenAIResponseInputMessageContentImage, Field(discriminator="type")]] | list[OpenAIResponseOutputMessageContent]
     role: Literal["system", "developer", "user", "assistant"]
     type: Literal["message"] = "message"
     id: str | None = None
     status: str | None = None
-
-
-class OpenAIResponseOutput(
-    RootModel[
-        OpenAIResponseMessage
-        | OpenAIResponseOutputMessageWebSearchToolCall
-        | OpenAIResponseOutputMessageFileSearchToolCall
-        | OpenAIResponseOutputMessageFunctionToolCall
-        | OpenAIResponseOutputMessageMCPCall
-        | OpenAIResponseOutputMessageMCPListTools
-        | OpenAIResponseMCPApprovalRequest
-    ]
-):
-    root: (
-        OpenAIResponseMessage
-        | OpenAIResponseOutputMessageWebSearchToolCall
-        | OpenAIResponseOutputMessageFileSearchToolCall
-        | OpenAIResponseOutputMessageFunctionToolCall
-        | OpenAIResponseOutputMessageMCPCall
-        | OpenAIResponseOutputMessageMCPListTools
-        | OpenAIResponseMCPApprovalRequest
-    ) = Field(..., discriminator="type")
 
 
 class OpenAIResponseInputToolFileSearch(BaseModel):
@@ -2493,8 +2373,8 @@ class OpenAIResponseObject(BaseModel):
     id: str = Field(..., description="Unique identifier for this response")
     model: str = Field(..., description="Model identifier used for generation")
     object: Literal["response"] = Field(..., description='Object type identifier, always "response"')
-    output: list[OpenAIResponseOutput] = Field(
-        ..., description="List of generated output items (messages, tool calls, etc.)"
+    output: list[Annotated[OpenAIResponseMessage | OpenAIResponseOutputMessageWebSearchToolCall | OpenAIResponseOutputMessageFileSearchToolCall | OpenAIResponseOutputMessageFunctionToolCall | OpenAIResponseOutputMessageMCPCall | OpenAIResponseOutputMessageMCPListTools | OpenAIResponseMCPApprovalRequest, Field(discriminator="type")]] = (
+        Field(..., description="List of generated output items (messages, tool calls, etc.)")
     )
     parallel_tool_calls: bool = Field(..., description="Whether tool calls can be executed in parallel")
     previous_response_id: str | None = Field(
@@ -2616,10 +2496,6 @@ class ImageContentItem(BaseModel):
     image: Image = Field(..., description="Image as a base64 encoded string or an URL")
 
 
-class InterleavedContentItem(RootModel[ImageContentItem | TextContentItem]):
-    root: ImageContentItem | TextContentItem = Field(..., discriminator="type")
-
-
 class SafetyViolation(BaseModel):
     """
     Details of a safety violation detected by content moderation.
@@ -2628,7 +2504,9 @@ class SafetyViolation(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    violation_level: ViolationLevel = Field(..., description="Severity level of the violation")
+    violation_level: Literal["info", "warn", "error"] = Field(
+        ..., description="Severity level of the violation", title="ViolationLevel"
+    )
     user_message: str | None = Field(
         None, description="(Optional) Message to convey to the user about the violation"
     )
@@ -2663,7 +2541,9 @@ class ScoringFn(BaseModel):
         | CompletionInputType
         | AgentTurnInputType
     ) = Field(..., discriminator="type")
-    params: ScoringFnParams | None = None
+    params: LLMAsJudgeScoringFnParams | RegexParserScoringFnParams | BasicScoringFnParams | None = Field(
+        None, discriminator="type"
+    )
 
 
 class ListScoringFunctionsResponse(BaseModel):
@@ -2697,7 +2577,9 @@ class SpanEndPayload(BaseModel):
     type: Literal["span_end"] = Field(
         ..., description="Payload type identifier set to SPAN_END", title="StructuredLogType"
     )
-    status: SpanStatus = Field(..., description="The final status of the span indicating success or failure")
+    status: Literal["ok", "error"] = Field(
+        ..., description="The final status of the span indicating success or failure", title="SpanStatus"
+    )
 
 
 class StructuredLogEvent(BaseModel):
@@ -2764,9 +2646,13 @@ class RAGDocument(BaseModel):
         extra="forbid",
     )
     document_id: str = Field(..., description="The unique identifier for the document.")
-    content: str | InterleavedContentItem | list[InterleavedContentItem] | URL = Field(
-        ..., description="The content of the document."
-    )
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | URL
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The content of the document.")
     mime_type: str | None = Field(None, description="The MIME type of the document.")
     metadata: dict[str, Any] = Field(..., description="Additional metadata for the document.")
 
@@ -2780,10 +2666,6 @@ class InsertRequest(BaseModel):
     chunk_size_in_tokens: int = Field(
         ..., description="(Optional) Size in tokens for document chunking during indexing", ge=100, le=4096
     )
-
-
-class Ranker(RootModel[RRFRanker | WeightedRanker]):
-    root: RRFRanker | WeightedRanker = Field(..., discriminator="type")
 
 
 class VectorStoreListResponse(BaseModel):
@@ -2866,7 +2748,9 @@ class VectorStoreFileBatchObject(BaseModel):
     object: str = Field(..., description='Object type identifier, always "vector_store.file_batch"')
     created_at: int = Field(..., description="Timestamp when the file batch was created")
     vector_store_id: str = Field(..., description="ID of the vector store containing the file batch")
-    status: VectorStoreFileStatus = Field(..., description="Current processing status of the file batch")
+    status: Literal["completed", "in_progress", "cancelled", "failed"] = Field(
+        ..., description="Current processing status of the file batch"
+    )
     file_counts: VectorStoreFileCounts = Field(..., description="File processing status counts for the batch")
 
 
@@ -2888,7 +2772,9 @@ class VectorStoreFileObject(BaseModel):
     last_error: VectorStoreFileLastError | None = Field(
         None, description="(Optional) Error information if file processing failed"
     )
-    status: VectorStoreFileStatus = Field(..., description="Current processing status of the file")
+    status: Literal["completed", "in_progress", "cancelled", "failed"] = Field(
+        ..., description="Current processing status of the file"
+    )
     usage_bytes: int = Field(..., description="Storage space used by this file in bytes")
     vector_store_id: str = Field(..., description="ID of the vector store containing this file")
 
@@ -3015,18 +2901,6 @@ class OpenAIAssistantMessageParam(BaseModel):
     )
 
 
-class OpenAIChatCompletionContentPartParam(
-    RootModel[
-        OpenAIChatCompletionContentPartTextParam
-        | OpenAIChatCompletionContentPartImageParam
-        | OpenAIFile
-    ]
-):
-    root: (
-        OpenAIChatCompletionContentPartTextParam | OpenAIChatCompletionContentPartImageParam | OpenAIFile
-    ) = Field(..., discriminator="type")
-
-
 class OpenAIChoiceLogprobs(BaseModel):
     """
     The log probabilities for the tokens in the message from an OpenAI-compatible chat completion response.
@@ -3052,9 +2926,12 @@ class OpenAIUserMessageParam(BaseModel):
         extra="forbid",
     )
     role: Literal["user"] = Field(..., description='Must be "user" to identify this as a user message')
-    content: str | list[OpenAIChatCompletionContentPartParam] = Field(
-        ..., description="The content of the message, which can include text and other media"
-    )
+    content: (
+        str
+        | list[
+            Annotated[OpenAIChatCompletionContentPartTextParam | OpenAIChatCompletionContentPartImageParam | OpenAIFile, Field(discriminator="type")]
+        ]
+    ) = Field(..., description="The content of the message, which can include text and other media")
     name: str | None = Field(None, description="(Optional) The name of the user message participant.")
 
 
@@ -3088,20 +2965,6 @@ class OpenAICompletionChoice(BaseModel):
     logprobs: OpenAIChoiceLogprobs | None = None
 
 
-class OpenAIResponseInput(
-    RootModel[
-        OpenAIResponseOutputMessageWebSearchToolCall
-        | OpenAIResponseOutputMessageFileSearchToolCall
-        | OpenAIResponseOutputMessageFunctionToolCall
-        | OpenAIResponseInputFunctionToolCallOutput
-        | OpenAIResponseMCPApprovalRequest
-        | OpenAIResponseMCPApprovalResponse
-        | OpenAIResponseMessage
-    ]
-):
-    root: OpenAIResponseOutputMessageWebSearchToolCall | OpenAIResponseOutputMessageFileSearchToolCall | OpenAIResponseOutputMessageFunctionToolCall | OpenAIResponseInputFunctionToolCallOutput | OpenAIResponseMCPApprovalRequest | OpenAIResponseMCPApprovalResponse | OpenAIResponseMessage
-
-
 class OpenAIResponseObjectWithInput(BaseModel):
     """
     OpenAI response object extended with input context information.
@@ -3117,8 +2980,8 @@ class OpenAIResponseObjectWithInput(BaseModel):
     id: str = Field(..., description="Unique identifier for this response")
     model: str = Field(..., description="Model identifier used for generation")
     object: Literal["response"] = Field(..., description='Object type identifier, always "response"')
-    output: list[OpenAIResponseOutput] = Field(
-        ..., description="List of generated output items (messages, tool calls, etc.)"
+    output: list[Annotated[OpenAIResponseMessage | OpenAIResponseOutputMessageWebSearchToolCall | OpenAIResponseOutputMessageFileSearchToolCall | OpenAIResponseOutputMessageFunctionToolCall | OpenAIResponseOutputMessageMCPCall | OpenAIResponseOutputMessageMCPListTools | OpenAIResponseMCPApprovalRequest, Field(discriminator="type")]] = (
+        Field(..., description="List of generated output items (messages, tool calls, etc.)")
     )
     parallel_tool_calls: bool = Field(..., description="Whether tool calls can be executed in parallel")
     previous_response_id: str | None = Field(
@@ -3129,32 +2992,21 @@ class OpenAIResponseObjectWithInput(BaseModel):
     text: OpenAIResponseText = Field(..., description="Text formatting configuration for the response")
     top_p: float | None = Field(None, description="(Optional) Nucleus sampling parameter used for generation")
     truncation: str | None = Field(None, description="(Optional) Truncation strategy applied to the response")
-    input: list[OpenAIResponseInput] = Field(..., description="List of input items that led to this response")
-
-
-class OpenAIResponseInputTool(
-    RootModel[
-        OpenAIResponseInputToolWebSearch
-        | OpenAIResponseInputToolFileSearch
-        | OpenAIResponseInputToolFunction
-        | OpenAIResponseInputToolMCP
-    ]
-):
-    root: (
-        OpenAIResponseInputToolWebSearch
-        | OpenAIResponseInputToolFileSearch
-        | OpenAIResponseInputToolFunction
-        | OpenAIResponseInputToolMCP
-    ) = Field(..., discriminator="type")
+    input: list[OpenAIResponseOutputMessageWebSearchToolCall | OpenAIResponseOutputMessageFileSearchToolCall | OpenAIResponseOutputMessageFunctionToolCall | OpenAIResponseInputFunctionToolCallOutput | OpenAIResponseMCPApprovalRequest | OpenAIResponseMCPApprovalResponse | OpenAIResponseMessage] = (
+        Field(..., description="List of input items that led to this response")
+    )
 
 
 class CreateOpenaiResponseRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    input: str | list[OpenAIResponseInput] = Field(
-        ..., description="Input message(s) to create the response."
-    )
+    input: (
+        str
+        | list[
+            OpenAIResponseOutputMessageWebSearchToolCall | OpenAIResponseOutputMessageFileSearchToolCall | OpenAIResponseOutputMessageFunctionToolCall | OpenAIResponseInputFunctionToolCallOutput | OpenAIResponseMCPApprovalRequest | OpenAIResponseMCPApprovalResponse | OpenAIResponseMessage
+        ]
+    ) = Field(..., description="Input message(s) to create the response.")
     model: str = Field(..., description="The underlying LLM used for completions.")
     instructions: str | None = None
     previous_response_id: str | None = Field(
@@ -3165,7 +3017,12 @@ class CreateOpenaiResponseRequest(BaseModel):
     stream: bool | None = None
     temperature: float | None = None
     text: OpenAIResponseText | None = None
-    tools: list[OpenAIResponseInputTool] | None = None
+    tools: (
+        list[
+            Annotated[OpenAIResponseInputToolWebSearch | OpenAIResponseInputToolFileSearch | OpenAIResponseInputToolFunction | OpenAIResponseInputToolMCP, Field(discriminator="type")]
+        ]
+        | None
+    ) = None
     include: list[str] | None = Field(
         None, description="(Optional) Additional fields to include in the response."
     )
@@ -3242,12 +3099,10 @@ class ListOpenAIResponseInputItem(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    data: list[OpenAIResponseInput] = Field(..., description="List of input items")
+    data: list[OpenAIResponseOutputMessageWebSearchToolCall | OpenAIResponseOutputMessageFileSearchToolCall | OpenAIResponseOutputMessageFunctionToolCall | OpenAIResponseInputFunctionToolCallOutput | OpenAIResponseMCPApprovalRequest | OpenAIResponseMCPApprovalResponse | OpenAIResponseMessage] = (
+        Field(..., description="List of input items")
+    )
     object: Literal["list"] = Field(..., description='Object type identifier, always "list"')
-
-
-class InterleavedContent(RootModel[str | InterleavedContentItem | list[InterleavedContentItem]]):
-    root: str | InterleavedContentItem | list[InterleavedContentItem]
 
 
 class SystemMessage(BaseModel):
@@ -3259,10 +3114,12 @@ class SystemMessage(BaseModel):
         extra="forbid",
     )
     role: Literal["system"] = Field(..., description='Must be "system" to identify this as a system message')
-    content: InterleavedContent = Field(
-        ...,
-        description='The content of the "system prompt". If multiple system messages are provided, they are concatenated. The underlying Llama Stack code may also add other system messages (for example, for formatting tool definitions).',
-    )
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description='The content of the "system prompt". If multiple system messages are provided, they are concatenated. The underlying Llama Stack code may also add other system messages (for example, for formatting tool definitions).')
 
 
 class ToolResponseMessage(BaseModel):
@@ -3275,7 +3132,12 @@ class ToolResponseMessage(BaseModel):
     )
     role: Literal["tool"] = Field(..., description='Must be "tool" to identify this as a tool response')
     call_id: str = Field(..., description="Unique identifier for the tool call this response is for")
-    content: InterleavedContent = Field(..., description="The response content from the tool")
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The response content from the tool")
 
 
 class UserMessage(BaseModel):
@@ -3287,13 +3149,19 @@ class UserMessage(BaseModel):
         extra="forbid",
     )
     role: Literal["user"] = Field(..., description='Must be "user" to identify this as a user message')
-    content: InterleavedContent = Field(
-        ..., description="The content of the message, which can include text and other media"
-    )
-    context: InterleavedContent | None = Field(
-        None,
-        description="(Optional) This field is used internally by Llama Stack to pass RAG context. This field may be removed in the API in the future.",
-    )
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The content of the message, which can include text and other media")
+    context: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+        | None
+    ) = Field(None, description="(Optional) This field is used internally by Llama Stack to pass RAG context. This field may be removed in the API in the future.")
 
 
 class RunShieldResponse(BaseModel):
@@ -3309,15 +3177,13 @@ class RunShieldResponse(BaseModel):
     )
 
 
-class Event(RootModel[UnstructuredLogEvent | MetricEvent | StructuredLogEvent]):
-    root: UnstructuredLogEvent | MetricEvent | StructuredLogEvent = Field(..., discriminator="type")
-
-
 class LogEventRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    event: Event = Field(..., description="The event to log.")
+    event: UnstructuredLogEvent | MetricEvent | StructuredLogEvent = Field(
+        ..., description="The event to log.", discriminator="type"
+    )
     ttl_seconds: int = Field(..., description="The time to live of the event.")
 
 
@@ -3329,9 +3195,13 @@ class ToolInvocationResult(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    content: InterleavedContent | None = Field(
-        None, description="(Optional) The output content from the tool execution"
-    )
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+        | None
+    ) = Field(None, description="(Optional) The output content from the tool execution")
     error_message: str | None = Field(
         None, description="(Optional) Error message if the tool execution failed"
     )
@@ -3363,12 +3233,11 @@ class RAGQueryConfig(BaseModel):
         description='Template for formatting each retrieved chunk in the context. Available placeholders: {index} (1-based chunk ordinal), {chunk.content} (chunk content string), {metadata} (chunk metadata dict). Default: "Result {index}\\nContent: {chunk.content}\\nMetadata: {metadata}\\n"',
         pattern="^([^{}]|\\{\\{|\\}\\}|\\{(index|chunk\\.content|chunk\\.metadata|metadata)\\})*$",
     )
-    mode: RAGSearchMode | None = Field(
+    mode: Literal["vector", "keyword", "hybrid"] | None = Field(
         "vector",
         description='Search mode for retrieval—either "vector", "keyword", or "hybrid". Default "vector".',
-        validate_default=True,
     )
-    ranker: Ranker | None = Field(
+    ranker: RRFRanker | WeightedRanker | None = Field(
         None, description="Configuration for the ranker to use in hybrid search. Defaults to RRF ranker."
     )
 
@@ -3377,9 +3246,12 @@ class QueryRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    content: InterleavedContent = Field(
-        ..., description="The query content to search for in the indexed documents"
-    )
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The query content to search for in the indexed documents")
     vector_db_ids: list[str] = Field(
         ..., description="List of vector database IDs to search within", min_length=1
     )
@@ -3396,9 +3268,13 @@ class RAGQueryResult(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    content: InterleavedContent | None = Field(
-        None, description="(Optional) The retrieved content from the query"
-    )
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+        | None
+    ) = Field(None, description="(Optional) The retrieved content from the query")
     metadata: dict[str, Any] = Field(..., description="Additional metadata about the query result")
 
 
@@ -3410,9 +3286,12 @@ class Chunk(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    content: InterleavedContent = Field(
-        ..., description="The content of the chunk, which can be interleaved text, images, or other types."
-    )
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The content of the chunk, which can be interleaved text, images, or other types.")
     metadata: dict[str, Any] = Field(
         ...,
         description="Metadata associated with the chunk that will be used in the model context during inference.",
@@ -3449,7 +3328,12 @@ class QueryChunksRequest(BaseModel):
         extra="forbid",
     )
     vector_db_id: str = Field(..., description="The identifier of the vector database to query.")
-    query: InterleavedContent = Field(..., description="The query to search for.")
+    query: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The query to search for.")
     params: Params | None = Field(
         None,
         description="max_chunks (1-50, default 3), score_threshold (default 0), mode vector|keyword|hybrid (default vector), and for hybrid a ranker {type: rrf, impact_factor > 0} or {type: weighted, alpha 0..1}.",
@@ -3468,14 +3352,6 @@ class QueryChunksResponse(BaseModel):
     scores: list[float] = Field(..., description="Relevance scores corresponding to each returned chunk")
 
 
-class VectorStoreChunkingStrategy(
-    RootModel[VectorStoreChunkingStrategyAuto | VectorStoreChunkingStrategyStatic]
-):
-    root: VectorStoreChunkingStrategyAuto | VectorStoreChunkingStrategyStatic = Field(
-        ..., discriminator="type"
-    )
-
-
 class OpenaiCreateVectorStoreFileBatchRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -3484,7 +3360,7 @@ class OpenaiCreateVectorStoreFileBatchRequest(BaseModel):
     attributes: dict[str, Any] | None = Field(
         None, description="(Optional) Key-value attributes to store with the files."
     )
-    chunking_strategy: VectorStoreChunkingStrategy | None = Field(
+    chunking_strategy: VectorStoreChunkingStrategyAuto | VectorStoreChunkingStrategyStatic | None = Field(
         None, description="(Optional) The chunking strategy used to chunk the file(s). Defaults to auto."
     )
 
@@ -3497,7 +3373,7 @@ class OpenaiAttachFileToVectorStoreRequest(BaseModel):
     attributes: dict[str, Any] | None = Field(
         None, description="The key-value attributes stored with the file, which can be used for filtering."
     )
-    chunking_strategy: VectorStoreChunkingStrategy | None = Field(
+    chunking_strategy: VectorStoreChunkingStrategyAuto | VectorStoreChunkingStrategyStatic | None = Field(
         None, description="The chunking strategy to use for the file."
     )
 
@@ -3524,24 +3400,6 @@ class OpenAIChoice(BaseModel):
     )
 
 
-class OpenAIMessageParam(
-    RootModel[
-        OpenAIUserMessageParam
-        | OpenAISystemMessageParam
-        | OpenAIAssistantMessageParam
-        | OpenAIToolMessageParam
-        | OpenAIDeveloperMessageParam
-    ]
-):
-    root: (
-        OpenAIUserMessageParam
-        | OpenAISystemMessageParam
-        | OpenAIAssistantMessageParam
-        | OpenAIToolMessageParam
-        | OpenAIDeveloperMessageParam
-    ) = Field(..., discriminator="role")
-
-
 class OpenaiChatCompletionRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -3550,7 +3408,9 @@ class OpenaiChatCompletionRequest(BaseModel):
         ...,
         description="The identifier of the model to use. The model must be registered with Llama Stack and available via the /models endpoint.",
     )
-    messages: list[OpenAIMessageParam] = Field(..., description="List of messages in the conversation.")
+    messages: list[Annotated[OpenAIUserMessageParam | OpenAISystemMessageParam | OpenAIAssistantMessageParam | OpenAIToolMessageParam | OpenAIDeveloperMessageParam, Field(discriminator="role")]] = (
+        Field(..., description="List of messages in the conversation.")
+    )
     frequency_penalty: float | None = Field(None, description="(Optional) The penalty for repeated tokens.")
     function_call: str | dict[str, Any] | None = Field(
         None, description="(Optional) The function call to use."
@@ -3567,9 +3427,9 @@ class OpenaiChatCompletionRequest(BaseModel):
         None, description="(Optional) Whether to parallelize tool calls."
     )
     presence_penalty: float | None = Field(None, description="(Optional) The penalty for repeated tokens.")
-    response_format: OpenAIResponseFormatParam | None = Field(
-        None, description="(Optional) The response format to use."
-    )
+    response_format: (
+        OpenAIResponseFormatText | OpenAIResponseFormatJSONSchema | OpenAIResponseFormatJSONObject | None
+    ) = Field(None, description="(Optional) The response format to use.")
     seed: int | None = Field(None, description="(Optional) The seed to use.")
     stop: str | list[str] | None = Field(None, description="(Optional) The stop tokens to use.")
     stream: bool | None = Field(None, description="(Optional) Whether to stream the response.")
@@ -3639,7 +3499,12 @@ class OpenAICompletionWithInputMessages(BaseModel):
         ..., description="The Unix timestamp in seconds when the chat completion was created"
     )
     model: str = Field(..., description="The model that was used to generate the chat completion")
-    input_messages: list[OpenAIMessageParam]
+    input_messages: list[
+        Annotated[
+            OpenAIUserMessageParam | OpenAISystemMessageParam | OpenAIAssistantMessageParam | OpenAIToolMessageParam | OpenAIDeveloperMessageParam,
+            Field(discriminator="role"),
+        ]
+    ]
     usage: OpenAICompletionUsage | None = None
 
 
@@ -3687,7 +3552,12 @@ class CompletionMessage(BaseModel):
     role: Literal["assistant"] = Field(
         ..., description='Must be "assistant" to identify this as the model\'s response'
     )
-    content: InterleavedContent = Field(..., description="The content of the model's response")
+    content: (
+        str
+        | list[Annotated[ImageContentItem | TextContentItem, Field(discriminator="type")]]
+        | ImageContentItem
+        | TextContentItem
+    ) = Field(..., description="The content of the model's response")
     stop_reason: Literal["end_of_turn", "end_of_message", "out_of_tokens"] = Field(
         ...,
         description="Reason why the model stopped generating. Options are: - `StopReason.end_of_turn`: The model finished generating the entire response. - `StopReason.end_of_message`: The model finished generating but generated a partial response -- usually, a tool call. The user may call the tool and continue the conversation with the tool's response. - `StopReason.out_of_tokens`: The model ran out of token budget.",
@@ -3697,18 +3567,14 @@ class CompletionMessage(BaseModel):
     )
 
 
-class Message(RootModel[UserMessage | SystemMessage | ToolResponseMessage | CompletionMessage]):
-    root: UserMessage | SystemMessage | ToolResponseMessage | CompletionMessage = Field(
-        ..., discriminator="role"
-    )
-
-
 class RunShieldRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
     shield_id: str = Field(..., description="The identifier of the shield to run.")
-    messages: list[Message] = Field(..., description="The messages to run the shield on.")
+    messages: list[Annotated[UserMessage | SystemMessage | ToolResponseMessage | CompletionMessage, Field(discriminator="role")]] = (
+        Field(..., description="The messages to run the shield on.")
+    )
     params: dict[str, Any] = Field(..., description="The parameters of the shield.")
 
 
@@ -3716,10 +3582,12 @@ class SyntheticDataGenerateRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    dialogs: list[Message] = Field(
-        ...,
-        description="List of conversation messages to use as input for synthetic data generation",
-        min_length=1,
+    dialogs: list[Annotated[UserMessage | SystemMessage | ToolResponseMessage | CompletionMessage, Field(discriminator="role")]] = (
+        Field(
+            ...,
+            description="List of conversation messages to use as input for synthetic data generation",
+            min_length=1,
+        )
     )
     filtering_function: Literal["none", "random", "top_k", "top_p", "top_k_top_p", "sigmoid"] = (
         Field(..., description="Type of filtering to apply to generated synthetic data samples")

@@ -37,7 +37,6 @@ from generated.models.llama_stack_deprecated import (
 from generated.models.llama_stack_inference import (
     EmbeddingsRequest,
     EmbeddingsResponse,
-    InterleavedContentItem,
     TextContentItem,
 )
 from ggstack.core.context import Context
@@ -169,7 +168,6 @@ async def legacy_embeddings(body: EmbeddingsRequest, ctx: Context) -> Embeddings
 
 def content_text(item: Any, index: int) -> str:
     """A string or a text content item; an image item is a 400 (the models here embed text)."""
-    item = item.root if isinstance(item, InterleavedContentItem) else item
     text = item if isinstance(item, str) else item.text if isinstance(item, TextContentItem) else None
     if text is None:
         raise InvalidRequest(f"contents[{index}] is an image; the embedding models here read text only",

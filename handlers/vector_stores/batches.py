@@ -65,8 +65,8 @@ async def openai_cancel_vector_store_file_batch(batch_id: str, vector_store_id: 
                                                 ctx: Context) -> VectorStoreFileBatchObject:
     doc = await batch_doc(ctx, vector_store_id, batch_id)
     current = await batch_object(ctx, doc)
-    if current.status.root not in ("in_progress", "cancelled"):
-        raise InvalidRequest(f"File batch '{batch_id}' is {current.status.root} and cannot be cancelled",
+    if current.status not in ("in_progress", "cancelled"):
+        raise InvalidRequest(f"File batch '{batch_id}' is {current.status} and cannot be cancelled",
                              param="batch_id")
     await ctx.ingest.cancel_batch(vector_store_id, batch_id)
     return await batch_object(ctx, await batch_doc(ctx, vector_store_id, batch_id))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from typing import Literal, get_origin
 
 from generated.client import AsyncClient, Client, api
 from generated.routes import OPERATIONS
@@ -30,3 +31,13 @@ def test_arguments_are_keyword_only_required_first() -> None:
     params = list(signature.parameters.values())[1:]
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params)
     assert params[0].name == "vector_store_id" and params[0].default is inspect.Parameter.empty
+
+
+def test_spec_named_enums_and_wrappers_read_as_their_values() -> None:
+    """Root models are collapsed into the fields using them: no `.root` between a caller and a value."""
+    from generated.models import llama_stack_stable as stable
+
+    assert get_origin(stable.Model.model_fields["model_type"].annotation) is Literal
+    model = stable.Model.model_validate({"identifier": "m", "provider_id": "p", "type": "model",
+                                         "model_type": "llm", "metadata": {}})
+    assert model.model_type == "llm"

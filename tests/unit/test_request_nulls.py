@@ -117,4 +117,4 @@ def test_a_null_for_a_defaulted_field_reads_as_its_default() -> None:
     body = {"model": "m", "input": "hi", "tools": [{"type": "file_search", "vector_store_ids": ["vs"],
                                                      "max_num_results": None}]}
     model = defaults_for_nulls(CreateOpenaiResponseRequest.model_validate(body))
-    assert model.tools[0].root.max_num_results == 10
+    assert model.tools[0].max_num_results == 10
