@@ -131,13 +131,25 @@ def streamed(client: httpx.Client, url: str, model: str, tokens: int) -> Run:
     return Run((first or time.perf_counter()) - started, elapsed, count)
 
 
+def answered(client: httpx.Client, url: str, model: str, tokens: int) -> Run:
+    """`streamed`, sent again once if the server closed a kept-alive connection before answering.
+
+    llama-server (cpp-httplib) closes a connection after a fixed number of requests, and a request
+    already on its way over it is dropped unanswered; nothing was generated, so sending it again
+    times the same work (our remote engine retries the same case the same way)."""
+    try:
+        return streamed(client, url, model, tokens)
+    except httpx.RemoteProtocolError:
+        return streamed(client, url, model, tokens)
+
+
 def in_turns(client: httpx.Client, direct: tuple[str, str], proxied: tuple[str, str], tokens: int, runs: int
              ) -> tuple[list[Run], list[Run]]:
     out: tuple[list[Run], list[Run]] = ([], [])
     sides = (direct, proxied)
     for i in range(runs):
         for side in ((1, 0) if i % 2 else (0, 1)):
-            out[side].append(streamed(client, *sides[side], tokens))
+            out[side].append(answered(client, *sides[side], tokens))
     return out
 
 
