@@ -822,7 +822,10 @@ class SearchRankingOptions(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    ranker: str | None = Field(None, description="(Optional) Name of the ranking algorithm to use")
+    ranker: Literal["auto", "default", "default-2024-11-15", "rrf", "weighted"] | None = Field(
+        None,
+        description="(Optional) Name of the ranking algorithm to use. Hybrid search fuses by reciprocal rank (rrf; OpenAI's auto, default and default-2024-11-15 name the same) or by weighted scores (weighted); any other name is a 400 the schema declares (the stateful fuzz found it undeclared).",
+    )
     score_threshold: float | None = Field(
         0.0, description="(Optional) Minimum relevance score threshold for results"
     )
