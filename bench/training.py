@@ -7,7 +7,9 @@ Run alone: `python bench/training.py [--steps 4] [--threads 2] [--bin DIR]`, whe
 `llama-finetune` target). Without it only ggstack is measured.
 
 Both sides do one optimizer step (AdamW) per 256-token window (n_ctx = n_batch = n_ubatch).
-ggstack: the time of each `Trainer.step` call, loading excluded. llama-finetune: its wall time
+ggstack: the time of each `Trainer.step` call, loading excluded, on every token (as llama-finetune)
+and again answer-only (`masked=True`: the eval callback of ggstack/training/masking.py, here
+with every other block of 16 labels an answer), so the callback's cost shows as a ratio. llama-finetune: its wall time
 with `--steps + 1` windows minus its wall time with 1 window, over `--steps`, so that loading,
 optimizer set-up and the final save cancel out. Prints training tokens/s for each and the ratio.
 """
@@ -37,13 +39,14 @@ def tokens_of(model: Path, text: str) -> list[int]:
     return llm.tokenize(text.encode(), add_bos=False)
 
 
-def ggstack_rate(model: Path, tokens: list[int], steps: int, threads: int) -> float:
-    trainer = Trainer(model, window=WINDOW, threads=threads, hyper=Hyper("adamw", 1e-5, 0.0))
+def ggstack_rate(model: Path, tokens: list[int], steps: int, threads: int, *, masked: bool = False) -> float:
+    trainer = Trainer(model, window=WINDOW, threads=threads, hyper=Hyper("adamw", 1e-5, 0.0), masked=masked)
+    answer = [(i // 16) % 2 == 1 for i in range(WINDOW)] if masked else None
     try:
-        trainer.step(tokens[:WINDOW + 1])  # the first step allocates the optimizer state
+        trainer.step(tokens[:WINDOW + 1], answer)  # the first step allocates the optimizer state
         start = time.perf_counter()
         for i in range(1, steps + 1):
-            trainer.step(tokens[i * WINDOW:(i + 1) * WINDOW + 1])
+            trainer.step(tokens[i * WINDOW:(i + 1) * WINDOW + 1], answer)
         return steps * WINDOW / (time.perf_counter() - start)
     finally:
         trainer.close()
@@ -94,6 +97,9 @@ def main() -> None:
         ours = ggstack_rate(model, tokens, args.steps, args.threads)
         print(f"ggstack trainer: {ours:.1f} training tokens/s ({args.steps} steps of {WINDOW} tokens, "
               f"{args.threads} threads)")
+        masked = ggstack_rate(model, tokens, args.steps, args.threads, masked=True)
+        print(f"ggstack trainer, answer-only loss: {masked:.1f} training tokens/s; masked/unmasked = "
+              f"{masked / ours:.2f} (load average {os.getloadavg()[0]:.1f})")
         binary = args.bin / "llama-finetune"
         if binary.exists():
             theirs = peer_rate(binary, model, tokens, args.steps, args.threads, work)

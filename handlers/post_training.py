@@ -84,7 +84,9 @@ def resources(job: dict[str, Any], ctx: Context) -> dict[str, Any]:
     facts: dict[str, Any] = {
         "engine": "llama.cpp", "method": "full-parameter", "dtype": "fp32", "device": "cpu",
         "threads": setup.threads, "window_tokens": setup.window,
-        "loss": "next-token cross-entropy on every token of each packed window",
+        "loss": ("next-token cross-entropy on every token of each packed window"
+                 if job["plan"].get("train_on_input") else
+                 "next-token cross-entropy on the answer (assistant) tokens of each packed window"),
         "step_losses": [step["loss"] for step in job["steps"]]}
     if job.get("error"):
         facts["error"] = job["error"]

@@ -36,7 +36,7 @@ from ggstack.datasets.rows import ROW_KIND, rows_parent
 from ggstack.engines.registry import ModelRegistry
 from ggstack.stores.base import MetadataStore
 from ggstack.stores.leases import Leases
-from ggstack.training.data import pack, tokenize_rows
+from ggstack.training.data import Window, make_windows
 from ggstack.training.metadata import restore_metadata
 from ggstack.training.native import Hyper, Trainer, convert, dequantize
 from ggstack.training.plan import Plan
@@ -246,20 +246,20 @@ class TrainingWorker:
             self._check_cancel(plan)
             trainer = await anyio.to_thread.run_sync(lambda: Trainer(
                 base, window=self.setup.window, threads=self.setup.threads,
-                hyper=Hyper(plan.optimizer, plan.lr, plan.weight_decay)))
+                hyper=Hyper(plan.optimizer, plan.lr, plan.weight_decay), masked=not plan.train_on_input))
             step = 0
             for epoch in range(1, plan.n_epochs + 1):
                 losses = []
                 for window in self._epoch_windows(plan, train, epoch):
                     self._check_cancel(plan)
                     trainer.set_lr(plan.lr_at(step))
-                    loss = await anyio.to_thread.run_sync(trainer.step, window)
+                    loss = await anyio.to_thread.run_sync(trainer.step, window.tokens, window.answer)
                     losses.append(loss)
                     step += 1
                     await self._append(plan.job_uuid, "steps", {"epoch": epoch, "step": step, "loss": loss})
                 self._check_cancel(plan)
                 checked = validation[:plan.max_validation_steps]
-                val = [await anyio.to_thread.run_sync(trainer.evaluate, w) for w in checked]
+                val = [await anyio.to_thread.run_sync(trainer.evaluate, w.tokens, w.answer) for w in checked]
                 await self._checkpoint(plan, trainer, base, epoch, losses, val)
         finally:
             if trainer is not None:
@@ -270,22 +270,24 @@ class TrainingWorker:
         if plan.job_uuid in self._cancelling:
             raise Cancelled
 
-    def _epoch_windows(self, plan: Plan, windows: list[list[int]], epoch: int) -> list[list[int]]:
+    def _epoch_windows(self, plan: Plan, windows: list[Window], epoch: int) -> list[Window]:
         order = list(windows)
         if plan.shuffle:
             random.Random(f"{plan.job_uuid}:{epoch}").shuffle(order)  # reproducible per job and epoch
         return order[:plan.max_steps_per_epoch]
 
-    async def _windows(self, plan: Plan) -> tuple[list[list[int]], list[list[int]]]:
+    async def _windows(self, plan: Plan) -> tuple[list[Window], list[Window]]:
         """Training windows, and validation windows (from the validation dataset, else the
-        training windows themselves: then validation_loss is measured on training data)."""
+        training windows themselves: then validation_loss is measured on training data). Both
+        answer-only unless train_on_input."""
         engine = await self.models.chat(plan.model)
-        stream = await tokenize_rows(engine, await self._rows(plan.dataset_id), plan.data_format)  # type: ignore[arg-type]
-        train = pack(stream, self.setup.window)
-        if plan.validation_dataset_id is None:
-            return train, train
-        rows = await self._rows(plan.validation_dataset_id)
-        return train, pack(await tokenize_rows(engine, rows, plan.data_format), self.setup.window)  # type: ignore[arg-type]
+
+        async def windows(dataset_id: str) -> list[Window]:
+            return await make_windows(engine, await self._rows(dataset_id), plan.data_format,  # type: ignore[arg-type]
+                                      self.setup.window, train_on_input=plan.train_on_input)
+
+        train = await windows(plan.dataset_id)
+        return train, train if plan.validation_dataset_id is None else await windows(plan.validation_dataset_id)
 
     async def _rows(self, dataset_id: str) -> list[dict[str, Any]]:
         dataset = await self.metadata.get(DATASET_KIND, dataset_id)

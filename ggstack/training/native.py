@@ -12,8 +12,9 @@ shared libraries) in Python: `common_opt_dataset_init` becomes `Trainer._dataset
 What llama.cpp's trainer is, at this version (measured, see docs/training.md):
 - full-parameter only: `llama_opt_init` marks every layer tensor trainable (the token embeddings
   stay frozen: a FIXME upstream); there is no LoRA training API;
-- the loss is next-token cross-entropy on every position of a window: labels are dense, so it
-  cannot be limited to answer tokens (`idata_split` splits datapoints into train/eval, not tokens);
+- the loss is next-token cross-entropy on every position of a window: labels are dense
+  (`idata_split` splits datapoints into train/eval, not tokens); a `Trainer(masked=True)` limits
+  it to answer tokens through the scheduler's eval callback (`ggstack.training.masking`);
 - weights must be writable floats: the model is loaded without mmap or repacked buffers, from
   an F32 copy (`dequantize`); the K/V cache is F32 (OUT_PROD has no F16 path);
 - one window is `n_ctx` tokens with n_batch = n_ubatch = n_ctx, so that the K and V projections
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ggstack.core.errors import InvalidValueError, UnavailableError
+from ggstack.training.masking import AnswerMask, Ggml
 
 GGML_TYPE_F32 = 0
 GGML_TYPE_I32 = 26
@@ -76,6 +78,8 @@ class _Native:
         self.llama = llama_cpp
         lib = llama_cpp._lib
         base = ctypes.CDLL(os.path.join(os.path.dirname(llama_cpp.__file__), "lib", "libggml-base.so"))
+        self.base = base
+        self.ggml: Ggml | None = None  # the layout-checked ggml functions answer-only loss needs
         vp, i64 = ctypes.c_void_p, ctypes.c_int64
         self.opt_init = _declare(lib.llama_opt_init, [vp, vp, _OptParams], None)
         self.opt_epoch = _declare(lib.llama_opt_epoch, [vp, vp, vp, vp, i64, vp, vp], None)
@@ -113,6 +117,14 @@ def native() -> _Native:
         return _native
 
 
+def answer_mask() -> AnswerMask:
+    n = native()
+    with _native_lock:
+        if n.ggml is None:
+            n.ggml = Ggml(n.base)
+    return AnswerMask(n.ggml, n.llama.ggml_backend_sched_eval_callback)
+
+
 def dequantize(source: Path, target: Path, *, threads: int) -> None:
     """Write an all-F32 copy of a GGUF: llama.cpp's own quantizer, asked for ALL_F32, reads every
     tensor type it can run (Q4_0/Q4_1/Q8_0, K-quants, F16...) and writes floats; no Python loop
@@ -142,12 +154,16 @@ class Hyper:
 
 
 class Trainer:
-    """An F32 model and a training context; not thread-safe: one caller at a time, any thread."""
+    """An F32 model and a training context; not thread-safe: one caller at a time, any thread.
 
-    def __init__(self, path: Path, *, window: int, threads: int, hyper: Hyper) -> None:
+    `masked`: every step and evaluation takes the window's answer flags (which labels count) and
+    the loss, its gradient and the reported value are the mean over answer tokens only."""
+
+    def __init__(self, path: Path, *, window: int, threads: int, hyper: Hyper, masked: bool = False) -> None:
         self._n = native()
         lib = self._n.llama
         self.window = window
+        self._mask = answer_mask() if masked else None
         model_params = lib.llama_model_default_params()
         model_params.load_mode = LLAMA_LOAD_MODE_NONE  # the optimizer writes the weights in place
         model_params.use_extra_bufts = False           # repacked weights are not trainable
@@ -159,6 +175,8 @@ class Trainer:
         params.n_outputs_max = params.n_outputs_max_per_seq = window  # every position has a label
         params.n_threads = params.n_threads_batch = threads
         params.type_k = params.type_v = GGML_TYPE_F32
+        if self._mask is not None:
+            params.cb_eval = self._mask.callback
         self._ctx = lib.llama_init_from_model(self._model, params)
         if not self._ctx:
             lib.llama_model_free(self._model)
@@ -170,18 +188,31 @@ class Trainer:
             0, self._n.filter_all, None, self._n.constant_optimizer, ctypes.addressof(self._pars),
             OPTIMIZERS[hyper.optimizer]))
         self._result = self._n.result_init()
+        if self._mask is not None:
+            self._install_callback()
+
+    def _install_callback(self) -> None:
+        """llama.cpp hands cb_eval to its scheduler only when it builds a decode graph, and
+        `llama_opt_init` replaced the scheduler, which `llama_opt_epoch` then uses as it is: so
+        one decode now (a whole window: a training context decodes nothing shorter)."""
+        lib = self._n.llama
+        tokens = (ctypes.c_int32 * self.window)()
+        if lib.llama_decode(self._ctx, lib.llama_batch_get_one(tokens, self.window)) != 0:
+            self.close()
+            raise UnavailableError("llama.cpp could not run the decode that installs the answer-only loss")
 
     def set_lr(self, lr: float) -> None:
         """Read by ggml at the next optimizer step (the struct is the callback's userdata)."""
         self._pars.adamw.alpha = self._pars.sgd.alpha = lr
 
-    def step(self, tokens: Sequence[int]) -> float:
-        """One forward + backward + optimizer step on a window; its mean token loss."""
-        return self._run(tokens, train=True)
+    def step(self, tokens: Sequence[int], answer: Sequence[bool] | None = None) -> float:
+        """One forward + backward + optimizer step on a window; its mean token loss (over the
+        labels `answer` flags, tokens[1:], when masked)."""
+        return self._run(tokens, answer, train=True)
 
-    def evaluate(self, tokens: Sequence[int]) -> float:
+    def evaluate(self, tokens: Sequence[int], answer: Sequence[bool] | None = None) -> float:
         """Forward only: the window's mean token loss with the current weights."""
-        return self._run(tokens, train=False)
+        return self._run(tokens, answer, train=False)
 
     def save(self, path: Path) -> None:
         self._n.save(self._model, str(path).encode())
@@ -198,9 +229,15 @@ class Trainer:
             lib.llama_model_free(self._model)
             self._model = None
 
-    def _run(self, tokens: Sequence[int], *, train: bool) -> float:
+    def _run(self, tokens: Sequence[int], answer: Sequence[bool] | None, *, train: bool) -> float:
         if len(tokens) != self.window + 1:
             raise InvalidValueError(f"a training window holds {self.window + 1} tokens, got {len(tokens)}")
+        if (answer is None) != (self._mask is None):
+            raise ValueError("answer flags go with a masked trainer, and only with one")
+        if self._mask is not None and answer is not None:
+            if len(answer) != self.window:
+                raise ValueError(f"a window has {self.window} labels, got {len(answer)} answer flags")
+            self._mask.arm(tokens[1:], answer)
         dataset = self._dataset(tokens)
         try:
             # one datapoint: idata_split 1 trains on it, 0 only evaluates it
@@ -211,6 +248,8 @@ class Trainer:
         finally:
             self._n.dataset_free(dataset)
             self._n.result_reset(self._result)
+        if self._mask is not None:
+            loss.value = self._mask.check()
         if not math.isfinite(loss.value):
             raise InvalidValueError("training diverged (the loss is no longer a finite number); "
                                     "try a lower learning rate")

@@ -1,8 +1,8 @@
 """A supervised-fine-tune request checked against what llama.cpp's trainer can do, as a plan.
 
 Every field of the request is either honoured or refused here, before a job exists: the trainer
-does one optimizer step per packed window, full-parameter, with next-token loss on every token
-(see `ggstack.training.native`), so the fields that would ask for something else are refused
+does one optimizer step per packed window, full-parameter, with next-token loss on the answer
+tokens (or, with `train_on_input`, on every token; see `ggstack.training.native`), so the fields that would ask for something else are refused
 naming the field, never silently ignored. `logger_config` only names where torchtune would log
 and is kept on the job as given; `dtype` is reported as fp32, the only type it trains in.
 """
@@ -43,6 +43,8 @@ class Plan:
     num_warmup_steps: int
     checkpoint_dir: str
     logger_config: dict[str, Any]
+    #: the spec's default: loss on the answer tokens only
+    train_on_input: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,6 +83,7 @@ def make_plan(body: dict[str, Any], dirs: ModelDirs) -> Plan:
                                   "training_config.optimizer_config.num_warmup_steps", 0, 1_000_000),
         checkpoint_dir=str(_checkpoint_dir(body.get("checkpoint_dir"), body["job_uuid"], dirs)),
         logger_config=dict(body.get("logger_config") or {}),
+        train_on_input=bool(data.get("train_on_input", False)),
     )
 
 
@@ -97,19 +100,16 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
                                 field="hyperparam_search_config")
     if training.get("gradient_accumulation_steps", 1) not in (None, 1):
         raise InvalidValueError("training_config.gradient_accumulation_steps must be 1: llama.cpp's trainer "
-                                "steps the optimizer after every window here (accumulating would cost the K/V "
-                                "projections their gradients)", field="training_config.gradient_accumulation_steps")
+                                "accumulates only over the micro-batches of one window, which would cost the K/V "
+                                "projections their gradients, and steps the optimizer after every window",
+                                field="training_config.gradient_accumulation_steps")
     if data.get("batch_size", 1) != 1:
         raise InvalidValueError("training_config.data_config.batch_size must be 1: a step is one packed window "
                                 "of training_window tokens", field="training_config.data_config.batch_size")
     if data.get("packed") is False:
-        raise InvalidValueError("training_config.data_config.packed: rows are always packed (llama.cpp's trainer "
-                                "labels every position, so padding would be trained on)",
+        raise InvalidValueError("training_config.data_config.packed: rows are always packed end to end into "
+                                "training_window-token windows (the trainer's fixed window)",
                                 field="training_config.data_config.packed")
-    if data.get("train_on_input") is False:
-        raise InvalidValueError("training_config.data_config.train_on_input false is not possible: llama.cpp's "
-                                "trainer computes the loss on every token; send true or leave it out",
-                                field="training_config.data_config.train_on_input")
     for name, value in (training.get("efficiency_config") or {}).items():
         if value:
             raise InvalidValueError(f"training_config.efficiency_config.{name} is not available on llama.cpp's "
