@@ -8,8 +8,9 @@ Run alone: `python bench/training.py [--steps 4] [--threads 2] [--bin DIR]`, whe
 
 Both sides do one optimizer step (AdamW) per 256-token window (n_ctx = n_batch = n_ubatch).
 ggstack: the time of each `Trainer.step` call, loading excluded, on every token (as llama-finetune)
-and again answer-only (`masked=True`: the eval callback of ggstack/training/masking.py, here
-with every other block of 16 labels an answer), so the callback's cost shows as a ratio. llama-finetune: its wall time
+and answer-only (`masked=True`: the eval callback of ggstack/training/masking.py, here with
+every other block of 16 labels an answer), two trainers whose steps alternate, so that the
+callback's cost shows as a ratio; the time spent inside the callback is printed too. llama-finetune: its wall time
 with `--steps + 1` windows minus its wall time with 1 window, over `--steps`, so that loading,
 optimizer set-up and the final save cancel out. Prints training tokens/s for each and the ratio.
 """
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 
 from ggstack.engines.registry import smollm2_path
+from ggstack.training.masking import AnswerMask
 from ggstack.training.native import Hyper, Trainer, dequantize
 
 WINDOW = 256
@@ -39,17 +41,49 @@ def tokens_of(model: Path, text: str) -> list[int]:
     return llm.tokenize(text.encode(), add_bos=False)
 
 
-def ggstack_rate(model: Path, tokens: list[int], steps: int, threads: int, *, masked: bool = False) -> float:
-    trainer = Trainer(model, window=WINDOW, threads=threads, hyper=Hyper("adamw", 1e-5, 0.0), masked=masked)
-    answer = [(i // 16) % 2 == 1 for i in range(WINDOW)] if masked else None
+class CallbackClock:
+    """Time spent inside the answer-only eval callback (Python, numpy) and how often it runs:
+    its direct cost, which the load of a shared machine does not blur as it blurs step times."""
+
+    def __init__(self) -> None:
+        self.seconds, self.calls = 0.0, 0
+        self.original = AnswerMask._on_node
+        clock = self
+
+        def timed(mask: AnswerMask, address: int, ask: bool, user: object) -> bool:
+            start = time.perf_counter()
+            try:
+                return clock.original(mask, address, ask, user)
+            finally:
+                clock.seconds += time.perf_counter() - start
+                clock.calls += 1
+
+        AnswerMask._on_node = timed  # type: ignore[method-assign]  # before a Trainer binds it
+
+
+def ggstack_rates(model: Path, tokens: list[int], steps: int, threads: int) -> tuple[float, float, CallbackClock]:
+    """Training tokens/s on every token and answer-only, two trainers side by side, their steps
+    alternating (a load drift weighs on both alike); and the callback's clock over the masked steps."""
+    clock = CallbackClock()
+    answer = [(i // 16) % 2 == 1 for i in range(WINDOW)]
+    trainers = {masked: Trainer(model, window=WINDOW, threads=threads, hyper=Hyper("adamw", 1e-5, 0.0),
+                                masked=masked) for masked in (False, True)}
+    seconds = {False: 0.0, True: 0.0}
     try:
-        trainer.step(tokens[:WINDOW + 1], answer)  # the first step allocates the optimizer state
-        start = time.perf_counter()
-        for i in range(1, steps + 1):
-            trainer.step(tokens[i * WINDOW:(i + 1) * WINDOW + 1], answer)
-        return steps * WINDOW / (time.perf_counter() - start)
+        for i in range(steps + 1):  # step 0 allocates the optimizer state: not timed
+            window = tokens[i * WINDOW:(i + 1) * WINDOW + 1]
+            for masked in ((False, True) if i % 2 else (True, False)):
+                start = time.perf_counter()
+                trainers[masked].step(window, answer if masked else None)
+                if i:
+                    seconds[masked] += time.perf_counter() - start
+                elif masked:
+                    clock.seconds, clock.calls = 0.0, 0
     finally:
-        trainer.close()
+        for trainer in trainers.values():
+            trainer.close()
+        AnswerMask._on_node = clock.original  # type: ignore[method-assign]
+    return steps * WINDOW / seconds[False], steps * WINDOW / seconds[True], clock
 
 
 def finetune_seconds(binary: Path, model: Path, text_file: Path, threads: int, out: Path) -> float:
@@ -94,12 +128,13 @@ def main() -> None:
         model = work / "smollm2-f32.gguf"
         dequantize(source, model, threads=args.threads)
         tokens = tokens_of(model, TEXT)
-        ours = ggstack_rate(model, tokens, args.steps, args.threads)
+        ours, masked, clock = ggstack_rates(model, tokens, args.steps, args.threads)
         print(f"ggstack trainer: {ours:.1f} training tokens/s ({args.steps} steps of {WINDOW} tokens, "
               f"{args.threads} threads)")
-        masked = ggstack_rate(model, tokens, args.steps, args.threads, masked=True)
-        print(f"ggstack trainer, answer-only loss: {masked:.1f} training tokens/s; masked/unmasked = "
-              f"{masked / ours:.2f} (load average {os.getloadavg()[0]:.1f})")
+        per_step = clock.seconds / args.steps
+        print(f"ggstack trainer, answer-only loss: {masked:.1f} training tokens/s, answer-only/every-token = "
+              f"{masked / ours:.2f}; in the eval callback {per_step * 1000:.0f} ms/step "
+              f"({per_step * masked / WINDOW:.1%} of a step, {clock.calls // args.steps} calls/step)")
         binary = args.bin / "llama-finetune"
         if binary.exists():
             theirs = peer_rate(binary, model, tokens, args.steps, args.threads, work)

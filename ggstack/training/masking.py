@@ -168,13 +168,17 @@ class AnswerMask:
         return np.ctypeslib.as_array(flat).reshape(positions, n_vocab)
 
     def _answer_loss(self, logits: np.ndarray) -> float:
-        rows = logits[self._answer].astype(np.float64)
+        """Mean of log-sum-exp minus the label's logit over the answer rows; the exponentials in
+        float32 (shifted by the row's maximum), their sums and the rest in float64."""
+        rows = logits[self._answer]
         top = rows.max(axis=1, keepdims=True)
-        log_norm = np.log(np.exp(rows - top).sum(axis=1)) + top[:, 0]
+        log_norm = np.log(np.exp(rows - top).sum(axis=1, dtype=np.float64)) + top[:, 0]
         picked = rows[np.arange(len(rows)), self._labels[self._answer]]
         return float((log_norm - picked).mean())
 
     def _mask_gradient(self, grad: np.ndarray) -> None:
-        """ggml divided every row by the number of positions; make it the mean over answers."""
+        """ggml divided every row by the number of positions; make it the mean over answers
+        (in place: these rows are what the rest of the backward pass reads)."""
         grad[~self._answer] = 0.0
-        grad[self._answer] *= np.float32(len(self._answer) / int(self._answer.sum()))
+        scale = np.float32(len(self._answer) / int(self._answer.sum()))
+        np.multiply(grad, scale, out=grad, where=self._answer[:, None])
