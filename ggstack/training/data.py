@@ -14,6 +14,7 @@ piece by piece along those cuts, so every token is wholly prompt or wholly answe
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -105,8 +106,9 @@ def answer_pieces(engine: ChatEngine, messages: list[dict[str, str]], index: int
     for turn, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        prompt = engine.render_chat(messages[:turn], add_generation_prompt=True) if turn else ""
         through = engine.render_chat(messages[:turn + 1], add_generation_prompt=False)
+        prompt = (engine.render_chat(messages[:turn], add_generation_prompt=True) if turn
+                  else _opening(engine, message, through))
         if not (whole.startswith(through) and through.startswith(prompt) and done <= len(prompt)):
             raise InvalidValueError(
                 f"dataset row {index}: the model's chat template does not render this chat turn by turn "
@@ -128,6 +130,13 @@ def pack(stream: Sequence[T], window: int) -> list[list[T]]:
     need = count * window + 1
     cyclic = list(stream) * (-(-need // len(stream)))
     return [cyclic[i * window:(i + 1) * window + 1] for i in range(count)]
+
+
+def _opening(engine: ChatEngine, message: dict[str, str], through: str) -> str:
+    """What a template writes before a first message that is the assistant's (many cannot render
+    an empty chat with a generation prompt): the part the same turn left empty shares with it."""
+    empty = engine.render_chat([{**message, "content": ""}], add_generation_prompt=False)
+    return os.path.commonprefix([empty, through])
 
 
 @dataclass(frozen=True)

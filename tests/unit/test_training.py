@@ -110,6 +110,11 @@ def test_answer_pieces_are_each_assistant_turn_with_its_end_of_turn() -> None:
     assert pieces[0] == (prompt, False)
 
 
+def test_an_opening_assistant_turn_keeps_the_template_header_as_prompt() -> None:
+    pieces = answer_pieces(CharEngine(), [{"role": "assistant", "content": "Hi"}, {"role": "user", "content": "x"}], 0)
+    assert pieces[:2] == [("<|im_start|>assistant\n", False), ("Hi<|im_end|>\n", True)]
+
+
 def test_a_template_that_rewrites_earlier_turns_is_refused_by_name() -> None:
     last_differs = "{% for m in messages %}{% if loop.last %}LAST {% endif %}{{ m['content'] }}|{% endfor %}"
     with pytest.raises(InvalidValueError, match="row 4.*train_on_input true"):
