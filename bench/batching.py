@@ -59,6 +59,16 @@ def messages(i: int) -> list[dict[str, str]]:
 
 
 async def stream_once(client: httpx.AsyncClient, path: str, model: str, i: int, tokens: int) -> Run:
+    """One streamed chat request, sent again once if the server dropped a kept-alive connection
+    unanswered (llama-server's HTTP library does now and then; nothing was generated, so the
+    resent request times the same work)."""
+    try:
+        return await _stream(client, path, model, i, tokens)
+    except httpx.RemoteProtocolError:
+        return await _stream(client, path, model, i, tokens)
+
+
+async def _stream(client: httpx.AsyncClient, path: str, model: str, i: int, tokens: int) -> Run:
     body = {"model": model, "messages": messages(i), "temperature": 0, "max_tokens": tokens, "stream": True}
     started = time.perf_counter()
     first = last = 0.0
