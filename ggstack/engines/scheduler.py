@@ -4,11 +4,13 @@ A chat model owns one context with `n_slots` sequences (each with its own KV cac
 `context_length` cells, `kv_unified=false`, so N slots hold exactly N contexts' worth of KV).
 One thread runs `BatchScheduler._main`; every step it
 1. admits waiting requests into free slots (the slot whose cached tokens share the longest
-   prefix with the new prompt, so a system prompt and earlier turns are not evaluated again),
+   prefix with the new prompt, so a system prompt and earlier turns are not evaluated again;
+   if another slot, busy or not, holds a longer prefix, its KV is copied over instead),
 2. puts one token of every generating sequence into a batch, then fills what is left of
    `n_batch` with prompt chunks of sequences still prefilling (a long prompt costs each step at
    most one batch, so running streams keep getting a token every step),
-3. decodes that batch once and samples each sequence with its own llama.cpp sampler chain.
+3. decodes that batch once and samples each sequence with its own llama.cpp sampler chain;
+   the step's events go to the event loop in one hand-over (`Mailbag`), not one per stream.
 
 A stream whose consumer stops reading is paused (its events wait in the slot's outbox; it is
 left out of the batch) rather than blocking the thread; a cancelled stream frees its slot at
@@ -33,13 +35,17 @@ import numpy as np
 
 from ggstack.core.errors import BusyError
 from ggstack.engines.base import EngineLoad, Finish, FinishReason, SamplingOptions, TokenEvent
-from ggstack.engines.streaming import Channel, StopBuffer, log_softmax
+from ggstack.engines.streaming import Channel, Mailbag, StopBuffer, log_softmax
 
 log = logging.getLogger("ggstack.engines")
 
 PENALTY_LAST_N = 64  # tokens the repeat/frequency/presence penalties look back over (llama.cpp's default)
 IDLE_WAIT_S = 0.5  # how long the idle thread sleeps between checks of its closing flag
 PAUSED_WAIT_S = 0.005  # how long to wait when every stream is paused on a slow consumer
+# A prompt prefix another slot holds is copied when it saves at least this many prompt tokens:
+# copying moves one slot's whole KV buffer (SmolLM2-135M: 6 ms for 1024 cells, 14 ms for 4096,
+# measured at load ~6), while each prompt token costs ~5-10 ms of prefill on one core.
+COPY_MIN_TOKENS = 8
 
 
 @dataclass
@@ -58,6 +64,7 @@ class Slot:
     def __init__(self, seq_id: int) -> None:
         self.seq_id = seq_id
         self.cached: list[int] = []  # tokens whose KV is in this sequence, positions 0..len-1
+        self.reused = 0  # prompt tokens of the latest request taken from a cache instead of decoded
         self.last_used = 0
         self.request: GenerationRequest | None = None
         self.sampler: Any = None
@@ -109,6 +116,8 @@ class BatchScheduler:
         self._controls: queue.Queue[tuple[Callable[[BatchScheduler], Any], concurrent.futures.Future[Any]]] = \
             queue.Queue()
         self._wake = threading.Event()
+        self._bag = Mailbag()  # this step's events, posted to the event loop together
+        self._pieces: dict[int, bytes | None] = {}  # token id -> its text bytes, None for end-of-generation
         self._closing = False
         self._clock = itertools.count(1)
         self._thread = threading.Thread(target=self._main, name=f"model-{name}", daemon=True)
@@ -164,9 +173,11 @@ class BatchScheduler:
                 self._run_controls()
                 self._admit()
                 active = [s for s in self.slots if s.busy]
+                stepped = bool(active) and self._step(active)
+                self._bag.post()
                 if not active:
                     self._wake.wait(IDLE_WAIT_S)
-                elif not self._step(active):
+                elif not stepped:
                     self._wake.wait(PAUSED_WAIT_S)
         except BaseException:
             log.exception("model thread %s failed", self.name)
@@ -211,13 +222,7 @@ class BatchScheduler:
     def _assign(self, slot: Slot, request: GenerationRequest) -> None:
         tokens, o = request.tokens, request.options
         slot.sampler = new_sampler(self._lib, self._vocab, self._n_vocab, o, request.grammar)
-        # keep the shared prefix, but always decode at least the last prompt token: its logits
-        # are what the first sample is drawn from
-        keep = min(slot.shared_prefix(tokens), len(tokens) - 1)
-        if not self._lib.llama_memory_seq_rm(self._ctx.memory, slot.seq_id, keep, -1):
-            self._lib.llama_memory_seq_rm(self._ctx.memory, slot.seq_id, -1, -1)
-            keep = 0
-        slot.cached = slot.cached[:keep]
+        keep = self._reuse_prefix(slot, tokens)
         slot.pending = tokens[keep:]
         slot.request = request
         slot.outbox.clear()
@@ -226,6 +231,31 @@ class BatchScheduler:
         slot.limit = min(o.max_tokens or budget, budget)
         slot.decoder = codecs.getincrementaldecoder("utf-8")("replace")
         slot.held = StopBuffer(o.stop)
+
+    def _reuse_prefix(self, slot: Slot, tokens: list[int]) -> int:
+        """Leave in `slot` the longest prefix of `tokens` whose KV any slot holds; return its length.
+
+        The slot's own cache is used when it is (nearly) the best; otherwise another slot's
+        sequence is copied over first (a system prompt that a busy or idle slot has already
+        decoded is then not evaluated again: one prompt token costs about as much as one
+        decoded token here, and the copy, done by llama.cpp before the next decode, moves the
+        one slot's KV buffer). At least the last prompt token is always decoded again: its
+        logits are what the first sample is drawn from.
+        """
+        limit = len(tokens) - 1
+        keep = min(slot.shared_prefix(tokens), limit)
+        shared, donor = max(((min(s.shared_prefix(tokens), limit), s) for s in self.slots if s is not slot),
+                            key=lambda pair: pair[0], default=(0, None))
+        if donor is not None and shared - keep >= COPY_MIN_TOKENS:
+            # a copy across KV streams must take the whole sequence; what is past the prefix goes below
+            self._lib.llama_memory_seq_cp(self._ctx.memory, donor.seq_id, slot.seq_id, -1, -1)
+            slot.cached, keep = donor.cached[:shared], shared
+        if not self._lib.llama_memory_seq_rm(self._ctx.memory, slot.seq_id, keep, -1):
+            self._lib.llama_memory_seq_rm(self._ctx.memory, slot.seq_id, -1, -1)
+            keep = 0
+        slot.cached = slot.cached[:keep]
+        slot.reused = keep
+        return keep
 
     def _step(self, active: list[Slot]) -> bool:
         """Decode one batch and sample; False if no sequence could take part (all paused)."""
@@ -245,6 +275,7 @@ class BatchScheduler:
                 sampled.append((slot, index))
         if batch.n_tokens == 0:
             return False
+        self._bag.post()  # what the outboxes released goes out before the decode, not after it
         rc = self._lib.llama_decode(self._ctx.ctx, batch)
         if rc != 0:
             self._decode_failed(rc, [s for s in active if s.busy])
@@ -277,14 +308,15 @@ class BatchScheduler:
         o = request.options
         logprobs = self._logprobs(index) if o.logprobs is not None else None
         token = self._lib.llama_sampler_sample(slot.sampler, self._ctx.ctx, index)
-        if self._lib.llama_vocab_is_eog(self._vocab, token):
+        piece = self._piece(token)
+        if piece is None:
             self._finish(slot, "stop", hit_stop=False)
             return
         slot.produced += 1
         slot.next_token = token
         logprob, top = top_logprobs(self._lib, self._vocab, logprobs, token, o.logprobs or 0) \
             if logprobs is not None else (None, None)
-        text = slot.decoder.decode(token_piece(self._lib, self._vocab, token))
+        text = slot.decoder.decode(piece)
         released, stopped = slot.held.push(TokenEvent(text, int(token), logprob, top))
         slot.outbox.extend(released)
         if stopped:
@@ -293,6 +325,16 @@ class BatchScheduler:
             self._finish(slot, "length", hit_stop=False)
         else:
             self._flush(slot)
+
+    def _piece(self, token: int) -> bytes | None:
+        """The token's text bytes, or None if it ends generation; asked of llama.cpp once per token id
+        (each ctypes call gives up the GIL, and the event loop may keep it for a while)."""
+        try:
+            return self._pieces[token]
+        except KeyError:
+            eog = self._lib.llama_vocab_is_eog(self._vocab, token)
+            piece = self._pieces[token] = None if eog else token_piece(self._lib, self._vocab, token)
+            return piece
 
     def _logprobs(self, index: int) -> np.ndarray:
         """Log-softmax of the raw logits at batch `index` (copied to Python only when asked for)."""
@@ -303,7 +345,7 @@ class BatchScheduler:
         """Hand queued events to the consumer; True once the outbox is empty."""
         assert slot.request is not None
         channel = slot.request.channel
-        while slot.outbox and channel.offer(slot.outbox[0]):
+        while slot.outbox and channel.offer(slot.outbox[0], self._bag):
             slot.outbox.popleft()
         return not slot.outbox
 
@@ -316,8 +358,8 @@ class BatchScheduler:
             events.append(TokenEvent(tail, slot.next_token))
         # the last few events go out unbounded, so a finished slot is free at once
         for event in events:
-            request.channel.push(event)
-        request.channel.push(Finish(reason, len(request.tokens), slot.produced))
+            request.channel.push(event, self._bag)
+        request.channel.push(Finish(reason, len(request.tokens), slot.produced), self._bag)
         self._release(slot)
 
     def _release(self, slot: Slot, error: BaseException | None = None) -> None:
@@ -331,7 +373,7 @@ class BatchScheduler:
 
     def _drop(self, request: GenerationRequest, error: BaseException | None = None) -> None:
         """The request is over (done, failed or abandoned): end its stream and return its capacity."""
-        request.channel.end(error)
+        request.channel.end(error, self._bag)
         self._capacity.release()
 
     def _decode_failed(self, rc: int, slots: list[Slot]) -> None:
@@ -351,6 +393,7 @@ class BatchScheduler:
                 self._drop(self._waiting.get_nowait(), gone)
             except queue.Empty:
                 break
+        self._bag.post()
         self._run_controls()
 
     def _free(self) -> None:

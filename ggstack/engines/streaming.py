@@ -8,7 +8,7 @@ import asyncio
 import threading
 from collections.abc import AsyncGenerator
 from dataclasses import replace
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -101,25 +101,28 @@ class Channel(Generic[T]):
             return False
         return self._send(item, True)
 
-    def offer(self, item: T) -> bool:
+    def offer(self, item: T, bag: Mailbag | None = None) -> bool:
         """Worker side, never blocks: deliver `item` if the consumer has room, else False (try later).
 
         A scheduler serving many streams on one thread uses this, so one slow reader pauses
-        only its own stream.
+        only its own stream. With `bag`, the item waits there until the bag is posted.
         """
         if self.cancelled.is_set() or not self._slots.acquire(blocking=False):
             return False
-        return self._send(item, True)
+        return self._send(item, True, bag)
 
-    def push(self, item: T) -> None:
+    def push(self, item: T, bag: Mailbag | None = None) -> None:
         """Worker side, unbounded: for the few events that end a stream, so the worker is done at once."""
-        self._send(item, False)
+        self._send(item, False, bag)
 
-    def end(self, error: BaseException | None = None) -> None:
+    def end(self, error: BaseException | None = None, bag: Mailbag | None = None) -> None:
         """Any thread: no more items will come; `error` (if any) is raised to the consumer."""
-        self._send(error, False)
+        self._send(error, False, bag)
 
-    def _send(self, item: T | BaseException | None, counted: bool) -> bool:
+    def _send(self, item: T | BaseException | None, counted: bool, bag: Mailbag | None = None) -> bool:
+        if bag is not None:
+            bag.add(self, (item, counted))
+            return True
         try:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, (item, counted))
         except RuntimeError:  # the loop is closed: nobody will ever read this
@@ -139,6 +142,45 @@ class Channel(Generic[T]):
     def close(self) -> None:
         """Consumer side: tell the worker to stop producing."""
         self.cancelled.set()
+
+
+class Mailbag:
+    """Items for many channels, handed to their event loops in one call per loop.
+
+    A scheduler produces one event per stream per step. Sent one by one, each wakes the
+    event loop, which then takes the GIL to turn it into an SSE frame while the model thread
+    is still sampling the other streams, so the model thread waits for the GIL once per
+    stream. Posted together after the step, the loop does that work while the model thread
+    is inside `llama_decode`, which runs without the GIL (8 streams of SmolLM2-135M: the step's
+    wall time outside the decode fell from 4.4 to 1.7 ms). Only the thread that fills the bag
+    posts it; items for one channel keep their order.
+    """
+
+    def __init__(self) -> None:
+        self._items: list[tuple[Channel[Any], tuple[Any, bool]]] = []
+
+    def add(self, channel: Channel[Any], entry: tuple[Any, bool]) -> None:
+        self._items.append((channel, entry))
+
+    def post(self) -> None:
+        """Hand everything collected so far to the channels' loops."""
+        if not self._items:
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Channel[Any], tuple[Any, bool]]]] = {}
+        for channel, entry in self._items:
+            by_loop.setdefault(channel._loop, []).append((channel, entry))
+        self._items = []
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # the loop is closed: nobody will ever read these
+                for channel, _ in items:
+                    channel.cancelled.set()
+
+
+def _deliver(items: list[tuple[Channel[Any], tuple[Any, bool]]]) -> None:
+    for channel, entry in items:
+        channel._queue.put_nowait(entry)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

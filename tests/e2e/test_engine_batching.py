@@ -84,6 +84,26 @@ async def test_a_shared_prefix_is_not_decoded_again_and_changes_nothing(tiny_cha
     assert min(s.cached_tokens for s in states) == 0
 
 
+async def test_a_prefix_another_slot_holds_is_copied_not_decoded_again(tiny_chat_gguf):
+    greedy = SamplingOptions(temperature=0, max_tokens=10)
+    system = "<|im_start|>system\n" + "you are a cat who likes fish. " * 4 + "<|im_end|>\n"
+    first, second = system + "<|im_start|>user\nhi<|im_end|>\n", system + "<|im_start|>user\nbye<|im_end|>\n"
+    async with engine_with(tiny_chat_gguf, parallel=2) as engine:
+        a, b = await engine.tokenize(first), await engine.tokenize(second)
+        shared = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+        # the first request keeps its slot busy, so the second must take the empty one
+        busy = engine.generate(first, SamplingOptions(temperature=0, max_tokens=400))
+        await busy.__anext__()
+        copied = await collect(engine, second, greedy)
+        states = await engine.slots()
+        await busy.aclose()
+    async with engine_with(tiny_chat_gguf, parallel=2) as cold_engine:
+        cold = await collect(cold_engine, second, greedy)
+    assert ids(copied[0]) == ids(cold[0])
+    (idle,) = [s for s in states if not s.busy]
+    assert shared >= 16 and idle.reused_tokens == shared
+
+
 async def test_cancelling_a_stream_frees_its_slot_for_a_waiting_one(tiny_chat_gguf):
     async with engine_with(tiny_chat_gguf, parallel=1) as engine:
         endless = SamplingOptions(temperature=0, max_tokens=400)
