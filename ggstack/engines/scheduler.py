@@ -418,8 +418,9 @@ def new_sampler(lib: Any, vocab: Any, n_vocab: int, o: SamplingOptions, grammar:
             *(lib.llama_logit_bias(token=t, bias=b) for t, b in o.logit_bias.items()))
         lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_logit_bias(n_vocab, len(o.logit_bias), biases))
     if o.repeat_penalty != 1.0 or o.frequency_penalty or o.presence_penalty:
+        # llama-cpp-python 0.3.36 binds the five-argument form, vocabulary size first
         lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_penalties(
-            PENALTY_LAST_N, o.repeat_penalty, o.frequency_penalty, o.presence_penalty))
+            n_vocab, PENALTY_LAST_N, o.repeat_penalty, o.frequency_penalty, o.presence_penalty))
     if grammar is not None:
         constraint = lib.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
         if not constraint:  # NULL: adding it would crash the chain

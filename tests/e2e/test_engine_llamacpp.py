@@ -89,6 +89,18 @@ async def test_greedy_generation_is_deterministic_and_seeded_sampling_reproducib
         assert text_of(c) == text_of(d)
 
 
+async def test_penalties_change_the_greedy_text(tiny_chat_gguf):
+    """Repeat, frequency and presence penalties reach llama.cpp's sampler (a wrong call there was a 500)."""
+    async with chat_engine(tiny_chat_gguf) as engine:
+        prompt = engine.render_chat([{"role": "user", "content": "hello"}])
+        plain, _ = await collect(engine, prompt, GREEDY)
+        for penalty in ({"repeat_penalty": 1.5}, {"frequency_penalty": 2.0}, {"presence_penalty": 2.0}):
+            penalised, finish = await collect(engine, prompt, SamplingOptions(temperature=0.0, max_tokens=80,
+                                                                              **penalty))
+            assert finish.completion_tokens >= 1
+            assert text_of(penalised) != text_of(plain), penalty
+
+
 async def test_stop_string_spanning_tokens_ends_with_stop_and_is_not_emitted(tiny_chat_gguf):
     async with chat_engine(tiny_chat_gguf) as engine:
         prompt = engine.render_chat([{"role": "user", "content": "hi"}])
