@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel, constr
 
 
 class Error(BaseModel):
@@ -654,6 +654,10 @@ class OpenAIResponseFormatText(BaseModel):
     type: Literal["text"] = Field(..., description='Must be "text" to indicate plain text response format')
 
 
+class LogitBias(RootModel[float]):
+    root: float = Field(..., ge=-100.0, le=100.0)
+
+
 class Input(RootModel[list[str]]):
     root: list[str] = Field(
         ...,
@@ -1172,7 +1176,7 @@ class OpenAIResponseInputToolFunction(BaseModel):
         extra="forbid",
     )
     type: Literal["function"] = Field(..., description='Tool type identifier, always "function"')
-    name: str = Field(..., description="Name of the function that can be called")
+    name: str = Field(..., description="Name of the function that can be called", min_length=1)
     description: str | None = Field(None, description="(Optional) Description of what the function does")
     parameters: dict[str, Any] | None = Field(
         None, description="(Optional) JSON schema defining the function's parameters"
@@ -2043,6 +2047,41 @@ class OpenAIChatCompletionDeleted(BaseModel):
     deleted: bool = Field(..., description="Always true")
 
 
+class OpenAIFunctionDefinitionParam(BaseModel):
+    """
+    A function the model may call (a chat tool's `function`, or an item of `functions`).
+    """
+
+    name: str = Field(..., description="The function's name, which the model's calls use", min_length=1)
+    description: str | None = Field(None, description="(Optional) What the function does")
+    parameters: dict[str, Any] | None = Field(
+        None, description="(Optional) JSON schema of the function's arguments object (any object without it)"
+    )
+    strict: bool | None = Field(
+        None, description="(Optional) Accepted; a forced call always follows the schema"
+    )
+
+
+class OpenAIChatCompletionToolParam(BaseModel):
+    """
+    A tool the model may call; OpenAI's chat completions know function tools only.
+    """
+
+    type: Literal["function"] = "function"
+    function: OpenAIFunctionDefinitionParam
+
+
+class OpenAIFunctionCallChoice(BaseModel):
+    """
+    The function the model must call: a named tool choice's `function`, or the deprecated `function_call`.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    name: str = Field(..., description="Name of a function in `tools` (or `functions`)", min_length=1)
+
+
 class CompletionLogprobCount(RootModel[int]):
     root: int = Field(
         ...,
@@ -2432,12 +2471,14 @@ class OpenAIResponseInputToolFileSearch(BaseModel):
         extra="forbid",
     )
     type: Literal["file_search"] = Field(..., description='Tool type identifier, always "file_search"')
-    vector_store_ids: list[str] = Field(..., description="List of vector store identifiers to search within")
+    vector_store_ids: list[str] = Field(
+        ..., description="List of vector store identifiers to search within", min_length=1
+    )
     filters: dict[str, Any] | None = Field(
         None, description="(Optional) Additional filters to apply to the search"
     )
     max_num_results: int | None = Field(
-        10, description="(Optional) Maximum number of search results to return (1-50)"
+        10, description="(Optional) Maximum number of search results to return (1-50)", ge=1, le=50
     )
     ranking_options: SearchRankingOptions | None = Field(
         None, description="(Optional) Options for ranking and scoring search results"
@@ -2583,7 +2624,7 @@ class OpenaiCreateVectorStoreRequest(BaseModel):
         None,
         description="The chunking strategy used to chunk the file(s). If not set, will use the `auto` strategy.",
     )
-    metadata: dict[str, Any] | None = Field(
+    metadata: dict[constr(max_length=64), Any] | None = Field(
         None, description="Set of 16 key-value pairs that can be attached to an object."
     )
     embedding_model: str | None = Field(None, description="The embedding model to use for this vector store.")
@@ -2599,7 +2640,7 @@ class OpenaiUpdateVectorStoreRequest(BaseModel):
         extra="forbid",
     )
     name: str | None = Field(None, description="The name of the vector store.")
-    metadata: dict[str, Any] | None = Field(
+    metadata: dict[constr(max_length=64), Any] | None = Field(
         None, description="Set of 16 key-value pairs that can be attached to an object."
     )
     expires_after: VectorStoreExpirationPolicy | None = None
@@ -2707,7 +2748,7 @@ class OpenaiSearchVectorStoreRequest(BaseModel):
         None, description="Filters based on file attributes to narrow the search results."
     )
     max_num_results: int | None = Field(
-        None, description="Maximum number of results to return (1 to 50 inclusive, default 10)."
+        None, description="Maximum number of results to return (1 to 50 inclusive, default 10).", ge=1, le=50
     )
     ranking_options: SearchRankingOptions | None = Field(
         None, description="Ranking options for fine-tuning the search results."
@@ -2962,6 +3003,15 @@ class OpenAIChatCompletionToolCallParam(BaseModel):
         "function", description='Must be "function" to identify this as a function call'
     )
     function: OpenAIChatCompletionToolCallFunctionParam
+
+
+class OpenAIChatCompletionNamedToolChoice(BaseModel):
+    """
+    The one function the model must call, which must be one of `tools`.
+    """
+
+    type: Literal["function"] = "function"
+    function: OpenAIFunctionCallChoice
 
 
 class OpenAIResponseObjectStreamResponseInProgress(BaseModel):
@@ -3322,46 +3372,6 @@ class OpenAIResponseObjectWithInput(BaseModel):
     )
 
 
-class CreateOpenaiResponseRequest(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    input: (
-        str
-        | list[
-            OpenAIResponseOutputMessageWebSearchToolCall | OpenAIResponseOutputMessageFileSearchToolCall | OpenAIResponseOutputMessageFunctionToolCall | OpenAIResponseInputFunctionToolCallOutput | OpenAIResponseMCPApprovalRequest | OpenAIResponseMCPApprovalResponse | OpenAIResponseMessage
-        ]
-    ) = Field(..., description="Input message(s) to create the response.")
-    model: str = Field(..., description="The underlying LLM used for completions.")
-    instructions: str | None = None
-    previous_response_id: str | None = Field(
-        None,
-        description="(Optional) if specified, the new response will be a continuation of the previous response. This can be used to easily fork-off new responses from existing responses.",
-    )
-    store: bool | None = None
-    stream: bool | None = None
-    temperature: float | None = None
-    text: OpenAIResponseText | None = None
-    tools: (
-        list[
-            Annotated[OpenAIResponseInputToolWebSearch | OpenAIResponseInputToolFileSearch | OpenAIResponseInputToolFunction | OpenAIResponseInputToolMCP, Field(discriminator="type")]
-        ]
-        | None
-    ) = None
-    include: list[str] | None = Field(
-        None, description="(Optional) Additional fields to include in the response."
-    )
-    max_infer_iters: int | None = None
-    top_p: float | None = Field(
-        None, description="Nucleus sampling, as in chat completions; echoed on the response.", ge=0.0, le=1.0
-    )
-    max_output_tokens: int | None = Field(
-        None,
-        description="The most tokens the answer may have; an answer cut there has status `incomplete`. Without it a response runs to the model's end of turn or the context's end.",
-        ge=1,
-    )
-
-
 class OpenAIResponseObjectStream(
     RootModel[
         OpenAIResponseObjectStreamResponseCreated
@@ -3453,6 +3463,23 @@ class OpenaiAttachFileToVectorStoreRequest(BaseModel):
     )
     chunking_strategy: VectorStoreChunkingStrategyAuto | VectorStoreChunkingStrategyStatic | None = Field(
         None, description="The chunking strategy to use for the file."
+    )
+
+
+class OpenAIResponseInputItems(
+    RootModel[list[OpenAIResponseOutputMessageWebSearchToolCall | OpenAIResponseOutputMessageFileSearchToolCall | OpenAIResponseOutputMessageFunctionToolCall | OpenAIResponseInputFunctionToolCallOutput | OpenAIResponseMCPApprovalRequest | OpenAIResponseMCPApprovalResponse | OpenAIResponseMessage]]
+):
+    """
+    Input items of a response (messages, tool calls and their outputs); never empty.
+    """
+
+    root: list[OpenAIResponseOutputMessageWebSearchToolCall | OpenAIResponseOutputMessageFileSearchToolCall | OpenAIResponseOutputMessageFunctionToolCall | OpenAIResponseInputFunctionToolCallOutput | OpenAIResponseMCPApprovalRequest | OpenAIResponseMCPApprovalResponse | OpenAIResponseMessage] = (
+        Field(
+            ...,
+            description="Input items of a response (messages, tool calls and their outputs); never empty.",
+            min_length=1,
+            title="OpenAIResponseInputItems",
+        )
     )
 
 
@@ -3649,24 +3676,39 @@ class OpenaiChatCompletionRequest(BaseModel):
         description="The identifier of the model to use. The model must be registered with Llama Stack and available via the /models endpoint.",
     )
     messages: list[Annotated[OpenAIUserMessageParam | OpenAISystemMessageParam | OpenAIAssistantMessageParam | OpenAIToolMessageParam | OpenAIDeveloperMessageParam, Field(discriminator="role")]] = (
-        Field(..., description="List of messages in the conversation.")
+        Field(..., description="List of messages in the conversation.", min_length=1)
     )
-    frequency_penalty: float | None = Field(None, description="(Optional) The penalty for repeated tokens.")
-    function_call: str | dict[str, Any] | None = Field(
+    frequency_penalty: float | None = Field(
+        None, description="(Optional) The penalty for repeated tokens.", ge=-2.0, le=2.0
+    )
+    function_call: Literal["auto", "none"] | OpenAIFunctionCallChoice | None = Field(
         None, description="(Optional) The function call to use."
     )
-    functions: list[dict[str, Any]] | None = Field(None, description="(Optional) List of functions to use.")
-    logit_bias: dict[str, float] | None = Field(None, description="(Optional) The logit bias to use.")
+    functions: list[OpenAIFunctionDefinitionParam] | None = Field(
+        None, description="(Optional) List of functions to use."
+    )
+    logit_bias: dict[constr(pattern=r"^(0|[1-9][0-9]{0,9})$"), LogitBias] | None = Field(
+        None, description="(Optional) The logit bias to use."
+    )
     logprobs: bool | None = Field(None, description="(Optional) The log probabilities to use.")
     max_completion_tokens: int | None = Field(
-        None, description="(Optional) The maximum number of tokens to generate."
+        None, description="(Optional) The maximum number of tokens to generate.", ge=1
     )
-    max_tokens: int | None = Field(None, description="(Optional) The maximum number of tokens to generate.")
-    n: int | None = Field(None, description="(Optional) The number of completions to generate.")
+    max_tokens: int | None = Field(
+        None, description="(Optional) The maximum number of tokens to generate.", ge=1
+    )
+    n: int | None = Field(
+        None,
+        description="(Optional) The number of completions to generate, 1 to 16 (more would hold a model's only worker for too long).",
+        ge=1,
+        le=16,
+    )
     parallel_tool_calls: bool | None = Field(
         None, description="(Optional) Whether to parallelize tool calls."
     )
-    presence_penalty: float | None = Field(None, description="(Optional) The penalty for repeated tokens.")
+    presence_penalty: float | None = Field(
+        None, description="(Optional) The penalty for repeated tokens.", ge=-2.0, le=2.0
+    )
     response_format: (
         OpenAIResponseFormatText | OpenAIResponseFormatJSONSchema | OpenAIResponseFormatJSONObject | None
     ) = Field(None, description="(Optional) The response format to use.")
@@ -3674,11 +3716,17 @@ class OpenaiChatCompletionRequest(BaseModel):
     stop: str | list[str] | None = Field(None, description="(Optional) The stop tokens to use.")
     stream: bool | None = Field(None, description="(Optional) Whether to stream the response.")
     stream_options: dict[str, Any] | None = Field(None, description="(Optional) The stream options to use.")
-    temperature: float | None = Field(None, description="(Optional) The temperature to use.")
-    tool_choice: str | dict[str, Any] | None = Field(None, description="(Optional) The tool choice to use.")
-    tools: list[dict[str, Any]] | None = Field(None, description="(Optional) The tools to use.")
-    top_logprobs: int | None = Field(None, description="(Optional) The top log probabilities to use.")
-    top_p: float | None = Field(None, description="(Optional) The top p to use.")
+    temperature: float | None = Field(None, description="(Optional) The temperature to use.", ge=0.0, le=2.0)
+    tool_choice: Literal["auto", "none", "required"] | OpenAIChatCompletionNamedToolChoice | None = Field(
+        None, description="(Optional) The tool choice to use."
+    )
+    tools: list[OpenAIChatCompletionToolParam] | None = Field(
+        None, description="(Optional) The tools to use."
+    )
+    top_logprobs: int | None = Field(
+        None, description="(Optional) The top log probabilities to use.", ge=0, le=20
+    )
+    top_p: float | None = Field(None, description="(Optional) The top p to use.", ge=0.0, le=1.0)
     user: str | None = Field(None, description="(Optional) The user to use.")
     store: bool | None = Field(
         None,
@@ -3779,6 +3827,41 @@ class ListOpenAIResponseObject(BaseModel):
     first_id: str = Field(..., description="Identifier of the first item in this page")
     last_id: str = Field(..., description="Identifier of the last item in this page")
     object: Literal["list"] = Field(..., description='Object type identifier, always "list"')
+
+
+class CreateOpenaiResponseRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    input: str | OpenAIResponseInputItems = Field(..., description="Input message(s) to create the response.")
+    model: str = Field(..., description="The underlying LLM used for completions.")
+    instructions: str | None = None
+    previous_response_id: str | None = Field(
+        None,
+        description="(Optional) if specified, the new response will be a continuation of the previous response. This can be used to easily fork-off new responses from existing responses.",
+    )
+    store: bool | None = None
+    stream: bool | None = None
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    text: OpenAIResponseText | None = None
+    tools: (
+        list[
+            Annotated[OpenAIResponseInputToolWebSearch | OpenAIResponseInputToolFileSearch | OpenAIResponseInputToolFunction | OpenAIResponseInputToolMCP, Field(discriminator="type")]
+        ]
+        | None
+    ) = None
+    include: list[str] | None = Field(
+        None, description="(Optional) Additional fields to include in the response."
+    )
+    max_infer_iters: int | None = None
+    top_p: float | None = Field(
+        None, description="Nucleus sampling, as in chat completions; echoed on the response.", ge=0.0, le=1.0
+    )
+    max_output_tokens: int | None = Field(
+        None,
+        description="The most tokens the answer may have; an answer cut there has status `incomplete`. Without it a response runs to the model's end of turn or the context's end.",
+        ge=1,
+    )
 
 
 class Session(BaseModel):

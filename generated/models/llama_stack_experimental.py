@@ -881,6 +881,41 @@ class OpenAIChatCompletionDeleted(BaseModel):
     deleted: bool = Field(..., description="Always true")
 
 
+class OpenAIFunctionDefinitionParam(BaseModel):
+    """
+    A function the model may call (a chat tool's `function`, or an item of `functions`).
+    """
+
+    name: str = Field(..., description="The function's name, which the model's calls use", min_length=1)
+    description: str | None = Field(None, description="(Optional) What the function does")
+    parameters: dict[str, Any] | None = Field(
+        None, description="(Optional) JSON schema of the function's arguments object (any object without it)"
+    )
+    strict: bool | None = Field(
+        None, description="(Optional) Accepted; a forced call always follows the schema"
+    )
+
+
+class OpenAIChatCompletionToolParam(BaseModel):
+    """
+    A tool the model may call; OpenAI's chat completions know function tools only.
+    """
+
+    type: Literal["function"]
+    function: OpenAIFunctionDefinitionParam
+
+
+class OpenAIFunctionCallChoice(BaseModel):
+    """
+    The function the model must call: a named tool choice's `function`, or the deprecated `function_call`.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    name: str = Field(..., description="Name of a function in `tools` (or `functions`)", min_length=1)
+
+
 class Dataset(BaseModel):
     """
     Dataset resource for storing and accessing training or evaluation data.
@@ -1371,6 +1406,15 @@ class OpenAIChatCompletionToolCallParam(BaseModel):
         ..., description='Must be "function" to identify this as a function call'
     )
     function: OpenAIChatCompletionToolCallFunctionParam
+
+
+class OpenAIChatCompletionNamedToolChoice(BaseModel):
+    """
+    The one function the model must call, which must be one of `tools`.
+    """
+
+    type: Literal["function"]
+    function: OpenAIFunctionCallChoice
 
 
 class AgentConfig(BaseModel):

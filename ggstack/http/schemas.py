@@ -43,7 +43,18 @@ def request_body_pointer(spec: str, spec_path: str, method: str, media_type: str
 
 
 def first_problem(schema_validator: Draft202012Validator, instance: Any) -> ValidationError | None:
-    return best_match(schema_validator.iter_errors(instance))
+    """The most telling error: inside an anyOf/oneOf, the one branch of the value's own type.
+
+    Upstream writes most optional fields as `anyOf: [<schema>, {type: 'null'}]`; "is not valid
+    under any of the given schemas" would hide what the `<schema>` branch said is wrong.
+    """
+    error = best_match(schema_validator.iter_errors(instance))
+    while error is not None and error.validator in ("anyOf", "oneOf") and error.context:
+        own_type = [e for e in error.context if not (e.validator == "type" and not e.relative_path)]
+        if len({e.relative_schema_path[0] for e in own_type}) != 1:
+            break
+        error = best_match(own_type)
+    return error
 
 
 def describe(error: ValidationError) -> tuple[str, str | None]:

@@ -253,7 +253,7 @@ def test_unknown_model_is_404(client):
     ({"input": [{"type": "message", "role": "user", "content": [{"type": "input_image", "detail": "auto",
                                                                  "image_url": "http://x/y.png"}]}]},
      "read text only"),
-    ({"input": []}, "input must not be empty"),
+    ({"input": []}, "input: [] should be non-empty"),
     ({"text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "foo"}}}}, "param: text.format"),
     ({"max_output_tokens": 0}, "max_output_tokens"),  # the overlay sets minimum 1
 ])
