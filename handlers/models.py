@@ -14,9 +14,11 @@ import time
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import anyio.to_thread
 from pydantic import ValidationError
+from starlette.responses import Response
 
 from generated.models.dell_pro_ai_studio import ListModelsResponse as DellListModelsResponse
 from generated.models.dell_pro_ai_studio import Model as DellModel
@@ -26,8 +28,9 @@ from ggstack.core.context import Context
 from ggstack.core.errors import InvalidValueError
 from ggstack.core.lifespan import MODEL_KIND
 from ggstack.engines.admission import ModelDirs
-from ggstack.engines.registry import ModelSpec
+from ggstack.engines.registry import ModelRegistry, ModelSpec
 from ggstack.http.errors import Fields, InvalidRequest, from_domain
+from ggstack.http.render import RenderedAnswer
 from ggstack.providers.catalog import ctransformers_available
 
 #: `owned_by` in the OpenAI list, as Llama Stack reports its own models.
@@ -94,9 +97,22 @@ def file_mtime(path: Path) -> int:
     return mtime
 
 
-async def list_models(ctx: Context) -> ListModelsResponse:
-    dirs = tuple(ctx.settings.model_directories)
-    return ListModelsResponse(data=[native_model(spec, ctx, dirs) for spec in ctx.models.list()])
+#: Each server's rendered lists (keyed by its registry, so apps in one process never share one).
+_lists: WeakKeyDictionary[ModelRegistry, dict[str, RenderedAnswer]] = WeakKeyDictionary()
+
+
+def rendered_list(ctx: Context, name: str) -> RenderedAnswer:
+    return _lists.setdefault(ctx.models, {}).setdefault(name, RenderedAnswer())
+
+
+async def list_models(ctx: Context) -> Response:
+    """Rendered again only when a model is registered or unregistered (the registry's version);
+    the model directories are fixed for the server's life."""
+    def build() -> ListModelsResponse:
+        dirs = tuple(ctx.settings.model_directories)
+        return ListModelsResponse(data=[native_model(spec, ctx, dirs) for spec in ctx.models.list()])
+
+    return rendered_list(ctx, "native").response(ctx.models.version, build)
 
 
 async def get_model(model_id: str, ctx: Context) -> Model:
@@ -172,11 +188,17 @@ async def unregister_model(model_id: str, ctx: Context) -> None:
     await ctx.metadata.delete(MODEL_KIND, model_id)
 
 
-async def openai_list_models(ctx: Context) -> OpenAIListModelsResponse:
+async def openai_list_models(ctx: Context) -> Response:
+    """Rendered again when the registry or a model file's time (`created`) changes."""
     specs = ctx.models.list()
-    return OpenAIListModelsResponse(data=[
-        OpenAIModel(id=spec.identifier, object="model", created=when, owned_by=OWNER)
-        for spec, when in zip(specs, created_times(specs), strict=True)])
+    created = created_times(specs)
+
+    def build() -> OpenAIListModelsResponse:
+        return OpenAIListModelsResponse(data=[
+            OpenAIModel(id=spec.identifier, object="model", created=when, owned_by=OWNER)
+            for spec, when in zip(specs, created, strict=True)])
+
+    return rendered_list(ctx, "openai").response((ctx.models.version, tuple(created)), build)
 
 
 def dell_model(spec: ModelSpec, created: int) -> DellModel:

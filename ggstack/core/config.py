@@ -131,6 +131,8 @@ class Settings(BaseSettings):
     telemetry_max_spans: int = Field(100_000, ge=1, description="Spans kept; older ones are pruned")
     telemetry_buffer: int = Field(10_000, ge=1, description="Spans held in memory between flushes; "
                                   "past that new spans are dropped (and counted in the log)")
+    health_ttl_s: float = Field(1.0, ge=0, description=(
+        "GET /v1/health answers from a check at most this old (0: every probe checks again)"))
     access_log: bool = Field(False, description="uvicorn's line per request; off by default because "
                              "writing it costs the cheapest routes a third of their rate (spans record every call)")
     log_level: str = "info"

@@ -122,6 +122,9 @@ class ModelRegistry:
         self._stored: set[str] = set()
         self._unusable: dict[str, ModelSpec] = {}
         self._refreshed = self._missed = -math.inf
+        #: Bumped by every change to the specs, so an answer rendered from them can be kept
+        #: until it changes (the model lists: ggstack.http.render.RenderedAnswer).
+        self.version = 0
 
     # -- specs ---------------------------------------------------------------------------------
 
@@ -145,6 +148,7 @@ class ModelRegistry:
         if replace and spec.identifier in self._engines:
             log.info("model %s re-registered; the loaded engine is kept until unload", spec.identifier)
         self._specs[spec.identifier] = spec
+        self.version += 1
         return spec
 
     async def unregister(self, identifier: str) -> None:
@@ -152,6 +156,7 @@ class ModelRegistry:
         self.get(identifier)
         await self.unload(identifier)
         del self._specs[identifier]
+        self.version += 1
 
     # -- registrations in the database -----------------------------------------------------------
 

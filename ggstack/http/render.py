@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,27 @@ def dumps(data: Any) -> bytes:
         return ENCODER.encode(data).encode("utf-8")
     except UnicodeEncodeError:
         return ASCII_ENCODER.encode(data).encode("ascii")
+
+
+class RenderedAnswer:
+    """A JSON answer kept rendered for as long as what it is built from stays the same.
+
+    The model lists are what every client and dashboard polls, and building one (a pydantic
+    model per model, dumped, then encoded) was most of what such a request cost. They change
+    only when their key does (the registry's version, files' times), so the body is rendered
+    once per key; each request still gets its own `Response`.
+    """
+
+    def __init__(self) -> None:
+        self._key: Hashable | None = None
+        self._body = b""
+
+    def response(self, key: Hashable, build: Callable[[], Any]) -> Response:
+        """The answer for `key`: `build()` rendered as `render` would, built again only when `key` changes."""
+        if self._key is None or key != self._key:
+            self._body = dumps(jsonable(build()))
+            self._key = key
+        return Response(self._body, media_type="application/json")
 
 
 def sse_frame(data: Any) -> bytes:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
+import weakref
 from typing import Any
 
 import anyio
@@ -22,8 +24,9 @@ log = logging.getLogger("ggstack.providers.health")
 HEALTH_TIMEOUT_S = 5.0
 #: Llama Stack's HealthStatus values (a provider's `health.status`).
 OK, ERROR = "OK", "Error"
-#: The /v1/health check in progress per server (keyed by its Context), shared by callers meanwhile.
-_checks: dict[int, asyncio.Future[list[str]]] = {}
+#: Each server's /v1/health check, in progress or last finished (when; None while it runs),
+#: keyed by the server's metadata store: one per server, and gone with it.
+_checks: weakref.WeakKeyDictionary[Any, tuple[asyncio.Future[list[str]], float | None]] = weakref.WeakKeyDictionary()
 
 
 async def store_problems(name: str, store: Any) -> list[str]:
@@ -60,20 +63,34 @@ def _engine_of(ctx: Context, name: str) -> str | None:
         return None
 
 
-async def server_problems(ctx: Context) -> list[str]:
+async def server_problems(ctx: Context, ttl: float | None = None) -> list[str]:
     """What /v1/health reports: the database, Chroma and every loaded model, down now.
 
     Concurrent callers share one check rather than each pinging the database and Chroma (two
     thread-pool hops a request held a burst of health probes to a tenth of the rate of a
-    static route). Nothing is cached: a caller that arrives after a check ends starts a new one.
+    static route), and a check that finished less than `ttl` seconds ago (the run config's
+    `health_ttl_s`, 1 s by default) answers the probes after it: under load, checking for each
+    probe was most of the route's cost, and a second-old answer tells a load balancer the same.
+    A failing check is never kept, so the first probe after a failure checks again.
     """
-    key = id(ctx)
-    check = _checks.get(key)
-    if check is None:
-        check = _checks[key] = asyncio.ensure_future(check_server(ctx))
-        check.add_done_callback(lambda _: _checks.pop(key, None))
+    ttl = ctx.settings.health_ttl_s if ttl is None else ttl
+    key = ctx.metadata
+    check, finished = _checks.get(key, (None, None))
+    if check is None or (finished is not None and time.monotonic() - finished >= ttl):
+        check = asyncio.ensure_future(check_server(ctx))
+        _checks[key] = (check, None)
+        check.add_done_callback(lambda done: _checked(key, done))
     # Shielded: a caller that disconnects must not cancel the check the others wait on.
     return list(await asyncio.shield(check))
+
+
+def _checked(key: Any, check: asyncio.Future[list[str]]) -> None:
+    """Keep a clean check for the TTL; forget one that failed or found problems."""
+    if check.cancelled() or check.exception() is not None or check.result():
+        if _checks.get(key, (None,))[0] is check:
+            del _checks[key]
+        return
+    _checks[key] = (check, time.monotonic())
 
 
 async def check_server(ctx: Context) -> list[str]:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ggstack.core.errors import InvalidValueError
-from ggstack.telemetry.spans import iso, random_hex
+from ggstack.telemetry.spans import iso, new_span_id
 
 CLIENT = "client"
 
@@ -61,7 +61,7 @@ def point_span(event: dict[str, Any]) -> dict[str, Any]:
         name, fields = "log", {"message": event["message"], "severity": event["severity"]}
     else:
         name, fields = "metric", {"metric": event["metric"], "value": event["value"], "unit": event["unit"]}
-    return {"span_id": random_hex(8), "trace_id": event["trace_id"], "parent_span_id": event["span_id"],
+    return {"span_id": new_span_id(), "trace_id": event["trace_id"], "parent_span_id": event["span_id"],
             "name": name, "start_time": iso(at), "end_time": iso(at),
             "attributes": {**(event.get("attributes") or {}), **fields}, "status": "ok", "origin": CLIENT,
             "duration_ms": 0.0, "start_ns": at, "created_at": at // 1_000_000_000}

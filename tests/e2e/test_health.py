@@ -35,7 +35,9 @@ def start_chroma(root: Path) -> tuple[subprocess.Popen, str]:
 
 def test_health_is_503_when_the_chroma_server_stops(tmp_path, tiny_embed_gguf):
     chroma, url = start_chroma(tmp_path)
-    config = {"chroma_url": url,
+    # Every probe checks (no 1 s reuse of the last clean check), so the probe right after the
+    # stop sees it; tests/unit/test_health_check.py covers the reuse.
+    config = {"chroma_url": url, "health_ttl_s": 0,
               "models": [{"identifier": "emb", "path": str(tiny_embed_gguf), "model_type": "embedding"}]}
     server = Server(tmp_path / "data", config=config).start()
     try:

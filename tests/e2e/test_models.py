@@ -98,7 +98,11 @@ def test_unknown_model_is_404(http):
 
 
 def test_register_use_get_unregister(http, model_file, model_dir):
-    """By a path relative to the model directory; provider_resource_id gives back the same."""
+    """By a path relative to the model directory; provider_resource_id gives back the same. The
+    lists (kept rendered between changes) show the model from its registration to its removal."""
+    native, openai = "/v1/models", "/v1/openai/v1/models"
+    assert "mine" not in [m["identifier"] for m in http.get(native).json()["data"]]
+    assert "mine" not in [m["id"] for m in http.get(openai).json()["data"]]
     registered = http.post("/v1/models", json={
         "model_id": "mine", "provider_model_id": relative(model_file, model_dir), "model_type": "embedding",
         "metadata": {"embedding_dimension": 32, "context_length": 256, "note": "kept"}})
@@ -108,7 +112,8 @@ def test_register_use_get_unregister(http, model_file, model_dir):
                                  "metadata": {"note": "kept", "embedding_dimension": 32,
                                               "context_length": 256}}
     assert http.get("/v1/models/mine").json() == registered.json()
-    assert "mine" in [m["identifier"] for m in http.get("/v1/models").json()["data"]]
+    assert "mine" in [m["identifier"] for m in http.get(native).json()["data"]]
+    assert "mine" in [m["id"] for m in http.get(openai).json()["data"]]
     vector = embed(http, "mine").json()["data"][0]["embedding"]
     assert vector == embed(http, "emb").json()["data"][0]["embedding"]
 
@@ -116,6 +121,8 @@ def test_register_use_get_unregister(http, model_file, model_dir):
     assert http.get("/v1/models/mine").status_code == 404
     assert embed(http, "mine").status_code == 404
     assert "mine" not in [m["id"] for m in http.get("/v1/openai/models").json()["data"]]
+    assert "mine" not in [m["identifier"] for m in http.get(native).json()["data"]]
+    assert "mine" not in [m["id"] for m in http.get(openai).json()["data"]]
     assert http.delete("/v1/models/mine").status_code == 404
     assert model_file.is_file()  # unregistering never deletes the file
 

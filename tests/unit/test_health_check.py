@@ -1,4 +1,5 @@
-"""Health probes that arrive together share one check of the stores; a later probe checks again."""
+"""Health probes that arrive together share one check of the stores; a later probe reuses a clean
+check for `health_ttl_s` and checks again after it, or at once after a check that found a problem."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ class HeldPings:
 async def test_concurrent_probes_share_one_check_and_later_ones_check_again(tmp_path: Path) -> None:
     store = await anyio.to_thread.run_sync(SqlMetadataStore.open, f"sqlite:///{tmp_path / 'db.sqlite'}")
     database, chroma = HeldPings(store), HeldPings(store)
-    ctx = SimpleNamespace(metadata=database, vectors=chroma, models=SimpleNamespace(loaded=list))
+    ctx = SimpleNamespace(metadata=database, vectors=chroma, models=SimpleNamespace(loaded=list),
+                          settings=SimpleNamespace(health_ttl_s=0.0))
     answers: list[list[str]] = []
 
     async def probe() -> None:
@@ -50,3 +52,31 @@ async def test_concurrent_probes_share_one_check_and_later_ones_check_again(tmp_
         assert (database.pings, chroma.pings) == (2, 2)
     finally:
         await anyio.to_thread.run_sync(store.close)
+
+
+class Down:
+    """A store that does not answer, until the test brings it back."""
+
+    def __init__(self) -> None:
+        self.pings = 0
+        self.up = False
+
+    async def ping(self) -> None:
+        self.pings += 1
+        if not self.up:
+            raise ConnectionError("down")
+
+
+async def test_a_clean_check_answers_for_the_ttl_and_a_failed_one_is_not_kept(tmp_path: Path) -> None:
+    database, chroma = Down(), Down()
+    ctx = SimpleNamespace(metadata=database, vectors=chroma, models=SimpleNamespace(loaded=list),
+                          settings=SimpleNamespace(health_ttl_s=3600.0))
+    assert await server_problems(ctx) == ["database does not answer", "chroma does not answer"]
+    database.up = chroma.up = True
+    assert await server_problems(ctx) == []  # the failed check was not kept
+    assert (database.pings, chroma.pings) == (2, 2)
+    database.up = False
+    assert await server_problems(ctx) == []  # the clean one is, for the TTL
+    assert (database.pings, chroma.pings) == (2, 2)
+    assert await server_problems(ctx, ttl=0.0) == ["database does not answer"]
+    assert (database.pings, chroma.pings) == (3, 3)
