@@ -1,10 +1,18 @@
 """An inverted index for keyword search, in SQL beside the metadata (SQLite or PostgreSQL).
 
 Keyword search used to scan every chunk in Chroma with a regex per query term: 1.5-2.7 s at
-100k chunks. Here each (store, term) row holds that term's postings as one packed array of
-(document number, term frequency, document length), and each store has one row of corpus
-statistics. A query reads one row per query term and scores every matching document with
+100k chunks. Here a term's postings are packed arrays of (document number, term frequency,
+document length) in a few segment rows per (store, term), and each store has one row of corpus
+statistics. A query reads the segments of its terms and scores every matching document with
 numpy, so its cost grows with the postings of the query's terms, not with the store.
+
+Adding chunks appends one segment per term they hold; it never reads or rewrites the postings
+already stored (rewriting every touched term's whole list made each batch cost more as the
+store grew). Segments are merged as a binary counter merges carries: a new segment absorbs
+the newest ones until an older one is larger than all of them together, so a term has at most
+about log2(its postings / a batch's) segments and each posting is rewritten that many times
+over the store's life. Taking chunks out (delete, or re-indexing a chunk id) rewrites the
+terms they held as one segment each.
 
 Why not SQLite FTS5 or PostgreSQL's tsvector: both rank with their own BM25 variants (FTS5's
 idf drops to zero for a term in half the documents; ts_rank is not BM25), and both score
@@ -43,6 +51,7 @@ from sqlalchemy import (
     Table,
     delete,
     func,
+    inspect,
     select,
     update,
 )
@@ -75,13 +84,19 @@ keyword_docs = Table(
     Index("ix_ggstack_keyword_docs_file", "store_id", "file_id"),
 )
 
-keyword_terms = Table(
-    "ggstack_keyword_terms",
+keyword_segments = Table(
+    "ggstack_keyword_segments",
     _metadata,
     Column("store_id", String(255), primary_key=True),
     Column("term", String(255), primary_key=True),
+    # The store version that wrote it (a merge keeps the oldest number it merged): unique
+    # per term, and in the order the postings were added.
+    Column("segment", BigInteger, primary_key=True, autoincrement=False),
+    Column("size", Integer, nullable=False),  # postings in it: merging looks at sizes only
     Column("postings", LargeBinary, nullable=False),
 )
+#: Before segments: one row of all postings per (store, term). Moved into segments at open.
+OLD_TERMS = "ggstack_keyword_terms"
 
 keyword_stats = Table(
     "ggstack_keyword_stores",
@@ -133,6 +148,7 @@ class KeywordIndex:
     def open(cls, url: str) -> KeywordIndex:
         engine = open_engine(url)
         _metadata.create_all(engine)
+        _move_old_terms(engine)
         return cls(engine)
 
     def close(self) -> None:
@@ -172,7 +188,9 @@ class KeywordIndex:
                 length += row["length"]
                 for term, tf in counts[row["chunk_id"]].items():
                     added.setdefault(term, []).append((numbers[row["chunk_id"]], tf, row["length"]))
-            self._rewrite(conn, store_id, removed.docs, added)
+            self._take_out(conn, store_id, removed.docs)
+            self._append(conn, store_id, stats.version + 1,
+                         {term: np.array(postings, dtype=POSTING) for term, postings in added.items()})
             conn.execute(update(keyword_stats).where(keyword_stats.c.store_id == store_id).values(
                 n_docs=stats.n_docs - removed.count + len(rows),
                 total_length=stats.total_length - removed.length + length, version=stats.version + 1))
@@ -183,7 +201,7 @@ class KeywordIndex:
         def work(conn: Connection) -> None:
             stats = self._lock_stats(conn, store_id)
             removed = self._forget(conn, store_id, [file_id], keyword_docs.c.file_id)
-            self._rewrite(conn, store_id, removed.docs, {})
+            self._take_out(conn, store_id, removed.docs)
             conn.execute(update(keyword_stats).where(keyword_stats.c.store_id == store_id).values(
                 n_docs=stats.n_docs - removed.count, total_length=stats.total_length - removed.length,
                 version=stats.version + 1))
@@ -192,7 +210,7 @@ class KeywordIndex:
 
     def drop(self, store_id: str) -> None:
         def work(conn: Connection) -> None:
-            for table in (keyword_terms, keyword_docs, keyword_stats):
+            for table in (keyword_segments, keyword_docs, keyword_stats):
                 conn.execute(delete(table).where(table.c.store_id == store_id))
 
         self._write(work)
@@ -219,41 +237,92 @@ class KeywordIndex:
             conn.execute(delete(keyword_docs).where(*where))
         return removed
 
-    def _postings(self, conn: Connection, store_id: str, terms: Sequence[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
+    def _segments(self, conn: Connection, store_id: str, terms: Sequence[str]) -> dict[str, list[Segment]]:
+        """Each term's segments, oldest first, postings included."""
+        found: dict[str, list[Segment]] = {}
         for part in batches(terms):
-            query = select(keyword_terms.c.term, keyword_terms.c.postings).where(
-                keyword_terms.c.store_id == store_id, keyword_terms.c.term.in_(part))
-            found.update((term, unpack(blob)) for term, blob in conn.execute(query))
+            query = (select(keyword_segments.c.term, keyword_segments.c.segment, keyword_segments.c.postings)
+                     .where(keyword_segments.c.store_id == store_id, keyword_segments.c.term.in_(part))
+                     .order_by(keyword_segments.c.term, keyword_segments.c.segment))
+            for term, segment, blob in conn.execute(query):
+                postings = unpack(blob)
+                found.setdefault(term, []).append(Segment(segment, len(postings), postings))
         return found
 
-    def _rewrite(self, conn: Connection, store_id: str, removed: dict[int, list[str]],
-                 added: dict[str, list[tuple[int, int, int]]]) -> None:
-        """New postings for every term that lost or gained a document; empty ones go."""
+    def _postings(self, conn: Connection, store_id: str, terms: Sequence[str]) -> dict[str, np.ndarray]:
+        return {term: joined([s.postings for s in segments])
+                for term, segments in self._segments(conn, store_id, terms).items()}
+
+    def _sizes(self, conn: Connection, store_id: str, terms: Sequence[str]) -> dict[str, list[Segment]]:
+        """Each term's segments, oldest first, without their postings (the primary key and size)."""
+        found: dict[str, list[Segment]] = {}
+        for part in batches(terms):
+            query = (select(keyword_segments.c.term, keyword_segments.c.segment, keyword_segments.c.size)
+                     .where(keyword_segments.c.store_id == store_id, keyword_segments.c.term.in_(part))
+                     .order_by(keyword_segments.c.term, keyword_segments.c.segment))
+            for term, segment, size in conn.execute(query):
+                found.setdefault(term, []).append(Segment(segment, size))
+        return found
+
+    def _append(self, conn: Connection, store_id: str, segment: int, added: dict[str, np.ndarray]) -> None:
+        """A new segment (numbered `segment`) per term, merged with the newest stored ones when
+        `merge_from` says so; only merged segments are read back."""
+        existing = self._sizes(conn, store_id, sorted(added))
+        merges = {term: held[merge_from(held, len(postings)):] for term, postings in added.items()
+                  if (held := existing.get(term, []))}
+        merges = {term: segs for term, segs in merges.items() if segs}
+        stored = self._segments_by_number(conn, store_id, merges)
+        rows = []
+        for term, postings in added.items():
+            merged = merges.get(term, [])
+            parts = [stored[(term, s.number)] for s in merged] + [postings]
+            rows.append({"store_id": store_id, "term": term, "segment": merged[0].number if merged else segment,
+                         "size": sum(len(p) for p in parts), "postings": joined(parts).tobytes()})
+        self._delete_segments(conn, store_id, [(term, s.number) for term, segs in merges.items() for s in segs])
+        for part in batches(rows):
+            conn.execute(keyword_segments.insert(), list(part))
+
+    def _segments_by_number(self, conn: Connection, store_id: str,
+                            wanted: dict[str, list[Segment]]) -> dict[tuple[str, int], np.ndarray]:
+        """The postings of the given segments, by (term, number)."""
+        found: dict[tuple[str, int], np.ndarray] = {}
+        for term, segs in wanted.items():
+            query = select(keyword_segments.c.segment, keyword_segments.c.postings).where(
+                keyword_segments.c.store_id == store_id, keyword_segments.c.term == term,
+                keyword_segments.c.segment.in_([s.number for s in segs]))
+            found.update(((term, number), unpack(blob)) for number, blob in conn.execute(query))
+        return found
+
+    def _delete_segments(self, conn: Connection, store_id: str, keys: Sequence[tuple[str, int]]) -> None:
+        by_term: dict[str, list[int]] = {}
+        for term, number in keys:
+            by_term.setdefault(term, []).append(number)
+        for term, numbers in by_term.items():
+            conn.execute(delete(keyword_segments).where(
+                keyword_segments.c.store_id == store_id, keyword_segments.c.term == term,
+                keyword_segments.c.segment.in_(numbers)))
+
+    def _take_out(self, conn: Connection, store_id: str, removed: dict[int, list[str]]) -> None:
+        """Rewrite every term that lost documents as one segment without them; empty ones go."""
         gone: dict[str, list[int]] = {}
         for doc, terms in removed.items():
             for term in terms:
                 gone.setdefault(term, []).append(doc)
-        touched = sorted(set(gone) | set(added))
-        current = self._postings(conn, store_id, touched)
-        rows, empty = [], []
-        for term in touched:
-            postings = current.get(term, np.empty(0, dtype=POSTING))
-            if term in gone:
-                postings = postings[~np.isin(postings["doc"], gone[term])]
-            if term in added:
-                postings = np.concatenate([postings, np.array(added[term], dtype=POSTING)])
+        if not gone:
+            return
+        current = self._segments(conn, store_id, sorted(gone))
+        rows = []
+        for term, segs in current.items():
+            postings = joined([s.postings for s in segs])
+            postings = postings[~np.isin(postings["doc"], gone[term])]
             if len(postings):
-                rows.append({"store_id": store_id, "term": term, "postings": postings.tobytes()})
-            else:
-                empty.append(term)
-        for part in batches(empty):
-            conn.execute(delete(keyword_terms).where(keyword_terms.c.store_id == store_id,
-                                                     keyword_terms.c.term.in_(part)))
+                rows.append({"store_id": store_id, "term": term, "segment": segs[0].number,
+                             "size": len(postings), "postings": postings.tobytes()})
+        for part in batches(sorted(current)):
+            conn.execute(delete(keyword_segments).where(keyword_segments.c.store_id == store_id,
+                                                        keyword_segments.c.term.in_(part)))
         for part in batches(rows):
-            statement = self._insert(keyword_terms)
-            conn.execute(statement.on_conflict_do_update(index_elements=["store_id", "term"],
-                                                         set_={"postings": statement.excluded.postings}), list(part))
+            conn.execute(keyword_segments.insert(), list(part))
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -383,6 +452,48 @@ class PostingsCache:
     def _drop_store(self, store_id: str) -> None:
         for key in [key for key in self._entries if key[0] == store_id]:
             self._bytes -= self._entries.pop(key).nbytes
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One stored segment of a term: its number, how many postings, and (when read) them."""
+
+    number: int
+    size: int
+    postings: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=POSTING))
+
+
+def merge_from(held: Sequence[Segment], new_size: int) -> int:
+    """Where the merge with a new segment of `new_size` postings starts among `held` (oldest
+    first): the newest segments are absorbed while none older is larger than them and the new
+    one together, as a binary counter carries. len(held) means no merge."""
+    start, total = len(held), new_size
+    while start > 0 and held[start - 1].size <= total:
+        start -= 1
+        total += held[start].size
+    return start
+
+
+def joined(parts: Sequence[np.ndarray]) -> np.ndarray:
+    if not parts:
+        return np.empty(0, dtype=POSTING)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _move_old_terms(engine: Engine) -> None:
+    """An index from before segments keeps its postings: each old row becomes segment 0."""
+    if OLD_TERMS not in inspect(engine).get_table_names():
+        return
+    with engine.connect() as conn:
+        conn.execution_options(ggstack_write=True)
+        with conn.begin():
+            if not inspect(conn).has_table(OLD_TERMS):  # another process moved it meanwhile
+                return
+            old = Table(OLD_TERMS, MetaData(), autoload_with=conn)
+            for store_id, term, blob in conn.execute(select(old.c.store_id, old.c.term, old.c.postings)).all():
+                conn.execute(keyword_segments.insert().values(store_id=store_id, term=term, segment=0,
+                                                              size=len(blob) // POSTING.itemsize, postings=blob))
+            old.drop(conn)
 
 
 @dataclass

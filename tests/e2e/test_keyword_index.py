@@ -7,6 +7,7 @@ import uuid
 from collections import Counter
 
 import pytest
+from sqlalchemy import create_engine, inspect, select, text
 
 from ggstack.stores.base import Chunk
 from ggstack.stores.chroma import ChromaVectorStore
@@ -127,3 +128,90 @@ def test_cached_postings_follow_a_write_by_another_process(tmp_path):
     finally:
         reader.close()
         writer.close()
+
+
+@pytest.fixture
+def keyword_url(tmp_path) -> str:
+    """The database the index lives in (tests/e2e/test_store_postgres.py runs these on PostgreSQL)."""
+    return f"sqlite:///{tmp_path / 'ggstack.db'}"
+
+
+def segment_sizes(index: KeywordIndex, store_id: str, term: str) -> list[int]:
+    from ggstack.stores.keywords import keyword_segments
+
+    with index._engine.connect() as conn:
+        return [size for (size,) in conn.execute(
+            select(keyword_segments.c.size).where(keyword_segments.c.store_id == store_id,
+                                                  keyword_segments.c.term == term)
+            .order_by(keyword_segments.c.segment))]
+
+
+def test_adding_chunks_appends_segments_merged_as_a_binary_counter(keyword_url):
+    """Seven one-chunk batches leave segments of 4, 2 and 1 postings (nothing rewritten but the
+    merged ones); the eighth merges all into one. Scores are those of one index built at once."""
+    from ggstack.stores.keywords import IndexedChunk
+
+    index = KeywordIndex.open(keyword_url)
+    try:
+        chunks = [IndexedChunk(f"f:{i}", "f", f"alpha {'beta ' * i}gamma{i}") for i in range(8)]
+        for chunk in chunks[:7]:
+            index.upsert("vs", [chunk])
+        assert segment_sizes(index, "vs", "alpha") == [4, 2, 1]
+        assert segment_sizes(index, "vs", "beta") == [4, 2]  # chunk 0 has no beta
+        index.upsert("vs", [chunks[7]])
+        assert segment_sizes(index, "vs", "alpha") == [8]
+        index.upsert("at_once", chunks)
+        assert index.search("vs", ["alpha", "beta", "gamma3"], 8) == index.search("at_once", ["alpha", "beta", "gamma3"], 8)
+        index.delete_file("vs", "f")
+        assert index.search("vs", ["alpha"], 8) == [] and segment_sizes(index, "vs", "alpha") == []
+    finally:
+        index.close()
+
+
+def test_taking_chunks_out_rewrites_their_terms_as_one_segment(keyword_url):
+    from ggstack.stores.keywords import IndexedChunk
+
+    index = KeywordIndex.open(keyword_url)
+    try:
+        for i in range(3):
+            index.upsert("vs", [IndexedChunk(f"{name}:{i}", name, "salt water") for name in ("a", "b")])
+        assert segment_sizes(index, "vs", "salt") == [4, 2]
+        index.delete_file("vs", "a")
+        assert segment_sizes(index, "vs", "salt") == [3]
+        assert sorted(s.chunk_id for s in index.search("vs", ["salt"], 10)) == ["b:0", "b:1", "b:2"]
+        index.upsert("vs", [IndexedChunk("b:1", "b", "fresh water")])  # re-indexing a chunk id
+        assert segment_sizes(index, "vs", "salt") == [2]
+        assert sorted(s.chunk_id for s in index.search("vs", ["salt"], 10)) == ["b:0", "b:2"]
+        assert index.chunk_count("vs") == 3
+    finally:
+        index.close()
+
+
+def test_an_index_from_before_segments_keeps_its_postings(tmp_path):
+    """The old one-row-per-term table is moved into segments when the index opens."""
+    import numpy as np
+
+    from ggstack.stores.keywords import OLD_TERMS, POSTING, IndexedChunk
+
+    url = f"sqlite:///{tmp_path / 'ggstack.db'}"
+    KeywordIndex.open(url).close()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE TABLE {OLD_TERMS} (store_id VARCHAR(255), term VARCHAR(255), "
+                          "postings BLOB, PRIMARY KEY (store_id, term))"))
+        conn.execute(text("INSERT INTO ggstack_keyword_docs (doc, store_id, chunk_id, file_id, length, terms) "
+                          "VALUES (1, 'vs', 'f:0', 'f', 2, '[\"old\", \"salt\"]')"))
+        conn.execute(text("INSERT INTO ggstack_keyword_stores VALUES ('vs', 1, 2, 1)"))
+        for term in ("old", "salt"):
+            conn.execute(text(f"INSERT INTO {OLD_TERMS} VALUES ('vs', :term, :postings)"),
+                         {"term": term, "postings": np.array([(1, 1, 2)], dtype=POSTING).tobytes()})
+    engine.dispose()
+    index = KeywordIndex.open(url)
+    try:
+        assert [s.chunk_id for s in index.search("vs", ["old"], 10)] == ["f:0"]
+        index.upsert("vs", [IndexedChunk("g:0", "g", "salt salt")])
+        assert segment_sizes(index, "vs", "salt") == [2]
+        assert [s.chunk_id for s in index.search("vs", ["salt"], 10)] == ["g:0", "f:0"]
+        assert OLD_TERMS not in inspect(index._engine).get_table_names()
+    finally:
+        index.close()

@@ -1,11 +1,15 @@
-"""The whole SqlMetadataStore suite (tests/unit/test_store_sql.py) against a real PostgreSQL, and
-a server that keeps its metadata there."""
+"""The whole SqlMetadataStore suite (tests/unit/test_store_sql.py) and the keyword index's segment
+tests against a real PostgreSQL, and a server that keeps its metadata there."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
+from tests.e2e.test_keyword_index import (
+    test_adding_chunks_appends_segments_merged_as_a_binary_counter,  # noqa: F401 - run here on PostgreSQL
+    test_taking_chunks_out_rewrites_their_terms_as_one_segment,  # noqa: F401
+)
 from tests.server import Server
 from tests.unit.test_store_sql import *
 from tests.unit.test_store_sql import test_an_old_database_gets_the_owner_column
@@ -13,6 +17,11 @@ from tests.unit.test_store_sql import test_an_old_database_gets_the_owner_column
 
 @pytest.fixture
 def store_url(postgres_url) -> str:
+    return postgres_url
+
+
+@pytest.fixture
+def keyword_url(postgres_url) -> str:
     return postgres_url
 
 
