@@ -82,4 +82,5 @@ def bench(session: nox.Session) -> None:
     install(session, "[test]")
     for script in ("bench/inference.py", "bench/embeddings.py", "bench/vector_stores.py", "bench/routes.py",
                    "bench/media.py"):
-        session.run("python", script)
+        # The scripts import their helpers as `bench.servers` (and `tests.media`) from the checkout.
+        session.run("python", script, env={"PYTHONPATH": os.getcwd()})

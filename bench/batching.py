@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
+from bench.servers import free_port, launch, serve_ggstack, stop
 from ggstack.engines.registry import smollm2_path
 
 MODEL = "smollm2"
@@ -131,54 +130,21 @@ async def agreement(gguf: Path, args: argparse.Namespace) -> tuple[int, list[int
 # -- servers -----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(process: subprocess.Popen, url: str, log: Path) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("server did not start")
-
-
 def start_llama_server(bin_dir: Path, gguf: Path, args: argparse.Namespace, tmp: Path) -> tuple[subprocess.Popen, str]:
-    port, log = free_port(), tmp / "llama-server.log"
+    port = free_port()
     command = [str(bin_dir / "llama-server"), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port),
                "--parallel", str(args.parallel), "-c", str(args.ctx * args.parallel), "-t", str(args.threads),
                "-tb", str(args.threads), "-b", "512", "-ub", "512", "--cont-batching", "--no-webui"]
-    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    wait_ready(process, f"{url}/health", log)
-    return process, url
+    return launch(command, tmp / "llama-server.log", f"{url}/health"), url
 
 
 def start_ggstack(gguf: Path, args: argparse.Namespace, tmp: Path, *, parallel: int) -> tuple[subprocess.Popen, str]:
-    port, log = free_port(), tmp / "ggstack.log"
-    config = tmp / "run.yaml"
     options = {"parallel": parallel, "n_threads": args.threads, "n_threads_batch": args.threads,
                "n_batch": 512, "max_queue": 64}
-    config.write_text(yaml.safe_dump({"default_models": False, "telemetry": False, "models": [
+    return serve_ggstack({"default_models": False, "telemetry": False, "models": [
         {"identifier": MODEL, "path": str(gguf), "model_type": "llm", "context_length": args.ctx,
-         "options": options}]}))
-    process = subprocess.Popen([sys.executable, "-m", "ggstack", "serve", "--config", str(config), "--port", str(port),
-                                "--data-dir", str(tmp / f"data-{parallel}")], stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(process, f"{url}/v1/health", log)
-    return process, url
+         "options": options}]}, tmp / f"data-{parallel}", log=tmp / "ggstack.log")
 
 
 def rss_mib(pid: int) -> float:
@@ -186,14 +152,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 def llama_bench_tg(bin_dir: Path, gguf: Path, threads: int, tokens: int) -> float:

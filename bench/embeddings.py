@@ -29,8 +29,6 @@ import importlib.util
 import os
 import platform
 import random
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,7 +38,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import yaml
+
+from bench.servers import serve_ggstack, stop
 
 TORCH_PIN = "torch==2.13.0"
 SHORT_COUNT = 2000
@@ -97,12 +96,6 @@ def chunks(n: int, rng: random.Random) -> list[str]:
 
 # -- the server ----------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def minilm_config(data_dir: Path, threads: int | None, weights: str) -> dict:
     """The bundled MiniLM spec as the defaults register it, with thread options or F16 weights if asked."""
     from ggstack.engines.registry import default_model_specs
@@ -127,41 +120,6 @@ def to_f16(source: Path, target: Path) -> Path:
     if llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params)) != 0:
         raise RuntimeError(f"could not write {target}")
     return target
-
-
-class BenchServer:
-    """`ggstack serve` in a subprocess, without response validation (that is for tests)."""
-
-    def __init__(self, data_dir: Path, config: dict) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config_path = data_dir / "run.yaml"
-        config_path.write_text(yaml.safe_dump(config))
-        self.log = (data_dir / "server.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "ggstack", "serve", "--config", str(config_path), "--port", str(self.port),
-             "--data-dir", str(data_dir)], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}; see {self.log.name}")
-            try:
-                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("server did not start in 120 s")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
 
 
 def server_embed(client: httpx.Client, texts: Sequence[str], batch: int,
@@ -265,9 +223,10 @@ def measure(args: argparse.Namespace, workloads: dict[str, list[str]], batches: 
     best = Best()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        server = BenchServer(data_dir, minilm_config(data_dir, args.threads, args.weights))
+        # served without response validation (that is for tests), as `ggstack serve` defaults to
+        process, url = serve_ggstack(minilm_config(data_dir, args.threads, args.weights), data_dir)
         try:
-            with httpx.Client(base_url=server.url, timeout=600) as client:
+            with httpx.Client(base_url=url, timeout=600) as client:
 
                 def via_server(encoding: str) -> Callable[[str, Sequence[str]], np.ndarray]:
                     def run(name: str, texts: Sequence[str]) -> np.ndarray:
@@ -295,7 +254,7 @@ def measure(args: argparse.Namespace, workloads: dict[str, list[str]], batches: 
                         for label, method in methods.items():
                             best.time(label, name, len(texts), lambda m=method, n=name, t=texts: m(n, t))
         finally:
-            server.stop()
+            stop(process)
     return best, tokens
 
 

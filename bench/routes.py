@@ -4,7 +4,9 @@ Both servers run under uvicorn with one worker on this machine, one after the ot
 the same time, so neither takes the other's cores). The bare app answers `GET /v1/health` with
 a fixed JSON object and `GET /v1/models` with a fixed list: the floor any Starlette server
 pays for a JSON answer. ggstack runs as `ggstack serve` with its defaults (bundled models
-registered, telemetry on, response validation off). Each route gets `--duration` seconds of
+registered, telemetry on (a span per call), /metrics counting, the Host/Origin guard on,
+response validation off). Both run with uvicorn's defaults, so the same event loop and HTTP
+parser (uvloop and httptools when installed; the script prints which). Each route gets `--duration` seconds of
 `wrk` at 16 connections on 2 threads after a short warm-up; the script prints req/s, p50 and
 p99 latency and ggstack's share of the bare app's rate.
 
@@ -17,20 +19,17 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
-import yaml
+from bench.servers import free_port, launch, serve_ggstack, stop
 
 ROUTES = ("/v1/health", "/v1/models", "/v1/openai/v1/models")
 BARE_APP = '''
@@ -61,60 +60,24 @@ LATENCY = re.compile(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
 UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(process: subprocess.Popen, url: str, log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("server did not start")
-
-
 def start_bare(tmp: Path) -> tuple[subprocess.Popen, str]:
     (tmp / "bare_app.py").write_text(BARE_APP)
     port = free_port()
-    log = tmp / "bare.log"
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port),
-                                "--log-level", "warning", "--no-access-log"], cwd=tmp,
-                               stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    wait_ready(process, url, log)
+    process = launch([sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port), "--log-level", "warning",
+                      "--no-access-log"], tmp / "bare.log", url + "/v1/health", cwd=tmp)
     return process, url
 
 
 def start_ggstack(tmp: Path) -> tuple[subprocess.Popen, str]:
-    data_dir = tmp / "ggstack"
-    data_dir.mkdir()
-    config = data_dir / "run.yaml"
-    config.write_text(yaml.safe_dump({"default_models": True}))
-    port = free_port()
-    log = tmp / "ggstack.log"
-    process = subprocess.Popen([sys.executable, "-m", "ggstack", "serve", "--config", str(config), "--port", str(port),
-                                "--data-dir", str(data_dir)], stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(process, url, log)
-    return process, url
+    return serve_ggstack({"default_models": True}, tmp / "ggstack")
 
 
-def stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+def uvicorn_parts() -> str:
+    """The loop and HTTP parser uvicorn's "auto" settings pick here (both servers use them)."""
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"{loop} + {http}"
 
 
 def wrk(url: str, duration: int, connections: int) -> tuple[float, float, float]:
@@ -147,7 +110,8 @@ def main() -> int:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
     print(f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {platform.processor() or 'CPU'}, "
-          f"{os.cpu_count()} cores, Python {platform.python_version()}, load {os.getloadavg()[0]:.1f}")
+          f"{os.cpu_count()} cores, Python {platform.python_version()}, load {os.getloadavg()[0]:.1f}, "
+          f"uvicorn {uvicorn_parts()} for both servers")
     best: dict[tuple[str, str], tuple[float, float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         for round_ in range(args.rounds):

@@ -7,7 +7,8 @@
   in a SQLite file, as the server does. Those chunks carry random unit vectors, not MiniLM ones: embedding
   100k chunks would take hours on a small CPU and does not change what a query costs.
 
-Run alone: `python bench/vector_stores.py [--mb 1] [--sizes 10000,100000] [--modes embedded,server]`.
+Run alone: `python bench/vector_stores.py [--mb 1] [--sizes 10000,100000] [--modes embedded,server]`,
+or on a kept store: `--store-dir DIR --sizes 100000 --mb 0 [--grow 10000]`.
 Prints one table; copy it into docs/benchmarks.md with the machine and date it prints.
 """
 
@@ -18,19 +19,18 @@ import asyncio
 import os
 import platform
 import random
-import socket
+import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from bench.servers import free_port, launch, stop
 from ggstack.engines.registry import ModelRegistry, default_model_specs
 from ggstack.ingest.chunking import DEFAULT_CHUNK_OVERLAP_TOKENS, DEFAULT_MAX_CHUNK_SIZE_TOKENS
 from ggstack.ingest.pipeline import chunk_for, embed_texts, index_file
@@ -103,28 +103,15 @@ def percentile(samples: list[float], q: float) -> float:
 
 @contextmanager
 def chroma_server(root: Path):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     chroma = Path(sys.executable).parent / "chroma"
-    with open(root / "chroma.log", "wb") as log:
-        process = subprocess.Popen([str(chroma), "run", "--path", str(root / "chroma-server"), "--host", "127.0.0.1",
-                                    "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    process = launch([str(chroma), "run", "--path", str(root / "chroma-server"), "--host", "127.0.0.1",
+                      "--port", str(port)], root / "chroma.log", f"{url}/api/v2/heartbeat")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("chroma run did not start") from None
-                time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        stop(process)
 
 
 async def ingest(vectors: ChromaVectorStore, engine, text: str) -> dict[str, float]:
@@ -255,7 +242,7 @@ async def main_async(args: argparse.Namespace) -> int:
             if args.mb > 0:
                 rows.append(await chunking(engine, args.mb))
             if args.store_dir is not None:
-                rows += await kept_store(args.store_dir, engine, sizes)
+                rows += await kept_store(args.store_dir, engine, sizes, args.grow)
                 modes = []
             for mode in modes:
                 # The keyword index sits in a SQLite file, as beside the server's metadata.
@@ -282,16 +269,51 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0
 
 
-async def kept_store(store_dir: Path, engine, sizes: list[int]) -> list[str]:
-    """Searches at the largest size on an embedded store that outlives the run (filled the first time)."""
+async def kept_store(store_dir: Path, engine, sizes: list[int], grow: int) -> list[str]:
+    """Searches at the largest size on an embedded store that outlives the run (filled the first
+    time); then, with `grow`, the time to add that many chunks to a copy of it."""
     store_dir.mkdir(parents=True, exist_ok=True)
     keywords = KeywordIndex.open(f"sqlite:///{store_dir / 'keywords.db'}")
     vectors = ChromaVectorStore.embedded(store_dir / "chroma", keywords)
     try:
-        return await search_rows("embedded", vectors, engine, [max(sizes)], keep=True)
+        rows = await search_rows("embedded", vectors, engine, [max(sizes)], keep=True)
     finally:
         vectors.close()
         keywords.close()
+    if grow > 0:
+        rows.append(await grown_copy(store_dir, grow, engine.dimension))
+    return rows
+
+
+async def grown_copy(store_dir: Path, grow: int, dimension: int) -> str:
+    """Add `grow` chunks to a throwaway copy of the kept store, as `fill` built it: what ingestion
+    costs once the store is large, and the keyword index's part of it (CPU time in its writes)."""
+    with tempfile.TemporaryDirectory(dir=store_dir.parent) as tmp:
+        copy = Path(tmp) / "store"
+        shutil.copytree(store_dir, copy)
+        keywords = KeywordIndex.open(f"sqlite:///{copy / 'keywords.db'}")
+        index_cpu = [0.0]
+        upsert = keywords.upsert
+
+        def timed_upsert(*args, **kwargs):
+            started = time.thread_time()  # each write runs whole in one worker thread
+            try:
+                return upsert(*args, **kwargs)
+            finally:
+                index_cpu[0] += time.thread_time() - started
+
+        keywords.upsert = timed_upsert  # type: ignore[method-assign]
+        vectors = ChromaVectorStore.embedded(copy / "chroma", keywords)
+        try:
+            store_id = "bench-search-embedded"
+            present = await vectors.count(store_id)
+            seconds = await fill(vectors, store_id, random.Random(present), present, present + grow, dimension)
+        finally:
+            vectors.close()
+            keywords.close()
+    return (f"| embedded | add {grow:,} chunks to the {present:,}-chunk store (Chroma upsert + keyword index) | "
+            f"{seconds:.0f} s, {grow / seconds:.0f} chunks/s; keyword index {index_cpu[0]:.1f} s CPU "
+            f"({index_cpu[0] / grow * 1e6:.0f} us per chunk) |")
 
 
 def main() -> int:
@@ -301,6 +323,8 @@ def main() -> int:
     parser.add_argument("--modes", default="embedded,server", help="embedded, server or both")
     parser.add_argument("--store-dir", type=Path, help="search only, embedded, on a store kept in this "
                         "directory (filled on the first run); skips ingestion and --modes")
+    parser.add_argument("--grow", type=int, default=0, help="with --store-dir: also time adding this many "
+                        "chunks to a copy of the kept store (the copy is deleted)")
     return asyncio.run(main_async(parser.parse_args()))
 
 
