@@ -237,16 +237,21 @@ class KeywordIndex:
             conn.execute(delete(keyword_docs).where(*where))
         return removed
 
+    def _segment_rows(self, conn: Connection, store_id: str, terms: Sequence[str],
+                      column: Any) -> Iterable[tuple[str, int, Any]]:
+        """(term, segment number, `column`) for each segment of `terms`, each term's oldest first."""
+        for part in batches(terms):
+            yield from conn.execute(
+                select(keyword_segments.c.term, keyword_segments.c.segment, column)
+                .where(keyword_segments.c.store_id == store_id, keyword_segments.c.term.in_(part))
+                .order_by(keyword_segments.c.term, keyword_segments.c.segment))
+
     def _segments(self, conn: Connection, store_id: str, terms: Sequence[str]) -> dict[str, list[Segment]]:
         """Each term's segments, oldest first, postings included."""
         found: dict[str, list[Segment]] = {}
-        for part in batches(terms):
-            query = (select(keyword_segments.c.term, keyword_segments.c.segment, keyword_segments.c.postings)
-                     .where(keyword_segments.c.store_id == store_id, keyword_segments.c.term.in_(part))
-                     .order_by(keyword_segments.c.term, keyword_segments.c.segment))
-            for term, segment, blob in conn.execute(query):
-                postings = unpack(blob)
-                found.setdefault(term, []).append(Segment(segment, len(postings), postings))
+        for term, number, blob in self._segment_rows(conn, store_id, terms, keyword_segments.c.postings):
+            postings = unpack(blob)
+            found.setdefault(term, []).append(Segment(number, len(postings), postings))
         return found
 
     def _postings(self, conn: Connection, store_id: str, terms: Sequence[str]) -> dict[str, np.ndarray]:
@@ -256,12 +261,8 @@ class KeywordIndex:
     def _sizes(self, conn: Connection, store_id: str, terms: Sequence[str]) -> dict[str, list[Segment]]:
         """Each term's segments, oldest first, without their postings (the primary key and size)."""
         found: dict[str, list[Segment]] = {}
-        for part in batches(terms):
-            query = (select(keyword_segments.c.term, keyword_segments.c.segment, keyword_segments.c.size)
-                     .where(keyword_segments.c.store_id == store_id, keyword_segments.c.term.in_(part))
-                     .order_by(keyword_segments.c.term, keyword_segments.c.segment))
-            for term, segment, size in conn.execute(query):
-                found.setdefault(term, []).append(Segment(segment, size))
+        for term, number, size in self._segment_rows(conn, store_id, terms, keyword_segments.c.size):
+            found.setdefault(term, []).append(Segment(number, size))
         return found
 
     def _append(self, conn: Connection, store_id: str, segment: int, added: dict[str, np.ndarray]) -> None:
