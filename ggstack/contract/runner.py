@@ -161,9 +161,10 @@ def unknown_id_rules(document: Document) -> list[dict[str, Any]]:
 
     The reference server answers an unknown vector store, response or chat completion id with 400
     "Invalid value: ..." where Schemathesis expects 404 for a well-formed request naming an id that
-    does not exist. So on a Llama Stack document (its `Error` schema is {status, title, detail}),
-    an operation whose path takes a parameter and whose responses declare 400 also accepts 400 for
-    valid data. Nowhere else: a 400 on valid data to a path without an id still fails the check.
+    does not exist, and so it answers a list's `after`/`before` cursor naming no item. So on a
+    Llama Stack document (its `Error` schema is {status, title, detail}), an operation whose path
+    or cursor takes an id and whose responses declare 400 also accepts 400 for valid data.
+    Nowhere else: a 400 on valid data to an operation without an id still fails the check.
     """
     # A per-operation list replaces Schemathesis' default rather than adding to it.
     from schemathesis.config._checks import POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES as accepted
@@ -173,14 +174,22 @@ def unknown_id_rules(document: Document) -> list[dict[str, Any]]:
         return []
     rules = []
     for path, item in document.body.get("paths", {}).items():
-        if "{" not in path:
-            continue
         for method, op in item.items():
-            if isinstance(op, dict) and "400" in op.get("responses", {}):
+            if not isinstance(op, dict) or "400" not in op.get("responses", {}):
+                continue
+            if "{" in path or CURSORS & query_parameters(op):
                 # One key: Schemathesis ORs the filters of an entry (path OR method would match too much).
                 rules.append({"include-name": f"{method.upper()} {path}", "checks": {
                     "positive_data_acceptance": {"expected-statuses": [*accepted, "400"]}}})
     return rules
+
+
+#: Query parameters that name an item of the list being paged.
+CURSORS = {"after", "before"}
+
+
+def query_parameters(op: dict[str, Any]) -> set[str]:
+    return {p.get("name") for p in op.get("parameters", []) if isinstance(p, dict) and p.get("in") == "query"}
 
 
 def replay_placeholders(headers: dict[str, str], api_key: bool) -> dict[str, str]:

@@ -140,6 +140,14 @@ def test_unknown_ids_answered_400_pass_by_default(ggstack_server: Server, capsys
     assert "400x" in out  # unknown ids were asked for and answered 400
 
 
+def test_unknown_list_cursors_answered_400_pass_by_default(ggstack_server: Server, capsys) -> None:
+    """A list's `after`/`before` naming no item is the same house-rule 400 "Invalid value"."""
+    code, out = contract(capsys, ggstack_server.url, "--spec", "llama-stack-stable",
+                         "--include", "^(list_chat_completions|list_openai_responses|openai_list_files)$")
+    assert code == 0, out
+    assert "400x" in out  # unknown cursors were asked for and answered 400
+
+
 def test_400_on_valid_data_without_an_id_still_fails(broken_url: str, capsys) -> None:
     code, out = contract(capsys, broken_url, "--spec", "llama-stack-stable", "--include", "^/v1/vector_stores$")
     assert code == 1, out
