@@ -20,7 +20,6 @@ import ipaddress
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -75,27 +74,50 @@ class HostPolicy:
         parts = urlsplit(origin)
         return parts.scheme in ("http", "https") and is_loopback(split_host(parts.netloc))
 
-    def refusal(self, headers: Headers) -> str | None:
-        """Why this request may not proceed, or None."""
-        if not self.host_allowed(headers.get("host")):
-            return (f"Host '{headers.get('host')}' is not allowed: use a loopback name or add it to "
+    def refusal(self, host: str | None, origin: str | None) -> str | None:
+        """Why a request with this Host and Origin may not proceed, or None."""
+        if not self.host_allowed(host):
+            return (f"Host '{host}' is not allowed: use a loopback name or add it to "
                     "allowed_hosts in the run config")
-        if not self.origin_allowed(headers.get("origin")):
-            return (f"Origin '{headers.get('origin')}' is not allowed: add it to allowed_origins in the "
-                    "run config")
+        if not self.origin_allowed(origin):
+            return f"Origin '{origin}' is not allowed: add it to allowed_origins in the run config"
         return None
 
 
+#: Distinct (Host, Origin) pairs whose verdict is kept; past that the kept ones are forgotten.
+VERDICTS_KEPT = 1024
+
+
 class BrowserGuard:
-    """ASGI middleware: refuse (403) a disallowed Host or Origin before routing."""
+    """ASGI middleware: refuse (403) a disallowed Host or Origin before routing.
+
+    A server sees the same few Host and Origin values over and over, and working a verdict
+    out (parsing an IP address, splitting the origin's URL) cost more than the rest of this
+    middleware, so each pair's verdict is kept (the policy never changes while serving).
+    """
 
     def __init__(self, app: ASGIApp, policy: HostPolicy) -> None:
         self.app = app
         self.policy = policy
+        self._verdicts: dict[tuple[bytes | None, bytes | None], str | None] = {}
+
+    def verdict(self, scope: Scope) -> str | None:
+        host = origin = None
+        for name, value in scope["headers"]:  # ASGI names are lower-case; the first of each counts
+            if name == b"host" and host is None:
+                host = value
+            elif name == b"origin" and origin is None:
+                origin = value
+        key = (host, origin)
+        if key not in self._verdicts:
+            if len(self._verdicts) >= VERDICTS_KEPT:
+                self._verdicts.clear()
+            self._verdicts[key] = self.policy.refusal(*(v.decode("latin-1") if v is not None else None for v in key))
+        return self._verdicts[key]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            reason = self.policy.refusal(Headers(scope=scope))
+            reason = self.verdict(scope)
             if reason is not None:
                 await refuse(Forbidden(reason), scope)(scope, receive, send)
                 return

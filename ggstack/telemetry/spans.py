@@ -22,12 +22,13 @@ import random
 import re
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from ggstack.http.operations import Operation
 from ggstack.stores.base import MetadataStore
@@ -52,7 +53,7 @@ def random_hex(n_bytes: int) -> str:
 SPAN_COUNTER = itertools.count(IDS.getrandbits(20))
 
 
-def new_span_id() -> str:
+def new_span_id(at_ns: int | None = None) -> str:
     """16 hex digits: milliseconds since the epoch (44 bits), then the counter (20 bits).
 
     Spans are stored under their id in a unique index. Random ids landed all over that index,
@@ -61,19 +62,40 @@ def new_span_id() -> str:
     (15-25 us). Unique within a process (a million spans in one millisecond would be needed
     to wrap); another process would have to hit the same millisecond and counter value.
     """
-    return f"{(time.time_ns() // 1_000_000) & 0xFFF_FFFF_FFFF:011x}{next(SPAN_COUNTER) & 0xFFFFF:05x}"
+    at_ns = time.time_ns() if at_ns is None else at_ns
+    return f"{(at_ns // 1_000_000) & 0xFFF_FFFF_FFFF:011x}{next(SPAN_COUNTER) & 0xFFFFF:05x}"
+
+
+#: (epoch second, its ISO date and time): two per span, nearly always the same second.
+_iso_second: tuple[int, str] = (-1, "")
 
 
 def iso(epoch_ns: int) -> str:
-    return datetime.fromtimestamp(epoch_ns / 1e9, tz=UTC).isoformat()
+    """`datetime.isoformat()` in UTC to the microsecond, each second's date and time formatted once
+    (formatting a datetime was most of the flusher's Python time per span)."""
+    global _iso_second
+    second, micros = divmod((epoch_ns + 500) // 1000, 1_000_000)  # to the nearest microsecond
+    known, text = _iso_second
+    if known != second:
+        text = datetime.fromtimestamp(second, tz=UTC).isoformat()[:-6]  # without "+00:00"
+        _iso_second = (second, text)
+    return f"{text}.{micros:06d}+00:00" if micros else f"{text}+00:00"
 
 
-def trace_context(request: Request) -> tuple[str, str | None]:
-    """(trace_id, parent_span_id) from `traceparent`, or a new trace."""
-    match = TRACEPARENT.match(request.headers.get("traceparent", "").strip().lower())
+def trace_context(traceparent: str | None) -> tuple[str, str | None]:
+    """(trace_id, parent_span_id) from a `traceparent` header, or a new trace."""
+    match = TRACEPARENT.match((traceparent or "").strip().lower())
     if match:
         return match.group(1), match.group(2)
     return random_hex(16), None
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """The first value of a (lower-case) header, straight from the ASGI scope."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
 
 def usage_body(response: Response) -> bytes | None:
@@ -101,6 +123,19 @@ def usage_attributes(body: bytes | None) -> dict[str, Any]:
     return found
 
 
+class Call(NamedTuple):
+    """What a span is made of, kept per API call until the next flush."""
+
+    operation: Operation
+    method: str
+    path: str
+    status: int
+    started_ns: int
+    ended_ns: int
+    traceparent: str | None
+    body: bytes | None  # a JSON answer that may carry `usage`
+
+
 class SpanRecorder:
     """Buffers spans in memory and writes them in batches; `run()` is the flusher task.
 
@@ -122,32 +157,23 @@ class SpanRecorder:
         self.interval = interval
         self.prune_every = max(self.PRUNE_EVERY, max_spans // 20)
         self.dropped = 0
-        self._buffer: list[tuple[dict[str, Any], bytes | None]] = []
+        self._buffer: list[Call] = []
         self._written = 0
         self._store: MetadataStore | None = None
         self._lock: anyio.Lock | None = None
         self._wake: anyio.Event | None = None
 
     def record(self, operation: Operation, request: Request, response: Response, started_ns: int) -> Response:
+        """Keep what the span needs; ids, times and the span itself are made at flush time, in
+        the flusher's thread, so the request pays for a tuple and not for a span."""
         if operation.module in UNRECORDED_MODULES:
             return response
         if len(self._buffer) >= self.max_buffered:
             self.dropped += 1
             return response
-        trace_id, parent = trace_context(request)
-        ended_ns = time.time_ns()
-        # Timestamps are formatted at flush time, off the event loop (see `finished`).
-        span = {"span_id": new_span_id(), "trace_id": trace_id, "name": operation.operation_id,
-                "end_ns": ended_ns,
-                "attributes": {"operation_id": operation.operation_id, "http.method": request.method,
-                               "http.route": operation.spec_path, "http.path": request.scope["path"],
-                               "http.status_code": response.status_code},
-                "status": "error" if response.status_code >= 500 else "ok",
-                "duration_ms": (ended_ns - started_ns) / 1e6, "start_ns": started_ns,
-                "created_at": started_ns // 1_000_000_000}
-        if parent:
-            span["parent_span_id"] = parent
-        self._buffer.append((span, usage_body(response)))
+        scope = request.scope
+        self._buffer.append(Call(operation, scope["method"], scope["path"], response.status_code, started_ns,
+                                 time.time_ns(), header(scope, b"traceparent"), usage_body(response)))
         if len(self._buffer) >= self.batch and self._wake is not None:
             self._wake.set()
         return response
@@ -204,11 +230,23 @@ class SpanRecorder:
         return await metadata.delete_many(SPAN_KIND, [span["span_id"] for span in oldest.items])
 
 
-def finished(taken: list[tuple[dict[str, Any], bytes | None]]) -> list[tuple[str, dict[str, Any]]]:
-    """(id, span) pairs ready to store: ISO times, and token usage parsed out of the kept bodies."""
-    docs = []
-    for span, body in taken:
-        span["start_time"], span["end_time"] = iso(span["start_ns"]), iso(span.pop("end_ns"))
-        span["attributes"].update(usage_attributes(body))
-        docs.append((span["span_id"], span))
-    return docs
+def finished(taken: list[Call]) -> list[tuple[str, dict[str, Any]]]:
+    """(id, span) pairs ready to store, built from the recorded calls."""
+    return [(span["span_id"], span) for span in map(span_of, taken)]
+
+
+def span_of(call: Call) -> dict[str, Any]:
+    """The span of one call: ids, ISO times, and token usage parsed out of its kept body."""
+    trace_id, parent = trace_context(call.traceparent)
+    operation = call.operation
+    span = {"span_id": new_span_id(call.ended_ns), "trace_id": trace_id, "name": operation.operation_id,
+            "attributes": {"operation_id": operation.operation_id, "http.method": call.method,
+                           "http.route": operation.spec_path, "http.path": call.path,
+                           "http.status_code": call.status, **usage_attributes(call.body)},
+            "status": "error" if call.status >= 500 else "ok",
+            "duration_ms": (call.ended_ns - call.started_ns) / 1e6, "start_ns": call.started_ns,
+            "created_at": call.started_ns // 1_000_000_000,
+            "start_time": iso(call.started_ns), "end_time": iso(call.ended_ns)}
+    if parent:
+        span["parent_span_id"] = parent
+    return span
