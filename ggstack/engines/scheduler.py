@@ -173,12 +173,9 @@ class BatchScheduler:
                 self._run_controls()
                 self._admit()
                 active = [s for s in self.slots if s.busy]
-                stepped = bool(active) and self._step(active)
-                self._bag.post()
-                if not active:
-                    self._wake.wait(IDLE_WAIT_S)
-                elif not stepped:
-                    self._wake.wait(PAUSED_WAIT_S)
+                if not (active and self._step(active)):
+                    self._bag.post()  # a step posts its events itself, just before its decode
+                    self._wake.wait(PAUSED_WAIT_S if active else IDLE_WAIT_S)
         except BaseException:
             log.exception("model thread %s failed", self.name)
             raise
@@ -275,7 +272,9 @@ class BatchScheduler:
                 sampled.append((slot, index))
         if batch.n_tokens == 0:
             return False
-        self._bag.post()  # what the outboxes released goes out before the decode, not after it
+        # the previous step's tokens go to the event loop now, so it formats them while this
+        # thread is inside llama_decode (without the GIL) rather than while it builds the batch
+        self._bag.post()
         rc = self._lib.llama_decode(self._ctx.ctx, batch)
         if rc != 0:
             self._decode_failed(rc, [s for s in active if s.busy])
