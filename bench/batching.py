@@ -3,13 +3,16 @@
 Run alone: `python bench/batching.py [--clients 8] [--parallel 8] [--tokens 128] [--threads 1]`.
 It needs llama-server and llama-bench built from the llama.cpp that llama-cpp-python vendors
 (`bash ../shared/tools/build-llama-server.sh` prints their directory; pass it as --bin).
-In one run, one server at a time on the bundled SmolLM2-135M-Instruct:
+All servers run side by side on the bundled SmolLM2-135M-Instruct (an idle one costs nothing)
+and take turns, so a change in the machine's load hits them alike:
 1. `llama-bench` tg (pure generation, no prompt) vs one greedy stream over HTTP (decode rate:
-   tokens after the first / time from first to last token), ratio printed;
+   tokens after the first / time from first to last token), `--runs` streams per server in
+   turns, medians and ratio printed;
 2. `--clients` streaming chat clients at once, each with its own prompt (so every request
-   prefills), `--per-client` requests each: aggregate completion tok/s, TTFT p50/p95, ratios,
-   against llama-server and against ggstack with one slot (one request at a time, as before
-   continuous batching); without a llama-server build only the latter is measured;
+   prefills), `--per-client` requests each, one server at a time, `--rounds` rounds in
+   alternating order: aggregate completion tok/s, TTFT p50/p95 (medians over the rounds),
+   ratios against llama-server and against ggstack with one slot (one request at a time, as
+   before continuous batching); without a llama-server build only the latter is measured;
 3. resident memory of each server after the run, and the KV cache one slot costs;
 4. in this process: how many greedy streams come out token-for-token the same batched as
    alone (batched matrix products may differ in the last bits and so flip a near-tie).
@@ -96,10 +99,25 @@ async def crowd(url: str, path: str, model: str, clients: int, per_client: int, 
     return [r for rs in results for r in rs], time.perf_counter() - started
 
 
-async def single(url: str, path: str, model: str, tokens: int, runs: int) -> list[Run]:
-    async with httpx.AsyncClient(base_url=url, timeout=900) as client:
-        await stream_once(client, path, model, 0, 8)  # warm-up
-        return [await stream_once(client, path, model, 100 + i, tokens) for i in range(runs)]
+async def singles(targets: dict[str, tuple[str, str, str]], tokens: int, runs: int) -> dict[str, list[Run]]:
+    """`runs` single streams per server, the servers taking turns (in reversed order every other run)."""
+    clients = {name: httpx.AsyncClient(base_url=url, timeout=900) for name, (url, _, _) in targets.items()}
+    out: dict[str, list[Run]] = {name: [] for name in targets}
+    try:
+        for name, (_, path, model) in targets.items():
+            await stream_once(clients[name], path, model, 0, 8)  # warm-up
+        for i in range(runs):
+            for name in turn(list(targets), i):
+                _, path, model = targets[name]
+                out[name].append(await stream_once(clients[name], path, model, 100 + i, tokens))
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    return out
+
+
+def turn(names: list[str], i: int) -> list[str]:
+    return names if i % 2 == 0 else names[::-1]
 
 
 async def agreement(gguf: Path, args: argparse.Namespace) -> tuple[int, list[int]]:
@@ -144,7 +162,7 @@ def start_ggstack(gguf: Path, args: argparse.Namespace, tmp: Path, *, parallel: 
                "n_batch": 512, "max_queue": 64}
     return serve_ggstack({"default_models": False, "telemetry": False, "models": [
         {"identifier": MODEL, "path": str(gguf), "model_type": "llm", "context_length": args.ctx,
-         "options": options}]}, tmp / f"data-{parallel}", log=tmp / "ggstack.log")
+         "options": options}]}, tmp / f"data-{parallel}", log=tmp / f"ggstack-{parallel}.log")
 
 
 def rss_mib(pid: int) -> float:
@@ -158,6 +176,16 @@ def llama_bench_tg(bin_dir: Path, gguf: Path, threads: int, tokens: int) -> floa
     out = subprocess.run([str(bin_dir / "llama-bench"), "-m", str(gguf), "-t", str(threads), "-p", "0",
                           "-n", str(tokens), "-r", "3", "-o", "json"], capture_output=True, text=True, check=True)
     return float(json.loads(out.stdout)[0]["avg_ts"])
+
+
+def report_rounds(rounds: dict[str, list[dict[str, float]]]) -> None:
+    """Each round's ratios of the last server to each other one, so the spread is visible."""
+    names = list(rounds)
+    ours = rounds[names[-1]]
+    for peer in names[:-1]:
+        for key in ("aggregate", "ttft95"):
+            ratios = ", ".join(f"{mine[key] / theirs[key]:.2f}" for mine, theirs in zip(ours, rounds[peer]))
+            print(f"per round, {names[-1]} / {peer} {key}: {ratios}")
 
 
 def kv_bytes_per_token(gguf: Path) -> int:
@@ -182,13 +210,26 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def measure(url: str, path: str, model: str, args: argparse.Namespace) -> dict[str, float]:
-    solo = asyncio.run(single(url, path, model, args.tokens, args.runs))
-    runs, wall = asyncio.run(crowd(url, path, model, args.clients, args.per_client, args.tokens))
+def crowd_summary(runs: list[Run], wall: float) -> dict[str, float]:
     ttfts = [r.ttft * 1000 for r in runs]
-    return {"single": statistics.median((r.tokens - 1) / r.decode for r in solo),
-            "aggregate": sum(r.tokens for r in runs) / wall, "ttft50": pct(ttfts, 0.5), "ttft95": pct(ttfts, 0.95),
+    return {"aggregate": sum(r.tokens for r in runs) / wall, "ttft50": pct(ttfts, 0.5), "ttft95": pct(ttfts, 0.95),
             "stream": statistics.median(r.tokens / (r.ttft + r.decode) for r in runs)}
+
+
+def measure(targets: dict[str, tuple[str, str, str]], args: argparse.Namespace
+            ) -> tuple[dict[str, dict[str, float]], dict[str, list[dict[str, float]]]]:
+    """Single streams in turns, then `args.rounds` crowds per server in alternating order; medians."""
+    solo = asyncio.run(singles(targets, args.tokens, args.runs))
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+    for r in range(args.rounds):
+        for name in turn(list(targets), r):
+            print(f"round {r + 1}: {name}", file=sys.stderr, flush=True)
+            rounds[name].append(crowd_summary(*asyncio.run(crowd(*targets[name], args.clients, args.per_client,
+                                                                      args.tokens))))
+    results = {name: {"single": statistics.median((r.tokens - 1) / r.decode for r in solo[name]),
+                      **{key: statistics.median(one[key] for one in rounds[name]) for key in rounds[name][0]}}
+               for name in targets}
+    return results, rounds
 
 
 def servers(args: argparse.Namespace, gguf: Path, tmp: Path) -> list[tuple[str, Any, str, str]]:
@@ -210,7 +251,8 @@ def main() -> int:
     parser.add_argument("--per-client", type=int, default=2)
     parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--runs", type=int, default=3, help="single-stream runs (median)")
+    parser.add_argument("--runs", type=int, default=3, help="single-stream runs per server (median)")
+    parser.add_argument("--rounds", type=int, default=2, help="crowd rounds per server (median)")
     parser.add_argument("--ctx", type=int, default=1024, help="context per slot")
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1) // 2))
     args = parser.parse_args()
@@ -220,22 +262,26 @@ def main() -> int:
         return 1
     load_before = os.getloadavg()[0]
     tg = llama_bench_tg(args.bin, gguf, args.threads, args.tokens) if (args.bin / "llama-bench").exists() else None
-    results, memory = {}, {}
+    processes: dict[str, subprocess.Popen] = {}
+    targets: dict[str, tuple[str, str, str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, start, path, model in servers(args, gguf, Path(tmp)):
-            print(f"measuring {name}", file=sys.stderr, flush=True)
-            process, url = start()
-            try:
-                results[name] = measure(url, path, model, args)
-                memory[name] = rss_mib(process.pid)
-            except Exception:
-                for log in Path(tmp).glob("*.log"):
-                    print(f"--- {log.name}:\n{log.read_text()[-3000:]}", file=sys.stderr)
-                raise
-            finally:
+        try:
+            for name, start, path, model in servers(args, gguf, Path(tmp)):
+                print(f"starting {name}", file=sys.stderr, flush=True)
+                processes[name], url = start()
+                targets[name] = (url, path, model)
+            results, rounds = measure(targets, args)
+            memory = {name: rss_mib(process.pid) for name, process in processes.items()}
+        except Exception:
+            for log in Path(tmp).glob("*.log"):
+                print(f"--- {log.name}:\n{log.read_text()[-3000:]}", file=sys.stderr)
+            raise
+        finally:
+            for process in processes.values():
                 stop(process)
     same, where = asyncio.run(agreement(gguf, args))
     report(args, gguf, tg, results, memory, load_before)
+    report_rounds(rounds)
     print(f"greedy batched vs alone ({len(TOPICS)} streams of {args.tokens} tokens, {args.parallel} slots): "
           f"{same} identical" + (f"; the others first differ at tokens {where}" if where else ""))
     return 0
@@ -252,7 +298,8 @@ def report(args: argparse.Namespace, gguf: Path, tg: float | None, results: dict
     print(f"single stream decode tok/s: {singles}" + (
         f"; llama-bench tg {tg:.1f}; {names[-1]} / llama-bench = {ours['single'] / tg:.2f}" if tg else
         "; llama-bench not built"))
-    print(f"{args.clients} clients x {args.per_client} streaming requests, each its own prompt:")
+    print(f"{args.clients} clients x {args.per_client} streaming requests, each its own prompt "
+          f"(medians of {args.rounds} rounds):")
     print(f"{'':24}{'aggregate tok/s':>17}{'TTFT p50 ms':>13}{'TTFT p95 ms':>13}{'stream tok/s':>14}{'RSS MiB':>9}")
     for name, r in results.items():
         print(f"{name:24}{r['aggregate']:>17.1f}{r['ttft50']:>13.0f}{r['ttft95']:>13.0f}{r['stream']:>14.1f}"
