@@ -80,3 +80,28 @@ async def test_a_clean_check_answers_for_the_ttl_and_a_failed_one_is_not_kept(tm
     assert (database.pings, chroma.pings) == (2, 2)
     assert await server_problems(ctx, ttl=0.0) == ["database does not answer"]
     assert (database.pings, chroma.pings) == (3, 3)
+
+
+async def test_past_half_its_ttl_a_clean_answer_starts_the_next_check_without_waiting(monkeypatch) -> None:
+    from ggstack.providers import health
+
+    now = [100.0]
+    monkeypatch.setattr(health, "monotonic", lambda: now[0])
+    database, chroma = Down(), Down()
+    database.up = chroma.up = True
+    ctx = SimpleNamespace(metadata=database, vectors=chroma, models=SimpleNamespace(loaded=list),
+                          settings=SimpleNamespace(health_ttl_s=1.0))
+    assert await server_problems(ctx) == []
+    assert database.pings == 1
+    now[0] = 100.4  # younger than half the TTL: answered, nothing started
+    assert await server_problems(ctx) == []
+    await anyio.wait_all_tasks_blocked()
+    assert database.pings == 1
+    database.up = False
+    now[0] = 100.7  # past half: answered at once, and the next check runs behind it
+    assert await server_problems(ctx) == []
+    await anyio.wait_all_tasks_blocked()
+    assert database.pings == 2
+    # that check found the database down, so it was not kept: the next probe checks and waits
+    assert await server_problems(ctx) == ["database does not answer"]
+    assert database.pings == 3
