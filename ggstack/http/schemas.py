@@ -43,18 +43,29 @@ def request_body_pointer(spec: str, spec_path: str, method: str, media_type: str
 
 
 def first_problem(schema_validator: Draft202012Validator, instance: Any) -> ValidationError | None:
-    """The most telling error: inside an anyOf/oneOf, the one branch of the value's own type.
+    """The most telling error: inside an anyOf/oneOf, the errors of the one branch the value means.
 
-    Upstream writes most optional fields as `anyOf: [<schema>, {type: 'null'}]`; "is not valid
-    under any of the given schemas" would hide what the `<schema>` branch said is wrong.
+    Upstream writes most optional fields as `anyOf: [<schema>, {type: 'null'}]` and unions with a
+    discriminator; "is not valid under any of the given schemas" would hide what is wrong.
     """
     error = best_match(schema_validator.iter_errors(instance))
-    while error is not None and error.validator in ("anyOf", "oneOf") and error.context:
-        own_type = [e for e in error.context if not (e.validator == "type" and not e.relative_path)]
-        if len({e.relative_schema_path[0] for e in own_type}) != 1:
-            break
-        error = best_match(own_type)
+    while error is not None and error.validator in ("anyOf", "oneOf") and (inner := meant_branch(error)):
+        error = best_match(inner)
     return error
+
+
+def meant_branch(error: ValidationError) -> list[ValidationError]:
+    """The errors of the branch the discriminator names, else of the only branch of the value's type."""
+    branches = error.schema.get(error.validator, []) if isinstance(error.schema, dict) else []
+    discriminator = error.schema.get("discriminator") if isinstance(error.schema, dict) else None
+    if isinstance(discriminator, dict) and isinstance(error.instance, dict):
+        value = error.instance.get(discriminator.get("propertyName"))
+        ref = discriminator.get("mapping", {}).get(value) if isinstance(value, str) else None
+        named = [i for i, branch in enumerate(branches) if isinstance(branch, dict) and branch.get("$ref") == ref]
+        if ref is not None and len(named) == 1:
+            return [e for e in error.context if e.relative_schema_path[0] == named[0]]
+    own_type = [e for e in error.context if not (e.validator == "type" and not e.relative_path)]
+    return own_type if len({e.relative_schema_path[0] for e in own_type}) == 1 else []
 
 
 def describe(error: ValidationError) -> tuple[str, str | None]:
