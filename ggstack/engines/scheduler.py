@@ -258,20 +258,24 @@ class BatchScheduler:
         """Decode one batch and sample; False if no sequence could take part (all paused)."""
         batch = self._batch
         batch.n_tokens = 0
-        sampled: list[tuple[Slot, int]] = []
-        for slot in active:
-            if self._flush(slot) and not slot.pending:
-                sampled.append((slot, self._add(slot, [slot.next_token], logits_last=True)))
+        parts = [(slot, [slot.next_token], True) for slot in active if self._flush(slot) and not slot.pending]
+        room = self.n_batch - len(parts)
         for slot in sorted((s for s in active if s.busy and s.pending), key=lambda s: s.last_used):
-            room = self.n_batch - batch.n_tokens
             if room <= 0:
                 break
             chunk, slot.pending = slot.pending[:room], slot.pending[room:]
-            index = self._add(slot, chunk, logits_last=not slot.pending)
-            if not slot.pending:
-                sampled.append((slot, index))
-        if batch.n_tokens == 0:
+            room -= len(chunk)
+            parts.append((slot, chunk, not slot.pending))
+        if not parts:
             return False
+        # In sequence order: with one KV stream per sequence, llama.cpp splits a batch into
+        # micro-batches of consecutive sequence ids, each a pass over all the weights (8 prompts
+        # of 13 tokens: 501 ms of CPU in order, 534 ms shuffled).
+        sampled: list[tuple[Slot, int]] = []
+        for slot, tokens, last in sorted(parts, key=lambda part: part[0].seq_id):
+            index = self._add(slot, tokens, logits_last=last)
+            if last:
+                sampled.append((slot, index))
         # the previous step's tokens go to the event loop now, so it formats them while this
         # thread is inside llama_decode (without the GIL) rather than while it builds the batch
         self._bag.post()
