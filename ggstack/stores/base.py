@@ -78,6 +78,9 @@ class MetadataStore(Protocol):
     async def delete_many(self, kind: str, ids: Sequence[str], *, parent: str | None = None) -> int:
         """Delete these documents in one transaction; returns how many there were."""
 
+    async def delete_oldest(self, kind: str, keep: int) -> int:
+        """Delete all but the newest `keep` top-level documents of `kind`; returns how many went."""
+
     async def delete_children(self, kind: str, parent: str) -> int:
         """Delete every `kind` document under `parent`; returns how many."""
 

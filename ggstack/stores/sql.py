@@ -279,6 +279,17 @@ class SqlMetadataStore:
 
         return await self._run(self._write, work)
 
+    async def delete_oldest(self, kind: str, keep: int) -> int:
+        """Delete the top-level documents of `kind` beyond the newest `keep` (by created_at, then
+        insertion) in one statement that reads no document; returns how many went."""
+        def work(conn: Connection) -> int:
+            scope = self._scope(kind, None, None)
+            beyond = (select(documents.c.seq).where(*scope)
+                      .order_by(documents.c.created_at.desc(), documents.c.seq.desc()).offset(max(keep, 0)))
+            return conn.execute(delete(documents).where(*scope, documents.c.seq.in_(beyond))).rowcount
+
+        return await self._run(self._write, work)
+
     async def delete_children(self, kind: str, parent: str) -> int:
         def work(conn: Connection) -> int:
             return conn.execute(delete(documents).where(*self._scope(kind, parent, None))).rowcount

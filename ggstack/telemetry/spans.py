@@ -220,14 +220,11 @@ class SpanRecorder:
             await self.flush()
 
     async def prune(self, metadata: MetadataStore) -> int:
-        """Delete the oldest spans beyond `max_spans`; returns how many went."""
-        excess = await metadata.count(SPAN_KIND) - self.max_spans
-        if excess <= 0:
-            return 0
-        oldest = await metadata.list(SPAN_KIND, limit=excess, order="asc")
-        # One transaction: a delete each (500 a flush once the store is full) kept the flusher
-        # and the thread pool busy for as long as the flush itself.
-        return await metadata.delete_many(SPAN_KIND, [span["span_id"] for span in oldest.items])
+        """Delete the oldest spans beyond `max_spans`; returns how many went.
+
+        One statement that reads no span: listing the excess to delete it by id decoded
+        thousands of spans per prune, about a third of what writing them cost."""
+        return await metadata.delete_oldest(SPAN_KIND, self.max_spans)
 
 
 def finished(taken: list[Call]) -> list[tuple[str, dict[str, Any]]]:

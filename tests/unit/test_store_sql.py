@@ -214,6 +214,16 @@ async def test_put_many_keeps_order_and_replace_keeps_created_at(store):
     assert page.items[0] == {"i": 0, "edited": True}
 
 
+async def test_delete_oldest_keeps_the_newest_by_time_then_insertion(store):
+    await store.put_many("span", [(f"s{i}", {"i": i}) for i in range(6)], created_at=20)  # same second
+    await store.put_many("span", [(f"t{i}", {"i": i}) for i in range(3)], created_at=10)  # older, added later
+    await store.put("span", "other", {"i": 0}, parent="p")  # not top-level: never counted
+    assert await store.delete_oldest("span", 4) == 5
+    assert [d["i"] for d in (await store.list("span", order="asc", limit=None)).items] == [2, 3, 4, 5]
+    assert await store.delete_oldest("span", 4) == 0
+    assert await store.count("span", parent="p") == 1
+
+
 async def test_documents_survive_reopen(tmp_path):
     url = f"sqlite:///{tmp_path / 'meta.db'}"
     first = SqlMetadataStore.open(url)
