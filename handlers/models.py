@@ -134,7 +134,7 @@ def spec_from_request(body: RegisterModelRequest, dirs: ModelDirs, remote: Colle
     if body.provider_id is not None:
         if body.provider_id not in PROVIDERS:
             known = ", ".join([*PROVIDERS, *sorted(remote)])
-            raise InvalidValueError(f"provider_id must be one of {known} (got {body.provider_id})",
+            raise InvalidValueError(f"provider_id '{body.provider_id}' is not one of {known}",
                                     field="provider_id")
         if engine is not None and engine != body.provider_id:
             raise InvalidValueError(f"metadata.engine {engine!r} contradicts provider_id {body.provider_id!r}",

@@ -392,7 +392,7 @@ class RegisterModelRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    model_id: str = Field(..., description="The identifier of the model to register.")
+    model_id: str = Field(..., description="The identifier of the model to register.", min_length=1)
     provider_model_id: str | None = Field(None, description="The identifier of the model in the provider.")
     provider_id: str | None = Field(
         None,
@@ -1408,7 +1408,7 @@ class RegisterScoringFunctionRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    scoring_fn_id: str = Field(..., description="The ID of the scoring function to register.")
+    scoring_fn_id: str = Field(..., description="The ID of the scoring function to register.", min_length=1)
     description: str = Field(..., description="The description of the scoring function.")
     return_type: (
         StringType
@@ -1513,7 +1513,7 @@ class RegisterShieldRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    shield_id: str = Field(..., description="The identifier of the shield to register.")
+    shield_id: str = Field(..., description="The identifier of the shield to register.", min_length=1)
     provider_shield_id: str | None = Field(None, description="The identifier of the shield in the provider.")
     provider_id: str | None = Field(None, description="The identifier of the provider.")
     params: dict[str, Any] | None = Field(None, description="The parameters of the shield.")
@@ -1727,7 +1727,7 @@ class RegisterToolGroupRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    toolgroup_id: str = Field(..., description="The ID of the tool group to register.")
+    toolgroup_id: str = Field(..., description="The ID of the tool group to register.", min_length=1)
     provider_id: str = Field(..., description="The ID of the provider to use for the tool group.")
     mcp_endpoint: URL | None = Field(None, description="The MCP endpoint to use for the tool group.")
     args: dict[str, Any] | None = Field(

@@ -144,6 +144,11 @@ def schemathesis_config(options: Options, document: Document) -> Any:
     phases = {name: {"enabled": name in PHASES} for name in ("examples", "coverage", "fuzzing")}
     phases["stateful"] = {"enabled": options.stateful}
     checks = {name: {"enabled": False} for name in options.exclude_checks}
+    if is_llama_stack(document) and "positive_data_acceptance" not in options.exclude_checks:
+        # The body-id house rule replaces the stock check (see `accepts_unknown_body_ids`).
+        register_body_id_check()
+        checks["positive_data_acceptance"] = {"enabled": False}
+        checks[BODY_ID_CHECK] = {"enabled": True}
     return SchemathesisConfig.from_dict({
         "operations": unknown_id_rules(document),
         "base-url": options.url.rstrip("/") + document.base_path,
@@ -169,8 +174,7 @@ def unknown_id_rules(document: Document) -> list[dict[str, Any]]:
     # A per-operation list replaces Schemathesis' default rather than adding to it.
     from schemathesis.config._checks import POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES as accepted
 
-    error = document.body.get("components", {}).get("schemas", {}).get("Error", {})
-    if not LLAMA_STACK_ERROR <= set(error.get("properties", {})):
+    if not is_llama_stack(document):
         return []
     rules = []
     for path, item in document.body.get("paths", {}).items():
@@ -182,6 +186,77 @@ def unknown_id_rules(document: Document) -> list[dict[str, Any]]:
                 rules.append({"include-name": f"{method.upper()} {path}", "checks": {
                     "positive_data_acceptance": {"expected-statuses": [*accepted, "400"]}}})
     return rules
+
+
+def is_llama_stack(document: Document) -> bool:
+    error = document.body.get("components", {}).get("schemas", {}).get("Error", {})
+    return LLAMA_STACK_ERROR <= set(error.get("properties", {}))
+
+
+#: The check that stands in for `positive_data_acceptance` on Llama Stack documents.
+BODY_ID_CHECK = "positive_data_acceptance_with_body_ids"
+#: Body fields that name a stored object (or a provider): `vector_db_id`, `shield_id`,
+#: `provider_model_id`, `vector_db_ids`, `model`; and maps keyed by such names.
+ID_FIELD = re.compile(r"(^|_)(id|ids|model)$")
+ID_MAPS = {"scoring_functions"}
+#: How the server says an id names nothing, after "Invalid value: " (the reference server's words
+#: "not found", and ggstack's for shields, guard models, spans, providers and model files).
+NAMES_NOTHING = re.compile(r"not found|\bno [\w ]+ named\b|was never started|is not one of|"
+                           r"is not (a|an) [\w ]+ provider|is not in the server's model director")
+
+
+def body_ids(value: Any, key: str = "") -> set[str]:
+    """Every string an id field of a JSON body holds, at any depth (map keys of ID_MAPS too)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        if key in ID_MAPS:
+            found.update(str(k) for k in value)
+        for name, inner in value.items():
+            found |= body_ids(inner, str(name))
+    elif isinstance(value, list):
+        for item in value:
+            found |= body_ids(item, key)
+    elif isinstance(value, str) and ID_FIELD.search(key):
+        found.add(value)
+    return found
+
+
+def accepts_unknown_body_ids(body: Any, status: int, detail: str) -> bool:
+    """A 400 "Invalid value: ..." that quotes an id of the body and says it names nothing.
+
+    The reference server answers an id in a body naming no stored object (a `vector_db_id`,
+    `shield_id`, a scoring function) as it answers one in a path: 400 "Invalid value: ... not
+    found". Schemathesis cannot know which ids exist, so such an answer counts as "not found";
+    a 400 to a valid request that does not name one of its own ids as unknown still fails.
+    """
+    if status != 400 or not detail.startswith("Invalid value"):
+        return False
+    return bool(NAMES_NOTHING.search(detail)) and any(f"'{value}'" in detail for value in body_ids(body))
+
+
+def register_body_id_check() -> None:
+    """Register (once) the check that applies the body-id house rule, then the stock one."""
+    import schemathesis
+    from schemathesis.checks import CHECKS
+    from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+    if BODY_ID_CHECK in CHECKS.get_all_names():
+        return
+
+    def check(ctx: Any, response: Any, case: Any) -> bool | None:
+        if ctx.config.positive_data_acceptance.enabled:
+            return None  # a run that kept the stock check (not one of ours) judges with it alone
+        try:
+            answer = response.json() if response.status_code == 400 else {}
+            detail = answer.get("detail", "") if isinstance(answer, dict) else ""
+        except ValueError:
+            detail = ""
+        if isinstance(detail, str) and accepts_unknown_body_ids(case.body, response.status_code, detail):
+            return None
+        return positive_data_acceptance(ctx, response, case)
+
+    check.__name__ = BODY_ID_CHECK
+    schemathesis.check(check)
 
 
 #: Query parameters that name an item of the list being paged.

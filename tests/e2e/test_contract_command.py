@@ -151,7 +151,22 @@ def test_unknown_list_cursors_answered_400_pass_by_default(ggstack_server: Serve
 def test_400_on_valid_data_without_an_id_still_fails(broken_url: str, capsys) -> None:
     code, out = contract(capsys, broken_url, "--spec", "llama-stack-stable", "--include", "^/v1/vector_stores$")
     assert code == 1, out
-    assert "positive_data_acceptance, answered 400" in out
+    assert "positive_data_acceptance_with_body_ids, answered 400" in out
+
+
+def test_unknown_ids_in_bodies_answered_400_pass_by_default(ggstack_server: Server, capsys) -> None:
+    """A `vector_db_id`/`shield_id`/`model` naming nothing is 400 "Invalid value: ... not found" in
+    a body as in a path; these operations take no path id, so the body-id house rule alone passes them."""
+    code, out = contract(capsys, ggstack_server.url, "--spec", "llama-stack-stable",
+                         "--include", "^/v1/(vector-io/query|safety/run-shield|moderations)$")
+    assert code == 0, out
+    assert "3 passed, 0 failed" in out and "400x" in out
+
+
+def test_400_quoting_a_body_id_without_saying_it_is_unknown_still_fails(broken_url: str, capsys) -> None:
+    code, out = contract(capsys, broken_url, "--spec", "llama-stack-stable", "--include", "^/v1/vector-io/query$")
+    assert code == 1, out
+    assert "positive_data_acceptance_with_body_ids, answered 400" in out
 
 
 def test_stateful_sequences_pass_with_default_checks(ggstack_server: Server, capsys) -> None:

@@ -136,7 +136,7 @@ def test_registering_a_taken_id_is_409(http, model_file):
 
 @pytest.mark.parametrize(("body", "message"), [
     ({"provider_model_id": "/no/such/model.gguf"}, "'/no/such/model.gguf' is not in the server's model dir"),
-    ({"provider_id": "ollama"}, "provider_id must be one of llama-cpp, ctransformers"),
+    ({"provider_id": "ollama"}, "provider_id 'ollama' is not one of llama-cpp, ctransformers"),
     ({"metadata": {"embedding_dimension": 64}}, "embedding_dimension 64 does not match the model's 32"),
     ({"metadata": {"context_length": "long"}}, "context_length"),
     ({"metadata": {"engine": "ctransformers"}, "provider_id": "llama-cpp"}, "contradicts provider_id"),
