@@ -231,7 +231,15 @@ def accepts_unknown_body_ids(body: Any, status: int, detail: str) -> bool:
     """
     if status != 400 or not detail.startswith("Invalid value"):
         return False
-    return bool(NAMES_NOTHING.search(detail)) and any(f"'{value}'" in detail for value in body_ids(body))
+    return bool(NAMES_NOTHING.search(detail)) and any(form in detail for value in body_ids(body)
+                                                      for form in quoted_forms(value))
+
+
+def quoted_forms(value: str) -> set[str]:
+    """How a message may quote `value`: as is, or as Python's repr (which escapes what is not
+    printable), of the string as sent or as the server decoded it (JSON joins surrogate pairs)."""
+    joined = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return {f"'{value}'", repr(value), repr(joined)}
 
 
 def register_body_id_check() -> None:

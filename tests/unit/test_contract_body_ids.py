@@ -15,6 +15,9 @@ def test_an_unknown_body_id_answered_invalid_value_not_found_is_accepted() -> No
     body = {"vector_db_id": "", "query": "q"}
     assert accepts_unknown_body_ids(body, 400, "Invalid value: Vector store '' not found")
     assert accepts_unknown_body_ids({"shield_id": "x"}, 400, "Invalid value: no shield or guard model named 'x'; ...")
+    # quoted with repr(), as the server decoded the JSON (a surrogate pair is one character)
+    sent = {"provider_id": "\udae7\udcb3t"}
+    assert accepts_unknown_body_ids(sent, 400, "Invalid value: provider_id '\\U000c9cb3t' is not one of rag-runtime")
 
 
 def test_other_400s_to_bodies_with_ids_are_not() -> None:
