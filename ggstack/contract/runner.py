@@ -272,7 +272,8 @@ CURSORS = {"after", "before"}
 
 
 def query_parameters(op: dict[str, Any]) -> set[str]:
-    return {p.get("name") for p in op.get("parameters", []) if isinstance(p, dict) and p.get("in") == "query"}
+    return {str(p["name"]) for p in op.get("parameters", [])
+            if isinstance(p, dict) and p.get("in") == "query" and "name" in p}
 
 
 def replay_placeholders(headers: dict[str, str], api_key: bool) -> dict[str, str]:

@@ -128,7 +128,7 @@ def _new_llama(path: Path, opts: LlamaCppOptions, *, embedding: bool) -> Any:
         return llama_cpp.Llama(
             model_path=str(path), n_ctx=opts.n_ctx, n_batch=opts.n_batch,
             n_ubatch=opts.n_batch if embedding else min(opts.n_batch, 512),
-            n_threads=opts.n_threads, n_threads_batch=opts.n_threads_batch, flash_attn=opts.flash_attn,
+            n_threads=opts.n_threads, n_threads_batch=opts.n_threads_batch, flash_attn=bool(opts.flash_attn),
             embedding=embedding, pooling_type=opts.pooling_type, use_mmap=opts.use_mmap, verbose=False)
     except (ValueError, RuntimeError) as exc:
         log.warning("llama.cpp could not load %s: %s", path, exc)
