@@ -14,7 +14,6 @@ import time
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
-from weakref import WeakKeyDictionary
 
 import anyio.to_thread
 from pydantic import ValidationError
@@ -28,7 +27,7 @@ from ggstack.core.context import Context
 from ggstack.core.errors import InvalidValueError
 from ggstack.core.lifespan import MODEL_KIND
 from ggstack.engines.admission import ModelDirs
-from ggstack.engines.registry import ModelRegistry, ModelSpec
+from ggstack.engines.registry import ModelSpec
 from ggstack.http.errors import Fields, InvalidRequest, from_domain
 from ggstack.http.render import RenderedAnswer
 from ggstack.providers.catalog import ctransformers_available
@@ -97,12 +96,9 @@ def file_mtime(path: Path) -> int:
     return mtime
 
 
-#: Each server's rendered lists (keyed by its registry, so apps in one process never share one).
-_lists: WeakKeyDictionary[ModelRegistry, dict[str, RenderedAnswer]] = WeakKeyDictionary()
-
-
 def rendered_list(ctx: Context, name: str) -> RenderedAnswer:
-    return _lists.setdefault(ctx.models, {}).setdefault(name, RenderedAnswer())
+    """This server's kept rendering of one model list (on the Context, so apps never share one)."""
+    return ctx.rendered.setdefault(name, RenderedAnswer())
 
 
 async def list_models(ctx: Context) -> Response:

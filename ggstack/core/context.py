@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ggstack.core.config import Settings
@@ -11,7 +11,9 @@ from ggstack.http.operations import Operation
 if TYPE_CHECKING:
     from ggstack.engines.registry import ModelRegistry
     from ggstack.eval.jobs import EvalJobs
+    from ggstack.http.render import RenderedAnswer
     from ggstack.ingest.worker import IngestWorker
+    from ggstack.providers.health import ServerHealth
     from ggstack.stores.base import FileStore, MetadataStore, VectorStore
     from ggstack.telemetry.spans import SpanRecorder
     from ggstack.training.jobs import TrainingWorker
@@ -34,3 +36,7 @@ class Context:
     training: TrainingWorker
     #: None when telemetry is off.
     spans: SpanRecorder | None = None
+    #: Answers kept rendered by name (the model lists, handlers/models.py), this server's own.
+    rendered: dict[str, RenderedAnswer] = field(default_factory=dict)
+    #: /v1/health's running and last clean check (ggstack.providers.health), made on first use.
+    health: ServerHealth | None = None

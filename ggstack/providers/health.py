@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import weakref
 from time import monotonic
 from typing import Any
 
@@ -46,9 +45,6 @@ class ServerHealth:
         clean = not check.cancelled() and check.exception() is None and not check.result()
         self.clean_at = monotonic() if clean else None
 
-
-#: Keyed by the server's metadata store: one per server, and gone with it.
-_servers: weakref.WeakKeyDictionary[Any, ServerHealth] = weakref.WeakKeyDictionary()
 
 
 async def store_problems(name: str, store: Any) -> list[str]:
@@ -98,7 +94,7 @@ async def server_problems(ctx: Context, ttl: float | None = None) -> list[str]:
     A check that found a problem is never kept: the probes after it check again.
     """
     ttl = ctx.settings.health_ttl_s if ttl is None else ttl
-    health = _servers.setdefault(ctx.metadata, ServerHealth())
+    health = ctx.health = ctx.health or ServerHealth()
     age = None if health.clean_at is None else monotonic() - health.clean_at
     if age is not None and age < ttl:
         if age >= ttl / 2:

@@ -32,7 +32,7 @@ class HeldPings:
 async def test_concurrent_probes_share_one_check_and_later_ones_check_again(tmp_path: Path) -> None:
     store = await anyio.to_thread.run_sync(SqlMetadataStore.open, f"sqlite:///{tmp_path / 'db.sqlite'}")
     database, chroma = HeldPings(store), HeldPings(store)
-    ctx = SimpleNamespace(metadata=database, vectors=chroma, models=SimpleNamespace(loaded=list),
+    ctx = SimpleNamespace(health=None, metadata=database, vectors=chroma, models=SimpleNamespace(loaded=list),
                           settings=SimpleNamespace(health_ttl_s=0.0))
     answers: list[list[str]] = []
 
@@ -69,7 +69,7 @@ class Down:
 
 async def test_a_clean_check_answers_for_the_ttl_and_a_failed_one_is_not_kept(tmp_path: Path) -> None:
     database, chroma = Down(), Down()
-    ctx = SimpleNamespace(metadata=database, vectors=chroma, models=SimpleNamespace(loaded=list),
+    ctx = SimpleNamespace(health=None, metadata=database, vectors=chroma, models=SimpleNamespace(loaded=list),
                           settings=SimpleNamespace(health_ttl_s=3600.0))
     assert await server_problems(ctx) == ["database does not answer", "chroma does not answer"]
     database.up = chroma.up = True
@@ -89,7 +89,7 @@ async def test_past_half_its_ttl_a_clean_answer_starts_the_next_check_without_wa
     monkeypatch.setattr(health, "monotonic", lambda: now[0])
     database, chroma = Down(), Down()
     database.up = chroma.up = True
-    ctx = SimpleNamespace(metadata=database, vectors=chroma, models=SimpleNamespace(loaded=list),
+    ctx = SimpleNamespace(health=None, metadata=database, vectors=chroma, models=SimpleNamespace(loaded=list),
                           settings=SimpleNamespace(health_ttl_s=1.0))
     assert await server_problems(ctx) == []
     assert database.pings == 1
