@@ -126,6 +126,11 @@ class Settings(BaseSettings):
     training_checkpoint_type: Literal["f32", "f16", "q8_0"] = Field("f32", description=(
         "Tensor type of fine-tuning checkpoints: f32 keeps the trained weights exactly; f16 and q8_0 "
         "requantize them (SmolLM2-135M: 515, 260 and 145 MB)"))
+    search_warmup_stores: int = Field(4, ge=0, description=(
+        "At start, load the search indexes (and embedding model) of this many vector stores, most recently "
+        "used first, in the background; 0 turns the warm-up off"))
+    search_warmup_postings_mb: int = Field(128, ge=0, description=(
+        "Keyword postings the warm-up reads into memory, all stores together (the postings cache holds 256)"))
     validate_responses: bool = False
     telemetry: bool = Field(True, description="Record a span per API call for the Telemetry API")
     telemetry_max_spans: int = Field(100_000, ge=1, description="Spans kept; older ones are pruned")

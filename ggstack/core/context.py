@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ggstack.http.render import RenderedAnswer
     from ggstack.ingest.worker import IngestWorker
     from ggstack.providers.health import ServerHealth
+    from ggstack.search.warmup import SearchWarmup
     from ggstack.stores.base import FileStore, MetadataStore, VectorStore
     from ggstack.telemetry.spans import SpanRecorder
     from ggstack.training.jobs import TrainingWorker
@@ -40,3 +41,5 @@ class Context:
     rendered: dict[str, RenderedAnswer] = field(default_factory=dict)
     #: /v1/health's running and last clean check (ggstack.providers.health), made on first use.
     health: ServerHealth | None = None
+    #: The start-up warm-up of vector-store search (ggstack.search.warmup); None in a bare Context.
+    warmup: SearchWarmup | None = None

@@ -28,6 +28,7 @@ from ggstack.engines.remote.discovery import discover
 from ggstack.eval.jobs import EvalJobs
 from ggstack.http.operations import Operation
 from ggstack.ingest.worker import IngestWorker
+from ggstack.search.warmup import SearchWarmup
 from ggstack.stores.base import MetadataStore
 from ggstack.stores.factory import open_stores
 from ggstack.stores.leases import Leases
@@ -59,8 +60,11 @@ async def open_context(settings: Settings, operations: tuple[Operation, ...],
         ctx = Context(settings=settings, operations=operations, missing=missing, models=registry,
                       metadata=stores.metadata, files=stores.files, vectors=stores.vectors, ingest=ingest,
                       evals=evals, training=training)
-        follower = asyncio.get_running_loop().create_task(
-            follow_models(registry, settings.model_refresh_seconds)) if shared else None
+        ctx.warmup = SearchWarmup(stores.metadata, stores.vectors, registry, settings.search_warmup_stores,
+                                  settings.search_warmup_postings_mb * 1024 * 1024)
+        loop = asyncio.get_running_loop()
+        follower = loop.create_task(follow_models(registry, settings.model_refresh_seconds)) if shared else None
+        warming: asyncio.Task[None] | None = None
         try:
             # Resumes vector-store files left in_progress by a previous run (replicas: nobody
             # holds); eval and fine-tuning jobs cannot resume (their state died with the process)
@@ -68,17 +72,25 @@ async def open_context(settings: Settings, operations: tuple[Operation, ...],
             await ingest.start()
             await evals.open()
             await training.start()
+            # In the background: readiness does not wait for it (ggstack.search.warmup).
+            warming = loop.create_task(ctx.warmup.run())
             yield ctx
         finally:
+            await stopped(warming)
             await training.close()
             await evals.close()
-            if follower is not None:
-                follower.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await follower
+            await stopped(follower)
             await ingest.close()
             await registry.close()
             log.info("ggstack stopped")
+
+
+async def stopped(task: asyncio.Task[None] | None) -> None:
+    """Cancel a background task and wait for it (a worker thread it waits on finishes first)."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def register_models(registry: ModelRegistry, settings: Settings, metadata: MetadataStore, *,

@@ -257,3 +257,8 @@ class VectorStore(Protocol):
         ranked first by both scores 1. "weighted": alpha * vector score +
         (1 - alpha) * keyword score normalised by the best keyword score.
         """
+
+    async def warm(self, store_id: str, *, postings_bytes: int) -> int:
+        """Load the store's search indexes before a search needs them (start-up warm-up,
+        ggstack.search.warmup); the bytes of keyword postings it cached. Searches are correct
+        whether or not it ran, or runs beside them."""

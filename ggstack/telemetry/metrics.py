@@ -13,12 +13,15 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from ggstack.search.warmup import SearchWarmup
 
 #: Seconds; generation requests run for seconds to minutes, cheap routes for milliseconds.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -140,17 +143,31 @@ def engine_lines(engines: dict[str, Any]) -> list[str]:
             *family("ggstack_model_queue_depth", "gauge", "Requests waiting for a free slot.", queued)]
 
 
-def exposition(metrics: HttpMetrics, engines: dict[str, Any], ingest_backlog: int) -> str:
+def warmup_lines(warmup: SearchWarmup | None) -> list[str]:
+    """The start-up search warm-up (ggstack.search.warmup): running or not, and each store it chose."""
+    running = [sample("ggstack_search_warmup_running", {}, int(warmup is not None and warmup.running))]
+    states = warmup.stores if warmup is not None else {}
+    stores = [sample("ggstack_vector_store_warm", {"vector_store": store_id}, int(state == "warm"))
+              for store_id, state in sorted(states.items())]
+    return [*family("ggstack_search_warmup_running", "gauge",
+                    "1 while the start-up warm-up of vector-store search runs.", running),
+            *family("ggstack_vector_store_warm", "gauge",
+                    "Stores the warm-up chose: 1 once its indexes are loaded, 0 before (or if it failed).", stores)]
+
+
+def exposition(metrics: HttpMetrics, engines: dict[str, Any], ingest_backlog: int,
+               warmup: SearchWarmup | None = None) -> str:
     lines = [*http_lines(metrics), *engine_lines(engines),
              *family("ggstack_ingest_backlog", "gauge", "Vector-store files queued or being indexed.",
-                     [sample("ggstack_ingest_backlog", {}, ingest_backlog)])]
+                     [sample("ggstack_ingest_backlog", {}, ingest_backlog)]),
+             *warmup_lines(warmup)]
     return "\n".join(lines) + "\n"
 
 
 def metrics_route(metrics: HttpMetrics) -> Route:
     async def metrics_endpoint(request: Request) -> Response:
         ctx = request.state.ctx
-        body = exposition(metrics, ctx.models.engines(), ctx.ingest.backlog())
+        body = exposition(metrics, ctx.models.engines(), ctx.ingest.backlog(), ctx.warmup)
         return Response(body, media_type=CONTENT_TYPE)
 
     return Route("/metrics", metrics_endpoint, methods=["GET"], name="metrics")

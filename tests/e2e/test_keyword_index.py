@@ -187,6 +187,32 @@ def test_taking_chunks_out_rewrites_their_terms_as_one_segment(keyword_url):
         index.close()
 
 
+def test_warming_reads_the_largest_postings_first_and_changes_no_answer(keyword_url):
+    """`warm` caches the terms with the most postings, stop words left out, within its budget;
+    a warmed reader and a cold one answer every query (filtered too) exactly alike."""
+    from ggstack.stores.keywords import CACHED_POSTING_BYTES, IndexedChunk
+
+    writer = KeywordIndex.open(keyword_url)
+    cold, warmed = KeywordIndex.open(keyword_url), KeywordIndex.open(keyword_url)  # as after a restart
+    try:
+        # "the" in 8 chunks (a stop word), "salt" in 6, "water" in 4, "bread" in 2, "rare" in 1.
+        writer.upsert("vs", [IndexedChunk(f"f:{i}", "f", " ".join(
+            ["the"] + ["salt"] * (i < 6) + ["water"] * (i < 4) + ["bread"] * (i < 2) + ["rare"] * (i < 1)))
+            for i in range(8)])
+        assert warmed.warm("vs", 10 * CACHED_POSTING_BYTES) == 10 * CACHED_POSTING_BYTES
+        with warmed._engine.connect() as conn:
+            version = warmed._stats(conn, "vs")[0]
+        cached = {t for t in ("the", "salt", "water", "bread", "rare") if warmed._cache.get("vs", version, t)}
+        assert cached == {"salt", "water"}
+        assert warmed.warm("absent", 1 << 20) == 0
+        for terms in (["salt"], ["water", "bread"], ["rare", "salt", "the"], ["nothing"]):
+            for allowed in (None, ["f:0", "f:3", "f:5"]):
+                assert warmed.search("vs", terms, 5, allowed) == cold.search("vs", terms, 5, allowed)
+    finally:
+        for index in (writer, cold, warmed):
+            index.close()
+
+
 def test_an_index_from_before_segments_keeps_its_postings(tmp_path):
     """The old one-row-per-term table is moved into segments when the index opens."""
     import numpy as np

@@ -9,6 +9,7 @@ import pytest
 from tests.e2e.test_keyword_index import (
     test_adding_chunks_appends_segments_merged_as_a_binary_counter,  # noqa: F401 - run here on PostgreSQL
     test_taking_chunks_out_rewrites_their_terms_as_one_segment,  # noqa: F401
+    test_warming_reads_the_largest_postings_first_and_changes_no_answer,  # noqa: F401
 )
 from tests.server import Server
 from tests.unit.test_store_sql import *
