@@ -7,10 +7,18 @@ One thread runs `BatchScheduler._main`; every step it
    prefix with the new prompt, so a system prompt and earlier turns are not evaluated again;
    if another slot, busy or not, holds a longer prefix, its KV is copied over instead),
 2. puts one token of every generating sequence into a batch, then fills what is left of
-   `n_batch` with prompt chunks of sequences still prefilling (a long prompt costs each step at
-   most one batch, so running streams keep getting a token every step),
+   `n_batch` with prompt chunks of sequences still prefilling, the shortest rest of a prompt
+   first and then the oldest (a long prompt costs each step at most one batch, so running
+   streams keep getting a token every step, and a short prompt is not held behind a long one:
+   it gets its first token in its first step while the long one is still being read),
 3. decodes that batch once and samples each sequence with its own llama.cpp sampler chain;
    the step's events go to the event loop in one hand-over (`Mailbag`), not one per stream.
+
+Every request waiting at the start of a step is admitted in that step (up to the free slots),
+and all their prompts share its batch as far as `n_batch` allows: a burst of requests pays
+one prefill pass, the way llama-server's update_slots does it. A sequence's first token is
+sampled in the step that decodes the end of its prompt, and handed over before the next
+step's admissions (`Slot.admitted_step` and `Slot.first_token_step` record both).
 
 A stream whose consumer stops reading is paused (its events wait in the slot's outbox; it is
 left out of the batch) rather than blocking the thread; a cancelled stream frees its slot at
@@ -66,6 +74,9 @@ class Slot:
         self.cached: list[int] = []  # tokens whose KV is in this sequence, positions 0..len-1
         self.reused = 0  # prompt tokens of the latest request taken from a cache instead of decoded
         self.last_used = 0
+        self.arrival = 0  # admission order of the latest request (the tie-break for prefill order)
+        self.admitted_step = 0  # steps decoded before the latest request was admitted
+        self.first_token_step = 0  # the step whose decode gave its first sample (0: none yet)
         self.request: GenerationRequest | None = None
         self.sampler: Any = None
         self.pending: list[int] = []  # prompt tokens not yet decoded
@@ -120,6 +131,8 @@ class BatchScheduler:
         self._pieces: dict[int, bytes | None] = {}  # token id -> its text bytes, None for end-of-generation
         self._closing = False
         self._clock = itertools.count(1)
+        self._arrivals = itertools.count(1)
+        self.steps = 0  # llama_decode calls so far (only the model thread writes it)
         self._thread = threading.Thread(target=self._main, name=f"model-{name}", daemon=True)
 
     # ---- any thread --------------------------------------------------------------------------
@@ -194,6 +207,7 @@ class BatchScheduler:
                 fn, future = self._controls.get_nowait()
             except queue.Empty:
                 return
+            self._bag.post()  # the last step's tokens go out first
             if future.set_running_or_notify_cancel():
                 try:
                     future.set_result(fn(self))
@@ -206,6 +220,9 @@ class BatchScheduler:
                 request = self._waiting.get_nowait()
             except queue.Empty:
                 return
+            # the last step's tokens (a first token among them) go out before this admission
+            # builds a sampler (a grammar can take milliseconds) and copies a prefix's KV
+            self._bag.post()
             if request.channel.cancelled.is_set():
                 self._drop(request)
                 continue
@@ -224,6 +241,7 @@ class BatchScheduler:
         slot.request = request
         slot.outbox.clear()
         slot.next_token, slot.produced = -1, 0
+        slot.arrival, slot.admitted_step, slot.first_token_step = next(self._arrivals), self.steps, 0
         budget = self.context_length - len(tokens)  # tokens that still fit in this slot's context
         slot.limit = min(o.max_tokens or budget, budget)
         slot.decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -260,7 +278,7 @@ class BatchScheduler:
         batch.n_tokens = 0
         parts = [(slot, [slot.next_token], True) for slot in active if self._flush(slot) and not slot.pending]
         room = self.n_batch - len(parts)
-        for slot in sorted((s for s in active if s.busy and s.pending), key=lambda s: s.last_used):
+        for slot in sorted((s for s in active if s.busy and s.pending), key=lambda s: (len(s.pending), s.arrival)):
             if room <= 0:
                 break
             chunk, slot.pending = slot.pending[:room], slot.pending[room:]
@@ -280,6 +298,7 @@ class BatchScheduler:
         # thread is inside llama_decode (without the GIL) rather than while it builds the batch
         self._bag.post()
         rc = self._lib.llama_decode(self._ctx.ctx, batch)
+        self.steps += 1
         if rc != 0:
             self._decode_failed(rc, [s for s in active if s.busy])
             return True
@@ -311,6 +330,7 @@ class BatchScheduler:
         o = request.options
         logprobs = self._logprobs(index) if o.logprobs is not None else None
         token = self._lib.llama_sampler_sample(slot.sampler, self._ctx.ctx, index)
+        slot.first_token_step = slot.first_token_step or self.steps
         piece = self._piece(token)
         if piece is None:
             self._finish(slot, "stop", hit_stop=False)

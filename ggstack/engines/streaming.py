@@ -162,6 +162,10 @@ class Mailbag:
     def add(self, channel: Channel[Any], entry: tuple[Any, bool]) -> None:
         self._items.append((channel, entry))
 
+    def __len__(self) -> int:
+        """Items collected and not yet posted."""
+        return len(self._items)
+
     def post(self) -> None:
         """Hand everything collected so far to the channels' loops."""
         if not self._items:

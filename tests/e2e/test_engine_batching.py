@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -102,6 +103,51 @@ async def test_a_prefix_another_slot_holds_is_copied_not_decoded_again(tiny_chat
     assert ids(copied[0]) == ids(cold[0])
     (idle,) = [s for s in states if not s.busy]
     assert shared >= 16 and idle.reused_tokens == shared
+
+
+async def test_waiting_prompts_share_one_step_and_the_shortest_is_read_first(tiny_chat_gguf):
+    # n_batch 16: the 41-token prompt (with BOS) needs three steps, the 6-token one fits in the first
+    greedy = SamplingOptions(temperature=0, max_tokens=2)
+    async with engine_with(tiny_chat_gguf, parallel=3, n_batch=16, n_ctx=256) as engine:
+        released = threading.Event()
+        held = engine._scheduler.call(lambda _: released.wait(60))  # the model thread waits here
+        try:
+            long_first = asyncio.create_task(collect(engine, "x" * 40, greedy))
+            while engine.usage().queued < 1:
+                await asyncio.sleep(0.01)
+            short_second = asyncio.create_task(collect(engine, "y" * 5, greedy))
+            while engine.usage().queued < 2:
+                await asyncio.sleep(0.01)
+        finally:
+            released.set()
+        await asyncio.wrap_future(held)
+        await asyncio.gather(long_first, short_second)
+        short, long_ = sorted((s for s in await engine.slots() if s.first_token_step), key=lambda s: s.cached_tokens)
+    assert short.admitted_step == long_.admitted_step  # both admitted in the same step
+    # the short prompt arrived second but was read in the first step, beside the long one's first chunk
+    assert short.first_token_step == short.admitted_step + 1
+    assert long_.first_token_step == long_.admitted_step + 3
+
+
+async def test_a_steps_tokens_go_out_before_the_next_admission(tiny_chat_gguf):
+    # between two steps the model thread admits requests (building samplers, copying KV) and
+    # runs controls; the tokens the last step sampled must already be with the event loop
+    async with engine_with(tiny_chat_gguf, parallel=2) as engine:
+        running = engine.generate("r" * 10, SamplingOptions(temperature=0, max_tokens=400))
+        await running.__anext__()
+
+        async def drain() -> None:
+            async for _ in running:
+                pass
+
+        reader = asyncio.create_task(drain())
+        unposted = [await asyncio.wrap_future(engine._scheduler.call(lambda sched: len(sched._bag)))
+                    for _ in range(20)]
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        await running.aclose()
+    assert unposted == [0] * 20
 
 
 async def test_cancelling_a_stream_frees_its_slot_for_a_waiting_one(tiny_chat_gguf):
