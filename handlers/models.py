@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 from collections.abc import Collection
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
 import anyio.to_thread
@@ -80,11 +80,13 @@ def created_times(specs: list[ModelSpec]) -> list[int]:
 #: path -> (when read, mtime). A list of five models made five stat calls per request, under
 #: load 15-70 us each; a model file's mtime changes when the file is replaced, rarely.
 _mtimes: dict[Path, tuple[float, int]] = {}
-MTIME_TTL_S = 5.0
+#: Seconds a model file's time read for `created` is trusted, and between the OpenAI list's
+#: looks at them: a replaced file shows its new time within two of these.
+MTIME_TTL_S = 1.0
 
 
 def file_mtime(path: Path) -> int:
-    now = time.monotonic()
+    now = monotonic()
     known = _mtimes.get(path)
     if known is not None and now - known[0] < MTIME_TTL_S:
         return known[1]
@@ -185,16 +187,20 @@ async def unregister_model(model_id: str, ctx: Context) -> None:
 
 
 async def openai_list_models(ctx: Context) -> Response:
-    """Rendered again when the registry or a model file's time (`created`) changes."""
-    specs = ctx.models.list()
-    created = created_times(specs)
+    """Rendered again when the registry changes (its version: at once) or a model file's time
+    does (`created`: noticed within 2 x MTIME_TTL_S, as the files' times are looked at no more
+    than once per MTIME_TTL_S). Between those looks a request costs a version comparison."""
+    def file_times() -> tuple[int, ...]:
+        return tuple(created_times(ctx.models.list()))
 
     def build() -> OpenAIListModelsResponse:
+        specs = ctx.models.list()
         return OpenAIListModelsResponse(data=[
             OpenAIModel(id=spec.identifier, object="model", created=when, owned_by=OWNER)
-            for spec, when in zip(specs, created, strict=True)])
+            for spec, when in zip(specs, created_times(specs), strict=True)])
 
-    return rendered_list(ctx, "openai").response((ctx.models.version, tuple(created)), build)
+    return rendered_list(ctx, "openai").response(ctx.models.version, build, also=file_times,
+                                                 also_every=MTIME_TTL_S)
 
 
 def dell_model(spec: ModelSpec, created: int) -> DellModel:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
+from time import monotonic
 from typing import Any
 
 from pydantic import BaseModel
@@ -68,14 +70,27 @@ class RenderedAnswer:
     model per model, dumped, then encoded) was most of what such a request cost. They change
     only when their key does (the registry's version, files' times), so the body is rendered
     once per key; each request still gets its own `Response`.
+
+    Part of a key may be dear to find out (a model file's time is a system call per model):
+    `also` gives that part, and is asked at most once per `also_every` seconds while the
+    cheap `key` stays the same, so the answer follows it that much later.
     """
 
     def __init__(self) -> None:
         self._key: Hashable | None = None
+        self._also: Hashable | None = None
+        self._also_at = -math.inf
         self._body = b""
 
-    def response(self, key: Hashable, build: Callable[[], Any]) -> Response:
-        """The answer for `key`: `build()` rendered as `render` would, built again only when `key` changes."""
+    def response(self, key: Hashable, build: Callable[[], Any], *, also: Callable[[], Hashable] | None = None,
+                 also_every: float = 0.0) -> Response:
+        """The answer for `key` (and `also()`): `build()` rendered as `render` would, built again
+        only when either changes."""
+        if also is not None and (key != self._key or monotonic() - self._also_at >= also_every):
+            current = also()
+            self._also_at = monotonic()
+            if current != self._also:
+                self._also, self._key = current, None
         if self._key is None or key != self._key:
             self._body = dumps(jsonable(build()))
             self._key = key

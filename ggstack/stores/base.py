@@ -69,6 +69,9 @@ class MetadataStore(Protocol):
                        parent: str | None = None, created_at: int | None = None) -> None:
         """`put` each (id, data) in one transaction; list order follows `docs` order."""
 
+    async def put_json(self, kind: str, rows: Sequence[tuple[str, int, str]]) -> None:
+        """`put_many` of top-level (id, created_at, document as JSON text) rows, written as given."""
+
     async def get(self, kind: str, id: str, *, parent: str | None = None) -> dict[str, Any] | None:
         """The document, or None."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import copy
 import functools
+import itertools
 import json
 import logging
 import time
@@ -222,15 +223,20 @@ class SqlMetadataStore:
         the event loop hand the GIL over as many times (a third of what a span cost).
         """
         now = int(time.time())
-        owner = creator() if parent is None else None
         # One row per id (a statement may not touch a row twice); the last one given wins.
-        latest: dict[str, tuple[tuple[Any, ...], bool]] = {}
+        latest: dict[str, tuple[int, str, bool]] = {}
         for id, data in docs:
             stamp = self._created_at(data, created_at)
-            latest[id] = ((kind, parent or NO_PARENT, id, now if stamp is None else stamp, JSON_TEXT.encode(data),
-                           owner), stamp is not None)
+            latest[id] = (now if stamp is None else stamp, JSON_TEXT.encode(data), stamp is not None)
+        self._upsert(kind, parent, latest)
+
+    def _upsert(self, kind: str, parent: str | None, latest: dict[str, tuple[int, str, bool]]) -> None:
+        """Write id -> (created_at, JSON text, whether created_at replaces a stored one)."""
+        owner = creator() if parent is None else None
+        stored_parent = parent or NO_PARENT
         # A stamped row sets created_at; one without keeps the stored created_at on update.
-        groups = {stamped: [row for row, has in latest.values() if has == stamped] for stamped in (True, False)}
+        groups = {stamped: [(kind, stored_parent, id, at, text, owner) for id, (at, text, has) in latest.items()
+                            if has == stamped] for stamped in (True, False)}
         dialect = self._engine.dialect.name
 
         def work(conn: Connection) -> None:
@@ -239,7 +245,7 @@ class SqlMetadataStore:
                 for start in range(0, len(rows), UPSERT_ROWS):
                     part = rows[start:start + UPSERT_ROWS]
                     conn.exec_driver_sql(upsert_sql(dialect, len(part), stamped),
-                                         tuple(value for row in part for value in row))
+                                         tuple(itertools.chain.from_iterable(part)))
 
         self._write(work)
 
@@ -261,6 +267,15 @@ class SqlMetadataStore:
     async def put_many(self, kind: str, docs: Sequence[tuple[str, Mapping[str, Any]]], *,
                        parent: str | None = None, created_at: int | None = None) -> None:
         await self._run(self._put_many_sync, kind, list(docs), parent, created_at)
+
+    async def put_json(self, kind: str, rows: Sequence[tuple[str, int, str]]) -> None:
+        """`put_many` of top-level documents their writer has already made JSON text: (id,
+        created_at, text). The telemetry flusher writes spans this way, so a span is encoded
+        once, as text, rather than built as a dict and then encoded here."""
+        await self._run(self._put_json_sync, kind, list(rows))
+
+    def _put_json_sync(self, kind: str, rows: Sequence[tuple[str, int, str]]) -> None:
+        self._upsert(kind, None, {id: (at, text, True) for id, at, text in rows})
 
     async def delete(self, kind: str, id: str, *, parent: str | None = None) -> bool:
         def work(conn: Connection) -> bool:

@@ -47,11 +47,13 @@ class Histogram:
 class HttpMetrics:
     """Answers by (route, method, status) and their durations by (route, method)."""
 
-    requests: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    requests: Counter[tuple[str, str, int]] = field(default_factory=Counter)
     durations: dict[tuple[str, str], Histogram] = field(default_factory=lambda: defaultdict(Histogram))
 
     def record(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests[(route, method, str(status))] += 1
+        """Per answer, on the event loop: keys stay as they come (the status a number) and
+        become label text only when /metrics is read."""
+        self.requests[(route, method, status)] += 1
         self.durations[(route, method)].observe(seconds)
 
 
@@ -102,7 +104,7 @@ def family(name: str, kind: str, help_text: str, samples: Iterable[str]) -> list
 
 
 def http_lines(metrics: HttpMetrics) -> list[str]:
-    requests = [sample("ggstack_http_requests_total", {"route": r, "method": m, "status": s}, n)
+    requests = [sample("ggstack_http_requests_total", {"route": r, "method": m, "status": str(s)}, n)
                 for (r, m, s), n in sorted(metrics.requests.items())]
     durations = []
     for (route, method), hist in sorted(metrics.durations.items()):

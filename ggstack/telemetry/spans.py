@@ -21,6 +21,7 @@ import logging
 import random
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -37,6 +38,8 @@ log = logging.getLogger("ggstack.telemetry.spans")
 
 SPAN_KIND = "span"
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+#: Values as the store's own JSON encoder writes them (json.dumps's defaults).
+JSON_TEXT = json.JSONEncoder()
 TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
 # Reading spans should not itself fill the store with spans.
 UNRECORDED_MODULES = frozenset({"telemetry"})
@@ -82,12 +85,12 @@ def iso(epoch_ns: int) -> str:
     return f"{text}.{micros:06d}+00:00" if micros else f"{text}+00:00"
 
 
-def trace_context(traceparent: str | None) -> tuple[str, str | None]:
-    """(trace_id, parent_span_id) from a `traceparent` header, or a new trace."""
-    match = TRACEPARENT.match((traceparent or "").strip().lower())
+def trace_context(traceparent: str | None, new_trace: str) -> tuple[str, str | None]:
+    """(trace_id, parent_span_id) from a `traceparent` header, or (`new_trace`, None)."""
+    match = TRACEPARENT.match(traceparent.strip().lower()) if traceparent else None
     if match:
         return match.group(1), match.group(2)
-    return random_hex(16), None
+    return new_trace, None
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -204,8 +207,8 @@ class SpanRecorder:
             if not taken:
                 return 0
             try:
-                docs = await anyio.to_thread.run_sync(finished, taken)
-                await self._store.put_many(SPAN_KIND, docs)
+                rows = await anyio.to_thread.run_sync(span_rows, taken)
+                await self._store.put_json(SPAN_KIND, rows)
             except Exception:
                 log.exception("could not store %d spans", len(taken))
                 return 0
@@ -227,23 +230,54 @@ class SpanRecorder:
         return await metadata.delete_oldest(SPAN_KIND, self.max_spans)
 
 
-def finished(taken: list[Call]) -> list[tuple[str, dict[str, Any]]]:
-    """(id, span) pairs ready to store, built from the recorded calls."""
-    return [(span["span_id"], span) for span in map(span_of, taken)]
+def span_rows(taken: list[Call]) -> list[tuple[str, int, str]]:
+    """(span id, created_at, the span as JSON text) for each recorded call, as the store takes them.
+
+    The batch's new trace ids come from one random draw, cut into 32-digit pieces."""
+    traces = random_hex(16 * len(taken))
+    return [span_row(call, traces[32 * i:32 * i + 32]) for i, call in enumerate(taken)]
 
 
-def span_of(call: Call) -> dict[str, Any]:
-    """The span of one call: ids, ISO times, and token usage parsed out of its kept body."""
-    trace_id, parent = trace_context(call.traceparent)
-    operation = call.operation
-    span = {"span_id": new_span_id(call.ended_ns), "trace_id": trace_id, "name": operation.operation_id,
-            "attributes": {"operation_id": operation.operation_id, "http.method": call.method,
-                           "http.route": operation.spec_path, "http.path": call.path,
-                           "http.status_code": call.status, **usage_attributes(call.body)},
-            "status": "error" if call.status >= 500 else "ok",
-            "duration_ms": (call.ended_ns - call.started_ns) / 1e6, "start_ns": call.started_ns,
-            "created_at": call.started_ns // 1_000_000_000,
-            "start_time": iso(call.started_ns), "end_time": iso(call.ended_ns)}
-    if parent:
-        span["parent_span_id"] = parent
-    return span
+#: A string as a JSON literal: the C function `json` itself uses for strings.
+quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
+#: (operationId, spec path) -> the span's JSON text that only depends on the operation.
+_operation_text: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+def operation_text(operation: Operation) -> tuple[str, str]:
+    """`"name":..,"attributes":{"operation_id":..,` and `"http.route":..,`, made once per operation."""
+    key = (operation.operation_id, operation.spec_path)
+    text = _operation_text.get(key)
+    if text is None:
+        name = quote(operation.operation_id)
+        text = _operation_text[key] = (f'"name":{name},"attributes":{{"operation_id":{name},',
+                                       f'"http.route":{quote(operation.spec_path)},')
+    return text
+
+
+def span_row(call: Call, new_trace: str) -> tuple[str, int, str]:
+    """One call's span, written straight out as JSON text: ids, ISO times, and token usage
+    parsed out of its kept body; `new_trace` is its trace id unless a `traceparent` names one.
+
+    The span is a fixed shape, so its text is one format string with the operation's part
+    made once per operation; building a dict and then encoding it cost three times as much,
+    in the flusher's thread, holding the GIL the event loop needs. Every value that is not a
+    number or an id made here goes through `quote` (the path, the method) or the JSON encoder
+    (usage attributes). The keys and values are the ones the Telemetry API reads:
+    span_id, trace_id, name, attributes (operation_id, http.method, http.route, http.path,
+    http.status_code, and token usage when the answer had some), status, duration_ms,
+    start_ns, created_at, start_time, end_time and, under a caller's trace, parent_span_id.
+    """
+    trace_id, parent = trace_context(call.traceparent, new_trace)
+    span_id = new_span_id(call.ended_ns)
+    head, route = operation_text(call.operation)
+    usage = "" if call.body is None else "".join(
+        f",{quote(key)}:{JSON_TEXT.encode(value)}" for key, value in usage_attributes(call.body).items())
+    created_at = call.started_ns // 1_000_000_000
+    end = f',"parent_span_id":"{parent}"}}' if parent else "}"
+    text = (f'{{"span_id":"{span_id}","trace_id":"{trace_id}",{head}"http.method":{quote(call.method)},{route}'
+            f'"http.path":{quote(call.path)},"http.status_code":{call.status}{usage}}},'
+            f'"status":"{"error" if call.status >= 500 else "ok"}",'
+            f'"duration_ms":{(call.ended_ns - call.started_ns) / 1e6!r},"start_ns":{call.started_ns},'
+            f'"created_at":{created_at},"start_time":"{iso(call.started_ns)}","end_time":"{iso(call.ended_ns)}"{end}')
+    return span_id, created_at, text

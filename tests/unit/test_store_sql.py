@@ -214,6 +214,15 @@ async def test_put_many_keeps_order_and_replace_keeps_created_at(store):
     assert page.items[0] == {"i": 0, "edited": True}
 
 
+async def test_put_json_stores_text_as_documents_and_replaces_by_id(store):
+    """The telemetry flusher's write: documents already JSON text, stamped with their created_at."""
+    await store.put_json("span", [("b", 20, '{"n": 1, "path": "/v1/\\u00e9\\""}'), ("a", 10, '{"n": 2}')])
+    assert [d["n"] for d in (await store.list("span", order="asc", limit=None)).items] == [2, 1]
+    assert (await store.get("span", "b")) == {"n": 1, "path": '/v1/\u00e9"'}
+    await store.put_json("span", [("a", 30, '{"n": 3}')])  # same id: replaced, and newer now
+    assert [d["n"] for d in (await store.list("span", order="asc", limit=None)).items] == [1, 3]
+
+
 async def test_delete_oldest_keeps_the_newest_by_time_then_insertion(store):
     await store.put_many("span", [(f"s{i}", {"i": i}) for i in range(6)], created_at=20)  # same second
     await store.put_many("span", [(f"t{i}", {"i": i}) for i in range(3)], created_at=10)  # older, added later

@@ -33,9 +33,9 @@ class CountingStore:
         self.store = store
         self.batches: list[int] = []
 
-    async def put_many(self, kind, docs, **kwargs):
-        self.batches.append(len(docs))
-        await self.store.put_many(kind, docs, **kwargs)
+    async def put_json(self, kind, rows):
+        self.batches.append(len(rows))
+        await self.store.put_json(kind, rows)
 
     def __getattr__(self, name):
         return getattr(self.store, name)
@@ -79,6 +79,34 @@ async def test_spans_wait_in_memory_and_are_written_in_one_batch(sql_store) -> N
         assert spans[-1]["attributes"]["model_id"] == "m"
         assert spans[0]["start_time"].startswith("2023-11-14T22:13:20")
         tasks.cancel_scope.cancel()
+
+
+async def test_a_span_written_as_text_reads_back_whole(sql_store) -> None:
+    """Spans are written as JSON text made field by field; what the store reads back is the span:
+    escaped path, the caller's trace, token usage, an error status."""
+    recorder = SpanRecorder(interval=3600)
+    async with anyio.create_task_group() as tasks:
+        await tasks.start(recorder.run, sql_store)
+        usage = b'{"model":"m\\u00e9","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}'
+        trace = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+        operation, request, response = fake_call(path='/v1/health"\\\u00e9\n', body=usage, traceparent=trace)
+        response.status_code = 503
+        recorder.record(operation, request, response, started_ns=1_700_000_000_000_000_000)
+        assert await recorder.flush() == 1
+        tasks.cancel_scope.cancel()
+    (span,) = (await sql_store.list(SPAN_KIND, limit=None)).items
+    assert set(span) == {"span_id", "trace_id", "parent_span_id", "name", "attributes", "status", "duration_ms",
+                         "start_ns", "created_at", "start_time", "end_time"}
+    assert len(span["span_id"]) == 16 and (await sql_store.get(SPAN_KIND, span["span_id"])) == span
+    assert (span["trace_id"], span["parent_span_id"], span["name"], span["status"]) == ("ab" * 16, "cd" * 8,
+                                                                                       "health", "error")
+    assert span["attributes"] == {"operation_id": "health", "http.method": "GET", "http.route": "/v1/health",
+                                  "http.path": '/v1/health"\\\u00e9\n', "http.status_code": 503,
+                                  "prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7,
+                                  "model_id": "m\u00e9"}
+    assert (span["start_ns"], span["created_at"]) == (1_700_000_000_000_000_000, 1_700_000_000)
+    assert span["start_time"] == "2023-11-14T22:13:20+00:00" and span["end_time"] > span["start_time"]
+    assert isinstance(span["duration_ms"], float) and span["duration_ms"] > 0
 
 
 async def test_the_buffer_is_bounded_and_shutdown_flushes_it(sql_store) -> None:
