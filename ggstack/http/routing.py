@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from ggstack.core.errors import DomainError
 from ggstack.http import schemas
@@ -104,21 +105,21 @@ class EndpointBuilder:
         self.missing: list[Operation] = []
         # Keyed by spec too: an operation two specs define has one handler but two endpoints,
         # each validating and rendering errors as its own spec says.
-        self._endpoints: dict[tuple[str, str], Callable[[Request], Awaitable[Response]]] = {}
+        self._endpoints: dict[tuple[str, str], OperationApp] = {}
         self._names: dict[int, str] = {}  # id(endpoint) -> operationId
 
     def operation_id(self, endpoint: Any) -> str | None:
         """The operationId an endpoint made here serves (None for any other), for /metrics labels."""
         return self._names.get(id(endpoint))
 
-    def __call__(self, operation: Operation) -> Callable[[Request], Awaitable[Response]]:
+    def __call__(self, operation: Operation) -> OperationApp:
         key = (operation.spec, operation.operation_id)
         if key not in self._endpoints:
             handler = find_handler(operation)
             if handler is None:
                 self.missing.append(operation)
                 handler = not_implemented(operation)
-            self._endpoints[key] = self._endpoint(operation, handler)
+            self._endpoints[key] = OperationApp(operation.operation_id, self._endpoint(operation, handler))
             self._names[id(self._endpoints[key])] = operation.operation_id
         return self._endpoints[key]
 
@@ -148,6 +149,24 @@ class EndpointBuilder:
 
         endpoint.__name__ = operation.operation_id
         return endpoint
+
+
+class OperationApp:
+    """An operation's endpoint as the ASGI app its route runs.
+
+    Given a plain `request -> response` function, Starlette wraps it per request in a Request
+    of its own and a second exception-handling layer around `send`. The endpoint already turns
+    every exception into its answer, so the route runs it directly: two layers fewer on every
+    call, which on the cheapest routes is a measurable share of the request.
+    """
+
+    def __init__(self, name: str, respond: Callable[[Request], Awaitable[Response]]) -> None:
+        self.__name__ = name  # the route's name, as Starlette reads it from a function
+        self.respond = respond
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.respond(Request(scope, receive, send))
+        await response(scope, receive, send)
 
 
 def log_api_error(operation: Operation, exc: ApiError) -> None:
