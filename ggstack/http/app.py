@@ -61,14 +61,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     tasks.cancel_scope.cancel()
                     await recorder.close()
 
-    def route_name(endpoint: Any) -> str | None:
-        return builder.operation_id(endpoint) or getattr(endpoint, "__name__", None)
-
     stack = [Middleware(MetricsMiddleware, metrics=metrics, route_name=route_name), *middleware(settings)]
     app = Starlette(routes=routes, lifespan=lifespan, middleware=stack,
                     exception_handlers={HTTPException: http_exception})
     app.router = PrefixRouter(routes=routes, lifespan=lifespan)
     return app
+
+
+def route_name(endpoint: Any) -> str | None:
+    """The /metrics label of the route that served a request: an operation's endpoint is named
+    by its operationId (ggstack.http.routing.OperationApp), ggstack's own routes by function."""
+    return getattr(endpoint, "__name__", None)
 
 
 @asynccontextmanager

@@ -106,11 +106,6 @@ class EndpointBuilder:
         # Keyed by spec too: an operation two specs define has one handler but two endpoints,
         # each validating and rendering errors as its own spec says.
         self._endpoints: dict[tuple[str, str], OperationApp] = {}
-        self._names: dict[int, str] = {}  # id(endpoint) -> operationId
-
-    def operation_id(self, endpoint: Any) -> str | None:
-        """The operationId an endpoint made here serves (None for any other), for /metrics labels."""
-        return self._names.get(id(endpoint))
 
     def __call__(self, operation: Operation) -> OperationApp:
         key = (operation.spec, operation.operation_id)
@@ -120,7 +115,6 @@ class EndpointBuilder:
                 self.missing.append(operation)
                 handler = not_implemented(operation)
             self._endpoints[key] = OperationApp(operation.operation_id, self._endpoint(operation, handler))
-            self._names[id(self._endpoints[key])] = operation.operation_id
         return self._endpoints[key]
 
     def _endpoint(self, operation: Operation, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -161,7 +155,7 @@ class OperationApp:
     """
 
     def __init__(self, name: str, respond: Callable[[Request], Awaitable[Response]]) -> None:
-        self.__name__ = name  # the route's name, as Starlette reads it from a function
+        self.__name__ = name  # the operationId: the route's name and its /metrics label
         self.respond = respond
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

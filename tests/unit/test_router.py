@@ -44,6 +44,14 @@ def test_a_request_tries_a_small_part_of_the_table() -> None:
         assert len(app.router.candidates(path)) < total / 4, path
 
 
+def test_a_path_without_parameters_tries_only_the_routes_that_take_it() -> None:
+    app = create_app(Settings(telemetry=False))
+    assert [(r.path, r.methods) for _, r in app.router.candidates("/v1/openai/v1/models")] == [
+        ("/v1/openai/v1/models", {"GET", "HEAD"})]
+    assert {method for _, r in app.router.candidates("/v1/models") for method in r.methods} == {"GET", "HEAD", "POST"}
+    assert len(app.router.candidates("/v1/openai/v1/models/m1")) > 10  # a parameter: its group
+
+
 def test_literal_prefix_stops_at_the_first_parameter() -> None:
     router = Router()
     router.add_route("/v1/models/{model_id:path}", lambda r: None)
