@@ -1,5 +1,5 @@
 """Post-training on llama.cpp's own trainer (docs/training.md): supervised fine-tuning jobs,
-their status, checkpoints and cancellation. Preference optimization (DPO) is refused.
+their status, checkpoints and cancellation. Preference optimization (DPO) is not implemented (501).
 
 `resources_allocated` in a status holds what the job runs with and, because the spec has no
 other place for them, its loss after every step and the reason it failed.
@@ -18,7 +18,7 @@ from generated.models.llama_stack_experimental import (
 from ggstack.core.context import Context
 from ggstack.core.errors import InvalidValueError
 from ggstack.engines.admission import ModelDirs
-from ggstack.http.errors import InvalidRequest
+from ggstack.http.errors import InvalidRequest, NotSupported
 from ggstack.training.plan import make_plan
 
 #: exp() of a loss past this overflows a double; such a perplexity is reported as this bound's exp.
@@ -37,9 +37,11 @@ async def supervised_fine_tune(body: SupervisedFineTuneRequest, ctx: Context) ->
 
 
 async def preference_optimize(body: PreferenceOptimizeRequest, ctx: Context) -> dict[str, Any]:
-    raise InvalidRequest("Invalid value: preference-optimize (DPO) is not available: llama.cpp's trainer only "
-                         "minimises next-token cross-entropy, and DPO needs a loss over pairs of answers against "
-                         "a reference model; use supervised-fine-tune", param="algorithm_config")
+    """501 for every well-formed request, as the reference server answers a provider's
+    NotImplementedError: the operation is a gap here, not a refusal of this request's values."""
+    raise NotSupported("Not implemented: preference-optimize (DPO): llama.cpp's trainer only minimises "
+                       "next-token cross-entropy, and DPO needs a loss over pairs of answers against a reference "
+                       "model; use supervised-fine-tune", param="algorithm_config")
 
 
 async def get_training_jobs(ctx: Context) -> dict[str, Any]:

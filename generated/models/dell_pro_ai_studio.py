@@ -569,7 +569,7 @@ class GrammarResponseFormat(BaseModel):
         extra="forbid",
     )
     type: Literal["grammar"] = "grammar"
-    bnf: dict[str, Any]
+    bnf: dict[Literal["gbnf", "grammar", "bnf"], str] | dict[str, str]
 
 
 class ImageObject(BaseModel):
@@ -870,8 +870,8 @@ class SamplingParams(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    max_tokens: int | None = 0
-    repetition_penalty: float | None = 1.0
+    max_tokens: int | None = Field(0, ge=0)
+    repetition_penalty: float | None = Field(1.0, gt=0.0)
     strategy: Literal["greedy", "top_p", "top_k"] | None = "greedy"
     temperature: float | None = 0.0
     top_k: int | None = 0
@@ -1057,7 +1057,7 @@ class ChatCompletionRequest(BaseModel):
         extra="forbid",
     )
     logprobs: LogProbConfig | None = None
-    messages: list[UserMessage | SystemMessage | CompletionMessage]
+    messages: list[UserMessage | SystemMessage | CompletionMessage] = Field(..., min_length=1)
     model_id: str
     response_format: JsonSchemaResponseFormat | GrammarResponseFormat | None = None
     sampling_params: SamplingParams | None = None

@@ -108,7 +108,7 @@ class GrammarResponseFormat(BaseModel):
         extra="forbid",
     )
     type: Literal["grammar"] = Field(..., description='Must be "grammar" to identify this format type')
-    bnf: dict[str, Any] = Field(
+    bnf: dict[Literal["gbnf", "grammar", "bnf"], str] | dict[str, str] = Field(
         ..., description="The BNF grammar specification the response should conform to"
     )
 
@@ -565,16 +565,16 @@ class EfficiencyConfig(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    enable_activation_checkpointing: bool | None = Field(
+    enable_activation_checkpointing: Literal[False] | None = Field(
         False, description="(Optional) Whether to use activation checkpointing to reduce memory usage"
     )
-    enable_activation_offloading: bool | None = Field(
+    enable_activation_offloading: Literal[False] | None = Field(
         False, description="(Optional) Whether to offload activations to CPU to save GPU memory"
     )
-    memory_efficient_fsdp_wrap: bool | None = Field(
+    memory_efficient_fsdp_wrap: Literal[False] | None = Field(
         False, description="(Optional) Whether to use memory-efficient FSDP wrapping"
     )
-    fsdp_cpu_offload: bool | None = Field(
+    fsdp_cpu_offload: Literal[False] | None = Field(
         False, description="(Optional) Whether to offload FSDP parameters to CPU"
     )
 
@@ -1253,7 +1253,9 @@ class DataConfig(BaseModel):
         extra="forbid",
     )
     dataset_id: str = Field(..., description="Unique identifier for the training dataset")
-    batch_size: int = Field(..., description="Number of samples per training batch")
+    batch_size: Literal[1] = Field(
+        ..., description="Must be 1; a step is one packed window of the trainer's fixed length."
+    )
     shuffle: bool = Field(..., description="Whether to shuffle the dataset during training")
     data_format: Literal["instruct", "dialog"] = Field(
         ..., description="Format of the dataset (instruct or dialog)", title="DatasetFormat"
@@ -1261,8 +1263,9 @@ class DataConfig(BaseModel):
     validation_dataset_id: str | None = Field(
         None, description="(Optional) Unique identifier for the validation dataset"
     )
-    packed: bool | None = Field(
-        False, description="(Optional) Whether to pack multiple samples into a single sequence for efficiency"
+    packed: Literal[True] | None = Field(
+        True,
+        description="Rows are always packed end to end into the trainer's fixed-length windows; false is refused.",
     )
     train_on_input: bool | None = Field(
         False, description="(Optional) Whether to compute loss on input tokens as well as output tokens"
@@ -1280,9 +1283,13 @@ class OptimizerConfig(BaseModel):
     optimizer_type: Literal["adam", "adamw", "sgd"] = Field(
         ..., description="Type of optimizer to use (adam, adamw, or sgd)", title="OptimizerType"
     )
-    lr: float = Field(..., description="Learning rate for the optimizer")
-    weight_decay: float = Field(..., description="Weight decay coefficient for regularization")
-    num_warmup_steps: int = Field(..., description="Number of steps for learning rate warmup")
+    lr: float = Field(..., description="Learning rate for the optimizer", gt=0.0, le=1.0)
+    weight_decay: float = Field(
+        ..., description="Weight decay coefficient for regularization", ge=0.0, le=1.0
+    )
+    num_warmup_steps: int = Field(
+        ..., description="Number of steps for learning rate warmup", ge=0, le=1000000
+    )
 
 
 class TrainingConfig(BaseModel):
@@ -1293,16 +1300,19 @@ class TrainingConfig(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    n_epochs: int = Field(..., description="Number of training epochs to run")
-    max_steps_per_epoch: int | None = Field(1, description="Maximum number of steps to run per epoch")
-    gradient_accumulation_steps: int | None = Field(
-        1, description="Number of steps to accumulate gradients before updating"
+    n_epochs: int = Field(..., description="Number of training epochs to run", ge=1, le=100)
+    max_steps_per_epoch: int | None = Field(
+        1, description="Maximum number of steps to run per epoch", ge=1, le=1000000
+    )
+    gradient_accumulation_steps: Literal[1] = Field(
+        1,
+        description="Must be 1: llama.cpp's trainer steps the optimizer after every window, and accumulating over a window's micro-batches would cost the K/V projections their gradients.",
     )
     max_validation_steps: int | None = Field(
-        1, description="(Optional) Maximum number of validation steps per epoch"
+        1, description="(Optional) Maximum number of validation steps per epoch", ge=0, le=10000
     )
-    data_config: DataConfig | None = Field(
-        None, description="(Optional) Configuration for data loading and formatting"
+    data_config: DataConfig = Field(
+        ..., description="The dataset to train on and how its rows are read (required)."
     )
     optimizer_config: OptimizerConfig | None = Field(
         None, description="(Optional) Configuration for the optimization algorithm"
@@ -1331,14 +1341,19 @@ class SupervisedFineTuneRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    job_uuid: str = Field(..., description="The UUID of the job to create.")
+    job_uuid: str = Field(
+        ..., description="The UUID of the job to create.", pattern="^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"
+    )
     training_config: TrainingConfig = Field(..., description="The training configuration.")
-    hyperparam_search_config: dict[str, Any] = Field(..., description="The hyperparam search configuration.")
+    hyperparam_search_config: dict[str, Any] = Field(
+        ..., description="Must be empty; this server runs no hyperparameter search.", max_length=0
+    )
     logger_config: dict[str, Any] = Field(..., description="The logger configuration.")
-    model: str | None = Field(None, description="The model to fine-tune.")
+    model: str = Field(..., description="The model to fine-tune.", min_length=1)
     checkpoint_dir: str | None = Field(None, description="The directory to save checkpoint(s) to.")
     algorithm_config: LoraFinetuningConfig | QATFinetuningConfig | None = Field(
-        None, description="The algorithm configuration."
+        None,
+        description="Must be left out (or null): llama.cpp's trainer does full-parameter fine-tuning only, with no LoRA or QAT at this version.",
     )
 
 

@@ -134,7 +134,7 @@ class GrammarResponseFormat(BaseModel):
         extra="forbid",
     )
     type: Literal["grammar"] = Field(..., description='Must be "grammar" to identify this format type')
-    bnf: dict[str, Any] = Field(
+    bnf: dict[Literal["gbnf", "grammar", "bnf"], str] | dict[str, str] = Field(
         ..., description="The BNF grammar specification the response should conform to"
     )
 

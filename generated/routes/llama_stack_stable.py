@@ -845,11 +845,17 @@ LIST_RUNTIME_TOOLS = Operation(
         Param("tool_group_id", "query", required=False, schema={"type": "string"}),
         Param("mcp_endpoint", "query", required=False, schema={
                 "type": "object",
-                "properties": {"uri": {"type": "string", "description": "The URL string pointing to the resource"}},
-                "additionalProperties": False,
-                "required": ["uri"],
                 "title": "URL",
-                "description": "A URL reference to external content.",
+                "description": "The MCP server to ask for its tools.",
+                "properties": {
+                    "uri": {
+                        "type": "string",
+                        "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\\s]+",
+                        "description": "An http(s) URL of an MCP server (`.../sse` for the legacy SSE transport).",
+                    },
+                },
+                "required": ["uri"],
+                "additionalProperties": False,
             }),
     ),
     body=None,

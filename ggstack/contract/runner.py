@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import httpx
 
+from ggstack.contract.runtime_rules import Request, runtime_refusal
 from ggstack.http.docs import DocumentError, read_document
 
 Outcome = Literal["passed", "failed", "not implemented", "errored"]
@@ -67,6 +68,8 @@ class OperationResult:
     operation_id: str
     cases: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
+    #: the answers to requests generated to fit the schema (Schemathesis' positive mode)
+    valid_statuses: Counter[int] = field(default_factory=Counter)
     failures: list[Failure] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -80,11 +83,15 @@ class OperationResult:
 
     @property
     def not_implemented(self) -> bool:
-        """Every answer was 501, or 404/405 on a path with no parameters (so no id could be unknown)."""
+        """Every answer was 501, or 404/405 on a path with no parameters (so no id could be unknown),
+        or every valid request was answered 501 and every other one refused with a 4xx (a server
+        that checks requests before it finds the operation missing)."""
         answers = set(self.statuses)
         if not answers:
             return False
         if answers == {501}:
+            return True
+        if set(self.valid_statuses) == {501} and all(400 <= code < 500 for code in answers - {501}):
             return True
         return "{" not in self.label and answers <= {404, 405, 501}
 
@@ -144,11 +151,11 @@ def schemathesis_config(options: Options, document: Document) -> Any:
     phases = {name: {"enabled": name in PHASES} for name in ("examples", "coverage", "fuzzing")}
     phases["stateful"] = {"enabled": options.stateful}
     checks = {name: {"enabled": False} for name in options.exclude_checks}
-    if is_llama_stack(document) and "positive_data_acceptance" not in options.exclude_checks:
-        # The body-id house rule replaces the stock check (see `accepts_unknown_body_ids`).
-        register_body_id_check()
+    if "positive_data_acceptance" not in options.exclude_checks:
+        # The house rules replace the stock check (see `accepts_unknown_body_ids`, runtime_rules).
+        register_house_rules_check()
         checks["positive_data_acceptance"] = {"enabled": False}
-        checks[BODY_ID_CHECK] = {"enabled": True}
+        checks[HOUSE_RULES_CHECK] = {"enabled": True}
     return SchemathesisConfig.from_dict({
         "operations": unknown_id_rules(document),
         "base-url": options.url.rstrip("/") + document.base_path,
@@ -189,12 +196,16 @@ def unknown_id_rules(document: Document) -> list[dict[str, Any]]:
 
 
 def is_llama_stack(document: Document) -> bool:
-    error = document.body.get("components", {}).get("schemas", {}).get("Error", {})
+    return has_llama_stack_errors(document.body)
+
+
+def has_llama_stack_errors(body: dict[str, Any]) -> bool:
+    error = body.get("components", {}).get("schemas", {}).get("Error", {})
     return LLAMA_STACK_ERROR <= set(error.get("properties", {}))
 
 
-#: The check that stands in for `positive_data_acceptance` on Llama Stack documents.
-BODY_ID_CHECK = "positive_data_acceptance_with_body_ids"
+#: The check that stands in for `positive_data_acceptance`: the stock check, after the house rules.
+HOUSE_RULES_CHECK = "positive_data_acceptance_with_house_rules"
 #: Body fields that name a stored object (or a provider): `vector_db_id`, `shield_id`,
 #: `provider_model_id`, `vector_db_ids`, `model`; and maps keyed by such names.
 ID_FIELD = re.compile(r"(^|_)(id|ids|model)$")
@@ -242,29 +253,50 @@ def quoted_forms(value: str) -> set[str]:
     return {f"'{value}'", repr(value), repr(joined)}
 
 
-def register_body_id_check() -> None:
-    """Register (once) the check that applies the body-id house rule, then the stock one."""
+def register_house_rules_check() -> None:
+    """Register (once) the check that applies the house rules, then the stock one.
+
+    A 400 to valid data passes when it says an id of the body names nothing (Llama Stack
+    documents: `accepts_unknown_body_ids`) or when one of `runtime_rules.RULES` matches it and
+    the request; the stock `positive_data_acceptance` judges every other answer.
+    """
     import schemathesis
     from schemathesis.checks import CHECKS
     from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-    if BODY_ID_CHECK in CHECKS.get_all_names():
+    if HOUSE_RULES_CHECK in CHECKS.get_all_names():
         return
 
     def check(ctx: Any, response: Any, case: Any) -> bool | None:
         if ctx.config.positive_data_acceptance.enabled:
             return None  # a run that kept the stock check (not one of ours) judges with it alone
-        try:
-            answer = response.json() if response.status_code == 400 else {}
-            detail = answer.get("detail", "") if isinstance(answer, dict) else ""
-        except ValueError:
-            detail = ""
-        if isinstance(detail, str) and accepts_unknown_body_ids(case.body, response.status_code, detail):
+        message = error_message(response)
+        if (has_llama_stack_errors(case.operation.schema.raw_schema)
+                and accepts_unknown_body_ids(case.body, response.status_code, message)):
+            return None
+        request = Request(body=case.body, query=dict(case.query or {}))
+        if runtime_refusal(request, response.status_code, message) is not None:
             return None
         return positive_data_acceptance(ctx, response, case)
 
-    check.__name__ = BODY_ID_CHECK
+    check.__name__ = HOUSE_RULES_CHECK
     schemathesis.check(check)
+
+
+def error_message(response: Any) -> str:
+    """A 400's message: `detail` in the Llama Stack shape, `error.message` in OpenAI's,
+    `message` in Dell's; "" for any other answer."""
+    if response.status_code != 400:
+        return ""
+    try:
+        answer = response.json()
+    except ValueError:
+        return ""
+    if not isinstance(answer, dict):
+        return ""
+    error = answer.get("error")
+    message = answer.get("detail", error.get("message") if isinstance(error, dict) else answer.get("message"))
+    return message if isinstance(message, str) else ""
 
 
 #: Query parameters that name an item of the list being paged.
@@ -357,10 +389,12 @@ def merge_scenario(result: OperationResult, recorder: Any, document: Document,
     # An operation's row counts its own method only (checks also send other methods on purpose);
     # the stateful row counts every request of its sequences.
     every = method.upper() not in ("GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS")
-    for interaction in recorder.interactions.values():
+    for case_id, interaction in recorder.interactions.items():
         if interaction.response is not None and (every or interaction.request.method == method):
             result.cases += 1
             result.statuses[interaction.response.status_code] += 1
+            if generated_valid(recorder, case_id):
+                result.valid_statuses[interaction.response.status_code] += 1
     for case_id, checks in recorder.checks.items():
         for check in checks:
             if check.failure_info is None:
@@ -372,6 +406,13 @@ def merge_scenario(result: OperationResult, recorder: Any, document: Document,
                 check=check.name, title=failure.title, message=short_message(failure.message),
                 curl=unmask(check.failure_info.code_sample, placeholders), status=status,
                 schema_path=schema_pointer(document, failure.operation or result.label, failure, status)))
+
+
+def generated_valid(recorder: Any, case_id: str) -> bool:
+    """Whether Schemathesis generated this case to fit the schema (positive mode)."""
+    node = recorder.cases.get(case_id)
+    meta = getattr(node.value, "meta", None) if node is not None else None
+    return meta is not None and str(meta.generation.mode) == "positive"
 
 
 def short_message(message: str) -> str:

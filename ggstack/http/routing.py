@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import json
 import logging
 import time
 import typing
@@ -203,10 +204,19 @@ def raw_param(request: Request, location: str, name: str) -> list[str]:
         value = request.path_params.get(name)
         return [] if value is None else [str(value)]
     if location == "query":
-        return request.query_params.getlist(name)
+        return request.query_params.getlist(name) or deep_object(request, name)
     if location == "header":
         return request.headers.getlist(name)
     return []
+
+
+def deep_object(request: Request, name: str) -> list[str]:
+    """`name[key]=value` pairs (OpenAPI's deepObject style, how llama-stack-client sends an object
+    in a query) as the one JSON object the parameter's parser reads; [] when there are none."""
+    prefix = name + "["
+    fields = {key[len(prefix):-1]: value for key, value in request.query_params.multi_items()
+              if key.startswith(prefix) and key.endswith("]")}
+    return [json.dumps(fields)] if fields else []
 
 
 async def read_json(operation: Operation, request: Request, limit: int) -> BaseModel | None:
@@ -291,7 +301,24 @@ def validate_form(operation: Operation, fields: dict[str, Any]) -> BaseModel:
             except InvalidRequest:
                 if wants_list(operation.body, name):
                     retyped[name] = [retyped[name]]  # an array field sent once, without brackets
+    refuse_undeclared_nulls(operation, retyped, [name for name in failing if retyped.get(name) is None])
     return validate_body(operation, retyped)
+
+
+def refuse_undeclared_nulls(operation: Operation, fields: dict[str, Any], nulls: list[str]) -> None:
+    """A form field read as JSON `null` stands for "left out" only where the spec allows null
+    (Dell's image-variation fields do); elsewhere (a file's `expires_after`) it is a 400, as the
+    same null in a JSON body would be. The model cannot tell: it takes None for any optional field."""
+    if not nulls:
+        return
+    assert operation.body_media_type is not None
+    pointer = schemas.request_body_pointer(operation.spec, operation.spec_path, operation.method,
+                                           operation.body_media_type)
+    text_only = {name: "" if isinstance(value, bytes) else value for name, value in fields.items()}
+    for error in schemas.validator(operation.spec, pointer).iter_errors(text_only):
+        if error.path and error.path[0] in nulls:
+            raise InvalidRequest(f"Form field '{error.path[0]}' is null; leave it out or give a value",
+                                 param=str(error.path[0]))
 
 
 def wants_list(model: type[BaseModel], name: str) -> bool:

@@ -72,4 +72,8 @@ def describe(error: ValidationError) -> tuple[str, str | None]:
     """(message, param): where in the body, and what is wrong, in one line."""
     where = ".".join(str(part) for part in error.absolute_path)
     message = error.message if len(error.message) <= 300 else error.message[:300] + "…"
+    if error.validator == "not" and error.validator_value == {} and where:
+        # `not: {}` is how an overlay says a field this server cannot honour must be left out;
+        # jsonschema's "should not be valid under {}" would not say so.
+        message = "this server takes no value here (leave it out or send null)"
     return (f"{where}: {message}" if where else message), (where or None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,9 +29,12 @@ log = logging.getLogger("ggstack.tools.mcp")
 TIMEOUT_SECONDS = 30.0
 
 
+#: What the documents declare for an MCP endpoint's uri (list-tools' `mcp_endpoint`): http(s) and a host.
+HTTP_URL = re.compile(r"^https?://[^/?#\s]+", re.IGNORECASE)
+
+
 def check_endpoint(uri: str, param: str = "mcp_endpoint.uri") -> str:
-    parts = urlsplit(uri)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if not HTTP_URL.match(uri):
         raise InvalidValueError(f"{param} must be an http(s) URL of an MCP server, not {uri!r}", field=param)
     return uri
 

@@ -10,6 +10,7 @@ and is kept on the job as given; `dtype` is reported as fp32, the only type it t
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -120,8 +121,12 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
                                 field="training_config.optimizer_config.optimizer_type")
 
 
+#: The overlaid schema's `job_uuid` pattern, matched as JSON Schema matches it (a search).
+JOB_UUID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
+
+
 def _job_uuid(value: str) -> str:
-    if not value or len(value) > 128 or value[0] == "." or not all(c.isalnum() or c in "-_." for c in value):
+    if not JOB_UUID.search(value):
         raise InvalidValueError("job_uuid must be 1-128 letters, digits, '-', '_' or '.' (not first)",
                                 field="job_uuid")
     return value

@@ -58,15 +58,18 @@ def embedding_model(ctx: Context, requested: str | None, dimension: int | None) 
 
 async def create_store(ctx: Context, store_id: str, *, name: str | None, model: str, dimension: int,
                        strategy: dict[str, Any] | None = None, expires_after: dict[str, Any] | None = None,
-                       metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The Chroma index and the store record; a vector DB (vector-dbs) is made the same way."""
+                       metadata: dict[str, Any] | None = None,
+                       provider_resource_id: str | None = None) -> dict[str, Any]:
+    """The Chroma index and the store record; a vector DB (vector-dbs) is made the same way
+    (its `provider_vector_db_id` kept as `provider_resource_id` when it is not the id)."""
     # The index first: a crash before the record is written leaves only an unused collection.
     await ctx.vectors.create(store_id, dimension=dimension)
     stamp = ids.now()
     doc = {"id": store_id, "object": "vector_store", "created_at": stamp, "name": name,
            "metadata": metadata or {}, "expires_after": expires_after, "last_active_at": stamp,
            "embedding_model": model, "embedding_dimension": dimension,
-           "chunking_strategy": strategy or chunking_strategy(None), "provider_id": PROVIDER_ID}
+           "chunking_strategy": strategy or chunking_strategy(None), "provider_id": PROVIDER_ID,
+           "provider_resource_id": provider_resource_id if provider_resource_id != store_id else None}
     doc = {k: v for k, v in doc.items() if v is not None}
     await ctx.metadata.put(VECTOR_STORE, store_id, doc)
     return doc
@@ -86,8 +89,8 @@ async def delete_store(ctx: Context, store_id: str) -> None:
 
 async def openai_create_vector_store(body: OpenaiCreateVectorStoreRequest, ctx: Context) -> VectorStoreObject:
     if body.provider_id and body.provider_id != PROVIDER_ID:
-        raise InvalidRequest(f"Invalid value: unknown vector_io provider '{body.provider_id}'; this server has "
-                             f"'{PROVIDER_ID}'", param="provider_id")
+        raise InvalidRequest(f"Invalid value: provider_id '{body.provider_id}' is not a vector_io provider here; "
+                             f"this server has '{PROVIDER_ID}'", param="provider_id")
     model, dimension = embedding_model(ctx, body.embedding_model, body.embedding_dimension)
     strategy = chunking_strategy(body.chunking_strategy)
     expires_after = records.validate_store_expiry(body.expires_after)

@@ -151,7 +151,7 @@ def test_unknown_list_cursors_answered_400_pass_by_default(ggstack_server: Serve
 def test_400_on_valid_data_without_an_id_still_fails(broken_url: str, capsys) -> None:
     code, out = contract(capsys, broken_url, "--spec", "llama-stack-stable", "--include", "^/v1/vector_stores$")
     assert code == 1, out
-    assert "positive_data_acceptance_with_body_ids, answered 400" in out
+    assert "positive_data_acceptance_with_house_rules, answered 400" in out
 
 
 def test_unknown_ids_in_bodies_answered_400_pass_by_default(ggstack_server: Server, capsys) -> None:
@@ -166,7 +166,7 @@ def test_unknown_ids_in_bodies_answered_400_pass_by_default(ggstack_server: Serv
 def test_400_quoting_a_body_id_without_saying_it_is_unknown_still_fails(broken_url: str, capsys) -> None:
     code, out = contract(capsys, broken_url, "--spec", "llama-stack-stable", "--include", "^/v1/vector-io/query$")
     assert code == 1, out
-    assert "positive_data_acceptance_with_body_ids, answered 400" in out
+    assert "positive_data_acceptance_with_house_rules, answered 400" in out
 
 
 def test_stateful_sequences_pass_with_default_checks(ggstack_server: Server, capsys) -> None:

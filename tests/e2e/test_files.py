@@ -75,6 +75,14 @@ def test_expires_after_sets_expires_at_and_is_validated(client):
                             expires_after={"anchor": "last_active_at", "seconds": 7200})
 
 
+def test_a_null_expires_after_form_field_is_refused(server):
+    """`expires_after` is an object in the spec, never null; a form part reading `null` was taken
+    as left out, so a schema-violating upload was accepted (found by `ggstack contract`)."""
+    answer = httpx.post(f"{server.url}/v1/files", files={"file": ("a.md", b"# a")},
+                        data={"purpose": "batch", "expires_after": "null"})
+    assert answer.status_code == 400 and "expires_after" in answer.json()["detail"]
+
+
 def test_list_pages_orders_and_filters_by_purpose(client):
     ids = [client.files.create(file=(f"p{i}.txt", b"x"), purpose="batch").id for i in range(5)]
     listed = [f.id for f in client.files.list(purpose="batch", order="asc")]

@@ -107,6 +107,16 @@ def test_an_mcp_group_over_sse(client, mcp_sse_url):
     client.toolgroups.unregister("mcp::sse")
 
 
+def test_list_tools_asks_the_mcp_endpoint_the_client_names(client, http, mcp_url):
+    """llama-stack-client sends the object as `mcp_endpoint[uri]=...` (the overlay's deepObject);
+    it was ignored, so the built-in RAG tool came back instead of the MCP server's."""
+    assert [t.name for t in client.tool_runtime.list_tools(mcp_endpoint={"uri": mcp_url})] == ["add"]
+    extra = http.get("/v1/tool-runtime/list-tools", params={"mcp_endpoint[uri]": mcp_url, "mcp_endpoint[x]": "1"})
+    assert extra.status_code == 400 and "mcp_endpoint" in extra.json()["detail"]
+    not_http = http.get("/v1/tool-runtime/list-tools", params={"mcp_endpoint[uri]": " http://127.0.0.1:9/mcp"})
+    assert not_http.status_code == 400 and "mcp_endpoint" in not_http.json()["detail"]
+
+
 def test_unusable_groups_are_clear_400s(client, http):
     with pytest.raises(BadRequestError, match="provider_id"):
         client.toolgroups.register(toolgroup_id="x", provider_id="no-such-provider")

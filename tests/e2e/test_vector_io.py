@@ -109,6 +109,21 @@ def test_a_vector_db_is_a_vector_store_and_back(server: Server, client: LlamaSta
     assert answer.chunks[0].content == "The moon is dusty." and answer.scores[0] == pytest.approx(1.0, abs=1e-3)
 
 
+def test_provider_vector_db_id_is_kept_as_the_provider_resource_id(client: LlamaStackClient) -> None:
+    """As the reference server keeps it (it was a 400 unless it equalled the id)."""
+    made = client.vector_dbs.register(vector_db_id="named", embedding_model="emb", provider_vector_db_id="chroma-named")
+    assert (made.identifier, made.provider_resource_id) == ("named", "chroma-named")
+    assert client.vector_dbs.retrieve("named").provider_resource_id == "chroma-named"
+    assert client.vector_dbs.register(vector_db_id="named", embedding_model="emb",
+                                      provider_vector_db_id="chroma-named").identifier == "named"
+    with pytest.raises(llama_stack_client.BadRequestError, match="provider_vector_db_id 'chroma-named'"):
+        client.vector_dbs.register(vector_db_id="named", embedding_model="emb", provider_vector_db_id="other")
+    plain = client.vector_dbs.register(vector_db_id="unnamed", embedding_model="emb")
+    assert plain.provider_resource_id == "unnamed"
+    client.vector_dbs.unregister("named")
+    client.vector_dbs.unregister("unnamed")
+
+
 def test_unregister_removes_the_store_too(server: Server, client: LlamaStackClient) -> None:
     client.vector_dbs.register(vector_db_id="brief", embedding_model="emb")
     client.vector_io.insert(vector_db_id="brief", chunks=[{"content": "short lived", "metadata": {}}])
