@@ -1,8 +1,8 @@
 """Request spans: one per API call, kept in the metadata store so the Telemetry API can query them.
 
-Recording must cost a request nothing it can feel. A span is built in memory when the
-response is ready and appended to a bounded buffer; a flusher task writes the buffer in
-batches, one transaction per flush, off the event loop. A per-request write used to make
+Recording must cost a request nothing it can feel. When the response is ready, what the span
+needs is kept as a tuple in a bounded buffer; a flusher task turns the buffer into spans (as
+JSON text) and writes them in batches, one transaction per flush, in a worker thread. A per-request write used to make
 every call queue on SQLite's write lock (`BEGIN IMMEDIATE`), which halved the rate of the
 cheapest routes. Readers of spans call `flush()` first, so a query sees every call that
 answered before it; shutdown flushes what is left.
@@ -268,16 +268,17 @@ def span_row(call: Call, new_trace: str) -> tuple[str, int, str]:
     http.status_code, and token usage when the answer had some), status, duration_ms,
     start_ns, created_at, start_time, end_time and, under a caller's trace, parent_span_id.
     """
-    trace_id, parent = trace_context(call.traceparent, new_trace)
-    span_id = new_span_id(call.ended_ns)
-    head, route = operation_text(call.operation)
-    usage = "" if call.body is None else "".join(
-        f",{quote(key)}:{JSON_TEXT.encode(value)}" for key, value in usage_attributes(call.body).items())
-    created_at = call.started_ns // 1_000_000_000
+    operation, method, path, status, started_ns, ended_ns, traceparent, body = call
+    trace_id, parent = trace_context(traceparent, new_trace) if traceparent else (new_trace, None)
+    head, route = operation_text(operation)
+    usage = "" if body is None else "".join(
+        f",{quote(key)}:{JSON_TEXT.encode(value)}" for key, value in usage_attributes(body).items())
+    span_id = new_span_id(ended_ns)
+    created_at = started_ns // 1_000_000_000
     end = f',"parent_span_id":"{parent}"}}' if parent else "}"
-    text = (f'{{"span_id":"{span_id}","trace_id":"{trace_id}",{head}"http.method":{quote(call.method)},{route}'
-            f'"http.path":{quote(call.path)},"http.status_code":{call.status}{usage}}},'
-            f'"status":"{"error" if call.status >= 500 else "ok"}",'
-            f'"duration_ms":{(call.ended_ns - call.started_ns) / 1e6!r},"start_ns":{call.started_ns},'
-            f'"created_at":{created_at},"start_time":"{iso(call.started_ns)}","end_time":"{iso(call.ended_ns)}"{end}')
+    text = (f'{{"span_id":"{span_id}","trace_id":"{trace_id}",{head}"http.method":{quote(method)},{route}'
+            f'"http.path":{quote(path)},"http.status_code":{status}{usage}}},'
+            f'"status":"{"error" if status >= 500 else "ok"}",'
+            f'"duration_ms":{(ended_ns - started_ns) / 1e6!r},"start_ns":{started_ns},'
+            f'"created_at":{created_at},"start_time":"{iso(started_ns)}","end_time":"{iso(ended_ns)}"{end}')
     return span_id, created_at, text
