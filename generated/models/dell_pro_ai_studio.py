@@ -53,6 +53,7 @@ class CreateImageVariationRequest(BaseModel):
     image: bytes = Field(
         ...,
         description="The image to upscale: a PNG, JPEG or WebP file, square, under 25 MB and at most 1024×1024 pixels. The answer is a PNG 4× its size.",
+        min_length=1,
     )
     model: str | Literal["realesrgan"] | None = Field(
         "realesrgan",

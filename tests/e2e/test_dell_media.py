@@ -200,10 +200,10 @@ def bad_images() -> list:
     gif = io.BytesIO()
     Image.new("RGB", (16, 16)).save(gif, format="GIF")
     return [("not an image", b"hello, world"), ("not square", wide), ("too large", big),
-            ("corrupt", png(drawing(32))[:200]), ("a GIF", gif.getvalue())]
+            ("corrupt", png(drawing(32))[:200]), ("a GIF", gif.getvalue()), ("empty", b"")]
 
 
-@pytest.mark.parametrize("case", range(5))
+@pytest.mark.parametrize("case", range(6))
 def test_bad_image_is_400_in_dells_shape(client, case):
     label, data = bad_images()[case]
     with pytest.raises(openai.BadRequestError) as caught:
