@@ -26,7 +26,8 @@ the request really carries what the message blames:
 - `checkpoint directory`: "checkpoint_dir must be inside the server's model directories", and
   the body names a `checkpoint_dir`.
 
-Anything else, the same words without the request to match included, still fails the check.
+Anything else still fails the check, and so do these words when the request does not carry
+what they blame. A Llama Stack detail may end in " (param: ...)"; the rules read past it.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ RULES = (
          re.compile(r"(has type (image|image_url)|is an image); the [\w ]+ (here )?read text only"),
          lambda m, r: has_image(r.body)),
     Rule("model kind",
-         re.compile(r"Model '(.*)' is (an? \w+ model, not (an LLM|\w+)|not an embedding model)$"),
+         re.compile(r"Model '(.*)' is (an? \w+ model, not (an LLM|\w+)|not an embedding model)\b"),
          lambda m, r: m[1] in model_ids(r.body)),
     Rule("upscale size",
          re.compile(r"^size must be (\d+x\d+): Real-ESRGAN x4 gives 4x the \d+x\d+ input$"),

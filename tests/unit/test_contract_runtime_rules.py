@@ -36,6 +36,7 @@ def test_model_kind_only_for_a_model_the_body_names() -> None:
     assert runtime_refusal(body(model_id="tiny-embed"), 400, message) == "model kind"
     assert runtime_refusal(body(model="tiny-embed"), 400, message) == "model kind"
     assert runtime_refusal(body(model_id="tiny"), 400, message) is None
+    assert runtime_refusal(body(model_id="tiny-embed"), 400, message + " (param: model_id)") == "model kind"
     assert runtime_refusal(body(name="tiny-embed"), 400, message) is None
 
 
