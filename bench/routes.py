@@ -6,7 +6,9 @@ a fixed JSON object and `GET /v1/models` with a fixed list: the floor any Starle
 pays for a JSON answer. ggstack runs as `ggstack serve` with its defaults (bundled models
 registered, telemetry on (a span per call), /metrics counting, the Host/Origin guard on,
 response validation off). Both run with uvicorn's defaults, so the same event loop and HTTP
-parser (uvloop and httptools when installed; the script prints which). Each route gets `--duration` seconds of
+parser (uvloop and httptools when installed; the script prints which); ggstack's protocol, a
+subclass of uvicorn's, writes each complete answer in one system call where stock uvicorn
+(the bare app) writes headers and body apart (ggstack.http.serving). Each route gets `--duration` seconds of
 `wrk` at 16 connections on 2 threads after a short warm-up; the script prints req/s, p50 and
 p99 latency and ggstack's share of the bare app's rate.
 

@@ -64,6 +64,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
     from ggstack.core.config import ConfigError, load_settings
     from ggstack.http.app import create_app
+    from ggstack.http.serving import http_protocol
     from ggstack.telemetry.logs import configure_logging
 
     try:
@@ -81,7 +82,7 @@ def serve_command(args: argparse.Namespace) -> int:
     log_config = None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level=settings.log_level.lower(), access_log=settings.access_log,
-                timeout_graceful_shutdown=5, log_config=log_config)
+                timeout_graceful_shutdown=5, log_config=log_config, http=http_protocol())
     return 0
 
 
