@@ -10,6 +10,16 @@
 Run alone: `python bench/vector_stores.py [--mb 1] [--sizes 10000,100000] [--modes embedded,server]`,
 or on a kept store: `--store-dir DIR --sizes 100000 --mb 0 [--grow 10000]`.
 Prints one table; copy it into docs/benchmarks.md with the machine and date it prints.
+
+With `--store-dir` it first measures what a user meets after a server (re)start: `ggstack serve`
+on a copy of the kept store (the keyword index as its metadata database, with the store's and
+its files' records added), the copy's files evicted from the OS page cache before each start
+(as after a reboot; `--no-evict` keeps them), and 40 searches per mode over HTTP from the moment
+/v1/health answers, none skipped, in three starts: warm-up off (`search_warmup_stores: 0`, what
+the server did before it had one), warm-up on with the queries at once (racing it), and warm-up
+on after waiting for it (until `/metrics` says `ggstack_search_warmup_running 0`, at most
+WARMUP_WAIT_S; the wait is printed). The server's RSS is printed at readiness, after the wait,
+and after the searches.
 """
 
 from __future__ import annotations
@@ -28,15 +38,19 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import numpy as np
 
-from bench.servers import free_port, launch, stop
+from bench.servers import free_port, launch, serve_ggstack, stop
+from ggstack.core.ids import now
 from ggstack.engines.registry import ModelRegistry, default_model_specs
 from ggstack.ingest.chunking import DEFAULT_CHUNK_OVERLAP_TOKENS, DEFAULT_MAX_CHUNK_SIZE_TOKENS
 from ggstack.ingest.pipeline import chunk_for, embed_texts, index_file
+from ggstack.ingest.records import VECTOR_STORE, VECTOR_STORE_FILE
 from ggstack.stores.base import Chunk
 from ggstack.stores.chroma import ChromaVectorStore
 from ggstack.stores.keywords import KeywordIndex
+from ggstack.stores.sql import SqlMetadataStore
 
 WORDS = (
     "time", "person", "year", "way", "day", "thing", "man", "world", "life", "hand", "part", "child", "eye",
@@ -53,6 +67,11 @@ WORDS = (
 QUERIES = 40
 WARMUP = 3
 UPSERT_BATCH = 2000
+#: `fill` gives each file this many chunks.
+CHUNKS_PER_FILE = 20
+#: Longest wait for a server's search warm-up to finish.
+WARMUP_WAIT_S = 300.0
+SEARCH_MODES = ("vector", "keyword", "hybrid")
 
 
 def machine() -> str:
@@ -139,7 +158,7 @@ async def fill(vectors: ChromaVectorStore, store_id: str, rng: random.Random, st
         count = min(UPSERT_BATCH, stop - first)
         matrix = np_rng.standard_normal((count, dimension))
         matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-        chunks = [Chunk(file_id=f"file-{(first + i) // 20}", index=(first + i) % 20,
+        chunks = [Chunk(file_id=f"file-{(first + i) // CHUNKS_PER_FILE}", index=(first + i) % CHUNKS_PER_FILE,
                         text=" ".join(rng.choices(WORDS, k=60)), embedding=matrix[i].tolist(),
                         attributes={"group": (first + i) % 10})
                   for i in range(count)]
@@ -238,10 +257,14 @@ async def main_async(args: argparse.Namespace) -> int:
         engine = await registry.embedder(spec.identifier)
         print(f"model: {spec.identifier} ({engine.dimension}-d, context {engine.context_length})")
         rows = ["| mode | measure | result |", "| --- | --- | --- |"]
+        restart_rows: list[str] = []
         try:
             if args.mb > 0:
                 rows.append(await chunking(engine, args.mb))
             if args.store_dir is not None:
+                if args.restarts:
+                    restart_rows = await restarts(args.store_dir, spec.identifier, engine.dimension,
+                                                  evict=args.evict)
                 rows += await kept_store(args.store_dir, engine, sizes, args.grow)
                 modes = []
             for mode in modes:
@@ -265,7 +288,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     keywords.close()
         finally:
             await registry.close()
-    print("\n".join(rows))
+    print("\n".join(restart_rows + ([""] if restart_rows else []) + rows))
     return 0
 
 
@@ -316,6 +339,111 @@ async def grown_copy(store_dir: Path, grow: int, dimension: int) -> str:
             f"({index_cpu[0] / grow * 1e6:.0f} us per chunk) |")
 
 
+STORE_ID = "bench-search-embedded"
+
+
+async def restarts(store_dir: Path, model: str, dimension: int, *, evict: bool) -> list[str]:
+    """Searches over HTTP right after a server start on a copy of the kept store: warm-up off, on
+    (queries at once), on (after waiting for it). The copy is deleted afterwards."""
+    rows = ["| server start | mode | first query ms | p50/p95/max ms (all 40) |", "| --- | --- | --- | --- |"]
+    queries = [" ".join(random.Random(7 + i).choices(WORDS, k=6)) for i in range(QUERIES)]
+    with tempfile.TemporaryDirectory(dir=store_dir.parent) as tmp:
+        data = Path(tmp) / "server"
+        await server_copy(store_dir, data, model, dimension)
+        for label, stores, wait in (("warm-up off", 0, False), ("warm-up on, at once", 4, False),
+                                    ("warm-up on, after it", 4, True)):
+            rows += restart(data, label, stores, wait, evict, queries)
+    return rows
+
+
+async def server_copy(store_dir: Path, data: Path, model: str, dimension: int) -> None:
+    """A server data directory serving a copy of the kept store: its Chroma, its keyword index as
+    the metadata database, and the records a server keeps of the store and its files."""
+    data.mkdir(parents=True)
+    shutil.copytree(store_dir / "chroma", data / "chroma")
+    shutil.copy2(store_dir / "keywords.db", data / "ggstack.db")
+    url = f"sqlite:///{data / 'ggstack.db'}"
+    keywords = KeywordIndex.open(url)
+    files = -(-keywords.chunk_count(STORE_ID) // CHUNKS_PER_FILE)
+    keywords.close()
+    metadata = SqlMetadataStore.open(url)
+    try:
+        stamp = now()
+        await metadata.put(VECTOR_STORE, STORE_ID, {
+            "id": STORE_ID, "object": "vector_store", "created_at": stamp, "name": "bench", "metadata": {},
+            "last_active_at": stamp, "embedding_model": model, "embedding_dimension": dimension,
+            "chunking_strategy": {"type": "auto"}, "provider_id": "chromadb"})
+        await metadata.put_many(VECTOR_STORE_FILE, [(f"file-{i}", {
+            "id": f"file-{i}", "object": "vector_store.file", "vector_store_id": STORE_ID, "created_at": stamp,
+            "attributes": {}, "chunking_strategy": {"type": "auto"}, "status": "completed", "usage_bytes": 0,
+            "filename": f"file-{i}.txt", "generation": "bench", "attempts": 1}) for i in range(files)],
+            parent=STORE_ID)
+    finally:
+        metadata.close()
+
+
+def evict_page_cache(root: Path) -> None:
+    """Drop the OS's cached pages of every file under `root` (and of nothing else)."""
+    for path in root.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def warmup_running(http: httpx.Client) -> bool:
+    return "ggstack_search_warmup_running 1" in http.get("/metrics").text.splitlines()
+
+
+def restart(data: Path, label: str, warmup_stores: int, wait: bool, evict: bool, queries: list[str]) -> list[str]:
+    if evict:
+        evict_page_cache(data)
+    started = time.perf_counter()
+    process, url = serve_ggstack({"default_models": True, "search_warmup_stores": warmup_stores}, data,
+                                 log=data / f"server-{warmup_stores}-{wait}.log")
+    ready_s, rss = time.perf_counter() - started, {"ready": rss_mib(process.pid)}
+    rows, note = [], ""
+    try:
+        with httpx.Client(base_url=url, timeout=120) as http:
+            if wait:
+                began = time.perf_counter()
+                while warmup_running(http) and time.perf_counter() - began < WARMUP_WAIT_S:
+                    time.sleep(0.1)
+                note = f", waited {time.perf_counter() - began:.1f} s for the warm-up"
+                rss["after the wait"] = rss_mib(process.pid)
+            for mode in SEARCH_MODES:
+                samples = [searched(http, q, mode) for q in queries]
+                rows.append(f"| {label} | {mode} | {samples[0]:.0f} | {statistics.median(samples):.0f}/"
+                            f"{percentile(samples, 0.95):.0f}/{max(samples):.0f} |")
+                print(rows[-1], flush=True)
+            rss["after the searches"] = rss_mib(process.pid)
+    finally:
+        stop(process)
+    memory = ", ".join(f"{name} {mib:.0f}" for name, mib in rss.items())
+    print(f"{label}: ready {ready_s:.1f} s after the start{note}; RSS MiB: {memory}", flush=True)
+    return rows + [f"| {label} | ready {ready_s:.1f} s{note}; RSS MiB {memory} | | |"]
+
+
+def searched(http: httpx.Client, query: str, mode: str) -> float:
+    """One search's latency in ms; it must return the 10 chunks asked for."""
+    started = time.perf_counter()
+    answer = http.post(f"/v1/vector_stores/{STORE_ID}/search",
+                       json={"query": query, "search_mode": mode, "max_num_results": 10})
+    elapsed = (time.perf_counter() - started) * 1000
+    answer.raise_for_status()
+    assert len(answer.json()["data"]) == 10, answer.text[:300]
+    return elapsed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=1.0, help="text to ingest per mode, in MB (0 skips)")
@@ -325,6 +453,11 @@ def main() -> int:
                         "directory (filled on the first run); skips ingestion and --modes")
     parser.add_argument("--grow", type=int, default=0, help="with --store-dir: also time adding this many "
                         "chunks to a copy of the kept store (the copy is deleted)")
+    parser.add_argument("--restarts", action=argparse.BooleanOptionalAction, default=True,
+                        help="with --store-dir: first search a copy through `ggstack serve` right after each of "
+                        "three starts (warm-up off; on; on and waited for)")
+    parser.add_argument("--evict", action=argparse.BooleanOptionalAction, default=True,
+                        help="drop the copy's files from the OS page cache before each server start")
     return asyncio.run(main_async(parser.parse_args()))
 
 

@@ -49,13 +49,17 @@ class SearchWarmup:
     models: ModelRegistry
     max_stores: int
     postings_bytes: int
-    running: bool = False
+    #: From creation (the lifespan starts `run` right after) until `run` ends: a probe that
+    #: comes before the task's first step must not read "done".
+    running: bool = field(init=False)
     stores: dict[str, Warmth] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.running = self.max_stores > 0
 
     async def run(self) -> None:
         if self.max_stores <= 0:
             return
-        self.running = True
         try:
             started = time.perf_counter()
             chosen = await self._recent_stores()
