@@ -1,16 +1,15 @@
 """Start-up warm-up of vector-store search: load what a store's first searches would load.
 
 Measured on a kept 100k-chunk store (docs/benchmarks.md, "Search after a restart"): the first
-search of a store after a start paid for loading the embedding model (about 1 s; its first
-embedding then took 20-45 ms against 4-10 later), Chroma's vector index (0.5-1.2 s, and about
-200 MiB) and, for keyword and hybrid search, reading each query term's postings from the
-database the first time (3-10 ms per term from the page cache, up to 50 from disk; the first
-keyword queries took 40-120 ms against 10-15 warm). The server now does that work in the
-background after it starts, before anyone asks:
+search of a store after a start paid for loading the embedding model (about 1 s), Chroma's
+vector index (0.5-1.2 s, and about 200 MiB) and, for keyword and hybrid search, reading each
+query term's postings from the database the first time (3-10 ms per term from the page cache,
+up to 50 from disk; the first keyword queries took 40-120 ms against 10-15 warm). The server
+now does that work in the background after it starts, before anyone asks:
 
 - the stores most recently used first (`last_active_at`), at most `search_warmup_stores` of
   them (0 turns warm-up off); expired stores are skipped;
-- per store: its embedding model (loaded and run once), its vector index, and its keyword
+- per store: its embedding model (loaded, not run), its vector index, and its keyword
   postings, the terms with the most postings first, up to `search_warmup_postings_mb` for all
   stores together (never more than the postings cache holds; see ggstack.stores.keywords);
 - one store at a time, in one worker thread, so warm-up takes at most one core from requests.
@@ -31,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ggstack.engines.registry import ModelRegistry
-from ggstack.ingest.pipeline import embed_texts
 from ggstack.ingest.records import VECTOR_STORE, store_expired
 from ggstack.stores.base import MetadataStore, VectorStore
 
@@ -87,9 +85,11 @@ class SearchWarmup:
         store_id, started = doc["id"], time.perf_counter()
         try:
             if doc.get("embedding_model"):
-                # Loaded, and run once: a model's first embedding took 20-45 ms, later ones 4-10.
-                engine = await self.models.embedder(doc["embedding_model"])
-                await embed_texts(engine, ["warm-up"], retry_overloaded=True)
+                # Loaded, not run: an embedding of its own would share a batch with the first
+                # queries' and move their vectors in the last bits (batched float sums), so a
+                # search during warm-up would not score exactly as later. Its first embedding
+                # costs 20-45 ms once, against 4-10 later.
+                await self.models.embedder(doc["embedding_model"])
             cached = await self.vectors.warm(store_id, postings_bytes=max(0, budget))
         except Exception:  # warm-up is an optimisation: the first search still works
             self.stores[store_id] = "failed"
