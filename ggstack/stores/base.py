@@ -75,6 +75,11 @@ class MetadataStore(Protocol):
     async def get(self, kind: str, id: str, *, parent: str | None = None) -> dict[str, Any] | None:
         """The document, or None."""
 
+    async def get_many(self, kind: str, ids: Sequence[str], *,
+                       parent: str | None = None) -> dict[str, dict[str, Any]]:
+        """The documents of those ids that exist, by id, in one read (a search's ten hits named
+        their files in ten queries, 3-4 ms of a 20 ms search)."""
+
     async def delete(self, kind: str, id: str, *, parent: str | None = None) -> bool:
         """True when something was deleted."""
 

@@ -99,6 +99,8 @@ def _sql_count(n: int | None) -> int | None:
 #: Rows per upsert statement: 6 parameters each stays far below SQLite's 32766 and
 #: PostgreSQL's 65535 parameters per statement.
 UPSERT_ROWS = 500
+#: Ids per IN list of `get_many` (one parameter each).
+IN_LIST = 500
 #: Documents as SQLAlchemy's JSON type writes them (`json.dumps` with its defaults).
 JSON_TEXT = json.JSONEncoder()
 
@@ -336,6 +338,18 @@ class SqlMetadataStore:
     async def get(self, kind: str, id: str, *, parent: str | None = None) -> dict[str, Any] | None:
         def work(conn: Connection) -> dict[str, Any] | None:
             return conn.execute(select(documents.c.data).where(self._key(kind, id, parent))).scalar()
+
+        return await self._run(self._read, work)
+
+    async def get_many(self, kind: str, ids: Sequence[str], *,
+                       parent: str | None = None) -> dict[str, dict[str, Any]]:
+        def work(conn: Connection) -> dict[str, dict[str, Any]]:
+            wanted, found = list(dict.fromkeys(ids)), dict[str, dict[str, Any]]()
+            for start in range(0, len(wanted), IN_LIST):
+                query = select(documents.c.id, documents.c.data).where(
+                    *self._scope(kind, parent, None), documents.c.id.in_(wanted[start:start + IN_LIST]))
+                found.update((doc_id, data) for doc_id, data in conn.execute(query))
+            return found
 
         return await self._run(self._read, work)
 

@@ -69,16 +69,15 @@ async def openai_search_vector_store(vector_store_id: str, body: OpenaiSearchVec
                                             ranker=ranker)
     await records.touch_store(ctx.metadata, vector_store_id)
 
-    filenames: dict[str, str | None] = {}
-    for file_id in dict.fromkeys(hit.chunk.file_id for hit in hits):
-        doc = await ctx.metadata.get(VECTOR_STORE_FILE, file_id, parent=vector_store_id)
-        filenames[file_id] = doc.get("filename") if doc else None
-    data = [VectorStoreSearchResponse(file_id=hit.chunk.file_id, filename=filenames[hit.chunk.file_id] or "",
+    files = await ctx.metadata.get_many(VECTOR_STORE_FILE, [hit.chunk.file_id for hit in hits],
+                                        parent=vector_store_id)
+    filenames = {file_id: doc.get("filename") for file_id, doc in files.items()}
+    data = [VectorStoreSearchResponse(file_id=hit.chunk.file_id, filename=filenames.get(hit.chunk.file_id) or "",
                                       score=hit.score, attributes=hit.chunk.attributes or None,
                                       content=[VectorStoreContent(type="text", text=hit.chunk.text)])
             for hit in hits
             # A file detached while this search ran has no record left: leave its chunks out.
             # Chunks inserted through vector-io (`source`) belong to no file and stay.
-            if hit.score >= threshold and (filenames[hit.chunk.file_id] is not None or hit.chunk.source is not None)]
+            if hit.score >= threshold and (filenames.get(hit.chunk.file_id) is not None or hit.chunk.source is not None)]
     return VectorStoreSearchResponsePage(object="vector_store.search_results.page", search_query=query, data=data,
                                          has_more=False)

@@ -52,6 +52,18 @@ async def test_put_get_replace_delete(store):
     assert await store.get("file", "f1") is None
 
 
+async def test_get_many_reads_those_that_exist_under_their_parent(store):
+    await store.put("vector_store_file", "a", {"filename": "a.txt"}, parent="vs_1")
+    await store.put("vector_store_file", "b", {"filename": "b.txt"}, parent="vs_1")
+    await store.put("vector_store_file", "c", {"filename": "c.txt"}, parent="vs_2")
+    assert await store.get_many("vector_store_file", ["b", "a", "c", "nope", "a"], parent="vs_1") == {
+        "a": {"filename": "a.txt"}, "b": {"filename": "b.txt"}}
+    assert await store.get_many("vector_store_file", []) == {}
+    ids = [f"f{i}" for i in range(1200)]  # more than one IN list
+    await store.put_many("file", [(i, {"id": i}) for i in ids])
+    assert await store.get_many("file", ids) == {i: {"id": i} for i in ids}
+
+
 async def test_same_id_under_different_parents_is_two_documents(store):
     await store.put("vector_store_file", "file-1", {"status": "a"}, parent="vs_1")
     await store.put("vector_store_file", "file-1", {"status": "b"}, parent="vs_2")
