@@ -156,10 +156,12 @@ def validate_store_expiry(expires_after: Any) -> dict[str, Any] | None:
 ACTIVITY_RESOLUTION_SECONDS = 60
 
 
-async def touch_store(metadata: MetadataStore, store_id: str) -> None:
-    """Record activity: `last_active_at` moves, and with it an activity-anchored expiry."""
+async def touch_store(metadata: MetadataStore, store_id: str, doc: Mapping[str, Any] | None = None) -> None:
+    """Record activity: `last_active_at` moves, and with it an activity-anchored expiry. `doc`,
+    the store as this request read it, saves reading it again (a search read it twice)."""
     stamp = now()
-    doc = await metadata.get(VECTOR_STORE, store_id)
+    if doc is None:
+        doc = await metadata.get(VECTOR_STORE, store_id)
     if doc is None or stamp - int(doc.get("last_active_at") or 0) < ACTIVITY_RESOLUTION_SECONDS:
         return
 

@@ -67,7 +67,7 @@ async def openai_search_vector_store(vector_store_id: str, body: OpenaiSearchVec
         else:
             hits = await ctx.vectors.hybrid(vector_store_id, embedding, query, k=k, where=filters,
                                             ranker=ranker)
-    await records.touch_store(ctx.metadata, vector_store_id)
+    await records.touch_store(ctx.metadata, vector_store_id, store)
 
     files = await ctx.metadata.get_many(VECTOR_STORE_FILE, [hit.chunk.file_id for hit in hits],
                                         parent=vector_store_id)

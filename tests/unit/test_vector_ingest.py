@@ -108,3 +108,24 @@ def test_vector_store_expiry_follows_activity():
 def test_unknown_store_error_is_the_llama_stack_text():
     error = from_domain(records.store_not_found("vs_x"))
     assert (error.status, error.message) == (400, "Invalid value: Vector store 'vs_x' not found")
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_touching_a_store_moves_last_active_at_from_the_doc_a_request_read(tmp_path, anyio_backend):
+    from ggstack.core.ids import now
+    from ggstack.stores.sql import SqlMetadataStore
+
+    metadata = SqlMetadataStore.open(f"sqlite:///{tmp_path / 'meta.db'}")
+    try:
+        await metadata.put(records.VECTOR_STORE, "vs", {"id": "vs", "created_at": 1, "last_active_at": 1})
+        read = await metadata.get(records.VECTOR_STORE, "vs")
+        await records.touch_store(metadata, "vs", read)
+        moved = (await metadata.get(records.VECTOR_STORE, "vs"))["last_active_at"]
+        assert moved >= now() - 5
+        # Within the resolution of the doc the request read: no write.
+        await records.touch_store(metadata, "vs", {**read, "last_active_at": moved})
+        await records.touch_store(metadata, "vs")
+        assert (await metadata.get(records.VECTOR_STORE, "vs"))["last_active_at"] == moved
+    finally:
+        metadata.close()
