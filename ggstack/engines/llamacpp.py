@@ -257,6 +257,19 @@ class SlotState:
 _backend_ready = False
 
 
+def has_amx(lib: Any) -> bool:
+    """Whether llama.cpp would put quantised weights in its AMX buffers on this CPU.
+
+    On an Intel Xeon with AMX (the 2-core machine since 2026-12-02 17:00) the vendored
+    llama.cpp's AMX matrix product crashes the process (SIGSEGV in ggml_backend_amx_mul_mat) on
+    the first batch of two or more tokens of SmolLM2 Q4_1, as ggml-org/llama.cpp#20824 reports for
+    other models. The weights then stay in plain CPU buffers (`use_extra_bufts` off, llama-server's
+    `--no-repack`); that also turns off the CPU repacking of Q4_0/Q4_K/Q8_0 weights on such a CPU,
+    and costs nothing for Q4_1 (which only AMX repacks).
+    """
+    return b"AMX_INT8 = 1" in lib.llama_print_system_info()
+
+
 def _new_batched_context(path: Path, opts: LlamaCppOptions) -> tuple[Any, Any]:
     """Load the model and make one context with `opts.parallel` sequences of `opts.n_ctx` cells each."""
     import llama_cpp
@@ -270,6 +283,7 @@ def _new_batched_context(path: Path, opts: LlamaCppOptions) -> tuple[Any, Any]:
         _backend_ready = True
     model_params = llama_cpp.llama_model_default_params()
     model_params.use_mmap = opts.use_mmap
+    model_params.use_extra_bufts = not has_amx(llama_cpp)
     try:
         model = LlamaModel(path_model=str(path), params=model_params, verbose=False)
     except ValueError as exc:
