@@ -5,7 +5,9 @@ A chat model owns one context with `n_slots` sequences (each with its own KV cac
 One thread runs `BatchScheduler._main`; every step it
 1. admits waiting requests into free slots (the slot whose cached tokens share the longest
    prefix with the new prompt, so a system prompt and earlier turns are not evaluated again;
-   if another slot, busy or not, holds a longer prefix, its KV is copied over instead),
+   if another slot, busy or not, holds a longer prefix, its KV is copied over instead; where
+   any free slot would do, shortest prompt first on the lowest ids, so llama.cpp cuts the
+   step into few micro-batches, see `_place` and microbatch.py),
 2. puts one token of every generating sequence into a batch, then fills what is left of
    `n_batch` with prompt chunks of sequences still prefilling, the shortest rest of a prompt
    first and then the oldest (a long prompt costs each step at most one batch, so running
@@ -43,6 +45,7 @@ import numpy as np
 
 from ggstack.core.errors import BusyError
 from ggstack.engines.base import EngineLoad, Finish, FinishReason, SamplingOptions, TokenEvent
+from ggstack.engines.microbatch import split_equal
 from ggstack.engines.streaming import Channel, Mailbag, StopBuffer, log_softmax
 
 log = logging.getLogger("ggstack.engines")
@@ -54,6 +57,10 @@ PAUSED_WAIT_S = 0.005  # how long to wait when every stream is paused on a slow 
 # copying moves one slot's whole KV buffer (SmolLM2-135M: 6 ms for 1024 cells, 14 ms for 4096,
 # measured at load ~6), while each prompt token costs ~5-10 ms of prefill on one core.
 COPY_MIN_TOKENS = 8
+# A new request may give up this many prompt tokens of cached prefix to be placed where its
+# prompt joins the step's other prompts in fewer micro-batches: one more micro-batch costs
+# about two tokens' time here (SmolLM2-135M, one thread; microbatch.py).
+PLACE_SLACK = 1
 
 
 @dataclass
@@ -133,6 +140,8 @@ class BatchScheduler:
         self._clock = itertools.count(1)
         self._arrivals = itertools.count(1)
         self.steps = 0  # llama_decode calls so far (only the model thread writes it)
+        self.n_ubatch: int = llama_cpp.llama_n_ubatch(ctx.ctx)
+        self.micro_batches = 0  # micro-batches llama.cpp cut those calls into (microbatch.split_equal)
         self._thread = threading.Thread(target=self._main, name=f"model-{name}", daemon=True)
 
     # ---- any thread --------------------------------------------------------------------------
@@ -215,23 +224,68 @@ class BatchScheduler:
                     future.set_exception(exc)
 
     def _admit(self) -> None:
-        while any(not s.busy for s in self.slots):
+        free = [s for s in self.slots if not s.busy]
+        requests: list[GenerationRequest] = []
+        while len(requests) < len(free):
             try:
                 request = self._waiting.get_nowait()
             except queue.Empty:
-                return
-            # the last step's tokens (a first token among them) go out before this admission
-            # builds a sampler (a grammar can take milliseconds) and copies a prefix's KV
-            self._bag.post()
+                break
             if request.channel.cancelled.is_set():
                 self._drop(request)
-                continue
-            slot = max((s for s in self.slots if not s.busy),
-                       key=lambda s: (s.shared_prefix(request.tokens), -s.last_used))
+            else:
+                requests.append(request)
+        if not requests:
+            return
+        # the last step's tokens (a first token among them) go out before these admissions
+        # build samplers (a grammar can take milliseconds) and copy prefixes' KV
+        self._bag.post()
+        for request, slot in self._place(requests, free):
             try:
                 self._assign(slot, request)
             except Exception as exc:  # noqa: BLE001 - handed to the request's consumer
                 self._drop(request, exc)
+
+    def _place(self, requests: list[GenerationRequest], free: list[Slot]) -> list[tuple[GenerationRequest, Slot]]:
+        """Which free slot each request admitted in one step takes.
+
+        A request that holds a longer prefix on some slots than on others (a conversation going
+        on) takes the one where it keeps the most (the lowest id of those). The others, which could start
+        from (nearly: `PLACE_SLACK` tokens) the same prefix on any free slot, such as a burst of
+        new chats sharing a system prompt, go shortest prompt rest first to the lowest free
+        sequence ids: their prompts then sit on consecutive sequences, lengths growing with
+        the id, which llama.cpp cuts into the fewest micro-batches (one per distinct length,
+        see microbatch.py), and busy slots stay packed at the low ids, where gaps would cut
+        every decode step into more micro-batches too.
+        """
+        usable = {id(r): self._usable_prefixes(r.tokens) for r in requests}
+        best = {id(r): max(usable[id(r)][s.seq_id] for s in free) for r in requests}
+        placed: list[tuple[GenerationRequest, Slot]] = []
+        open_slots = sorted(free, key=lambda s: s.seq_id)
+        anywhere = [r for r in requests if all(usable[id(r)][s.seq_id] >= best[id(r)] - PLACE_SLACK for s in free)]
+        loose = {id(r) for r in anywhere}
+        for request in (r for r in requests if id(r) not in loose):
+            slot = max(open_slots, key=lambda s: (usable[id(request)][s.seq_id], -s.seq_id))
+            open_slots.remove(slot)
+            placed.append((request, slot))
+        for request, slot in zip(sorted(anywhere, key=lambda r: len(r.tokens) - best[id(r)]), open_slots):
+            placed.append((request, slot))
+        return placed
+
+    def _usable_prefixes(self, tokens: list[int]) -> list[int]:
+        """For each slot, how many leading prompt tokens it would start from: its own cache's, or
+        another slot's copied over when that saves at least COPY_MIN_TOKENS (`_reuse_prefix`)."""
+        own = self._prefixes(tokens)
+        usable = []
+        for seq_id, mine in enumerate(own):
+            other = max((n for i, n in enumerate(own) if i != seq_id), default=0)
+            usable.append(other if other - mine >= COPY_MIN_TOKENS else mine)
+        return usable
+
+    def _prefixes(self, tokens: list[int]) -> list[int]:
+        """How many leading tokens of `tokens` each slot's cache holds; at most all but the last,
+        whose logits the first sample needs."""
+        return [min(slot.shared_prefix(tokens), len(tokens) - 1) for slot in self.slots]
 
     def _assign(self, slot: Slot, request: GenerationRequest) -> None:
         tokens, o = request.tokens, request.options
@@ -257,10 +311,10 @@ class BatchScheduler:
         one slot's KV buffer). At least the last prompt token is always decoded again: its
         logits are what the first sample is drawn from.
         """
-        limit = len(tokens) - 1
-        keep = min(slot.shared_prefix(tokens), limit)
-        shared, donor = max(((min(s.shared_prefix(tokens), limit), s) for s in self.slots if s is not slot),
-                            key=lambda pair: pair[0], default=(0, None))
+        prefixes = self._prefixes(tokens)  # afresh: an admission just before may have cut a slot's cache
+        keep = prefixes[slot.seq_id]
+        donor = max((s for s in self.slots if s is not slot), key=lambda s: prefixes[s.seq_id], default=None)
+        shared = prefixes[donor.seq_id] if donor is not None else 0
         if donor is not None and shared - keep >= COPY_MIN_TOKENS:
             # a copy across KV streams must take the whole sequence; what is past the prefix goes below
             self._lib.llama_memory_seq_cp(self._ctx.memory, donor.seq_id, slot.seq_id, -1, -1)
@@ -289,8 +343,10 @@ class BatchScheduler:
         # In sequence order: with one KV stream per sequence, llama.cpp splits a batch into
         # micro-batches of consecutive sequence ids, each a pass over all the weights (8 prompts
         # of 13 tokens: 501 ms of CPU in order, 534 ms shuffled).
+        parts.sort(key=lambda part: part[0].seq_id)
+        self.micro_batches += len(split_equal([(slot.seq_id, len(tokens)) for slot, tokens, _ in parts], self.n_ubatch))
         sampled: list[tuple[Slot, int]] = []
-        for slot, tokens, last in sorted(parts, key=lambda part: part[0].seq_id):
+        for slot, tokens, last in parts:
             index = self._add(slot, tokens, logits_last=last)
             if last:
                 sampled.append((slot, index))

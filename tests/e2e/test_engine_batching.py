@@ -20,6 +20,7 @@ import pytest
 from ggstack.core.errors import BusyError, InvalidValueError
 from ggstack.engines.base import SamplingOptions, TokenEvent
 from ggstack.engines.llamacpp import LlamaCppChatEngine
+from ggstack.engines.microbatch import split_equal
 from tests.e2e.test_engine_llamacpp import chat_engine, collect
 
 pytestmark = pytest.mark.anyio
@@ -127,6 +128,89 @@ async def test_waiting_prompts_share_one_step_and_the_shortest_is_read_first(tin
     # the short prompt arrived second but was read in the first step, beside the long one's first chunk
     assert short.first_token_step == short.admitted_step + 1
     assert long_.first_token_step == long_.admitted_step + 3
+
+
+def micro_batches_in_llama_cpp(path: Path, parts: list[tuple[int, int]], n_seq: int, n_ubatch: int) -> int:
+    """How many micro-batches llama.cpp really computes for one batch of `parts` (sequence id,
+    tokens) on a context with one KV stream per sequence: every micro-batch's graph normalises
+    the first layer's input once ("attn_norm-0"), and the eval callback sees each node."""
+    import ctypes
+
+    import llama_cpp
+
+    ggml = ctypes.CDLL(str(Path(llama_cpp.__file__).parent / "lib" / "libggml-base.so"))
+    ggml.ggml_get_name.restype, ggml.ggml_get_name.argtypes = ctypes.c_char_p, [ctypes.c_void_p]
+    seen = [0]
+
+    @llama_cpp.ggml_backend_sched_eval_callback
+    def count(tensor, ask, _user_data):
+        if ask and ggml.ggml_get_name(tensor) == b"attn_norm-0":
+            seen[0] += 1
+        return False
+
+    llama_cpp.llama_backend_init()
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), llama_cpp.llama_model_default_params())
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx, params.n_seq_max, params.kv_unified = 64 * n_seq, n_seq, False
+    params.n_batch, params.n_ubatch = 4 * n_ubatch, n_ubatch
+    params.cb_eval, params.cb_eval_user_data = count, None
+    ctx = llama_cpp.llama_init_from_model(model, params)
+    batch = llama_cpp.llama_batch_init(4 * n_ubatch, 0, 1)
+    try:
+        for seq, n in parts:
+            for pos in range(n):
+                i = batch.n_tokens
+                batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = 5 + pos, pos, 1, pos == n - 1
+                batch.seq_id[i][0] = seq
+                batch.n_tokens += 1
+        assert llama_cpp.llama_decode(ctx, batch) == 0
+        return seen[0]
+    finally:
+        llama_cpp.llama_batch_free(batch)
+        llama_cpp.llama_free(ctx)
+        llama_cpp.llama_model_free(model)
+
+
+@pytest.mark.parametrize("parts", [
+    [(0, 1), (1, 1), (2, 1), (3, 1)],  # a decode step of four streams: one micro-batch
+    [(0, 1), (2, 1), (5, 1)],  # decode tokens with gaps between the ids: one each
+    [(0, 5), (1, 3), (2, 5), (3, 3)],  # unequal prompts in id order
+    [(1, 3), (3, 3), (0, 5), (2, 5)],  # ... in another order
+    [(0, 1), (1, 9), (2, 10), (3, 10), (4, 12)],  # a running stream beside a burst of prompts
+    [(0, 40), (1, 40), (2, 3)],  # more than n_ubatch tokens of two sequences
+])
+def test_split_equal_counts_the_micro_batches_llama_cpp_makes(tiny_chat_gguf, parts):
+    assert len(split_equal(parts, 64)) == micro_batches_in_llama_cpp(tiny_chat_gguf, parts, n_seq=6, n_ubatch=64)
+
+
+async def test_a_burst_of_prompts_is_placed_by_length_on_consecutive_slots(tiny_chat_gguf):
+    # arriving long, short, long, short on empty slots: in arrival order they would make three
+    # micro-batches (4 x short, then the long ones' rests, cut apart by the finished short
+    # ones); shortest first on slots 0-3 they make two (4 x short, then 2 x rest on slots 2-3)
+    first_token = SamplingOptions(temperature=0, max_tokens=1)
+    prompts = ["a" * 4, "b" * 2, "c" * 4, "d" * 2]
+    async with engine_with(tiny_chat_gguf, parallel=4, n_ctx=128) as engine:
+        lengths = [len(await engine.tokenize(p)) for p in prompts]
+        alone = [await collect(engine, p, first_token) for p in prompts]
+    assert len(split_equal(list(enumerate(lengths)), 512)) == 3
+    async with engine_with(tiny_chat_gguf, parallel=4, n_ctx=128) as engine:
+        scheduler = engine._scheduler
+        released = threading.Event()
+        held = scheduler.call(lambda _: released.wait(60))  # the model thread waits here
+        try:
+            burst = [asyncio.create_task(collect(engine, p, first_token)) for p in prompts]
+            while engine.usage().queued < len(prompts):
+                await asyncio.sleep(0.01)
+            before = scheduler.micro_batches
+        finally:
+            released.set()
+        await asyncio.wrap_future(held)
+        together = await asyncio.gather(*burst)
+        states = await engine.slots()
+        assert scheduler.micro_batches - before == 2
+    assert [s.cached_tokens for s in states] == sorted(lengths)
+    assert len({s.first_token_step for s in states}) == 1  # all read in one step
+    assert [ids(events) for events, _ in together] == [ids(events) for events, _ in alone]
 
 
 async def test_a_steps_tokens_go_out_before_the_next_admission(tiny_chat_gguf):
