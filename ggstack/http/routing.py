@@ -111,6 +111,8 @@ class EndpointBuilder:
     def __call__(self, operation: Operation) -> OperationApp:
         key = (operation.spec, operation.operation_id)
         if key not in self._endpoints:
+            if operation.body is not None and not is_multipart(operation):
+                quick_check(operation)  # decided and compiled at start, not by the first request
             handler = find_handler(operation)
             if handler is None:
                 self.missing.append(operation)
@@ -231,18 +233,25 @@ async def read_json(operation: Operation, request: Request, limit: int) -> BaseM
     return validate_body(operation, data)
 
 
+def body_pointer(operation: Operation) -> str:
+    assert operation.body_media_type is not None
+    return schemas.request_body_pointer(operation.spec, operation.spec_path, operation.method,
+                                        operation.body_media_type)
+
+
+def quick_check(operation: Operation) -> Callable[[Any], bool] | None:
+    return schemas.quick_check(operation.spec, body_pointer(operation))
+
+
 def check_against_spec(operation: Operation, data: Any) -> None:
     """The spec's own schema decides what is valid; the model only gives it a type.
 
     The compiled quick check answers for the bodies it accepts (most of them); python-jsonschema
     judges the rest and words the error, so what is refused, and how, is its call alone."""
-    assert operation.body_media_type is not None
-    pointer = schemas.request_body_pointer(operation.spec, operation.spec_path, operation.method,
-                                           operation.body_media_type)
-    quick = schemas.quick_check(operation.spec, pointer)
+    quick = quick_check(operation)
     if quick is not None and quick(data):
         return
-    problem = schemas.first_problem(schemas.validator(operation.spec, pointer), data)
+    problem = schemas.first_problem(schemas.validator(operation.spec, body_pointer(operation)), data)
     if problem is not None:
         message, param = schemas.describe(problem)
         raise InvalidRequest(f"Invalid request body: {message}", param=param or "body")
@@ -319,9 +328,7 @@ def refuse_undeclared_nulls(operation: Operation, fields: dict[str, Any], nulls:
     same null in a JSON body would be. The model cannot tell: it takes None for any optional field."""
     if not nulls:
         return
-    assert operation.body_media_type is not None
-    pointer = schemas.request_body_pointer(operation.spec, operation.spec_path, operation.method,
-                                           operation.body_media_type)
+    pointer = body_pointer(operation)
     text_only = {name: "" if isinstance(value, bytes) else value for name, value in fields.items()}
     for error in schemas.validator(operation.spec, pointer).iter_errors(text_only):
         if error.path and error.path[0] in nulls:

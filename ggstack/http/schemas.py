@@ -154,9 +154,13 @@ def quick_check(spec: str, pointer: str) -> Callable[[Any], bool] | None:
     python-jsonschema", which alone decides what is refused and how it is worded."""
     if not compiled_validators_installed() or unagreed_keywords(spec, pointer):
         return None
-    compiled = jsonschema_rs.Draft202012Validator(
-        {"$ref": SPEC_URI + spec + quote(pointer, safe="#/~")}, registry=compiled_registry(spec),
-        validate_formats=False, keywords={"pattern": PythonPattern})
+    try:
+        compiled = jsonschema_rs.Draft202012Validator(
+            {"$ref": SPEC_URI + spec + quote(pointer, safe="#/~")}, registry=compiled_registry(spec),
+            validate_formats=False, keywords={"pattern": PythonPattern})
+    except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
+        log.warning("no quick check for %s %s: %s", spec, pointer, exc)
+        return None
 
     def accepts(instance: Any) -> bool:
         try:
