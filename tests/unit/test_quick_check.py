@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from schemathesis.core.errors import InvalidSchema
 
 from generated.routes import OPERATIONS
 from ggstack.http import schemas
@@ -180,8 +181,14 @@ def test_both_verdicts_agree_on_every_mutation_of_a_body_with_every_field(op: Op
 def test_both_verdicts_agree_on_generated_bodies(op: Operation, mode: GenerationMode) -> None:
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(case=case_strategy(op, mode), data=st.data())
-    def check(case: Any, data: st.DataObject) -> None:
+    @given(data=st.data())
+    def check(data: st.DataObject) -> None:
+        try:
+            case = data.draw(case_strategy(op, mode))
+        except InvalidSchema:
+            # Schemathesis 4.32 with jsonschema-rs 0.60 cannot make some negative cases (evaluate_rows:
+            # "Cannot generate an array with 1 demanded elements"); that example is dropped, the rest run
+            assume(False)
         body = case.body
         variants = list(itertools.islice(mutations(body), MUTATIONS)) if isinstance(body, dict | list) else []
         picked = [body, *(data.draw(st.sampled_from(variants)) for _ in range(3) if variants)]
