@@ -1,4 +1,4 @@
-"""Vector-store throughput and latency, straight on the stores (no HTTP), in both Chroma modes.
+"""Vector-store throughput and latency, straight on the stores (no HTTP, both Chroma modes) and over HTTP.
 
 - Ingestion: 1 MB of English-like text through the real pipeline (word windows, the
   bundled all-MiniLM-L6-v2, Chroma upserts), "auto" chunking; chunks/s and MB/min.
@@ -18,7 +18,8 @@ its files' records added), the copy's files evicted from the OS page cache befor
 /v1/health answers, none skipped, in three starts: warm-up off (`search_warmup_stores: 0`, what
 the server did before it had one), warm-up on with the queries at once (racing it), and warm-up
 on after waiting for it (until `/metrics` says `ggstack_search_warmup_running 0`, at most
-WARMUP_WAIT_S; the wait is printed). The server's RSS is printed at readiness, after the wait,
+WARMUP_WAIT_S; the wait is printed), with `--steady-queries` (200) per mode in that last start:
+its p95 is the one the targets name (vector <= 30 ms, keyword and hybrid <= 50 over HTTP). The server's RSS is printed at readiness, after the wait,
 and after the searches.
 """
 
@@ -65,6 +66,9 @@ WORDS = (
     "travel", "gather", "repair", "divide", "imagine",
 )
 QUERIES = 40
+#: Searches per mode over HTTP once the warm-up is done: the p95 the targets are judged on, over
+#: enough queries that it is not the 2nd-worst of 40.
+STEADY_QUERIES = 200
 WARMUP = 3
 UPSERT_BATCH = 2000
 #: `fill` gives each file this many chunks.
@@ -264,7 +268,7 @@ async def main_async(args: argparse.Namespace) -> int:
             if args.store_dir is not None:
                 if args.restarts:
                     restart_rows = await restarts(args.store_dir, spec.identifier, engine.dimension,
-                                                  evict=args.evict)
+                                                  evict=args.evict, steady=args.steady_queries)
                 rows += await kept_store(args.store_dir, engine, sizes, args.grow)
                 modes = []
             for mode in modes:
@@ -342,16 +346,18 @@ async def grown_copy(store_dir: Path, grow: int, dimension: int) -> str:
 STORE_ID = "bench-search-embedded"
 
 
-async def restarts(store_dir: Path, model: str, dimension: int, *, evict: bool) -> list[str]:
+async def restarts(store_dir: Path, model: str, dimension: int, *, evict: bool, steady: int) -> list[str]:
     """Searches over HTTP right after a server start on a copy of the kept store: warm-up off, on
-    (queries at once), on (after waiting for it). The copy is deleted afterwards."""
-    rows = ["| server start | mode | first query ms | p50/p95/max ms (all 40) |", "| --- | --- | --- | --- |"]
-    queries = [" ".join(random.Random(7 + i).choices(WORDS, k=6)) for i in range(QUERIES)]
+    (queries at once), on (after waiting for it; `steady` queries per mode, so its p95 rests on
+    more than the 2nd-worst of 40). The copy is deleted afterwards."""
+    rows = ["| server start | mode | first query ms | queries | p50/p95/p99/max ms (all, none skipped) |",
+            "| --- | --- | --- | --- | --- |"]
     with tempfile.TemporaryDirectory(dir=store_dir.parent) as tmp:
         data = Path(tmp) / "server"
         await server_copy(store_dir, data, model, dimension)
-        for label, stores, wait in (("warm-up off", 0, False), ("warm-up on, at once", 4, False),
-                                    ("warm-up on, after it", 4, True)):
+        for label, stores, wait, count in (("warm-up off", 0, False, QUERIES), ("warm-up on, at once", 4, False, QUERIES),
+                                           ("warm-up on, after it", 4, True, max(QUERIES, steady))):
+            queries = [" ".join(random.Random(7 + i).choices(WORDS, k=6)) for i in range(count)]
             rows += restart(data, label, stores, wait, evict, queries)
     return rows
 
@@ -422,15 +428,15 @@ def restart(data: Path, label: str, warmup_stores: int, wait: bool, evict: bool,
                 rss["after the wait"] = rss_mib(process.pid)
             for mode in SEARCH_MODES:
                 samples = [searched(http, q, mode) for q in queries]
-                rows.append(f"| {label} | {mode} | {samples[0]:.0f} | {statistics.median(samples):.0f}/"
-                            f"{percentile(samples, 0.95):.0f}/{max(samples):.0f} |")
+                rows.append(f"| {label} | {mode} | {samples[0]:.0f} | {len(samples)} | {statistics.median(samples):.1f}/"
+                            f"{percentile(samples, 0.95):.1f}/{percentile(samples, 0.99):.1f}/{max(samples):.0f} |")
                 print(rows[-1], flush=True)
             rss["after the searches"] = rss_mib(process.pid)
     finally:
         stop(process)
     memory = ", ".join(f"{name} {mib:.0f}" for name, mib in rss.items())
     print(f"{label}: ready {ready_s:.1f} s after the start{note}; RSS MiB: {memory}", flush=True)
-    return rows + [f"| {label} | ready {ready_s:.1f} s{note}; RSS MiB {memory} | | |"]
+    return rows + [f"| {label} | ready {ready_s:.1f} s{note}; RSS MiB {memory} | | | |"]
 
 
 def searched(http: httpx.Client, query: str, mode: str) -> float:
@@ -456,6 +462,8 @@ def main() -> int:
     parser.add_argument("--restarts", action=argparse.BooleanOptionalAction, default=True,
                         help="with --store-dir: first search a copy through `ggstack serve` right after each of "
                         "three starts (warm-up off; on; on and waited for)")
+    parser.add_argument("--steady-queries", type=int, default=STEADY_QUERIES,
+                        help="with --store-dir: searches per mode over HTTP after the warm-up (the target's figure)")
     parser.add_argument("--evict", action=argparse.BooleanOptionalAction, default=True,
                         help="drop the copy's files from the OS page cache before each server start")
     return asyncio.run(main_async(parser.parse_args()))

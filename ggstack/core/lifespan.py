@@ -66,14 +66,15 @@ async def open_context(settings: Settings, operations: tuple[Operation, ...],
         follower = loop.create_task(follow_models(registry, settings.model_refresh_seconds)) if shared else None
         warming: asyncio.Task[None] | None = None
         try:
+            # In the background, and first, so its loads start as early as they can: readiness
+            # does not wait for it (ggstack.search.warmup).
+            warming = loop.create_task(ctx.warmup.run())
             # Resumes vector-store files left in_progress by a previous run (replicas: nobody
             # holds); eval and fine-tuning jobs cannot resume (their state died with the process)
             # and are marked failed; replicas keep looking for those a dead replica leaves.
             await ingest.start()
             await evals.open()
             await training.start()
-            # In the background: readiness does not wait for it (ggstack.search.warmup).
-            warming = loop.create_task(ctx.warmup.run())
             yield ctx
         finally:
             await stopped(warming)

@@ -51,6 +51,12 @@ DEFAULT_PARALLEL = 4
 # Texts up to this many characters are tokenised on the event loop (about 0.8 us per character
 # on SmolLM2's vocabulary, so at most ~1 ms); longer ones on a worker thread.
 INLINE_TOKENIZE_CHARS = 1024
+# An encoder batch of at most this many tokens (a search query or two) runs on one thread,
+# whatever n_threads_batch says. MiniLM on 8 tokens took 3.6 ms on one thread and 4.1 on two
+# (process CPU time the same as wall time on two: the second thread bought nothing), and
+# the second core stays free for the event loop and Chroma's query (docs/benchmarks.md,
+# "Vector search over HTTP"). The output does not depend on the thread count.
+SMALL_BATCH_TOKENS = 32
 
 
 def check_embedding_batch(n_batch: int) -> None:
@@ -355,8 +361,7 @@ class LlamaCppEmbeddingEngine:
             return [], 0
         if all(isinstance(x, str) for x in inputs):
             texts = [str(x) for x in inputs]
-            token_lists = await anyio.to_thread.run_sync(
-                lambda: [self._llama.tokenize(t.encode("utf-8"), True, False) for t in texts])
+            token_lists = await self._tokenized(texts)
         else:
             token_lists = [list(x) for x in inputs if not isinstance(x, str)]
             if len(token_lists) != len(inputs):
@@ -378,6 +383,16 @@ class LlamaCppEmbeddingEngine:
 
     async def tokenize(self, text: str, *, add_bos: bool = True, special: bool = True) -> list[int]:
         return await anyio.to_thread.run_sync(self._llama.tokenize, text.encode("utf-8"), add_bos, special)
+
+    async def _tokenized(self, texts: list[str]) -> list[list[int]]:
+        """Short inputs (a search query) on the event loop, as the chat engine does: the hop to
+        a worker thread and back cost more than tokenising a few words."""
+        def run() -> list[list[int]]:
+            return [self._llama.tokenize(t.encode("utf-8"), True, False) for t in texts]
+
+        if sum(len(t) for t in texts) <= INLINE_TOKENIZE_CHARS:
+            return run()
+        return await anyio.to_thread.run_sync(run)
 
     def close(self) -> None:
         """Stop the worker thread and free the model (blocking; call from a thread)."""
@@ -401,6 +416,8 @@ def pooled_rows(llama: Any, token_lists: list[list[int]], width: int) -> np.ndar
     pending: list[int] = []
 
     def decode() -> None:
+        threads = 1 if used <= SMALL_BATCH_TOKENS else llama.n_threads_batch
+        llama_cpp.llama_set_n_threads(llama.ctx, threads, threads)
         llama._ctx.kv_cache_clear()
         llama._ctx.decode(batch)
         for seq, index in enumerate(pending):

@@ -266,7 +266,11 @@ class VectorStore(Protocol):
         (1 - alpha) * keyword score normalised by the best keyword score.
         """
 
-    async def warm(self, store_id: str, *, postings_bytes: int) -> int:
-        """Load the store's search indexes before a search needs them (start-up warm-up,
-        ggstack.search.warmup); the bytes of keyword postings it cached. Searches are correct
+    async def warm_index(self, store_id: str) -> None:
+        """Load the store's vector index before a search needs it (start-up warm-up,
+        ggstack.search.warmup). Searches are correct whether or not it ran, or runs beside them."""
+
+    async def warm_keywords(self, store_id: str, *, postings_bytes: int) -> int:
+        """Read up to `postings_bytes` of the store's keyword postings before a search needs them,
+        stepping aside for searches that run meanwhile; the bytes cached. Searches are correct
         whether or not it ran, or runs beside them."""

@@ -30,6 +30,7 @@ from chromadb.errors import NotFoundError as ChromaNotFound
 
 from ggstack.core.errors import AlreadyExistsError, InvalidValueError, NotFoundError
 from ggstack.stores import bm25
+from ggstack.stores.activity import SearchActivity
 from ggstack.stores.base import Chunk, Filters, Hit, Ranker, Scalar
 from ggstack.stores.filters import to_chroma_where, valid_key
 from ggstack.stores.keywords import IndexedChunk, KeywordIndex
@@ -129,6 +130,8 @@ class ChromaVectorStore:
         self._collections: dict[str, Collection] = {}
         self._lock = threading.Lock()
         self._batch_size: int | None = None
+        #: Searches running now: the background warm-up steps aside for them.
+        self.activity = SearchActivity()
 
     @classmethod
     def embedded(cls, path: str | Any, keywords: KeywordIndex | None = None) -> ChromaVectorStore:
@@ -155,6 +158,11 @@ class ChromaVectorStore:
         await anyio.to_thread.run_sync(self._client.heartbeat, abandon_on_cancel=True)
 
     # -- plumbing -------------------------------------------------------------------------
+
+    async def _search(self, store_id: str, fn: Callable[..., T], *args: Any) -> T:
+        """`_run` for a search, counted as running (`activity`) from call to answer."""
+        with self.activity.searching():
+            return await self._run(store_id, fn, *args)
 
     async def _run(self, store_id: str, fn: Callable[..., T], *args: Any) -> T:
         try:
@@ -313,7 +321,7 @@ class ChromaVectorStore:
             return [Hit(_chunk(text, meta), min(1.0, max(0.0, 1.0 - float(distance))))
                     for text, meta, distance in rows]
 
-        return await self._run(store_id, work)
+        return await self._search(store_id, work)
 
     async def keyword(self, store_id: str, text: str, *, k: int = 10,
                       where: Filters | None = None) -> list[Hit]:
@@ -323,8 +331,8 @@ class ChromaVectorStore:
         if not terms:
             return []
         if self._keywords is not None:
-            return await self._run(store_id, self._indexed_keyword_sync, store_id, terms, k, chroma_where)
-        return await self._run(store_id, self._keyword_sync, store_id, terms, k, chroma_where)
+            return await self._search(store_id, self._indexed_keyword_sync, store_id, terms, k, chroma_where)
+        return await self._search(store_id, self._keyword_sync, store_id, terms, k, chroma_where)
 
     def _indexed_keyword_sync(self, store_id: str, terms: list[str], k: int,
                               where: dict[str, Any] | None) -> list[Hit]:
@@ -384,23 +392,30 @@ class ChromaVectorStore:
         ranked = bm25.rank(docs, idfs)[:k]
         return [Hit(_chunk(docs[doc_id], metas[doc_id]), s / (1.0 + s)) for doc_id, s in ranked]
 
-    async def warm(self, store_id: str, *, postings_bytes: int) -> int:
-        """Load what a store's first searches would otherwise load: Chroma's vector index (0.5-1.2 s
-        at 100k chunks, on the first query of the store in this process) and, with a keyword index,
-        up to `postings_bytes` of its postings (built first if the store has chunks but no index,
-        as the first keyword search would). The bytes of postings cached."""
-        def work() -> int:
+    async def warm_index(self, store_id: str) -> None:
+        """Load Chroma's vector index of a store (0.5-1.2 s at 100k chunks, paid by the first
+        query of the store in this process otherwise)."""
+        def work() -> None:
             collection = self._collection(store_id)
             # Any query loads the index; a stored vector is the one probe of the right dimension.
             stored = collection.get(limit=1, include=["embeddings"])["embeddings"]
             if stored is not None and len(stored):
                 probe: list[Sequence[float] | Sequence[int]] = [[float(x) for x in stored[0]]]
                 collection.query(query_embeddings=probe, n_results=1, include=[])
+
+        await self._run(store_id, work)
+
+    async def warm_keywords(self, store_id: str, *, postings_bytes: int) -> int:
+        """With a keyword index, read up to `postings_bytes` of the store's postings (building the
+        index first if the store has chunks but no index, as the first keyword search would),
+        one term at a time in quiet moments between searches (ggstack.stores.activity). The
+        bytes of postings cached."""
+        def work() -> int:
             if self._keywords is None:
                 return 0
             if not self._keywords.indexed(store_id):
-                self._reindex(store_id, collection)
-            return self._keywords.warm(store_id, postings_bytes)
+                self._reindex(store_id, self._collection(store_id))
+            return self._keywords.warm(store_id, postings_bytes, pause=self.activity.pace)
 
         return await self._run(store_id, work)
 
@@ -436,7 +451,7 @@ class ChromaVectorStore:
             fused = fuse(by_vector, by_keyword, k=k, ranker=ranker, impact_factor=impact_factor, alpha=alpha)
             return self._hits(collection, fused)
 
-        return await self._run(store_id, work)
+        return await self._search(store_id, work)
 
 
 Ranked = Sequence[tuple[str, float]]

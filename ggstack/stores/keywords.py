@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,9 +70,6 @@ IN_BATCH = 500
 CACHE_BYTES = 256 * 1024 * 1024
 #: What one cached posting costs: the posting and its BM25 weight (`TermPostings`).
 CACHED_POSTING_BYTES = POSTING.itemsize + np.dtype(np.float64).itemsize
-#: Terms whose postings `warm` reads in one query (so at most this many terms' raw rows are in
-#: memory beside the cache at once).
-WARM_BATCH = 64
 
 _metadata = MetaData()
 
@@ -366,35 +363,45 @@ class KeywordIndex:
             names = self._chunk_ids(conn, [doc for doc, _ in ranked])
         return sorted((Scored(names[doc], s) for doc, s in ranked), key=lambda h: (-h.bm25, h.chunk_id))
 
-    def warm(self, store_id: str, max_bytes: int) -> int:
+    def warm(self, store_id: str, max_bytes: int, pause: Callable[[], object] | None = None) -> int:
         """Read a store's postings into the cache before a query asks for them; the bytes cached.
 
         The terms with the most postings come first: they are the slow ones to read cold (45k
         postings took 3-10 ms from a file in the page cache, up to 50 from disk, so the first
         queries after a start took up to 120 ms). Stop words are left out, as queries leave
-        them out. Stops at `max_bytes`, and at the cache's own size. The store's statistics
-        row is read at the same time, so a query that comes meanwhile finds the same version.
+        them out. Stops at `max_bytes`, and at the cache's own size. One term at a time, with
+        `pause()` before each (the warm-up waits there for a quiet moment between searches),
+        each read with the store's statistics of that moment; a write meanwhile ends the warm-up
+        (what it read is for the old version, which the next query drops).
         """
         budget = min(max_bytes, self._cache.max_bytes)
         with self._engine.connect() as conn, conn.begin():
             stats = self._stats(conn, store_id)
             if stats is None:
                 return 0
-            version, n_docs, avgdl = stats
             postings = func.sum(keyword_segments.c.size)
             sizes = conn.execute(select(keyword_segments.c.term, postings)
                                  .where(keyword_segments.c.store_id == store_id)
                                  .group_by(keyword_segments.c.term)
                                  .order_by(postings.desc(), keyword_segments.c.term)).all()
-            chosen, used = [], 0
-            for term, size in sizes:
-                cost = int(size) * CACHED_POSTING_BYTES
-                if term not in bm25.STOP_WORDS and used + cost <= budget:
-                    chosen.append(term)
-                    used += cost
-            for part in batches(chosen, WARM_BATCH):
-                self._cached_terms(conn, store_id, version, part, n_docs, avgdl)
-        return used
+        chosen, used = [], 0
+        for term, size in sizes:
+            cost = int(size) * CACHED_POSTING_BYTES
+            if term not in bm25.STOP_WORDS and used + cost <= budget:
+                chosen.append((term, cost))
+                used += cost
+        cached = 0
+        for term, cost in chosen:
+            if pause is not None:
+                pause()
+            with self._engine.connect() as conn, conn.begin():
+                now = self._stats(conn, store_id)
+                if now is None or now[0] != stats[0]:
+                    break
+                version, n_docs, avgdl = now
+                self._cached_terms(conn, store_id, version, [term], n_docs, avgdl)
+            cached += cost
+        return cached
 
     @staticmethod
     def _stats(conn: Connection, store_id: str) -> tuple[int, int, float] | None:

@@ -322,6 +322,28 @@ async def test_many_inputs_are_packed_into_several_decodes(tiny_embed_gguf):
             assert alone[0] == pytest.approx(vectors[i], abs=1e-5)
 
 
+async def test_a_short_input_is_encoded_on_one_thread_and_a_batch_on_all(tiny_embed_gguf, monkeypatch):
+    """A search query's few tokens run on one thread (the second bought nothing and took a core
+    from the event loop); a batch past SMALL_BATCH_TOKENS on n_threads_batch. The vectors do not
+    depend on it."""
+    import llama_cpp
+
+    from ggstack.engines import llamacpp
+
+    async with embed_engine(tiny_embed_gguf, options={"n_threads_batch": 2}) as engine:
+        ctx = engine._llama.ctx
+        texts = [f"the cat {i} sat on mat {i * 7}" for i in range(8)]
+        assert sum([len(await engine_tokens(engine, t)) for t in texts]) > llamacpp.SMALL_BATCH_TOKENS
+        await engine.embed(texts)
+        assert llama_cpp.llama_n_threads_batch(ctx) == 2
+        one_thread, _ = await engine.embed([texts[3]])
+        assert llama_cpp.llama_n_threads_batch(ctx) == 1
+        monkeypatch.setattr(llamacpp, "SMALL_BATCH_TOKENS", 0)
+        two_threads, _ = await engine.embed([texts[3]])
+        assert llama_cpp.llama_n_threads_batch(ctx) == 2
+        assert one_thread == two_threads
+
+
 async def test_token_array_inputs_match_text_inputs(tiny_embed_gguf):
     async with embed_engine(tiny_embed_gguf) as engine:
         ids = await engine_tokens(engine, "hello world")

@@ -213,6 +213,58 @@ def test_warming_reads_the_largest_postings_first_and_changes_no_answer(keyword_
             index.close()
 
 
+def test_warming_pauses_before_each_term_and_stops_at_a_write(keyword_url):
+    """`warm` reads one term per step with `pause()` before each (where the warm-up gives way to
+    searches); a write between two steps ends it, so nothing is cached for the old version
+    after the write, and a query still answers as a cold reader does."""
+    from ggstack.stores.keywords import CACHED_POSTING_BYTES, IndexedChunk
+
+    writer = KeywordIndex.open(keyword_url)
+    cold, warmed = KeywordIndex.open(keyword_url), KeywordIndex.open(keyword_url)
+    try:
+        writer.upsert("vs", [IndexedChunk(f"f:{i}", "f", " ".join(
+            ["salt"] * (i < 6) + ["water"] * (i < 4) + ["bread"] * (i < 2) + ["rare"]))
+            for i in range(8)])
+        steps: list[int] = []
+        assert warmed.warm("vs", 1 << 20, pause=lambda: steps.append(len(steps))) == 20 * CACHED_POSTING_BYTES
+        assert len(steps) == 4  # rare, salt, water, bread: one pause each
+
+        def write_at_second_step() -> None:
+            steps.append(len(steps))
+            if len(steps) == 2:
+                writer.upsert("vs", [IndexedChunk("f:9", "f", "salt and more salt")])
+
+        steps.clear()
+        fresh = KeywordIndex.open(keyword_url)
+        try:
+            # The largest term ("rare", 8 postings) is read; the write comes before the second.
+            assert fresh.warm("vs", 1 << 20, pause=write_at_second_step) == 8 * CACHED_POSTING_BYTES
+            assert len(steps) == 2
+            for terms in (["salt"], ["rare", "water"]):
+                assert fresh.search("vs", terms, 5) == cold.search("vs", terms, 5)
+        finally:
+            fresh.close()
+    finally:
+        for index in (writer, cold, warmed):
+            index.close()
+
+
+def test_search_activity_holds_background_work_while_a_search_runs():
+    """`wait_quiet` says quiet only when no search runs (and none ended within the gap); a
+    search in flight makes it give up at its bound instead."""
+    from ggstack.stores.activity import SearchActivity
+
+    activity = SearchActivity()
+    assert activity.wait_quiet(gap_s=0.0, max_wait_s=0.0)
+    with activity.searching():
+        assert not activity.wait_quiet(gap_s=0.0, max_wait_s=0.01)
+        with activity.searching():
+            pass
+        assert not activity.wait_quiet(gap_s=0.0, max_wait_s=0.0)  # the outer one still runs
+    assert not activity.wait_quiet(gap_s=3600.0, max_wait_s=0.0)  # one just ended
+    assert activity.wait_quiet(gap_s=0.0, max_wait_s=0.0)
+
+
 def test_an_index_from_before_segments_keeps_its_postings(tmp_path):
     """The old one-row-per-term table is moved into segments when the index opens."""
     import numpy as np

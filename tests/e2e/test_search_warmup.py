@@ -5,6 +5,8 @@ before the restart, not while the warm-up runs, not after it, not with it turned
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -76,34 +78,69 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.mark.anyio
-async def test_the_most_recently_used_stores_are_warmed_first_and_at_most_so_many(tmp_path):
-    metadata = SqlMetadataStore.open(f"sqlite:///{tmp_path / 'ggstack.db'}")
-    keywords = KeywordIndex.open(f"sqlite:///{tmp_path / 'ggstack.db'}")
-    vectors = ChromaVectorStore.embedded(tmp_path / "chroma", keywords)
-    registry = ModelRegistry()
-    try:
-        stamp = now()
-        # (id, seconds since last use, expiry in days); "gone" has a record but no index.
-        for store_id, idle, days in (("old", 5000, None), ("recent", 10, None), ("gone", 100, None),
-                                     ("middle", 1000, None), ("expired", 3 * 86400, 1)):
-            doc = {"id": store_id, "created_at": stamp - idle, "last_active_at": stamp - idle}
-            if days:
-                doc["expires_after"] = {"anchor": "last_active_at", "days": days}
-            await metadata.put(VECTOR_STORE, store_id, doc)
-            if store_id != "gone":
-                await vectors.create(store_id, dimension=2)
-                await vectors.upsert_chunks(store_id, [Chunk("f", 0, f"{store_id} words", embedding=[1.0, 0.0])])
-        warmup = SearchWarmup(metadata, vectors, registry, max_stores=3, postings_bytes=1 << 20)
-        await warmup.run()
-        assert list(warmup.stores.items()) == [("recent", "warm"), ("gone", "failed"), ("middle", "warm")]
-        assert not warmup.running
+@dataclass
+class Parts:
+    """What a server's warm-up works with, on one SQLite file and an embedded Chroma."""
 
-        off = SearchWarmup(metadata, vectors, registry, max_stores=0, postings_bytes=1 << 20)
-        await off.run()
-        assert off.stores == {}
+    metadata: SqlMetadataStore
+    keywords: KeywordIndex
+    vectors: ChromaVectorStore
+    registry: ModelRegistry
+
+
+@pytest.fixture
+async def parts(tmp_path) -> AsyncIterator[Parts]:
+    keywords = KeywordIndex.open(f"sqlite:///{tmp_path / 'ggstack.db'}")
+    made = Parts(SqlMetadataStore.open(f"sqlite:///{tmp_path / 'ggstack.db'}"), keywords,
+                 ChromaVectorStore.embedded(tmp_path / "chroma", keywords), ModelRegistry())
+    try:
+        yield made
     finally:
-        await registry.close()
-        vectors.close()
+        await made.registry.close()
+        made.vectors.close()
         keywords.close()
-        metadata.close()
+        made.metadata.close()
+
+
+@pytest.mark.anyio
+async def test_the_most_recently_used_stores_are_warmed_first_and_at_most_so_many(parts):
+    metadata, vectors, registry = parts.metadata, parts.vectors, parts.registry
+    stamp = now()
+    # (id, seconds since last use, expiry in days); "gone" has a record but no index.
+    for store_id, idle, days in (("old", 5000, None), ("recent", 10, None), ("gone", 100, None),
+                                 ("middle", 1000, None), ("expired", 3 * 86400, 1)):
+        doc = {"id": store_id, "created_at": stamp - idle, "last_active_at": stamp - idle}
+        if days:
+            doc["expires_after"] = {"anchor": "last_active_at", "days": days}
+        await metadata.put(VECTOR_STORE, store_id, doc)
+        if store_id != "gone":
+            await vectors.create(store_id, dimension=2)
+            await vectors.upsert_chunks(store_id, [Chunk("f", 0, f"{store_id} words", embedding=[1.0, 0.0])])
+    warmup = SearchWarmup(metadata, vectors, registry, max_stores=3, postings_bytes=1 << 20)
+    await warmup.run()
+    assert list(warmup.stores.items()) == [("recent", "warm"), ("gone", "failed"), ("middle", "warm")]
+    assert not warmup.running
+
+    off = SearchWarmup(metadata, vectors, registry, max_stores=0, postings_bytes=1 << 20)
+    await off.run()
+    assert off.stores == {}
+
+
+@pytest.mark.anyio
+async def test_a_store_whose_model_does_not_load_is_failed_and_the_others_warm(parts):
+    """Models and vector indexes load side by side; a model that fails marks its stores failed
+    (their first search tries again), and their keyword postings are not read."""
+    stamp = now()
+    for store_id, model, idle in (("unloadable", "no-such-model", 10), ("plain", None, 20)):
+        await parts.metadata.put(VECTOR_STORE, store_id, {"id": store_id, "created_at": stamp - idle,
+                                                          "last_active_at": stamp - idle, "embedding_model": model})
+        await parts.vectors.create(store_id, dimension=2)
+        await parts.vectors.upsert_chunks(store_id, [Chunk("f", 0, f"{store_id} words", embedding=[1.0, 0.0])])
+    warmup = SearchWarmup(parts.metadata, parts.vectors, parts.registry, max_stores=4, postings_bytes=1 << 20)
+    await warmup.run()
+    assert warmup.stores == {"unloadable": "failed", "plain": "warm"}
+    keywords = parts.keywords
+    with keywords._engine.connect() as conn:
+        versions = {store_id: keywords._stats(conn, store_id)[0] for store_id in warmup.stores}
+    assert keywords._cache.get("plain", versions["plain"], "plain") is not None
+    assert keywords._cache.get("unloadable", versions["unloadable"], "unloadable") is None
