@@ -9,13 +9,13 @@ now does that work in the background after it starts, before anyone asks:
 
 - the stores most recently used first (`last_active_at`), at most `search_warmup_stores` of
   them (0 turns warm-up off); expired stores are skipped;
-- first what a vector search waits for: the stores' embedding models (loaded, not run), each
-  on its model's thread, while the vector indexes load one after another in one worker thread;
-- then, store by store, the keyword postings, the terms with the most postings first, up to
+- side by side: the stores' embedding models (loaded, not run), each on its model's thread;
+  their vector indexes, one after another in one worker thread; and, store by store in another,
+  their keyword postings, the terms with the most postings first, up to
   `search_warmup_postings_mb` for all stores together (never more than the postings cache
-  holds; see ggstack.stores.keywords), one term at a time and only in quiet moments between
-  searches (ggstack.stores.activity): read straight through beside a stream of vector
-  searches, it made them 5-10 ms slower each.
+  holds; see ggstack.stores.keywords), one term at a time, giving way to searches
+  (ggstack.stores.activity): read straight through beside a stream of vector searches, it made
+  them 5-10 ms slower each.
 
 Readiness does not wait for it: `/v1/health` answers as soon as the server can answer a search
 correctly, which it can from the start. A search that arrives while its store warms does the
@@ -68,15 +68,13 @@ class SearchWarmup:
             started = time.perf_counter()
             chosen = await self._recent_stores()
             self.stores = dict.fromkeys((doc["id"] for doc in chosen), "pending")
-            # What a vector search waits for first, side by side: the embedding models on their
-            # own threads while the stores' vector indexes load (one after another, the most
-            # recent first). Loaded one after the other they made the first search after a
-            # start wait for both (0.7-1.2 s); a vector search needs nothing else.
-            failed = await self._load(chosen)
-            budget = self.postings_bytes
-            for doc in chosen:
-                if doc["id"] not in failed:
-                    budget -= await self._warm_keywords(doc["id"], budget)
+            # Side by side: the embedding models on their own threads, the stores' vector indexes
+            # one after another (the most recent first), and the keyword postings. Loaded one
+            # after the other, the model and the index made the first vector search after a start
+            # wait for both (0.7-1.2 s), and postings read after them raced the searches that
+            # followed; read now, they are mostly in while the first search waits anyway.
+            loading, reading = await asyncio.gather(self._load(chosen), self._read_postings(chosen))
+            self.stores = {store_id: "failed" if store_id in loading | reading else "warm" for store_id in self.stores}
             if chosen:
                 log.info("search warm-up: %d of %d vector stores warm in %.1f s", sum(
                     state == "warm" for state in self.stores.values()), len(chosen), time.perf_counter() - started)
@@ -91,7 +89,7 @@ class SearchWarmup:
 
     async def _load(self, chosen: list[dict[str, Any]]) -> set[str]:
         """Load the chosen stores' embedding models and vector indexes; the ids of the stores
-        whose model or index failed (logged, and marked failed: their first search loads them)."""
+        whose model or index failed (logged: their first search loads them)."""
         failed: set[str] = set()
 
         async def model(name: str) -> None:
@@ -122,20 +120,21 @@ class SearchWarmup:
 
         names = dict.fromkeys(doc["embedding_model"] for doc in chosen if doc.get("embedding_model"))
         await asyncio.gather(indexes(), *(model(name) for name in names))
-        for store_id in failed:
-            self.stores[store_id] = "failed"
         return failed
 
-    async def _warm_keywords(self, store_id: str, budget: int) -> int:
-        """Read one store's keyword postings, in quiet moments between searches; the bytes cached."""
-        started = time.perf_counter()
-        try:
-            cached = await self.vectors.warm_keywords(store_id, postings_bytes=max(0, budget))
-        except Exception:  # warm-up is an optimisation: the first search still works
-            self.stores[store_id] = "failed"
-            log.warning("search warm-up: vector store %s not warmed", store_id, exc_info=True)
-            return 0
-        self.stores[store_id] = "warm"
-        log.info("search warm-up: vector store %s warm (%.1f MiB of keyword postings in %.2f s)",
-                 store_id, cached / MIB, time.perf_counter() - started)
-        return cached
+    async def _read_postings(self, chosen: list[dict[str, Any]]) -> set[str]:
+        """Read the chosen stores' keyword postings, store by store within the budget; the ids of
+        the stores where that failed (logged: their first keyword search reads them)."""
+        budget, failed = self.postings_bytes, set()
+        for doc in chosen:
+            store_id, started = doc["id"], time.perf_counter()
+            try:
+                cached = await self.vectors.warm_keywords(store_id, postings_bytes=max(0, budget))
+            except Exception:  # warm-up is an optimisation: the first search still works
+                failed.add(store_id)
+                log.warning("search warm-up: vector store %s: keyword postings not read", store_id, exc_info=True)
+                continue
+            budget -= cached
+            log.info("search warm-up: vector store %s: %.1f MiB of keyword postings read in %.2f s",
+                     store_id, cached / MIB, time.perf_counter() - started)
+        return failed
