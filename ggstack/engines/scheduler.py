@@ -6,8 +6,8 @@ One thread runs `BatchScheduler._main`; every step it
 1. admits waiting requests into free slots (the slot whose cached tokens share the longest
    prefix with the new prompt, so a system prompt and earlier turns are not evaluated again;
    if another slot, busy or not, holds a longer prefix, its KV is copied over instead; where
-   any free slot would do, shortest prompt first on the lowest ids, so llama.cpp cuts the
-   step into few micro-batches, see `_place` and microbatch.py),
+   any free slot would do, shortest prompt first in order of sequence id, so llama.cpp cuts
+   the step into few micro-batches, see `_place` and microbatch.py),
 2. puts one token of every generating sequence into a batch, then fills what is left of
    `n_batch` with prompt chunks of sequences still prefilling, the shortest rest of a prompt
    first and then the oldest (a long prompt costs each step at most one batch, so running
@@ -249,38 +249,36 @@ class BatchScheduler:
     def _place(self, requests: list[GenerationRequest], free: list[Slot]) -> list[tuple[GenerationRequest, Slot]]:
         """Which free slot each request admitted in one step takes.
 
-        A request that holds a longer prefix on some slots than on others (a conversation going
-        on) takes the one where it keeps the most (the lowest id of those). The others, which could start
-        from (nearly: `PLACE_SLACK` tokens) the same prefix on any free slot, such as a burst of
-        new chats sharing a system prompt, go shortest prompt rest first to the lowest free
-        sequence ids: their prompts then sit on consecutive sequences, lengths growing with
-        the id, which llama.cpp cuts into the fewest micro-batches (one per distinct length,
-        see microbatch.py), and busy slots stay packed at the low ids, where gaps would cut
-        every decode step into more micro-batches too.
+        As one at a time: the slot whose own cache shares the longest prefix with the prompt,
+        the least recently used of equals (so a busy server overwrites its oldest caches).
+        What a whole step's admissions add: the requests whose own prefix is the same (within
+        `PLACE_SLACK` tokens) on every free slot, such as a burst of new chats sharing a system
+        prompt, take the least recently used slots among them in order of sequence id, shortest
+        prompt rest first. A burst's prompts then lie on sequences in order of length, which
+        llama.cpp cuts into the fewest micro-batches (one per distinct length where the ids are
+        consecutive, see microbatch.py); in arrival order they made up to twice as many.
         """
-        usable = {id(r): self._usable_prefixes(r.tokens) for r in requests}
-        best = {id(r): max(usable[id(r)][s.seq_id] for s in free) for r in requests}
-        placed: list[tuple[GenerationRequest, Slot]] = []
-        open_slots = sorted(free, key=lambda s: s.seq_id)
-        anywhere = [r for r in requests if all(usable[id(r)][s.seq_id] >= best[id(r)] - PLACE_SLACK for s in free)]
+        own = {id(r): self._prefixes(r.tokens) for r in requests}
+        anywhere = [r for r in requests
+                    if max(own[id(r)][s.seq_id] for s in free) - min(own[id(r)][s.seq_id] for s in free) <= PLACE_SLACK]
         loose = {id(r) for r in anywhere}
+        placed: list[tuple[GenerationRequest, Slot]] = []
+        open_slots = list(free)
         for request in (r for r in requests if id(r) not in loose):
-            slot = max(open_slots, key=lambda s: (usable[id(request)][s.seq_id], -s.seq_id))
+            slot = max(open_slots, key=lambda s: (own[id(request)][s.seq_id], -s.last_used))
             open_slots.remove(slot)
             placed.append((request, slot))
-        for request, slot in zip(sorted(anywhere, key=lambda r: len(r.tokens) - best[id(r)]), open_slots):
-            placed.append((request, slot))
+        oldest = sorted(sorted(open_slots, key=lambda s: s.last_used)[:len(anywhere)], key=lambda s: s.seq_id)
+        rests = {id(r): len(r.tokens) - self._expected_keep(own[id(r)], free) for r in anywhere}
+        placed.extend(zip(sorted(anywhere, key=lambda r: rests[id(r)]), oldest))
         return placed
 
-    def _usable_prefixes(self, tokens: list[int]) -> list[int]:
-        """For each slot, how many leading prompt tokens it would start from: its own cache's, or
-        another slot's copied over when that saves at least COPY_MIN_TOKENS (`_reuse_prefix`)."""
-        own = self._prefixes(tokens)
-        usable = []
-        for seq_id, mine in enumerate(own):
-            other = max((n for i, n in enumerate(own) if i != seq_id), default=0)
-            usable.append(other if other - mine >= COPY_MIN_TOKENS else mine)
-        return usable
+    @staticmethod
+    def _expected_keep(prefixes: list[int], free: list[Slot]) -> int:
+        """The cached prefix a request with these `prefixes` (one per slot) starts from on a free
+        slot: a free slot's own, or another slot's when copying it saves COPY_MIN_TOKENS."""
+        mine, anyone = max(prefixes[s.seq_id] for s in free), max(prefixes)
+        return anyone if anyone - mine >= COPY_MIN_TOKENS else mine
 
     def _prefixes(self, tokens: list[int]) -> list[int]:
         """How many leading tokens of `tokens` each slot's cache holds; at most all but the last,

@@ -213,6 +213,22 @@ async def test_a_burst_of_prompts_is_placed_by_length_on_consecutive_slots(tiny_
     assert [ids(events) for events, _ in together] == [ids(events) for events, _ in alone]
 
 
+async def test_a_prompt_any_slot_would_serve_as_well_takes_the_oldest_and_keeps_the_other_caches(tiny_chat_gguf):
+    # one after another, each sharing only its first token with the others: "xb" would keep one
+    # token more on "xa"'s slot than on an empty one, but taking the empty one keeps "xa" cached
+    # (one token is within PLACE_SLACK); "xd" then replaces the oldest, and "xb" again finds
+    # its whole prompt where it left it
+    greedy = SamplingOptions(temperature=0, max_tokens=2)
+    prompts = ["x" + c * 12 for c in "abcd"]
+    async with engine_with(tiny_chat_gguf, parallel=3) as engine:
+        for prompt in prompts:
+            await collect(engine, prompt, greedy)
+        await collect(engine, prompts[1], greedy)
+        states = await engine.slots()
+        again = len(await engine.tokenize(prompts[1]))
+    assert max(s.reused_tokens for s in states) == again - 1
+
+
 async def test_a_steps_tokens_go_out_before_the_next_admission(tiny_chat_gguf):
     # between two steps the model thread admits requests (building samplers, copying KV) and
     # runs controls; the tokens the last step sampled must already be with the event loop
